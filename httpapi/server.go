@@ -1,0 +1,142 @@
+// Package httpapi is paymentd's minimal HTTP API: checkout, claim and the
+// caller's purchases for the frontend, the Stripe webhook endpoint that
+// stores hints for the reconciler, and health, readiness and metrics for
+// operators.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/store"
+)
+
+// Server holds the API's dependencies; Handler returns its routes.
+type Server struct {
+	db    *store.DB
+	clock clock.Clock
+	log   *slog.Logger
+	mux   *http.ServeMux
+	// Ready adds checks to /readyz beyond the database and migrations; each
+	// returns "" when fine, else what is wrong.
+	readyChecks map[string]func(ctx context.Context) string
+}
+
+// New returns a server with the health routes mounted.
+func New(db *store.DB, clk clock.Clock, log *slog.Logger) *Server {
+	s := &Server{db: db, clock: clk, log: log, mux: http.NewServeMux(), readyChecks: map[string]func(context.Context) string{}}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	return s
+}
+
+// Handle mounts h at pattern (a net/http ServeMux pattern with method).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// AddReadyCheck adds a named readiness check.
+func (s *Server) AddReadyCheck(name string, check func(ctx context.Context) string) {
+	s.readyChecks[name] = check
+}
+
+// Handler returns the API with request ids and logging around every route.
+func (s *Server) Handler() http.Handler {
+	return s.requestID(s.mux)
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// RequestID returns the request id carried by ctx, if any.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// requestID gives each request an id (the caller's X-Request-Id when sane),
+// echoes it in the response and logs the request with it.
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if len(id) < 8 || len(id) > 64 {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		s.log.LogAttrs(ctx, slog.LevelInfo, "http request", slog.String("request_id", id),
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", rec.status),
+			slog.Duration("duration", time.Since(start)))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz reports whether this replica can do its work: the database
+// answers, its schema is current, and every added check passes.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	problems := map[string]string{}
+	if err := s.db.Pool.Ping(ctx); err != nil {
+		problems["database"] = "unreachable: " + err.Error()
+	} else if pending, err := s.db.PendingMigrations(ctx); err != nil {
+		problems["migrations"] = "cannot read schema_migrations: " + err.Error()
+	} else if len(pending) > 0 {
+		problems["migrations"] = "database is behind; run `paymentd migrate`"
+	}
+	for name, check := range s.readyChecks {
+		if msg := check(ctx); msg != "" {
+			problems[name] = msg
+		}
+	}
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "problems": problems})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Serve runs an HTTP server for h on ln until ctx ends, then shuts it down
+// gracefully within timeout.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Duration) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}

@@ -1,0 +1,577 @@
+// Package config loads paymentd's configuration: config.yaml for the shape
+// and local defaults, the environment for secrets and per-deployment values.
+// Load reports every problem at once, each under its key path, and treats an
+// unknown key as a problem, so a typo never silently disables a feature.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"golang.org/x/text/currency"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole of paymentd's configuration.
+type Config struct {
+	Database    Database    `yaml:"database"`
+	HTTP        HTTP        `yaml:"http"`
+	Auth        Auth        `yaml:"auth"`
+	Stripe      Stripe      `yaml:"stripe"`
+	Reconcile   Reconcile   `yaml:"reconcile"`
+	Steps       Steps       `yaml:"steps"`
+	Email       Email       `yaml:"email"`
+	Brand       Brand       `yaml:"brand"`
+	GitHub      GitHub      `yaml:"github"`
+	Webhook     Webhook     `yaml:"access_webhook"`
+	PostHog     PostHog     `yaml:"posthog"`
+	Fulfillment Fulfillment `yaml:"fulfillment"`
+	Products    []Product   `yaml:"products"`
+	Log         Log         `yaml:"log"`
+}
+
+// Database says where Postgres is.
+type Database struct {
+	URL      string `yaml:"url" env:"DATABASE_URL"`
+	MaxConns int32  `yaml:"max_conns"`
+}
+
+// HTTP configures the API listener.
+type HTTP struct {
+	Addr            string        `yaml:"addr" env:"PAYMENTD_HTTP_ADDR"`
+	AdminAddr       string        `yaml:"admin_addr" env:"PAYMENTD_ADMIN_ADDR"`
+	PublicURL       string        `yaml:"public_url" env:"PAYMENTD_PUBLIC_URL"`
+	CORSOrigins     []string      `yaml:"cors_origins"`
+	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Auth configures how user-facing endpoints verify bearer JWTs.
+type Auth struct {
+	JWTSecret string `yaml:"jwt_secret" env:"PAYMENTD_JWT_SECRET"`
+	JWKSURL   string `yaml:"jwks_url" env:"PAYMENTD_JWKS_URL"`
+	Issuer    string `yaml:"issuer"`
+	Audience  string `yaml:"audience"`
+}
+
+// Stripe configures the Stripe API client and the webhook endpoint.
+type Stripe struct {
+	SecretKey        string        `yaml:"secret_key" env:"STRIPE_SECRET_KEY"`
+	WebhookSecret    string        `yaml:"webhook_secret" env:"STRIPE_WEBHOOK_SECRET"`
+	APIBase          string        `yaml:"api_base" env:"STRIPE_API_BASE"`
+	SuccessURL       string        `yaml:"success_url"`
+	CancelURL        string        `yaml:"cancel_url"`
+	RateLimit        float64       `yaml:"rate_limit"`
+	WebhookTolerance time.Duration `yaml:"webhook_tolerance"`
+	Emulator         bool          `yaml:"emulator"`
+}
+
+// Reconcile configures when the reconciler runs.
+type Reconcile struct {
+	Schedule       string        `yaml:"schedule"`
+	DeepSchedule   string        `yaml:"deep_schedule"`
+	DeepWindow     time.Duration `yaml:"deep_window"`
+	Overlap        time.Duration `yaml:"overlap"`
+	AccessSchedule string        `yaml:"access_schedule"`
+}
+
+// Steps configures the durable step engine.
+type Steps struct {
+	Workers       int           `yaml:"workers"`
+	Lease         time.Duration `yaml:"lease"`
+	PollInterval  time.Duration `yaml:"poll_interval"`
+	BackoffBase   time.Duration `yaml:"backoff_base"`
+	BackoffMax    time.Duration `yaml:"backoff_max"`
+	MaxAttempts   int           `yaml:"max_attempts"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// Email configures how mail leaves.
+type Email struct {
+	Provider           string `yaml:"provider"`
+	OutboxDir          string `yaml:"outbox_dir"`
+	SendGridAPIKey     string `yaml:"sendgrid_api_key" env:"SENDGRID_API_KEY"`
+	SendGridAPIBase    string `yaml:"sendgrid_api_base" env:"SENDGRID_API_BASE"`
+	UnsubscribeGroupID int    `yaml:"unsubscribe_group_id"`
+	UnsubscribeSecret  string `yaml:"unsubscribe_secret" env:"PAYMENTD_UNSUBSCRIBE_SECRET"`
+	TemplateDir        string `yaml:"template_dir"`
+}
+
+// Brand is what the emails look like and who they are from.
+type Brand struct {
+	ProductName     string `yaml:"product_name"`
+	FromAddress     string `yaml:"from_address"`
+	FromName        string `yaml:"from_name"`
+	SupportEmail    string `yaml:"support_email"`
+	AdminEmail      string `yaml:"admin_email" env:"PAYMENTD_ADMIN_EMAIL"`
+	PrimaryColor    string `yaml:"primary_color"`
+	BackgroundColor string `yaml:"background_color"`
+	TextColor       string `yaml:"text_color"`
+	LogoURL         string `yaml:"logo_url"`
+	PricingURL      string `yaml:"pricing_url"`
+}
+
+// GitHub configures the repository-access provider.
+type GitHub struct {
+	Token      string `yaml:"token" env:"GITHUB_TOKEN"`
+	APIBase    string `yaml:"api_base" env:"GITHUB_API_BASE"`
+	Owner      string `yaml:"owner"`
+	Repo       string `yaml:"repo"`
+	Permission string `yaml:"permission"`
+}
+
+// Webhook configures the signed outbound webhook access provider.
+type Webhook struct {
+	URL    string `yaml:"url" env:"PAYMENTD_ACCESS_WEBHOOK_URL"`
+	Secret string `yaml:"secret" env:"PAYMENTD_ACCESS_WEBHOOK_SECRET"`
+}
+
+// PostHog configures optional product analytics.
+type PostHog struct {
+	APIKey string `yaml:"api_key" env:"POSTHOG_API_KEY"`
+	Host   string `yaml:"host"`
+}
+
+// Fulfillment configures the purchase, refund and recovery pipelines.
+type Fulfillment struct {
+	FollowUps                []FollowUp    `yaml:"followups"`
+	AbandonedDelay           time.Duration `yaml:"abandoned_delay"`
+	AbandonedRequiresConsent bool          `yaml:"abandoned_requires_consent"`
+}
+
+// FollowUp is one email sent a delay after the purchase completed.
+type FollowUp struct {
+	Delay    time.Duration `yaml:"delay"`
+	Template string        `yaml:"template"`
+}
+
+// Product is one thing for sale; Key is the Stripe price's lookup_key.
+type Product struct {
+	Key         string   `yaml:"key"`
+	Name        string   `yaml:"name"`
+	Description string   `yaml:"description"`
+	Amount      int64    `yaml:"amount"`
+	Currency    string   `yaml:"currency"`
+	Features    []string `yaml:"features"`
+	Access      string   `yaml:"access"`
+	RepoURL     string   `yaml:"repo_url"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Format string `yaml:"format" env:"PAYMENTD_LOG_FORMAT"`
+	Level  string `yaml:"level" env:"PAYMENTD_LOG_LEVEL"`
+}
+
+// Product returns the product with key, if any.
+func (c *Config) Product(key string) (Product, bool) {
+	for _, p := range c.Products {
+		if p.Key == key {
+			return p, true
+		}
+	}
+	return Product{}, false
+}
+
+// Problems is every configuration problem found, each naming its key path.
+type Problems []string
+
+func (p Problems) Error() string {
+	return "invalid configuration:\n  " + strings.Join(p, "\n  ")
+}
+
+// Load reads the YAML file at path, applies environment overrides from
+// getenv (os.Getenv when nil) and validates the result. On invalid input it
+// returns Problems listing everything wrong.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, getenv)
+}
+
+// Parse is Load for YAML already in memory.
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg := Defaults()
+	var problems Problems
+
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Problems{fmt.Sprintf("config: %v", err)}
+	}
+	if len(root.Content) > 0 {
+		problems = append(problems, unknownKeys(root.Content[0], reflect.TypeOf(Config{}), "")...)
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(cfg); err != nil {
+			var te *yaml.TypeError
+			if errors.As(err, &te) {
+				for _, e := range te.Errors {
+					problems = append(problems, "config: "+e)
+				}
+			} else {
+				problems = append(problems, fmt.Sprintf("config: %v", err))
+			}
+		}
+	}
+	problems = append(problems, applyEnv(reflect.ValueOf(cfg).Elem(), "", getenv)...)
+	problems = append(problems, cfg.validate()...)
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, problems
+	}
+	return cfg, nil
+}
+
+// Defaults returns the built-in defaults that config.yaml may override.
+func Defaults() *Config {
+	return &Config{
+		Database: Database{MaxConns: 20},
+		HTTP: HTTP{Addr: "127.0.0.1:8080", PublicURL: "http://localhost:8080", MaxBodyBytes: 64 << 10,
+			ShutdownTimeout: 20 * time.Second},
+		Auth: Auth{Issuer: "paymentd-dev", Audience: "paymentd"},
+		Stripe: Stripe{RateLimit: 20, WebhookTolerance: 300 * time.Second,
+			SuccessURL: "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
+			CancelURL:  "http://localhost:8080/"},
+		Reconcile: Reconcile{Schedule: "@every 1m", DeepSchedule: "@daily", DeepWindow: 30 * 24 * time.Hour,
+			Overlap: 10 * time.Minute, AccessSchedule: "@hourly"},
+		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, PollInterval: time.Second, BackoffBase: 10 * time.Second,
+			BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
+		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
+		GitHub: GitHub{Permission: "pull"},
+		Fulfillment: Fulfillment{AbandonedDelay: time.Hour, FollowUps: []FollowUp{
+			{Delay: 7 * 24 * time.Hour, Template: "followup_onboarding"},
+			{Delay: 14 * 24 * time.Hour, Template: "followup_feedback"},
+			{Delay: 30 * 24 * time.Hour, Template: "followup_testimonial"},
+		}},
+		Log: Log{Format: "text", Level: "info"},
+	}
+}
+
+// EnvVars lists every environment variable Load reads, with its key path.
+func EnvVars() map[string]string {
+	out := map[string]string{}
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			path := joinPath(prefix, yamlName(f))
+			if env := f.Tag.Get("env"); env != "" {
+				out[env] = path
+			}
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+				walk(f.Type, path)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return out
+}
+
+func applyEnv(v reflect.Value, prefix string, getenv func(string) string) Problems {
+	var problems Problems
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		path := joinPath(prefix, yamlName(f))
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			problems = append(problems, applyEnv(fv, path, getenv)...)
+			continue
+		}
+		env := f.Tag.Get("env")
+		if env == "" {
+			continue
+		}
+		val := getenv(env)
+		if val == "" {
+			continue
+		}
+		switch fv.Kind() {
+		case reflect.String:
+			fv.SetString(val)
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s (from %s): %q is not a whole number", path, env, val))
+				continue
+			}
+			fv.SetInt(n)
+		}
+	}
+	return problems
+}
+
+// unknownKeys walks a YAML mapping against the struct type it decodes into
+// and names every key the struct does not have.
+func unknownKeys(n *yaml.Node, t reflect.Type, prefix string) Problems {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var problems Problems
+	switch {
+	case t.Kind() == reflect.Struct && t != reflect.TypeOf(time.Duration(0)):
+		if n.Kind != yaml.MappingNode {
+			return nil // a type error the decoder reports
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			fields[yamlName(t.Field(i))] = t.Field(i).Type
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			path := joinPath(prefix, key)
+			ft, ok := fields[key]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("%s: unknown key (line %d)", path, n.Content[i].Line))
+				continue
+			}
+			problems = append(problems, unknownKeys(n.Content[i+1], ft, path)...)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, item := range n.Content {
+			problems = append(problems, unknownKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", prefix, i))...)
+		}
+	}
+	return problems
+}
+
+func yamlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "" {
+		return strings.ToLower(f.Name)
+	}
+	return name
+}
+
+func joinPath(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+var (
+	productKeyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,199}$`)
+	colorRE      = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
+	cronParser   = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+)
+
+// ParseSchedule parses a reconcile schedule: a five-field cron expression or
+// a descriptor such as "@every 1m" or "@daily".
+func ParseSchedule(spec string) (cron.Schedule, error) { return cronParser.Parse(spec) }
+
+func (c *Config) validate() Problems {
+	var p Problems
+	add := func(key, format string, args ...any) { p = append(p, key+": "+fmt.Sprintf(format, args...)) }
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			add(key, "must be a positive duration such as \"90m\" or \"168h\"")
+		}
+	}
+	checkURL := func(key, raw string, required bool) {
+		if raw == "" {
+			if required {
+				add(key, "is required")
+			}
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(key, "must be an absolute http(s) URL, got %q", raw)
+		}
+	}
+
+	if c.Database.MaxConns < 2 {
+		add("database.max_conns", "must be at least 2")
+	}
+	if c.HTTP.Addr == "" {
+		add("http.addr", "is required")
+	}
+	checkURL("http.public_url", c.HTTP.PublicURL, true)
+	for i, o := range c.HTTP.CORSOrigins {
+		checkURL(fmt.Sprintf("http.cors_origins[%d]", i), o, true)
+	}
+	if c.HTTP.MaxBodyBytes < 1024 {
+		add("http.max_body_bytes", "must be at least 1024")
+	}
+	positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+
+	if c.Auth.JWTSecret == "" && c.Auth.JWKSURL == "" {
+		add("auth", "set auth.jwt_secret (PAYMENTD_JWT_SECRET) or auth.jwks_url")
+	}
+	if c.Auth.JWTSecret != "" && len(c.Auth.JWTSecret) < 32 {
+		add("auth.jwt_secret", "must be at least 32 bytes for HS256")
+	}
+	checkURL("auth.jwks_url", c.Auth.JWKSURL, false)
+
+	if c.Stripe.SecretKey == "" {
+		add("stripe.secret_key", "is required (STRIPE_SECRET_KEY)")
+	} else if !strings.HasPrefix(c.Stripe.SecretKey, "sk_") && !strings.HasPrefix(c.Stripe.SecretKey, "rk_") {
+		add("stripe.secret_key", "must be a Stripe secret or restricted key (sk_... or rk_...)")
+	}
+	if c.Stripe.WebhookSecret == "" {
+		add("stripe.webhook_secret", "is required (STRIPE_WEBHOOK_SECRET)")
+	}
+	checkURL("stripe.api_base", c.Stripe.APIBase, false)
+	checkURL("stripe.success_url", c.Stripe.SuccessURL, true)
+	if c.Stripe.SuccessURL != "" && !strings.Contains(c.Stripe.SuccessURL, "{CHECKOUT_SESSION_ID}") {
+		add("stripe.success_url", "must contain {CHECKOUT_SESSION_ID} so the frontend can claim the purchase")
+	}
+	checkURL("stripe.cancel_url", c.Stripe.CancelURL, true)
+	if c.Stripe.RateLimit <= 0 || c.Stripe.RateLimit > 100 {
+		add("stripe.rate_limit", "must be between 0 and 100 requests per second")
+	}
+	positive("stripe.webhook_tolerance", c.Stripe.WebhookTolerance)
+
+	for key, spec := range map[string]string{
+		"reconcile.schedule": c.Reconcile.Schedule, "reconcile.deep_schedule": c.Reconcile.DeepSchedule,
+		"reconcile.access_schedule": c.Reconcile.AccessSchedule,
+	} {
+		if _, err := ParseSchedule(spec); err != nil {
+			add(key, "invalid schedule %q: %v", spec, err)
+		}
+	}
+	positive("reconcile.deep_window", c.Reconcile.DeepWindow)
+	if c.Reconcile.Overlap < 0 {
+		add("reconcile.overlap", "must not be negative")
+	}
+
+	if c.Steps.Workers < 1 || c.Steps.Workers > 256 {
+		add("steps.workers", "must be between 1 and 256")
+	}
+	positive("steps.lease", c.Steps.Lease)
+	positive("steps.poll_interval", c.Steps.PollInterval)
+	positive("steps.backoff_base", c.Steps.BackoffBase)
+	positive("steps.shutdown_grace", c.Steps.ShutdownGrace)
+	if c.Steps.BackoffMax < c.Steps.BackoffBase {
+		add("steps.backoff_max", "must be at least steps.backoff_base")
+	}
+	if c.Steps.MaxAttempts < 1 {
+		add("steps.max_attempts", "must be at least 1")
+	}
+
+	switch c.Email.Provider {
+	case "outbox":
+		if c.Email.OutboxDir == "" {
+			add("email.outbox_dir", "is required when email.provider is outbox")
+		}
+	case "sendgrid":
+		if c.Email.SendGridAPIKey == "" {
+			add("email.sendgrid_api_key", "is required when email.provider is sendgrid (SENDGRID_API_KEY)")
+		}
+	default:
+		add("email.provider", "must be outbox or sendgrid, got %q", c.Email.Provider)
+	}
+	checkURL("email.sendgrid_api_base", c.Email.SendGridAPIBase, false)
+	if c.Email.UnsubscribeSecret == "" {
+		add("email.unsubscribe_secret", "is required (PAYMENTD_UNSUBSCRIBE_SECRET)")
+	}
+
+	if c.Brand.ProductName == "" {
+		add("brand.product_name", "is required")
+	}
+	if !strings.Contains(c.Brand.FromAddress, "@") {
+		add("brand.from_address", "must be an email address")
+	}
+	if c.Brand.SupportEmail != "" && !strings.Contains(c.Brand.SupportEmail, "@") {
+		add("brand.support_email", "must be an email address")
+	}
+	if c.Brand.AdminEmail != "" && !strings.Contains(c.Brand.AdminEmail, "@") {
+		add("brand.admin_email", "must be an email address")
+	}
+	for key, col := range map[string]string{"brand.primary_color": c.Brand.PrimaryColor,
+		"brand.background_color": c.Brand.BackgroundColor, "brand.text_color": c.Brand.TextColor} {
+		if col != "" && !colorRE.MatchString(col) {
+			add(key, "must be a colour like #d97757, got %q", col)
+		}
+	}
+	checkURL("brand.logo_url", c.Brand.LogoURL, false)
+	checkURL("brand.pricing_url", c.Brand.PricingURL, true)
+
+	checkURL("github.api_base", c.GitHub.APIBase, false)
+	switch c.GitHub.Permission {
+	case "pull", "triage", "push", "maintain", "admin":
+	default:
+		add("github.permission", "must be one of pull, triage, push, maintain, admin")
+	}
+	checkURL("access_webhook.url", c.Webhook.URL, false)
+	if c.Webhook.URL != "" && !strings.HasPrefix(c.Webhook.Secret, "whsec_") {
+		add("access_webhook.secret", "must be a Standard Webhooks secret (whsec_...) when access_webhook.url is set")
+	}
+	if c.PostHog.APIKey != "" {
+		checkURL("posthog.host", c.PostHog.Host, true)
+	}
+
+	for i, f := range c.Fulfillment.FollowUps {
+		key := fmt.Sprintf("fulfillment.followups[%d]", i)
+		positive(key+".delay", f.Delay)
+		if f.Template == "" {
+			add(key+".template", "is required")
+		}
+	}
+	positive("fulfillment.abandoned_delay", c.Fulfillment.AbandonedDelay)
+
+	if len(c.Products) == 0 {
+		add("products", "list at least one product")
+	}
+	seen := map[string]bool{}
+	for i, prod := range c.Products {
+		key := fmt.Sprintf("products[%d]", i)
+		if !productKeyRE.MatchString(prod.Key) {
+			add(key+".key", "must be a Stripe lookup key of lower-case letters, digits, _ and -, got %q", prod.Key)
+		}
+		if seen[prod.Key] {
+			add(key+".key", "duplicate product key %q", prod.Key)
+		}
+		seen[prod.Key] = true
+		if prod.Name == "" {
+			add(key+".name", "is required")
+		}
+		if prod.Amount <= 0 {
+			add(key+".amount", "must be a positive amount in minor units (19900 is $199.00)")
+		}
+		if _, err := currency.ParseISO(prod.Currency); err != nil || prod.Currency != strings.ToLower(prod.Currency) {
+			add(key+".currency", "must be a lower-case ISO 4217 code such as usd, got %q", prod.Currency)
+		}
+		switch prod.Access {
+		case "", "none":
+		case "github":
+			if c.GitHub.Owner == "" || c.GitHub.Repo == "" {
+				add(key+".access", "github access needs github.owner and github.repo")
+			}
+		case "webhook":
+			if c.Webhook.URL == "" {
+				add(key+".access", "webhook access needs access_webhook.url")
+			}
+		default:
+			add(key+".access", "must be none, github or webhook, got %q", prod.Access)
+		}
+		checkURL(key+".repo_url", prod.RepoURL, false)
+	}
+
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", "must be text or json")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "must be debug, info, warn or error")
+	}
+	return p
+}

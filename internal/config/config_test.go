@@ -1,0 +1,128 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paymentd/paymentd/internal/config"
+)
+
+func noEnv(string) string { return "" }
+
+func TestCommittedConfigLoads(t *testing.T) {
+	cfg, err := config.Load("../../config.yaml", noEnv)
+	if err != nil {
+		t.Fatalf("config.yaml must run as-is: %v", err)
+	}
+	if got := cfg.Fulfillment.FollowUps[1].Delay; got != 14*24*time.Hour {
+		t.Errorf("second follow-up delay = %s, want 336h", got)
+	}
+	if p, ok := cfg.Product("pro_one_time"); !ok || p.Amount != 19900 || p.Currency != "usd" {
+		t.Errorf("product pro_one_time = %+v, %v", p, ok)
+	}
+}
+
+func TestEnvironmentOverridesFile(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL":          "postgres://db.internal/paymentd",
+		"STRIPE_SECRET_KEY":     "sk_live_abc",
+		"STRIPE_WEBHOOK_SECRET": "whsec_live",
+		"STRIPE_API_BASE":       "http://127.0.0.1:12111",
+		"SENDGRID_API_KEY":      "SG.key",
+		"SENDGRID_API_BASE":     "https://api.eu.sendgrid.com",
+		"GITHUB_TOKEN":          "ghp_x",
+		"GITHUB_API_BASE":       "https://ghe.example.com/api/v3/",
+		"PAYMENTD_HTTP_ADDR":    ":9090",
+	}
+	cfg, err := config.Load("../../config.yaml", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string][2]string{
+		"database.url":            {cfg.Database.URL, env["DATABASE_URL"]},
+		"stripe.secret_key":       {cfg.Stripe.SecretKey, env["STRIPE_SECRET_KEY"]},
+		"stripe.webhook_secret":   {cfg.Stripe.WebhookSecret, env["STRIPE_WEBHOOK_SECRET"]},
+		"stripe.api_base":         {cfg.Stripe.APIBase, env["STRIPE_API_BASE"]},
+		"email.sendgrid_api_key":  {cfg.Email.SendGridAPIKey, env["SENDGRID_API_KEY"]},
+		"email.sendgrid_api_base": {cfg.Email.SendGridAPIBase, env["SENDGRID_API_BASE"]},
+		"github.token":            {cfg.GitHub.Token, env["GITHUB_TOKEN"]},
+		"github.api_base":         {cfg.GitHub.APIBase, env["GITHUB_API_BASE"]},
+		"http.addr":               {cfg.HTTP.Addr, env["PAYMENTD_HTTP_ADDR"]},
+	}
+	for key, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("%s = %q, want %q from the environment", key, c[0], c[1])
+		}
+	}
+	vars := config.EnvVars()
+	for name := range env {
+		if vars[name] == "" {
+			t.Errorf("EnvVars does not list %s", name)
+		}
+	}
+}
+
+func TestValidationListsEveryProblem(t *testing.T) {
+	base, err := os.ReadFile("../../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.NewReplacer(
+		"workers: 8", "workers: 0",
+		"lease: 5m", "lease: -5m",
+		`schedule: "@every 1m"`, `schedule: "every minute"`,
+		"currency: usd", "currency: USD",
+		"amount: 19900", "amount: 0",
+		"provider: outbox", "provider: carrier-pigeon",
+		"permission: pull", "permission: owner",
+		"poll_interval: 1s", "poll_interval: 1s\n  polll_interval: 2s",
+		"  repo: \"acme-pro\"", "  repo: \"acme-pro\"\n  reop: typo",
+		"log:\n", "logging: {}\nlog:\n",
+		"    access: github", "    access: github\n    acess: none",
+	).Replace(string(base))
+	_, err = config.Parse([]byte(bad), noEnv)
+	var problems config.Problems
+	if !errors.As(err, &problems) {
+		t.Fatalf("want Problems, got %v", err)
+	}
+	want := []string{
+		"steps.workers:", "steps.lease:", "reconcile.schedule:", "products[0].currency:",
+		"products[0].amount:", "email.provider:", "github.permission:",
+		"steps.polll_interval: unknown key", "github.reop: unknown key", "logging: unknown key",
+		"products[0].acess: unknown key",
+	}
+	for _, w := range want {
+		found := false
+		for _, p := range problems {
+			if strings.HasPrefix(p, w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("problem %q not reported; got:\n%s", w, err)
+		}
+	}
+	if len(problems) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(problems), len(want), err)
+	}
+}
+
+func TestTypeErrorsAndBadEnvAreReported(t *testing.T) {
+	base, _ := os.ReadFile("../../config.yaml")
+	bad := strings.Replace(string(base), "max_attempts: 10", "max_attempts: ten", 1)
+	_, err := config.Parse([]byte(bad), func(k string) string {
+		if k == "STRIPE_SECRET_KEY" {
+			return "pk_test_publishable"
+		}
+		return ""
+	})
+	if err == nil || !strings.Contains(err.Error(), "max_attempts") && !strings.Contains(err.Error(), "ten") {
+		t.Fatalf("type error not reported: %v", err)
+	}
+	if !strings.Contains(err.Error(), "stripe.secret_key") {
+		t.Errorf("publishable key accepted as secret key: %v", err)
+	}
+}

@@ -1,0 +1,179 @@
+// Purchases: one row per Stripe Checkout Session, moving along its
+// lifecycle pending → completed → partially_refunded → refunded, or
+// pending → expired / failed.
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Purchase statuses.
+const (
+	PurchasePending           = "pending"
+	PurchaseCompleted         = "completed"
+	PurchasePartiallyRefunded = "partially_refunded"
+	PurchaseRefunded          = "refunded"
+	PurchaseExpired           = "expired"
+	PurchaseFailed            = "failed"
+)
+
+// Access states.
+const (
+	AccessNone    = "none"
+	AccessGranted = "granted"
+	AccessRevoked = "revoked"
+	AccessFailed  = "failed"
+)
+
+// Purchase is one row of the purchases table.
+type Purchase struct {
+	ID                    string     `json:"id"`
+	UserID                *string    `json:"user_id"`
+	Email                 *string    `json:"email"`
+	ProductKey            string     `json:"product"`
+	Quantity              int        `json:"quantity"`
+	Status                string     `json:"status"`
+	StripeSessionID       string     `json:"stripe_session_id"`
+	StripeCustomerID      *string    `json:"stripe_customer_id"`
+	StripePaymentIntentID *string    `json:"stripe_payment_intent_id"`
+	StripeChargeID        *string    `json:"stripe_charge_id"`
+	AmountTotal           int64      `json:"amount_total"`
+	AmountRefunded        int64      `json:"amount_refunded"`
+	Currency              string     `json:"currency"`
+	GitHubUsername        *string    `json:"github_username"`
+	AccessState           string     `json:"access_state"`
+	AccessRef             *string    `json:"access_ref"`
+	ConsentRequired       bool       `json:"consent_required"`
+	PromotionsConsent     *bool      `json:"promotions_consent"`
+	RecoveryURL           *string    `json:"recovery_url"`
+	SessionExpiresAt      *time.Time `json:"session_expires_at"`
+	Disputed              bool       `json:"disputed"`
+	CreatedAt             time.Time  `json:"created_at"`
+	CompletedAt           *time.Time `json:"completed_at"`
+	UpdatedAt             time.Time  `json:"updated_at"`
+}
+
+const purchaseColumns = `id, user_id, email, product_key, quantity, status, stripe_session_id, stripe_customer_id,
+	stripe_payment_intent_id, stripe_charge_id, amount_total, amount_refunded, currency, github_username,
+	access_state, access_ref, consent_required, promotions_consent, recovery_url, session_expires_at, disputed,
+	created_at, completed_at, updated_at`
+
+func scanPurchase(row pgx.CollectableRow) (Purchase, error) {
+	var p Purchase
+	err := row.Scan(&p.ID, &p.UserID, &p.Email, &p.ProductKey, &p.Quantity, &p.Status, &p.StripeSessionID,
+		&p.StripeCustomerID, &p.StripePaymentIntentID, &p.StripeChargeID, &p.AmountTotal, &p.AmountRefunded,
+		&p.Currency, &p.GitHubUsername, &p.AccessState, &p.AccessRef, &p.ConsentRequired, &p.PromotionsConsent,
+		&p.RecoveryURL, &p.SessionExpiresAt, &p.Disputed, &p.CreatedAt, &p.CompletedAt, &p.UpdatedAt)
+	return p, err
+}
+
+func (q *Queries) onePurchase(ctx context.Context, sql string, args ...any) (Purchase, error) {
+	rows, err := q.db.Query(ctx, sql, args...)
+	if err != nil {
+		return Purchase{}, err
+	}
+	p, err := pgx.CollectExactlyOneRow(rows, scanPurchase)
+	return p, notFound(err)
+}
+
+func (q *Queries) purchases(ctx context.Context, sql string, args ...any) ([]Purchase, error) {
+	rows, err := q.db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanPurchase)
+}
+
+// InsertPurchase records p. A purchase whose Stripe session is already
+// recorded is left alone and reported by inserted=false.
+func (q *Queries) InsertPurchase(ctx context.Context, p Purchase) (inserted bool, err error) {
+	tag, err := q.db.Exec(ctx, `INSERT INTO purchases (`+purchaseColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+		ON CONFLICT (stripe_session_id) DO NOTHING`,
+		p.ID, p.UserID, p.Email, p.ProductKey, p.Quantity, p.Status, p.StripeSessionID, p.StripeCustomerID,
+		p.StripePaymentIntentID, p.StripeChargeID, p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername,
+		p.AccessState, p.AccessRef, p.ConsentRequired, p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt,
+		p.Disputed, p.CreatedAt.UTC(), p.CompletedAt, p.UpdatedAt.UTC())
+	if err != nil {
+		return false, fmt.Errorf("insert purchase: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// GetPurchase returns the purchase with id.
+func (q *Queries) GetPurchase(ctx context.Context, id string) (Purchase, error) {
+	return q.onePurchase(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE id = $1`, id)
+}
+
+// PurchaseBySession returns the purchase of a Stripe checkout session.
+func (q *Queries) PurchaseBySession(ctx context.Context, sessionID string) (Purchase, error) {
+	return q.onePurchase(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE stripe_session_id = $1`, sessionID)
+}
+
+// LockPurchaseBySession is PurchaseBySession holding the row lock until the
+// transaction ends.
+func (q *Queries) LockPurchaseBySession(ctx context.Context, sessionID string) (Purchase, error) {
+	return q.onePurchase(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE stripe_session_id = $1 FOR UPDATE`, sessionID)
+}
+
+// LockPurchase is GetPurchase holding the row lock until the transaction ends.
+func (q *Queries) LockPurchase(ctx context.Context, id string) (Purchase, error) {
+	return q.onePurchase(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE id = $1 FOR UPDATE`, id)
+}
+
+// PurchaseByPaymentIntent returns the purchase paid by a payment intent.
+func (q *Queries) PurchaseByPaymentIntent(ctx context.Context, paymentIntentID string) (Purchase, error) {
+	return q.onePurchase(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE stripe_payment_intent_id = $1`, paymentIntentID)
+}
+
+// UserPurchases returns a user's purchases, newest first.
+func (q *Queries) UserPurchases(ctx context.Context, userID string) ([]Purchase, error) {
+	ps, err := q.purchases(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE user_id = $1
+		ORDER BY created_at DESC`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("list user purchases: %w", err)
+	}
+	return ps, nil
+}
+
+// PurchasesByEmail returns the purchases made with an email, newest first.
+func (q *Queries) PurchasesByEmail(ctx context.Context, email string) ([]Purchase, error) {
+	ps, err := q.purchases(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE lower(email) = lower($1)
+		ORDER BY created_at DESC`, email)
+	if err != nil {
+		return nil, fmt.Errorf("list purchases by email: %w", err)
+	}
+	return ps, nil
+}
+
+// UpdatePurchase writes every mutable column of p (found by id) and stamps
+// updated_at.
+func (q *Queries) UpdatePurchase(ctx context.Context, p Purchase, now time.Time) error {
+	_, err := q.db.Exec(ctx, `UPDATE purchases SET user_id = $2, email = $3, status = $4, stripe_customer_id = $5,
+			stripe_payment_intent_id = $6, stripe_charge_id = $7, amount_total = $8, amount_refunded = $9,
+			currency = $10, github_username = $11, access_state = $12, access_ref = $13, promotions_consent = $14,
+			recovery_url = $15, session_expires_at = $16, disputed = $17, completed_at = $18, updated_at = $19
+		WHERE id = $1`,
+		p.ID, p.UserID, p.Email, p.Status, p.StripeCustomerID, p.StripePaymentIntentID, p.StripeChargeID,
+		p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername, p.AccessState, p.AccessRef,
+		p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed, p.CompletedAt, now.UTC())
+	if err != nil {
+		return fmt.Errorf("update purchase %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// SetAccess records a purchase's access state and reference (for example a
+// GitHub invitation id).
+func (q *Queries) SetAccess(ctx context.Context, purchaseID, state string, ref *string, now time.Time) error {
+	_, err := q.db.Exec(ctx, `UPDATE purchases SET access_state = $2, access_ref = $3, updated_at = $4 WHERE id = $1`,
+		purchaseID, state, ref, now.UTC())
+	if err != nil {
+		return fmt.Errorf("set access of %s: %w", purchaseID, err)
+	}
+	return nil
+}

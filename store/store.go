@@ -1,0 +1,89 @@
+// Package store owns every SQL statement paymentd runs. It wraps a pgx pool,
+// applies the embedded migrations, and exposes queries that accept either the
+// pool or a transaction, so callers compose several writes in one
+// transaction. It imports nothing else from the project.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNotFound is returned when a query that expects one row finds none.
+var ErrNotFound = errors.New("not found")
+
+// DBTX is what a query needs: satisfied by *pgxpool.Pool, *pgxpool.Conn and pgx.Tx.
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// Queries runs the project's statements against a pool or a transaction.
+type Queries struct {
+	db DBTX
+}
+
+// New returns Queries bound to db (the pool or a transaction).
+func New(db DBTX) *Queries { return &Queries{db: db} }
+
+// DB is the connection pool plus the transaction helper.
+type DB struct {
+	Pool *pgxpool.Pool
+	*Queries
+}
+
+// Open connects to url and checks the connection. The pool size is
+// maxConns when positive, else pgx's default.
+func Open(ctx context.Context, url string, maxConns int32) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	// Every session speaks UTC, so timestamps read back are UTC.
+	cfg.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return &DB{Pool: pool, Queries: New(pool)}, nil
+}
+
+// Close closes the pool.
+func (db *DB) Close() { db.Pool.Close() }
+
+// InTx runs fn in a transaction, committing when it returns nil and rolling
+// back otherwise.
+func (db *DB) InTx(ctx context.Context, fn func(q *Queries, tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		return fn(New(tx), tx)
+	})
+}
+
+// notFound turns pgx's no-rows error into ErrNotFound; it is the one place
+// that does so.
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint violation.
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
