@@ -71,14 +71,14 @@ type Engine struct {
 	cfg      Config
 	metrics  *Metrics
 	handlers map[string]Handler
-	wake     chan struct{}
+	wake     broadcast
 }
 
 // New returns an engine over db. metrics may be nil.
 func New(db *store.DB, clk clock.Clock, log *slog.Logger, cfg Config, metrics *Metrics) *Engine {
 	cfg.defaults()
 	return &Engine{db: db, clock: clk, log: log, cfg: cfg, metrics: metrics,
-		handlers: map[string]Handler{}, wake: make(chan struct{}, 1)}
+		handlers: map[string]Handler{}, wake: broadcast{ch: make(chan struct{})}}
 }
 
 // Register sets the handler for steps named name. Call before Run.
@@ -87,12 +87,27 @@ func (e *Engine) Register(name string, h Handler) { e.handlers[name] = h }
 // Owner is the lease owner name of this engine.
 func (e *Engine) Owner() string { return e.cfg.Owner }
 
-// Wake makes the dispatcher look for due steps now.
-func (e *Engine) Wake() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+// Wake makes idle workers look for due steps now.
+func (e *Engine) Wake() { e.wake.signal() }
+
+// broadcast wakes every waiter at once: wait returns a channel that the
+// next signal closes.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *broadcast) signal() {
+	b.mu.Lock()
+	close(b.ch)
+	b.ch = make(chan struct{})
+	b.mu.Unlock()
 }
 
 // Run claims and runs steps until ctx ends, then stops claiming and lets
@@ -109,15 +124,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); e.listen(ctx) }()
 	go func() { defer bg.Done(); e.rescueLoop(ctx) }()
 
-	slots := make(chan struct{}, e.cfg.Workers)
+	var workers sync.WaitGroup
 	for range e.cfg.Workers {
-		slots <- struct{}{}
+		workers.Add(1)
+		go func() { defer workers.Done(); e.work(ctx, hardCtx) }()
 	}
-	var inflight sync.WaitGroup
-	e.dispatch(ctx, hardCtx, slots, &inflight)
-
+	<-ctx.Done()
 	done := make(chan struct{})
-	go func() { inflight.Wait(); close(done) }()
+	go func() { workers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(e.cfg.ShutdownGrace):
@@ -148,49 +162,33 @@ func (e *Engine) RunDue(ctx context.Context) (int, error) {
 		var wg sync.WaitGroup
 		for _, s := range claimed {
 			wg.Add(1)
-			go func() { defer wg.Done(); e.execute(ctx, s) }()
+			go func() { defer wg.Done(); e.execute(ctx, s, false) }()
 		}
 		wg.Wait()
 		ran += len(claimed)
 	}
 }
 
-func (e *Engine) dispatch(ctx, hardCtx context.Context, slots chan struct{}, inflight *sync.WaitGroup) {
-	poll := time.NewTimer(0)
+// work is one worker: claim a due step, run it, repeat; when nothing is
+// due, wait for a wake-up (a notification or a finished step) or the poll
+// interval. Each worker claims for itself, so claims run concurrently.
+func (e *Engine) work(ctx, hardCtx context.Context) {
+	poll := time.NewTimer(e.cfg.PollInterval)
 	defer poll.Stop()
-	for {
-		// Wait for one free slot, then take every other free one.
-		select {
-		case <-ctx.Done():
-			return
-		case <-slots:
-		}
-		free := 1
-	more:
-		for {
-			select {
-			case <-slots:
-				free++
-			default:
-				break more
+	var next []store.Step // claimed together with the last completion
+	for ctx.Err() == nil {
+		woken := e.wake.wait() // taken before claiming, so no wake-up is missed
+		claimed := next
+		if len(claimed) == 0 {
+			var err error
+			claimed, err = e.db.ClaimSteps(ctx, e.cfg.Owner, e.clock.Now(), e.cfg.Lease, 1)
+			if err != nil && ctx.Err() == nil {
+				e.log.Error("claim steps", "err", err)
 			}
 		}
-		claimed, err := e.db.ClaimSteps(ctx, e.cfg.Owner, e.clock.Now(), e.cfg.Lease, free)
-		if err != nil && ctx.Err() == nil {
-			e.log.Error("claim steps", "err", err)
-		}
-		for _, s := range claimed {
-			inflight.Add(1)
-			go func() {
-				defer func() { slots <- struct{}{}; inflight.Done() }()
-				e.execute(hardCtx, s)
-			}()
-		}
-		for range free - len(claimed) {
-			slots <- struct{}{}
-		}
-		if len(claimed) == free {
-			continue // more may be due right now
+		if len(claimed) > 0 {
+			next = e.execute(hardCtx, claimed[0], ctx.Err() == nil)
+			continue
 		}
 		if !poll.Stop() {
 			select {
@@ -201,15 +199,24 @@ func (e *Engine) dispatch(ctx, hardCtx context.Context, slots chan struct{}, inf
 		poll.Reset(e.cfg.PollInterval)
 		select {
 		case <-ctx.Done():
-			return
-		case <-e.wake:
+		case <-woken:
 		case <-poll.C:
 		}
 	}
+	// Shutting down: a step claimed with the last completion never started.
+	for _, s := range next {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if _, err := e.db.ReleaseStep(rctx, s.ID, e.cfg.Owner, e.clock.Now()); err != nil {
+			e.log.Error("release step at shutdown", "step_id", s.ID, "err", err)
+		}
+		cancel()
+	}
 }
 
-// execute runs one claimed step and records its outcome.
-func (e *Engine) execute(ctx context.Context, s store.Step) {
+// execute runs one claimed step and records its outcome. When claimNext is
+// set and the step succeeds, it claims the worker's next step in the same
+// round trip and returns it.
+func (e *Engine) execute(ctx context.Context, s store.Step, claimNext bool) []store.Step {
 	job := &Job{
 		ID: s.ID, Pipeline: s.Pipeline, Name: s.Name, Attempt: s.Attempts, MaxAttempts: s.MaxAttempts,
 		Args: s.Args, IdempotencyKey: idempotencyKey(s), db: e.db,
@@ -228,12 +235,13 @@ func (e *Engine) execute(ctx context.Context, s store.Step) {
 	// Outcomes are written even while shutting down, with a short deadline of their own.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	outcome, werr := e.record(wctx, ctx, s, job, result, err)
+	outcome, next, werr := e.record(wctx, ctx, s, job, result, err, claimNext)
 	if werr != nil {
 		job.Logger.Error("record step outcome", "err", werr)
 		outcome = "unrecorded"
 	}
 	e.metrics.observe(s.Name, outcome, elapsed)
+	return next
 }
 
 func (e *Engine) call(ctx context.Context, job *Job) (result any, err error) {
@@ -252,8 +260,10 @@ func (e *Engine) call(ctx context.Context, job *Job) (result any, err error) {
 	return h(hctx, job)
 }
 
-// record writes a step's outcome and returns its name for metrics.
-func (e *Engine) record(ctx, runCtx context.Context, s store.Step, job *Job, result any, runErr error) (string, error) {
+// record writes a step's outcome and returns its name for metrics, and the
+// next step when claimNext asked for one.
+func (e *Engine) record(ctx, runCtx context.Context, s store.Step, job *Job, result any, runErr error,
+	claimNext bool) (outcome string, next []store.Step, err error) {
 	now := e.clock.Now()
 	owner := e.cfg.Owner
 	switch {
@@ -264,11 +274,14 @@ func (e *Engine) record(ctx, runCtx context.Context, s store.Step, job *Job, res
 			break
 		}
 		var ok bool
-		if len(job.onCommit) == 0 {
-			ok, err = e.db.CompleteStep(ctx, s.ID, owner, now, raw)
-		} else {
+		switch {
+		case len(job.onCommit) == 0 && claimNext:
+			ok, next, err = e.db.CompleteAndClaim(ctx, s, owner, now, raw, e.cfg.Lease)
+		case len(job.onCommit) == 0:
+			ok, err = e.db.CompleteStep(ctx, s, owner, now, raw)
+		default:
 			err = e.db.InTx(ctx, func(q *store.Queries, tx pgx.Tx) error {
-				if ok, err = q.CompleteStep(ctx, s.ID, owner, now, raw); err != nil || !ok {
+				if ok, err = q.CompleteStep(ctx, s, owner, now, raw); err != nil || !ok {
 					return err
 				}
 				return job.commit(ctx, tx)
@@ -280,18 +293,20 @@ func (e *Engine) record(ctx, runCtx context.Context, s store.Step, job *Job, res
 		}
 		if !ok {
 			job.Logger.Warn("lost the lease before completing; another worker owns the step")
-			return "lost_lease", nil
+			return "lost_lease", next, nil
 		}
 		job.Logger.Debug("step done")
-		e.Wake()
-		return "done", nil
+		if s.Blocking {
+			e.Wake() // steps that waited for this one may be due
+		}
+		return "done", next, nil
 	case runCtx.Err() != nil:
 		// Shutting down past the grace period: hand the step back unspent.
 		if _, err := e.db.ReleaseStep(ctx, s.ID, owner, now); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		job.Logger.Info("step handed back at shutdown")
-		return "released", nil
+		return "released", nil, nil
 	}
 
 	errText := runErr.Error()
@@ -304,21 +319,21 @@ func (e *Engine) record(ctx, runCtx context.Context, s store.Step, job *Job, res
 			return e.scheduleAlert(ctx, q, s, errText)
 		})
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		job.Logger.Error("step failed", "err", runErr, "permanent", IsPermanent(runErr))
-		return "failed", nil
+		return "failed", nil, nil
 	}
 	delay, requested := RetryDelay(runErr)
 	if !requested {
 		delay = e.Backoff(s.Attempts)
 	}
 	if _, err := e.db.RetryStep(ctx, s.ID, owner, now, now.Add(delay), errText); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	job.Logger.Warn("step will retry", "err", runErr, "retry_in", delay.String())
 	e.metrics.retried(s.Name)
-	return "retry", nil
+	return "retry", nil, nil
 }
 
 // scheduleAlert records an operator alert for a step that failed for good.

@@ -171,7 +171,7 @@ func TestLapsedLeaseIsClaimedAgain(t *testing.T) {
 		t.Fatalf("step = %s attempts %d, handler runs %d; want done, 2, 1", s.Status, s.Attempts, runs.Load())
 	}
 	// The dead worker coming back cannot overwrite the outcome.
-	if ok, err := db.CompleteStep(ctx, s.ID, "doomed", clk.Now(), json.RawMessage(`{}`)); err != nil || ok {
+	if ok, err := db.CompleteStep(ctx, s, "doomed", clk.Now(), json.RawMessage(`{}`)); err != nil || ok {
 		t.Fatalf("stale owner completed the step: %v %v", ok, err)
 	}
 }

@@ -71,6 +71,10 @@ func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (in
 		anchor = now
 	}
 	names := map[string]bool{}
+	awaited := map[string]bool{}
+	for _, s := range p.Steps {
+		awaited[s.After] = true
+	}
 	rows := make([]store.NewStep, 0, len(p.Steps))
 	for _, s := range p.Steps {
 		if s.Name == "" {
@@ -92,7 +96,7 @@ func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (in
 			max = e.cfg.MaxAttempts
 		}
 		rows = append(rows, store.NewStep{
-			PurchaseID: p.PurchaseID, Pipeline: p.Name, Name: s.Name, After: s.After, Tags: s.Tags,
+			PurchaseID: p.PurchaseID, Pipeline: p.Name, Name: s.Name, After: s.After, Blocking: awaited[s.Name], Tags: s.Tags,
 			Args: args, RunAt: anchor.Add(s.Delay), MaxAttempts: max,
 		})
 	}

@@ -8,10 +8,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Step statuses.
@@ -34,6 +36,7 @@ type Step struct {
 	Pipeline       string          `json:"pipeline"`
 	Name           string          `json:"name"`
 	AfterName      *string         `json:"after,omitempty"`
+	Blocking       bool            `json:"-"`
 	Tags           []string        `json:"tags"`
 	Args           json.RawMessage `json:"args"`
 	Status         string          `json:"status"`
@@ -49,12 +52,12 @@ type Step struct {
 	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
 }
 
-const stepColumns = `id, purchase_id, pipeline, name, after_name, tags, args, status, run_at, attempts,
+const stepColumns = `id, purchase_id, pipeline, name, after_name, blocking, tags, args, status, run_at, attempts,
 	max_attempts, lease_owner, lease_expires_at, last_error, result, created_at, updated_at, finished_at`
 
 func scanStep(row pgx.CollectableRow) (Step, error) {
 	var s Step
-	err := row.Scan(&s.ID, &s.PurchaseID, &s.Pipeline, &s.Name, &s.AfterName, &s.Tags, &s.Args, &s.Status,
+	err := row.Scan(&s.ID, &s.PurchaseID, &s.Pipeline, &s.Name, &s.AfterName, &s.Blocking, &s.Tags, &s.Args, &s.Status,
 		&s.RunAt, &s.Attempts, &s.MaxAttempts, &s.LeaseOwner, &s.LeaseExpiresAt, &s.LastError, &s.Result,
 		&s.CreatedAt, &s.UpdatedAt, &s.FinishedAt)
 	return s, err
@@ -74,6 +77,7 @@ type NewStep struct {
 	Pipeline    string
 	Name        string
 	After       string // "" when the step does not wait for another
+	Blocking    bool   // another step of the pipeline waits for this one
 	Tags        []string
 	Args        json.RawMessage
 	RunAt       time.Time
@@ -107,11 +111,11 @@ func (q *Queries) InsertSteps(ctx context.Context, now time.Time, steps []NewSte
 		if tags == nil {
 			tags = []string{}
 		}
-		batch.Queue(`INSERT INTO steps (purchase_id, pipeline, name, after_name, tags, args, status, run_at,
+		batch.Queue(`INSERT INTO steps (purchase_id, pipeline, name, after_name, blocking, tags, args, status, run_at,
 				max_attempts, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
 			ON CONFLICT DO NOTHING`,
-			purchase, s.Pipeline, s.Name, after, tags, args, status, s.RunAt.UTC(), s.MaxAttempts, now.UTC())
+			purchase, s.Pipeline, s.Name, after, s.Blocking, tags, args, status, s.RunAt.UTC(), s.MaxAttempts, now.UTC())
 	}
 	res := q.db.SendBatch(ctx, batch)
 	inserted := 0
@@ -146,50 +150,97 @@ func (q *Queries) NotifySteps(ctx context.Context) error {
 // ClaimSteps leases up to limit due steps to owner until now+lease, counting
 // an attempt on each, oldest due first.
 func (q *Queries) ClaimSteps(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Step, error) {
-	steps, err := q.collectSteps(ctx, `
-		WITH due AS (
-			SELECT id FROM steps
-			WHERE status = 'pending' AND run_at <= $1
-			ORDER BY run_at, id
-			LIMIT $4
-			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE steps s SET status = 'running', attempts = s.attempts + 1, lease_owner = $2,
-			lease_expires_at = $3, updated_at = $1
-		FROM due WHERE s.id = due.id
-		RETURNING `+prefixed("s.", stepColumns),
-		now.UTC(), owner, now.Add(lease).UTC(), limit)
+	steps, err := q.collectSteps(ctx, claimSQL(limit), now.UTC(), owner, now.Add(lease).UTC())
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
 	return steps, nil
 }
 
+// claimSQL is the claim statement. The limit is part of its text, not a
+// parameter: a cached generic plan with an unknown LIMIT sorts every due row
+// instead of walking the due index.
+func claimSQL(limit int) string {
+	return `
+		WITH due AS (
+			SELECT id FROM steps
+			WHERE status = 'pending' AND run_at <= $1
+			ORDER BY run_at, id
+			LIMIT ` + strconv.Itoa(limit) + `
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE steps s SET status = 'running', attempts = s.attempts + 1, lease_owner = $2,
+			lease_expires_at = $3, updated_at = $1
+		FROM due WHERE s.id = due.id
+		RETURNING ` + prefixed("s.", stepColumns)
+}
+
+const completeSQL = `UPDATE steps SET status = 'done', result = $4, lease_owner = NULL,
+		lease_expires_at = NULL, last_error = NULL, updated_at = $3, finished_at = $3
+	WHERE id = $1 AND lease_owner = $2 AND status = 'running'`
+
+// completeReleaseSQL also makes due the steps that waited for this one, and
+// notifies listeners when any of them is due now.
+const completeReleaseSQL = `
+	WITH done AS (
+		UPDATE steps SET status = 'done', result = $4, lease_owner = NULL, lease_expires_at = NULL,
+			last_error = NULL, updated_at = $3, finished_at = $3
+		WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+		RETURNING purchase_id, pipeline, name
+	), released AS (
+		UPDATE steps s SET status = 'pending', run_at = greatest(s.run_at, $3), updated_at = $3
+		FROM done
+		WHERE s.status = 'waiting' AND s.pipeline = done.pipeline AND s.after_name = done.name
+			AND s.purchase_id IS NOT DISTINCT FROM done.purchase_id
+		RETURNING s.run_at
+	)
+	SELECT (SELECT count(*) FROM done),
+		(SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM released WHERE run_at <= $3 LIMIT 1) due)`
+
 // CompleteStep marks a running step done with its result, and makes due the
 // steps of its pipeline that waited for it. It reports false when owner no
 // longer holds the lease (the step was rescued and belongs to another worker).
-func (q *Queries) CompleteStep(ctx context.Context, id int64, owner string, now time.Time, result json.RawMessage) (bool, error) {
-	var done, released int
-	err := q.db.QueryRow(ctx, `
-		WITH done AS (
-			UPDATE steps SET status = 'done', result = $4, lease_owner = NULL, lease_expires_at = NULL,
-				last_error = NULL, updated_at = $3, finished_at = $3
-			WHERE id = $1 AND lease_owner = $2 AND status = 'running'
-			RETURNING purchase_id, pipeline, name
-		), released AS (
-			UPDATE steps s SET status = 'pending', run_at = greatest(s.run_at, $3), updated_at = $3
-			FROM done
-			WHERE s.status = 'waiting' AND s.pipeline = done.pipeline AND s.after_name = done.name
-				AND s.purchase_id IS NOT DISTINCT FROM done.purchase_id
-			RETURNING s.id, s.run_at
-		)
-		SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM released),
-			(SELECT count(pg_notify($5, '')) FROM released WHERE run_at <= $3 LIMIT 1)`,
-		id, owner, now.UTC(), result, StepsChannel).Scan(&done, &released, new(int))
+func (q *Queries) CompleteStep(ctx context.Context, s Step, owner string, now time.Time, result json.RawMessage) (bool, error) {
+	var done int64
+	var err error
+	if s.Blocking {
+		err = q.db.QueryRow(ctx, completeReleaseSQL, s.ID, owner, now.UTC(), result, StepsChannel).Scan(&done, new(int))
+	} else {
+		// Nothing waits for it: the common case is one plain update.
+		var tag pgconn.CommandTag
+		tag, err = q.db.Exec(ctx, completeSQL, s.ID, owner, now.UTC(), result)
+		done = tag.RowsAffected()
+	}
 	if err != nil {
-		return false, fmt.Errorf("complete step %d: %w", id, err)
+		return false, fmt.Errorf("complete step %d: %w", s.ID, err)
 	}
 	return done == 1, nil
+}
+
+// CompleteAndClaim is CompleteStep followed by ClaimSteps for one more
+// step, sent together in one round trip and run in one implicit transaction.
+func (q *Queries) CompleteAndClaim(ctx context.Context, s Step, owner string, now time.Time, result json.RawMessage,
+	lease time.Duration) (completed bool, next []Step, err error) {
+	batch := &pgx.Batch{}
+	var done int64
+	if s.Blocking {
+		batch.Queue(completeReleaseSQL, s.ID, owner, now.UTC(), result, StepsChannel).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&done, new(int))
+		})
+	} else {
+		batch.Queue(completeSQL, s.ID, owner, now.UTC(), result).Exec(func(tag pgconn.CommandTag) error {
+			done = tag.RowsAffected()
+			return nil
+		})
+	}
+	batch.Queue(claimSQL(1), now.UTC(), owner, now.Add(lease).UTC()).Query(func(rows pgx.Rows) error {
+		next, err = pgx.CollectRows(rows, scanStep)
+		return err
+	})
+	if err := q.db.SendBatch(ctx, batch).Close(); err != nil {
+		return false, nil, fmt.Errorf("complete step %d and claim: %w", s.ID, err)
+	}
+	return done == 1, next, nil
 }
 
 // RetryStep puts a running step back to pending at runAt with its error.

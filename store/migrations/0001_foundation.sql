@@ -81,6 +81,7 @@ CREATE TABLE steps (
     pipeline          text NOT NULL,
     name              text NOT NULL,
     after_name        text,
+    blocking          boolean NOT NULL DEFAULT false,  -- another step of the pipeline waits for this one
     tags              text[] NOT NULL DEFAULT '{}',
     args              jsonb NOT NULL DEFAULT '{}',
     status            text NOT NULL CHECK (status IN ('waiting', 'pending', 'running', 'done', 'failed', 'canceled')),
