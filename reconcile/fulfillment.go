@@ -1,0 +1,44 @@
+// Package reconcile makes the database agree with Stripe. It is level-based:
+// a request names one Stripe object; the reconciler retrieves that object's
+// current state from Stripe and writes the difference, in one transaction,
+// idempotently, whatever the order or number of the signals that led there
+// (webhook hints, the events feed, resource listings, open purchases).
+package reconcile
+
+import (
+	"context"
+
+	"github.com/paymentd/paymentd/store"
+)
+
+// Fulfillment turns a purchase's lifecycle transitions into scheduled
+// steps. The reconciler calls it inside the transaction that records the
+// transition, so the purchase row and its steps commit together. Every
+// method must be idempotent: scheduling a pipeline already scheduled is a
+// no-op (steps are unique per purchase, pipeline and name).
+type Fulfillment interface {
+	// Completed schedules the purchase pipeline of a purchase that just
+	// became completed (confirmation, admin notification, access, follow-ups).
+	Completed(ctx context.Context, q *store.Queries, p store.Purchase) error
+	// Refunded schedules the refund pipeline for refund r, once per refund.
+	// p is already updated: p.AmountRefunded >= p.AmountTotal means full
+	// (revoke access, cancel pending follow-ups), else partial (access kept).
+	Refunded(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error
+	// RefundReversed handles refund r having failed or been canceled after
+	// it was recorded: access restored if it had been revoked, operator alerted.
+	RefundReversed(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error
+	// Expired schedules the abandoned-checkout step at the session's expiry
+	// plus the configured delay.
+	Expired(ctx context.Context, q *store.Queries, p store.Purchase) error
+	// PaymentFailed tells the customer an asynchronous payment failed.
+	PaymentFailed(ctx context.Context, q *store.Queries, p store.Purchase) error
+	// DisputeOpened alerts the operator.
+	DisputeOpened(ctx context.Context, q *store.Queries, p store.Purchase, d store.Dispute) error
+	// DisputeLost treats a lost dispute as a full refund: access revoked,
+	// follow-ups canceled, operator told.
+	DisputeLost(ctx context.Context, q *store.Queries, p store.Purchase, d store.Dispute) error
+	// RepairAccess schedules steps that move the purchase's access to want
+	// (store.AccessGranted or store.AccessRevoked), found by the access
+	// drift check.
+	RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want string) error
+}
