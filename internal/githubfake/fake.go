@@ -126,19 +126,24 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Problems parsing JSON")
 		return
 	}
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	defer func() {
+	// Record the request before answering it, and its status before the
+	// response leaves, so a caller that has its response sees it recorded.
+	f.mu.Lock()
+	f.requests = append(f.requests, Request{
+		Method:        r.Method,
+		Path:          r.URL.Path,
+		Query:         r.URL.RawQuery,
+		Body:          body,
+		Authorization: r.Header.Get("Authorization"),
+		Status:        http.StatusOK,
+	})
+	index := len(f.requests) - 1
+	f.mu.Unlock()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, onStatus: func(status int) {
 		f.mu.Lock()
-		f.requests = append(f.requests, Request{
-			Method:        r.Method,
-			Path:          r.URL.Path,
-			Query:         r.URL.RawQuery,
-			Body:          body,
-			Authorization: r.Header.Get("Authorization"),
-			Status:        rec.status,
-		})
+		f.requests[index].Status = status
 		f.mu.Unlock()
-	}()
+	}}
 
 	if !f.authorized(r) {
 		writeError(rec, http.StatusUnauthorized, "Bad credentials")
@@ -527,12 +532,16 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status      int
 	wroteHeader bool
+	onStatus    func(int)
 }
 
 // WriteHeader records status and passes it on.
 func (s *statusRecorder) WriteHeader(status int) {
 	if !s.wroteHeader {
 		s.status, s.wroteHeader = status, true
+		if s.onStatus != nil {
+			s.onStatus(status)
+		}
 	}
 	s.ResponseWriter.WriteHeader(status)
 }
