@@ -14,7 +14,7 @@ import (
 )
 
 const (
-	benchStepCount       = 20000
+	benchStepCount   = 20000
 	benchStepWorkers = 8
 )
 
