@@ -20,18 +20,20 @@ import (
 
 // Server holds the API's dependencies; Handler returns its routes.
 type Server struct {
-	db    *store.DB
-	clock clock.Clock
-	log   *slog.Logger
-	mux   *http.ServeMux
+	db      *store.DB
+	clock   clock.Clock
+	log     *slog.Logger
+	metrics *Metrics
+	mux     *http.ServeMux
 	// Ready adds checks to /readyz beyond the database and migrations; each
 	// returns "" when fine, else what is wrong.
 	readyChecks map[string]func(ctx context.Context) string
 }
 
-// New returns a server with the health routes mounted.
-func New(db *store.DB, clk clock.Clock, log *slog.Logger) *Server {
-	s := &Server{db: db, clock: clk, log: log, mux: http.NewServeMux(), readyChecks: map[string]func(context.Context) string{}}
+// New returns a server with the health routes mounted. metrics may be nil.
+func New(db *store.DB, clk clock.Clock, log *slog.Logger, metrics *Metrics) *Server {
+	s := &Server{db: db, clock: clk, log: log, metrics: metrics, mux: http.NewServeMux(),
+		readyChecks: map[string]func(context.Context) string{}}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return s
@@ -74,8 +76,14 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
-		next.ServeHTTP(rec, r.WithContext(ctx))
-		s.log.LogAttrs(ctx, slog.LevelInfo, "http request", slog.String("request_id", id),
+		r = r.WithContext(ctx)
+		next.ServeHTTP(rec, r)
+		s.metrics.observe(r, rec.status, time.Since(start))
+		level := slog.LevelInfo
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+			level = slog.LevelDebug // probes and scrapes would drown the log
+		}
+		s.log.LogAttrs(ctx, level, "http request", slog.String("request_id", id),
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", rec.status),
 			slog.Duration("duration", time.Since(start)))
 	})

@@ -420,3 +420,22 @@ func prefixed(prefix, columns string) string {
 	}
 	return strings.Join(fields, ", ")
 }
+
+// RetryAllFailedSteps makes every failed step pending again with a fresh set
+// of attempts and returns their ids.
+func (q *Queries) RetryAllFailedSteps(ctx context.Context, now time.Time) ([]int64, error) {
+	rows, err := q.db.Query(ctx, `
+		UPDATE steps SET status = 'pending', attempts = 0, run_at = $1, finished_at = NULL, updated_at = $1
+		WHERE status = 'failed' RETURNING id`, now.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("retry failed steps: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("retry failed steps: %w", err)
+	}
+	if len(ids) > 0 {
+		return ids, q.NotifySteps(ctx)
+	}
+	return ids, nil
+}

@@ -50,7 +50,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if len(applied) > 0 {
 		fmt.Fprintf(env.stdout, "applied %d migration(s)\n", len(applied))
 	}
-	return serve(ctx, env, cfg, func(addr string) {
+	return serve(ctx, env, cfg, roles{"api": true, "worker": true, "reconciler": true}, func(addr string) {
 		fmt.Fprintf(env.stdout, "paymentd is up on http://%s (Ctrl-C stops everything)\n", addr)
 	})
 }

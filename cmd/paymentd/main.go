@@ -54,6 +54,8 @@ func commands() []command {
 		{"serve", "run the HTTP API, step workers and reconciler", runServe},
 		{"dev", "run the whole dev stack on a throwaway local Postgres (make run)", runDev},
 		{"migrate", "apply pending database migrations", runMigrate},
+		{"purchases", "show a purchase and its steps: purchases show <id | session id | email>", runPurchases},
+		{"steps", "list or retry steps: steps list --failed, steps retry <id | --all-failed>", runSteps},
 		{"version", "print the version", runVersion},
 		{"healthcheck", "probe /healthz (the container HEALTHCHECK)", runHealthcheck},
 	}
@@ -117,15 +119,25 @@ func flags(name string, env *cliEnv) (*flag.FlagSet, *string) {
 	return fs, path
 }
 
-// parse parses a command's flags; a bad flag is a usage error.
+// parse parses a command's flags, which may come before, between or after
+// its positional arguments; a bad flag is a usage error.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return withCode(exitUsage, errors.New(""))
 		}
-		return withCode(exitUsage, errors.New(""))
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return nil
+	// Leave the positional arguments as fs.Args().
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 // loadConfig loads the configuration; an invalid one is a usage error

@@ -2,30 +2,61 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/paymentd/paymentd/httpapi"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/steps"
+	"github.com/paymentd/paymentd/store"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 )
 
+// allRoles are the parts of the daemon `serve --roles` can run.
+var allRoles = []string{"api", "worker", "reconciler"}
+
+// roles says which parts of the daemon this replica runs.
+type roles map[string]bool
+
+func parseRoles(s string) (roles, error) {
+	r := roles{}
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(allRoles, name) {
+			return nil, fmt.Errorf("unknown role %q (roles: %s)", name, strings.Join(allRoles, ", "))
+		}
+		r[name] = true
+	}
+	return r, nil
+}
+
 func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	fs, path := flags("serve", env)
+	roleList := fs.String("roles", strings.Join(allRoles, ","), "comma-separated `roles` to run: api, worker, reconciler")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	rs, err := parseRoles(*roleList)
+	if err != nil {
+		return withCode(exitUsage, err)
 	}
 	cfg, err := loadConfig(*path, env)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, env, cfg, nil)
+	return serve(ctx, env, cfg, rs, nil)
 }
 
 // newLogger builds the process logger: JSON in production, text in dev.
@@ -39,9 +70,9 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serve runs the daemon until ctx ends. ready, when not nil, is called with
-// the API's address once it listens.
-func serve(ctx context.Context, env *cliEnv, cfg *config.Config, ready func(addr string)) error {
+// serve runs the daemon's roles until ctx ends. ready, when not nil, is
+// called with the API's address once everything is up.
+func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, ready func(addr string)) error {
 	log := newLogger(cfg.Log, env.stderr)
 	db, err := openDB(ctx, cfg)
 	if err != nil {
@@ -53,25 +84,86 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, ready func(addr
 	}
 	clk := clock.Real{}
 	reg := prometheus.NewRegistry()
-	engine := steps.New(db, clk, log.With("component", "steps"), stepsConfig(cfg), steps.NewMetrics(reg))
-
-	api := httpapi.New(db, clk, log.With("component", "http"))
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
-	}
-	log.Info("paymentd serving", "addr", ln.Addr().String(), "version", versionString(),
-		"workers", cfg.Steps.Workers)
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		steps.NewStatsCollector(db, clk))
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpapi.Serve(gctx, ln, api.Handler(), cfg.HTTP.ShutdownTimeout) })
-	g.Go(func() error { return engine.Run(gctx) })
+	var addr string
+	api := httpapi.New(db, clk, log.With("component", "http"), httpapi.NewMetrics(reg))
+	metrics := httpapi.MetricsHandler(reg)
+	if rs["api"] {
+		if cfg.HTTP.AdminAddr == "" {
+			api.Handle("GET /metrics", metrics)
+		}
+		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+		}
+		addr = ln.Addr().String()
+		g.Go(func() error { return httpapi.Serve(gctx, ln, api.Handler(), cfg.HTTP.ShutdownTimeout) })
+	}
+	if cfg.HTTP.AdminAddr != "" || !rs["api"] {
+		// Replicas without the API still expose health and metrics.
+		adminAddr := cfg.HTTP.AdminAddr
+		if adminAddr == "" {
+			return withCode(exitUsage, errors.New("http.admin_addr (PAYMENTD_ADMIN_ADDR) is required when the api role is off, for /healthz and /metrics"))
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		mux.Handle("GET /healthz", api.Handler())
+		mux.Handle("GET /readyz", api.Handler())
+		ln, err := net.Listen("tcp", adminAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", adminAddr, err)
+		}
+		log.Info("admin listener", "addr", ln.Addr().String())
+		g.Go(func() error { return httpapi.Serve(gctx, ln, mux, cfg.HTTP.ShutdownTimeout) })
+	}
+	if rs["worker"] {
+		engine := steps.New(db, clk, log.With("component", "steps"), stepsConfig(cfg), steps.NewMetrics(reg))
+		g.Go(func() error { return engine.Run(gctx) })
+	}
+	g.Go(func() error { return watchdog(gctx, db, log) })
+
+	log.Info("paymentd serving", "addr", addr, "roles", strings.Join(slices.Sorted(maps.Keys(rs)), ","),
+		"version", versionString(), "workers", cfg.Steps.Workers)
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("notify systemd", "err", err)
+	}
+	if ready != nil {
+		ready(addr)
+	}
 	err = g.Wait()
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Info("paymentd stopped")
 	return err
+}
+
+// watchdog pings systemd's watchdog (when the unit enables one) from the
+// main loop, as long as the database answers; a wedged process stops
+// pinging and systemd restarts it.
+func watchdog(ctx context.Context, db *store.DB, log *slog.Logger) error {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return nil
+	}
+	t := time.NewTicker(interval / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, interval/3)
+		err := db.Pool.Ping(pctx)
+		cancel()
+		if err != nil {
+			log.Warn("database unreachable; withholding the systemd watchdog ping", "err", err)
+			continue
+		}
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+	}
 }
 
 func stepsConfig(cfg *config.Config) steps.Config {
@@ -91,4 +183,3 @@ func dbInfo(url string) string {
 	}
 	return url
 }
-

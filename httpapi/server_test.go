@@ -1,0 +1,114 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/paymentd/paymentd/httpapi"
+	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type readyBody struct {
+	Status   string            `json:"status"`
+	Problems map[string]string `json:"problems"`
+}
+
+func getReady(t *testing.T, db *store.DB) (int, readyBody) {
+	t.Helper()
+	srv := httptest.NewServer(httpapi.New(db, clock.Real{}, slog.New(slog.DiscardHandler), nil).Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body readyBody
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+func TestReadyzReady(t *testing.T) {
+	t.Parallel()
+	code, body := getReady(t, pgtest.New(t))
+	if code != http.StatusOK || body.Status != "ready" {
+		t.Fatalf("readyz = %d %+v", code, body)
+	}
+}
+
+func TestReadyzFailsOnPendingMigrations(t *testing.T) {
+	t.Parallel()
+	code, body := getReady(t, pgtest.Open(t, pgtest.EmptyURL(t)))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body.Problems["migrations"], "paymentd migrate") {
+		t.Fatalf("readyz on an unmigrated database = %d %+v", code, body)
+	}
+}
+
+func TestReadyzFailsWhenDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	db := pgtest.Open(t, dbURL)
+	// Take the database away under the pool.
+	u, _ := url.Parse(dbURL)
+	name := strings.TrimPrefix(u.Path, "/")
+	admin, err := pgx.Connect(context.Background(), strings.Replace(dbURL, "/"+name, "/postgres", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), `DROP DATABASE `+name+` WITH (FORCE)`); err != nil {
+		t.Fatal(err)
+	}
+	code, body := getReady(t, db)
+	if code != http.StatusServiceUnavailable || !strings.HasPrefix(body.Problems["database"], "unreachable") {
+		t.Fatalf("readyz with the database gone = %d %+v", code, body)
+	}
+}
+
+func TestRequestIDAndMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	api := httpapi.New(pgtest.New(t), clock.Real{}, slog.New(slog.DiscardHandler), httpapi.NewMetrics(reg))
+	api.Handle("GET /metrics", httpapi.MetricsHandler(reg))
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/healthz", nil)
+	req.Header.Set("X-Request-Id", "frontend-req-0001")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Request-Id"); got != "frontend-req-0001" {
+		t.Errorf("request id echoed as %q", got)
+	}
+	resp, _ = http.Get(srv.URL + "/nope")
+	resp.Body.Close()
+	if len(resp.Header.Get("X-Request-Id")) != 16 {
+		t.Errorf("generated request id %q", resp.Header.Get("X-Request-Id"))
+	}
+	resp, err = http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`paymentd_http_requests_total{code="200",route="GET /healthz"} 1`,
+		`paymentd_http_requests_total{code="404",route="unmatched"} 1`} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
