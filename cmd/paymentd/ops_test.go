@@ -89,7 +89,9 @@ func TestPurchasesShowAndRetryAFailedStep(t *testing.T) {
 		t.Fatalf("purchases show --json = %d %s", code, out)
 	}
 	for _, s := range views[0].Steps {
-		var result struct{ InvitationID int `json:"invitation_id"` }
+		var result struct {
+			InvitationID int `json:"invitation_id"`
+		}
 		_ = json.Unmarshal(s.Result, &result)
 		if s.Name == "grant_access" && (s.Status != store.StepDone || result.InvitationID != 7) {
 			t.Errorf("grant_access after retry = %s %s", s.Status, s.Result)
