@@ -1,0 +1,346 @@
+// Package stripeapi is the one door between paymentd and Stripe: every
+// Stripe request the project makes is a method here, so the contract suite
+// can run each of them against stripe-mock and know it covered them all.
+// It speaks stripe-go types and passes the caller's context on every call.
+package stripeapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+)
+
+// API wraps a stripe-go client (see internal/stripeclient).
+type API struct {
+	sc *client.API
+}
+
+// New wraps sc.
+func New(sc *client.API) *API { return &API{sc: sc} }
+
+// EventTypes are the Stripe event types paymentd uses; every other type is
+// acknowledged and ignored.
+var EventTypes = []string{
+	"checkout.session.completed",
+	"checkout.session.async_payment_succeeded",
+	"checkout.session.async_payment_failed",
+	"checkout.session.expired",
+	"charge.refunded",
+	"charge.refund.updated",
+	"charge.dispute.created",
+	"charge.dispute.closed",
+}
+
+// UsesEventType reports whether paymentd acts on events of type t.
+func UsesEventType(t string) bool {
+	for _, u := range EventTypes {
+		if u == t {
+			return true
+		}
+	}
+	return false
+}
+
+// PageSize is the page size of every listing (Stripe's maximum).
+const PageSize = 100
+
+// --- catalog ---
+
+// PricesByLookupKeys returns the active prices holding the given lookup
+// keys, with their products expanded.
+func (a *API) PricesByLookupKeys(ctx context.Context, keys []string) ([]*stripe.Price, error) {
+	params := &stripe.PriceListParams{LookupKeys: stripe.StringSlice(keys), Active: stripe.Bool(true)}
+	params.Context = ctx
+	params.Limit = stripe.Int64(PageSize)
+	params.AddExpand("data.product")
+	var out []*stripe.Price
+	it := a.sc.Prices.List(params)
+	for it.Next() {
+		out = append(out, it.Price())
+	}
+	return out, it.Err()
+}
+
+// ProductSpec is a product as config.yaml describes it.
+type ProductSpec struct {
+	Key, Name, Description string
+	Features               []string
+}
+
+func (p ProductSpec) params() *stripe.ProductParams {
+	params := &stripe.ProductParams{Name: stripe.String(p.Name)}
+	if p.Description != "" {
+		params.Description = stripe.String(p.Description)
+	}
+	for _, f := range p.Features {
+		params.Features = append(params.Features, &stripe.ProductFeatureParams{Name: stripe.String(f)})
+	}
+	params.AddMetadata("paymentd_product_key", p.Key)
+	return params
+}
+
+// CreateProduct creates a product.
+func (a *API) CreateProduct(ctx context.Context, p ProductSpec, idempotencyKey string) (*stripe.Product, error) {
+	params := p.params()
+	params.Context = ctx
+	if idempotencyKey != "" {
+		params.SetIdempotencyKey(idempotencyKey)
+	}
+	return a.sc.Products.New(params)
+}
+
+// UpdateProduct sets a product's name, description and features.
+func (a *API) UpdateProduct(ctx context.Context, id string, p ProductSpec) (*stripe.Product, error) {
+	params := p.params()
+	params.Context = ctx
+	return a.sc.Products.Update(id, params)
+}
+
+// PriceSpec is a one-time price for a product, found by its lookup key.
+type PriceSpec struct {
+	ProductID, LookupKey, Currency, Nickname string
+	Amount                                   int64 // minor units
+	// TransferLookupKey moves the lookup key from the price holding it.
+	TransferLookupKey bool
+}
+
+// CreatePrice creates a price.
+func (a *API) CreatePrice(ctx context.Context, p PriceSpec, idempotencyKey string) (*stripe.Price, error) {
+	params := &stripe.PriceParams{
+		Product: stripe.String(p.ProductID), UnitAmount: stripe.Int64(p.Amount), Currency: stripe.String(p.Currency),
+		LookupKey: stripe.String(p.LookupKey),
+	}
+	if p.Nickname != "" {
+		params.Nickname = stripe.String(p.Nickname)
+	}
+	if p.TransferLookupKey {
+		params.TransferLookupKey = stripe.Bool(true)
+	}
+	params.Context = ctx
+	if idempotencyKey != "" {
+		params.SetIdempotencyKey(idempotencyKey)
+	}
+	return a.sc.Prices.New(params)
+}
+
+// DeactivatePrice archives a price so no new checkout can use it.
+func (a *API) DeactivatePrice(ctx context.Context, id string) (*stripe.Price, error) {
+	p := &stripe.PriceParams{Active: stripe.Bool(false)}
+	p.Context = ctx
+	return a.sc.Prices.Update(id, p)
+}
+
+// --- checkout ---
+
+// CheckoutRequest is a one-time-payment Checkout Session to create.
+type CheckoutRequest struct {
+	PriceID    string
+	Quantity   int64
+	SuccessURL string // carries {CHECKOUT_SESSION_ID}
+	CancelURL  string
+	// Metadata links the session to paymentd: user_id, product, purchase_id.
+	Metadata          map[string]string
+	ClientReferenceID string
+	CustomerEmail     string
+	// Coupon applies a coupon; without one, promotion codes are allowed.
+	Coupon string
+	// ConsentPromotions asks the buyer for consent to promotional email
+	// (required for abandoned-checkout emails in some jurisdictions).
+	ConsentPromotions bool
+	// Recovery enables Stripe's recovery URL once the session expires.
+	Recovery bool
+}
+
+// CreateCheckoutSession creates a Checkout Session in payment mode.
+func (a *API) CreateCheckoutSession(ctx context.Context, r CheckoutRequest, idempotencyKey string) (*stripe.CheckoutSession, error) {
+	p := &stripe.CheckoutSessionParams{
+		Mode:       stripe.String(string(stripe.CheckoutSessionModePayment)),
+		LineItems:  []*stripe.CheckoutSessionLineItemParams{{Price: stripe.String(r.PriceID), Quantity: stripe.Int64(r.Quantity)}},
+		SuccessURL: stripe.String(r.SuccessURL),
+		CancelURL:  stripe.String(r.CancelURL),
+	}
+	if r.ClientReferenceID != "" {
+		p.ClientReferenceID = stripe.String(r.ClientReferenceID)
+	}
+	if r.CustomerEmail != "" {
+		p.CustomerEmail = stripe.String(r.CustomerEmail)
+	}
+	for k, v := range r.Metadata {
+		p.AddMetadata(k, v)
+	}
+	p.PaymentIntentData = &stripe.CheckoutSessionPaymentIntentDataParams{Metadata: r.Metadata}
+	if r.Coupon != "" {
+		p.Discounts = []*stripe.CheckoutSessionDiscountParams{{Coupon: stripe.String(r.Coupon)}}
+	} else {
+		p.AllowPromotionCodes = stripe.Bool(true)
+	}
+	if r.ConsentPromotions {
+		p.ConsentCollection = &stripe.CheckoutSessionConsentCollectionParams{Promotions: stripe.String("auto")}
+	}
+	if r.Recovery {
+		p.AfterExpiration = &stripe.CheckoutSessionAfterExpirationParams{
+			Recovery: &stripe.CheckoutSessionAfterExpirationRecoveryParams{Enabled: stripe.Bool(true)},
+		}
+	}
+	p.Context = ctx
+	if idempotencyKey != "" {
+		p.SetIdempotencyKey(idempotencyKey)
+	}
+	return a.sc.CheckoutSessions.New(p)
+}
+
+// CheckoutSession retrieves a Checkout Session.
+func (a *API) CheckoutSession(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
+	p := &stripe.CheckoutSessionParams{}
+	p.Context = ctx
+	return a.sc.CheckoutSessions.Get(id, p)
+}
+
+// ListCheckoutSessions calls fn for every session created at or after
+// since, a page of PageSize at a time, newest first.
+func (a *API) ListCheckoutSessions(ctx context.Context, since time.Time, fn func(*stripe.CheckoutSession) error) error {
+	p := &stripe.CheckoutSessionListParams{}
+	p.Context = ctx
+	p.Limit = stripe.Int64(PageSize)
+	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	it := a.sc.CheckoutSessions.List(p)
+	for it.Next() {
+		if err := fn(it.CheckoutSession()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// --- payments ---
+
+// PaymentIntent retrieves a payment intent.
+func (a *API) PaymentIntent(ctx context.Context, id string) (*stripe.PaymentIntent, error) {
+	p := &stripe.PaymentIntentParams{}
+	p.Context = ctx
+	return a.sc.PaymentIntents.Get(id, p)
+}
+
+// Charge retrieves a charge.
+func (a *API) Charge(ctx context.Context, id string) (*stripe.Charge, error) {
+	p := &stripe.ChargeParams{}
+	p.Context = ctx
+	return a.sc.Charges.Get(id, p)
+}
+
+// Refund retrieves a refund.
+func (a *API) Refund(ctx context.Context, id string) (*stripe.Refund, error) {
+	p := &stripe.RefundParams{}
+	p.Context = ctx
+	return a.sc.Refunds.Get(id, p)
+}
+
+// ChargeRefunds calls fn for every refund of a charge.
+func (a *API) ChargeRefunds(ctx context.Context, chargeID string, fn func(*stripe.Refund) error) error {
+	p := &stripe.RefundListParams{Charge: stripe.String(chargeID)}
+	p.Context = ctx
+	p.Limit = stripe.Int64(PageSize)
+	it := a.sc.Refunds.List(p)
+	for it.Next() {
+		if err := fn(it.Refund()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// ListRefunds calls fn for every refund created at or after since.
+func (a *API) ListRefunds(ctx context.Context, since time.Time, fn func(*stripe.Refund) error) error {
+	p := &stripe.RefundListParams{}
+	p.Context = ctx
+	p.Limit = stripe.Int64(PageSize)
+	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	it := a.sc.Refunds.List(p)
+	for it.Next() {
+		if err := fn(it.Refund()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// Dispute retrieves a dispute.
+func (a *API) Dispute(ctx context.Context, id string) (*stripe.Dispute, error) {
+	p := &stripe.DisputeParams{}
+	p.Context = ctx
+	return a.sc.Disputes.Get(id, p)
+}
+
+// ListDisputes calls fn for every dispute created at or after since.
+func (a *API) ListDisputes(ctx context.Context, since time.Time, fn func(*stripe.Dispute) error) error {
+	p := &stripe.DisputeListParams{}
+	p.Context = ctx
+	p.Limit = stripe.Int64(PageSize)
+	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	it := a.sc.Disputes.List(p)
+	for it.Next() {
+		if err := fn(it.Dispute()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// --- events ---
+
+// EventsAfter calls fn, oldest first, for every event of the types paymentd
+// uses that is newer than the event afterID ("" means: every event created
+// at or after since). Stripe lists newest first; paging backwards from the
+// cursor with ending_before yields pages nearest the cursor first, each of
+// which is reversed here, so fn sees events in the order they happened and
+// the caller can advance its cursor after each one.
+func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, fn func(*stripe.Event) error) error {
+	if afterID == "" {
+		// No cursor yet: collect from since, then replay oldest first.
+		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
+		p.Context = ctx
+		p.Limit = stripe.Int64(PageSize)
+		p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+		var all []*stripe.Event
+		it := a.sc.Events.List(p)
+		for it.Next() {
+			all = append(all, it.Event())
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+		for i := len(all) - 1; i >= 0; i-- {
+			if err := fn(all[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cursor := afterID
+	for {
+		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
+		p.Context = ctx
+		p.Limit = stripe.Int64(PageSize)
+		p.EndingBefore = stripe.String(cursor)
+		p.Single = true // one page per request; we move the cursor ourselves
+		it := a.sc.Events.List(p)
+		var page []*stripe.Event
+		for it.Next() {
+			page = append(page, it.Event())
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+		for i := len(page) - 1; i >= 0; i-- {
+			if err := fn(page[i]); err != nil {
+				return err
+			}
+		}
+		if len(page) == 0 || !it.Meta().HasMore {
+			return nil
+		}
+		cursor = page[0].ID // the newest seen; the next page is newer still
+	}
+}
