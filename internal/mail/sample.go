@@ -1,0 +1,46 @@
+// Sample data: realistic, deterministic values for every template, used to
+// validate templates at start-up, for previews and for golden tests.
+package mail
+
+// SampleData returns example Data for the named template with amounts in
+// currency. The brand and unsubscribe link are left for the Renderer, and
+// ProductName is empty so the brand's product name is used.
+func SampleData(name, currency string) Data {
+	d := Data{
+		CustomerEmail:   "ada@example.com",
+		CustomerName:    "Ada Lovelace",
+		Amount:          19900,
+		Currency:        currency,
+		OriginalAmount:  19900,
+		PurchaseID:      "pur_01HZX4K7V9Q2M3N8B6C5D4E3F2",
+		StripeSessionID: "cs_test_a1B2c3D4e5F6g7H8i9J0",
+		StripeChargeID:  "ch_3PqR5sT7uV9wX1yZ2aB4cD6e",
+	}
+	switch name {
+	case AccessGranted:
+		d.RepoURL = "https://github.com/acme-labs/starter-kit"
+		d.GitHubUsername = "adalovelace"
+		d.AccessDetails = "Once you accept the invitation, clone the repository with:\ngit clone git@github.com:acme-labs/starter-kit.git"
+	case RefundFull:
+		d.RefundedAmount = 19900
+		d.AccessRevoked = true
+	case RefundPartial:
+		d.RefundedAmount = 5000
+	case AdminRefund:
+		d.RefundedAmount = 19900
+		d.AccessRevoked = true
+		d.Reason = "requested_by_customer"
+	case AbandonedCheckout:
+		d.RecoveryURL = "https://checkout.stripe.com/c/pay/cs_test_recover_b1C2d3E4"
+	case OperatorAlert:
+		d.StepName = "grant_access"
+		d.LastError = "github: add collaborator: 502 Bad Gateway (attempt 8 of 8)"
+	case DisputeOpened:
+		d.DisputeID = "dp_1PqR5sT7uV9wX1yZ"
+		d.Reason = "fraudulent"
+	case RefundReversed:
+		d.RefundedAmount = 19900
+		d.Reason = "expired_or_canceled_card"
+	}
+	return d
+}
