@@ -1,0 +1,361 @@
+// Scheduling: one method per purchase transition, each called inside the
+// transaction that records the transition, each scheduling a pipeline whose
+// name makes it unique per purchase, so calling it again is a no-op.
+package fulfillment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/paymentd/paymentd/internal/access"
+	"github.com/paymentd/paymentd/steps"
+	"github.com/paymentd/paymentd/store"
+)
+
+// followupArgs is the input of a follow-up step.
+type followupArgs struct {
+	Template string `json:"template"`
+}
+
+// analyticsArgs is the input of an analytics step.
+type analyticsArgs struct {
+	Event  string `json:"event"`
+	Amount int64  `json:"amount"`
+}
+
+// webhookArgs is the input of an access_webhook step.
+type webhookArgs struct {
+	Event string `json:"event"`
+}
+
+// refundArgs is the input of the refund and lost-dispute steps: the facts
+// of the transition, fixed when it happened.
+type refundArgs struct {
+	RefundID  string `json:"refund_id,omitempty"`
+	DisputeID string `json:"dispute_id,omitempty"`
+	// Amount is this refund's (or dispute's) amount; Refunded is the
+	// purchase's cumulative refunded amount including it; Total is what
+	// was paid. All in minor units of Currency.
+	Amount   int64  `json:"amount"`
+	Refunded int64  `json:"refunded"`
+	Total    int64  `json:"total"`
+	Currency string `json:"currency"`
+	// Full is set when Refunded covers Total (or a dispute was lost):
+	// access is revoked.
+	Full   bool   `json:"full"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// disputeArgs is the input of a dispute_opened step.
+type disputeArgs struct {
+	DisputeID string `json:"dispute_id"`
+	Amount    int64  `json:"amount"`
+	Currency  string `json:"currency"`
+	Reason    string `json:"reason"`
+}
+
+// reversalArgs is the input of a refund_reversed step.
+type reversalArgs struct {
+	RefundID string `json:"refund_id"`
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	Status   string `json:"status"`
+}
+
+// Completed schedules the purchase pipeline: confirmation and admin emails,
+// the access grant and access email when the product has an access
+// provider and the buyer gave what it needs (a GitHub username, on the
+// purchase or the account, for GitHub products), analytics, and the
+// follow-ups dated from p.CompletedAt.
+func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, p store.Purchase) error {
+	anchor := f.clock.Now()
+	if p.CompletedAt != nil {
+		anchor = *p.CompletedAt
+	}
+	list := []steps.Step{{Name: StepConfirmation}, {Name: StepAdminPurchase}}
+	ready, err := f.accessReady(ctx, q, p)
+	if err != nil {
+		return fmt.Errorf("schedule purchase %s: %w", p.ID, err)
+	}
+	if ready {
+		list = append(list, grantSteps()...)
+	}
+	list = append(list, steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: "purchase_completed", Amount: p.AmountTotal}})
+	for _, fu := range f.cfg.FollowUps {
+		list = append(list, steps.Step{Name: fu.Template, Delay: fu.Delay, Tags: []string{TagFollowup},
+			Args: followupArgs{Template: fu.Template}})
+	}
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelinePurchase, Anchor: anchor, Steps: list})
+	return err
+}
+
+// grantSteps are the grant and the access email that waits for it.
+func grantSteps() []steps.Step {
+	return []steps.Step{
+		{Name: StepGrantAccess, Tags: []string{TagAccess}},
+		{Name: StepAccessEmail, After: StepGrantAccess, Tags: []string{TagAccess}},
+	}
+}
+
+// accessReady reports whether p's product has an access provider and the
+// buyer gave what it needs.
+func (f *Fulfillment) accessReady(ctx context.Context, q *store.Queries, p store.Purchase) (bool, error) {
+	switch f.product(p.ProductKey).Access {
+	case providerWebhook:
+		return true, nil
+	case providerGitHub:
+		username, err := githubUsername(ctx, q, p)
+		return username != "", err
+	}
+	return false, nil
+}
+
+// Refunded schedules the pipeline of refund r. A full refund
+// (p.AmountRefunded >= p.AmountTotal) revokes access, emails the customer
+// and the admin, and cancels the follow-ups and any grant not run yet; a
+// partial one emails both amounts and keeps access (telling a webhook
+// product's backend).
+func (f *Fulfillment) Refunded(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error {
+	full := p.AmountRefunded >= p.AmountTotal
+	args := refundArgs{RefundID: r.ID, Amount: r.Amount, Refunded: p.AmountRefunded, Total: p.AmountTotal,
+		Currency: currencyOf(r.Currency, p.Currency), Full: full}
+	prod := f.product(p.ProductKey)
+	event := "purchase_partially_refunded"
+	var list []steps.Step
+	if full {
+		event = "purchase_refunded"
+		if hasAccess(prod) {
+			list = append(list, steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}})
+		}
+		if err := f.cancelEntitlement(ctx, q, p.ID); err != nil {
+			return err
+		}
+	} else if prod.Access == providerWebhook {
+		list = append(list, steps.Step{Name: StepAccessWebhook, Args: webhookArgs{Event: access.EventPurchasePartiallyRefunded}})
+	}
+	list = append(list,
+		steps.Step{Name: StepRefundEmail, Args: args},
+		steps.Step{Name: StepAdminRefund, Args: args},
+		steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: event, Amount: r.Amount}},
+	)
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PrefixRefund + r.ID, Steps: list})
+	return err
+}
+
+// cancelEntitlement cancels what a purchase that lost its entitlement must
+// no longer do: follow-ups, and grants and access emails not run yet.
+func (f *Fulfillment) cancelEntitlement(ctx context.Context, q *store.Queries, purchaseID string) error {
+	for _, tag := range []string{TagFollowup, TagAccess} {
+		if _, err := f.engine.Cancel(ctx, q, purchaseID, tag); err != nil {
+			return fmt.Errorf("cancel %s steps of %s: %w", tag, purchaseID, err)
+		}
+	}
+	return nil
+}
+
+// RefundReversed handles refund r having failed or been canceled: when the
+// purchase is paid again, revocations not run yet are canceled and access
+// it lacks is granted (again); the operator is always told. A buyer whose
+// access was revoked gets it back quietly (GitHub sends its own
+// invitation); one whose grant the refund canceled before it ran also gets
+// the access email.
+func (f *Fulfillment) RefundReversed(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error {
+	var list []steps.Step
+	if entitled(p.Status) {
+		if _, err := f.engine.Cancel(ctx, q, p.ID, TagRevoke); err != nil {
+			return fmt.Errorf("cancel revocations of %s: %w", p.ID, err)
+		}
+		ready, err := f.accessReady(ctx, q, p)
+		if err != nil {
+			return fmt.Errorf("restore access of %s: %w", p.ID, err)
+		}
+		existing, err := q.PurchaseSteps(ctx, p.ID)
+		if err != nil {
+			return fmt.Errorf("restore access of %s: %w", p.ID, err)
+		}
+		switch {
+		case !ready || p.AccessState == store.AccessGranted || p.AccessState == store.AccessFailed ||
+			underway(existing, StepGrantAccess):
+			// Nothing to restore, a grant under way, or one that failed
+			// for good and waits for the buyer or the operator.
+		case p.AccessState == store.AccessRevoked:
+			list = append(list, steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}})
+		default:
+			list = append(list, grantSteps()...)
+		}
+	}
+	list = append(list, steps.Step{Name: StepRefundReversed, Args: reversalArgs{
+		RefundID: r.ID, Amount: r.Amount, Currency: currencyOf(r.Currency, p.Currency), Status: r.Status}})
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PrefixRestore + r.ID, Steps: list})
+	return err
+}
+
+// Expired schedules the abandoned-checkout email at the session's expiry
+// plus the configured delay. Whether it is sent is decided when it is due.
+func (f *Fulfillment) Expired(ctx context.Context, q *store.Queries, p store.Purchase) error {
+	anchor := f.clock.Now()
+	if p.SessionExpiresAt != nil {
+		anchor = *p.SessionExpiresAt
+	}
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelineAbandoned, Anchor: anchor,
+		Steps: []steps.Step{{Name: StepAbandoned, Delay: f.cfg.AbandonedDelay}}})
+	return err
+}
+
+// PaymentFailed schedules the email telling the customer an asynchronous
+// payment failed.
+func (f *Fulfillment) PaymentFailed(ctx context.Context, q *store.Queries, p store.Purchase) error {
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelinePaymentFailed,
+		Steps: []steps.Step{{Name: StepPaymentFailed}}})
+	return err
+}
+
+// DisputeOpened schedules the operator's email about dispute d.
+func (f *Fulfillment) DisputeOpened(ctx context.Context, q *store.Queries, p store.Purchase, d store.Dispute) error {
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PrefixDispute + d.ID,
+		Steps: []steps.Step{{Name: StepDisputeOpened, Args: disputeArgs{
+			DisputeID: d.ID, Amount: d.Amount, Currency: currencyOf(d.Currency, p.Currency), Reason: d.Reason}}}})
+	return err
+}
+
+// DisputeLost treats lost dispute d as a full refund without the customer
+// email: access revoked, follow-ups and pending grants canceled, the admin
+// told.
+func (f *Fulfillment) DisputeLost(ctx context.Context, q *store.Queries, p store.Purchase, d store.Dispute) error {
+	reason := "dispute " + d.ID + " lost"
+	if d.Reason != "" {
+		reason += " (" + d.Reason + ")"
+	}
+	args := refundArgs{DisputeID: d.ID, Amount: d.Amount, Refunded: p.AmountTotal, Total: p.AmountTotal,
+		Currency: currencyOf(d.Currency, p.Currency), Full: true, Reason: reason}
+	var list []steps.Step
+	if hasAccess(f.product(p.ProductKey)) {
+		list = append(list, steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}})
+	}
+	list = append(list, steps.Step{Name: StepAdminRefund, Args: args})
+	if err := f.cancelEntitlement(ctx, q, p.ID); err != nil {
+		return err
+	}
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PrefixDispute + d.ID, Steps: list})
+	return err
+}
+
+// RepairAccess schedules a grant (want store.AccessGranted) or a
+// revocation (store.AccessRevoked) to correct drift between the purchase
+// and the provider. Nothing is scheduled for a product without access or
+// while a step of the same kind is still under way.
+func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want string) error {
+	var step steps.Step
+	switch want {
+	case store.AccessGranted:
+		step = steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}}
+	case store.AccessRevoked:
+		step = steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}}
+	default:
+		return fmt.Errorf("repair access of %s: cannot repair towards %q", p.ID, want)
+	}
+	if !hasAccess(f.product(p.ProductKey)) {
+		return nil
+	}
+	existing, err := q.PurchaseSteps(ctx, p.ID)
+	if err != nil {
+		return fmt.Errorf("repair access of %s: %w", p.ID, err)
+	}
+	if underway(existing, step.Name) {
+		return nil
+	}
+	name := PrefixRepair + want + ":" + strconv.Itoa(countPipelines(existing, PrefixRepair)+1)
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: []steps.Step{step}})
+	return err
+}
+
+// RequestAccess records username as the GitHub login of userID's paid,
+// not fully refunded purchases of GitHub products that lack access, and
+// schedules their grant and access email, all in one transaction. It
+// returns how many purchases will get access. The HTTP API calls it after
+// storing the username on the account.
+func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string) (int, error) {
+	username = strings.TrimSpace(username)
+	if userID == "" || username == "" {
+		return 0, errors.New("request access: user id and username are required")
+	}
+	n := 0
+	err := f.db.InTx(ctx, func(q *store.Queries, _ pgx.Tx) error {
+		n = 0
+		ps, err := q.UserPurchases(ctx, userID)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if f.product(p.ProductKey).Access != providerGitHub {
+				continue
+			}
+			// Lock, then decide on the row as it is now: the reconciler
+			// may be moving it at the same moment.
+			if p, err = q.LockPurchase(ctx, p.ID); err != nil {
+				return err
+			}
+			if !entitled(p.Status) || p.AccessState == store.AccessGranted {
+				continue
+			}
+			n++
+			if !strings.EqualFold(deref(p.GitHubUsername), username) {
+				if err := q.SetGitHubUsername(ctx, p.ID, username, f.clock.Now()); err != nil {
+					return err
+				}
+			}
+			existing, err := q.PurchaseSteps(ctx, p.ID)
+			if err != nil {
+				return err
+			}
+			if underway(existing, StepGrantAccess) {
+				continue // it reads the username when it runs
+			}
+			name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
+			if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: grantSteps()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("request access for %s: %w", userID, err)
+	}
+	return n, nil
+}
+
+// underway reports whether a step named name has yet to finish in any of
+// the purchase's pipelines.
+func underway(existing []store.Step, name string) bool {
+	for _, s := range existing {
+		if s.Name == name && unfinished(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// countPipelines counts the distinct pipelines whose name starts with prefix.
+func countPipelines(existing []store.Step, prefix string) int {
+	seen := map[string]bool{}
+	for _, s := range existing {
+		if strings.HasPrefix(s.Pipeline, prefix) {
+			seen[s.Pipeline] = true
+		}
+	}
+	return len(seen)
+}
+
+// currencyOf returns the first non-empty currency code, lowercased.
+func currencyOf(codes ...string) string {
+	for _, c := range codes {
+		if c != "" {
+			return strings.ToLower(c)
+		}
+	}
+	return ""
+}
