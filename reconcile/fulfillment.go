@@ -21,8 +21,10 @@ type Fulfillment interface {
 	// became completed (confirmation, admin notification, access, follow-ups).
 	Completed(ctx context.Context, q *store.Queries, p store.Purchase) error
 	// Refunded schedules the refund pipeline for refund r, once per refund.
-	// p is already updated: p.AmountRefunded >= p.AmountTotal means full
-	// (revoke access, cancel pending follow-ups), else partial (access kept).
+	// p.AmountRefunded is the cumulative amount refunded up to and including
+	// r, so of two partial refunds adding up to the total the second is
+	// full: p.AmountRefunded >= p.AmountTotal means full (revoke access,
+	// cancel pending follow-ups), else partial (access kept).
 	Refunded(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error
 	// RefundReversed handles refund r having failed or been canceled after
 	// it was recorded: access restored if it had been revoked, operator alerted.

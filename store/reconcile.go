@@ -192,3 +192,19 @@ func (q *Queries) AccessCandidates(ctx context.Context, productKeys []string, af
 	}
 	return ps, nil
 }
+
+// HasOpenWork reports whether a purchase has steps not yet run, other
+// than follow-ups: work in flight that the access drift check must not
+// second-guess.
+func (q *Queries) HasOpenWork(ctx context.Context, purchaseID string) (bool, error) {
+	var yes bool
+	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM steps WHERE purchase_id = $1
+		AND status IN ('waiting', 'pending', 'running') AND NOT ('followup' = ANY(tags)))`, purchaseID).Scan(&yes)
+	if err != nil {
+		return false, fmt.Errorf("look up open steps: %w", err)
+	}
+	return yes, nil
+}
+
+// PollerLockKey is the advisory lock the replica polling Stripe holds.
+const PollerLockKey int64 = 0x7061796d656e75

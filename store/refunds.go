@@ -96,3 +96,23 @@ func (q *Queries) UpsertDispute(ctx context.Context, d Dispute, now time.Time) (
 	}
 	return wasInserted, true, nil
 }
+
+// HasLostDispute reports whether any dispute of the purchase was lost.
+func (q *Queries) HasLostDispute(ctx context.Context, purchaseID string) (bool, error) {
+	var yes bool
+	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM disputes WHERE purchase_id = $1 AND status = 'lost')`,
+		purchaseID).Scan(&yes)
+	if err != nil {
+		return false, fmt.Errorf("look up lost disputes: %w", err)
+	}
+	return yes, nil
+}
+
+// GetDispute returns the dispute with a Stripe id.
+func (q *Queries) GetDispute(ctx context.Context, id string) (Dispute, error) {
+	var d Dispute
+	err := q.db.QueryRow(ctx, `SELECT id, purchase_id, amount, currency, status, reason, created_at, updated_at
+		FROM disputes WHERE id = $1`, id).Scan(&d.ID, &d.PurchaseID, &d.Amount, &d.Currency, &d.Status, &d.Reason,
+		&d.CreatedAt, &d.UpdatedAt)
+	return d, notFound(err)
+}

@@ -344,3 +344,27 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 		cursor = page[0].ID // the newest seen; the next page is newer still
 	}
 }
+
+// CheckoutSessionLineItems retrieves a session with its line items and
+// their prices expanded, for sessions not made by paymentd (a Payment
+// Link) whose product must be found from the price's lookup key.
+func (a *API) CheckoutSessionLineItems(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
+	p := &stripe.CheckoutSessionParams{}
+	p.Context = ctx
+	p.AddExpand("line_items.data.price")
+	return a.sc.CheckoutSessions.Get(id, p)
+}
+
+// CheckoutSessionByPaymentIntent returns the session a payment intent paid
+// for, or nil when no session did.
+func (a *API) CheckoutSessionByPaymentIntent(ctx context.Context, paymentIntentID string) (*stripe.CheckoutSession, error) {
+	p := &stripe.CheckoutSessionListParams{PaymentIntent: stripe.String(paymentIntentID)}
+	p.Context = ctx
+	p.Limit = stripe.Int64(1)
+	p.Single = true
+	it := a.sc.CheckoutSessions.List(p)
+	if it.Next() {
+		return it.CheckoutSession(), nil
+	}
+	return nil, it.Err()
+}

@@ -1,0 +1,84 @@
+// Claims: the buyer's browser returns with a session id and the API asks
+// the reconciler to apply that session now, on behalf of the verified user.
+// Stripe is asked; the client is never trusted.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// Claimant is the authenticated caller claiming a session.
+type Claimant struct {
+	UserID string // the verified JWT subject
+	Email  string // the verified email
+}
+
+// ClaimResult is the claimed purchase.
+type ClaimResult struct {
+	Purchase store.Purchase
+	// AlreadyClaimed is set when the purchase had already been completed
+	// (by an earlier claim, or by the reconciler) before this call.
+	AlreadyClaimed bool
+}
+
+// Claim errors, mapped to HTTP statuses by the API.
+var (
+	ErrNotPaid        = errors.New("the checkout session is not complete and paid")
+	ErrNotYours       = errors.New("the checkout session belongs to another user")
+	ErrUnknownSession = errors.New("no such checkout session")
+)
+
+// Claim retrieves the session from Stripe and, when it is complete and paid
+// and belongs to c, records its purchase as completed and schedules its
+// pipeline (unless already done). Concurrent claims of one session make
+// one purchase and one pipeline: the purchase row is locked while applied.
+func (r *Reconciler) Claim(ctx context.Context, sessionID string, c Claimant) (ClaimResult, error) {
+	s, err := r.stripe.CheckoutSession(ctx, sessionID)
+	if isNotFound(err) {
+		return ClaimResult{}, ErrUnknownSession
+	}
+	if err != nil {
+		return ClaimResult{}, err
+	}
+	if s.Status != stripe.CheckoutSessionStatusComplete || (s.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid &&
+		s.PaymentStatus != stripe.CheckoutSessionPaymentStatusNoPaymentRequired) {
+		return ClaimResult{}, ErrNotPaid
+	}
+	if err := sessionBelongsTo(s, c); err != nil {
+		return ClaimResult{}, err
+	}
+	res, err := r.applySessionResult(ctx, s, &c, newReport(false))
+	if err != nil {
+		return ClaimResult{}, err
+	}
+	return ClaimResult{Purchase: res.purchase, AlreadyClaimed: res.wasFinal}, nil
+}
+
+// sessionBelongsTo checks the session's own word on who bought it: its
+// user metadata, or without one, its customer email.
+func sessionBelongsTo(s *stripe.CheckoutSession, c Claimant) error {
+	if u := s.Metadata["user_id"]; u != "" {
+		if u != c.UserID {
+			return ErrNotYours
+		}
+		return nil
+	}
+	if e := sessionEmail(s); e == "" || c.Email == "" || !strings.EqualFold(e, c.Email) {
+		return ErrNotYours
+	}
+	return nil
+}
+
+// claimable checks the recorded purchase against the claimant: a purchase
+// recorded for another user cannot be claimed.
+func claimable(p store.Purchase, s *stripe.CheckoutSession, c Claimant) error {
+	if p.UserID != nil && *p.UserID != c.UserID {
+		return ErrNotYours
+	}
+	return sessionBelongsTo(s, c)
+}

@@ -1,0 +1,267 @@
+// The reconciler proper: options, the report of a pass, and the dispatch
+// from a Stripe object id to the code that makes the database agree with it.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/internal/stripeapi"
+	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// Options configures a Reconciler. Zero durations take the defaults noted.
+type Options struct {
+	DB          *store.DB
+	Stripe      *stripeapi.API
+	Fulfillment Fulfillment
+	Clock       clock.Clock
+	Log         *slog.Logger
+	// Products are the catalog; a session not made by paymentd is matched
+	// to a product by its price's lookup key.
+	Products []config.Product
+	// Overlap is re-read before each listing cursor; default 10m.
+	Overlap time.Duration
+	// DeepWindow is how far back the deep pass lists; default 30 days.
+	DeepWindow time.Duration
+	// RecheckAfter is how often an open purchase is compared with Stripe
+	// without a signal; default 1h.
+	RecheckAfter time.Duration
+	// Access checks GitHub for the access drift pass; nil checks only
+	// the database.
+	Access AccessChecker
+	// Metrics may be nil.
+	Metrics *Metrics
+}
+
+// Reconciler makes the database agree with Stripe.
+type Reconciler struct {
+	db      *store.DB
+	stripe  *stripeapi.API
+	ful     Fulfillment
+	clock   clock.Clock
+	log     *slog.Logger
+	opts    Options
+	metrics *Metrics
+
+	passMu   sync.Mutex // one pass at a time in this process
+	lastPass lastPass
+	interval atomic.Int64 // of the incremental pass in ns, once Run started
+	started  time.Time
+}
+
+// New returns a reconciler.
+func New(opts Options) *Reconciler {
+	if opts.Overlap <= 0 {
+		opts.Overlap = 10 * time.Minute
+	}
+	if opts.DeepWindow <= 0 {
+		opts.DeepWindow = 30 * 24 * time.Hour
+	}
+	if opts.RecheckAfter <= 0 {
+		opts.RecheckAfter = time.Hour
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
+		opts: opts, metrics: opts.Metrics, started: opts.Clock.Now()}
+}
+
+// Change is one difference the reconciler found and fixed.
+type Change struct {
+	Kind       string `json:"kind"` // session, charge, refund, dispute, access
+	ObjectID   string `json:"object_id"`
+	PurchaseID string `json:"purchase_id,omitempty"`
+	What       string `json:"what"` // created, completed, expired, failed, refunded, ...
+	// Unannounced is set when no webhook ever mentioned the object: the
+	// reconciler healed a missed webhook.
+	Unannounced bool `json:"unannounced"`
+}
+
+// ObjectError is an object the reconciler could not reconcile this time.
+type ObjectError struct {
+	Kind     string `json:"kind"`
+	ObjectID string `json:"object_id"`
+	Error    string `json:"error"`
+}
+
+// Report says what a pass saw, what differed, and what it did.
+type Report struct {
+	DryRun  bool          `json:"dry_run"`
+	Seen    int           `json:"objects_seen"`
+	Changes []Change      `json:"changes"`
+	Errors  []ObjectError `json:"errors"`
+	// Counts by what was done: created, completed, expired, failed,
+	// refunded, partially_refunded, refund_reversed, disputed, access_repaired.
+	Counts map[string]int `json:"counts"`
+	// Healed counts, by kind, changes no webhook had announced.
+	Healed   map[string]int `json:"healed_without_webhook"`
+	Duration time.Duration  `json:"duration_ns"`
+
+	mu sync.Mutex
+}
+
+func newReport(dry bool) *Report {
+	return &Report{DryRun: dry, Counts: map[string]int{}, Healed: map[string]int{}, Changes: []Change{}, Errors: []ObjectError{}}
+}
+
+func (r *Report) seen(n int) {
+	r.mu.Lock()
+	r.Seen += n
+	r.mu.Unlock()
+}
+
+func (r *Report) add(c Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Changes = append(r.Changes, c)
+	r.Counts[c.What]++
+	if c.Unannounced {
+		r.Healed[c.Kind]++
+	}
+}
+
+func (r *Report) fail(kind, id string, err error) {
+	r.mu.Lock()
+	r.Errors = append(r.Errors, ObjectError{Kind: kind, ObjectID: id, Error: err.Error()})
+	r.mu.Unlock()
+}
+
+// Converged reports whether the pass ended with no errors.
+func (r *Report) Converged() bool { return len(r.Errors) == 0 }
+
+// Summary is a one-line account of the report.
+func (r *Report) Summary() string {
+	keys := make([]string, 0, len(r.Counts))
+	for k := range r.Counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := []string{fmt.Sprintf("seen %d", r.Seen)}
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, r.Counts[k]))
+	}
+	parts = append(parts, fmt.Sprintf("errors %d", len(r.Errors)))
+	return strings.Join(parts, ", ")
+}
+
+// errDryRun rolls back a dry run's transaction.
+var errDryRun = errors.New("dry run: rolled back")
+
+// inTx runs fn in a transaction; in a dry run it always rolls back, so
+// the pass computes every difference and changes nothing.
+func (r *Reconciler) inTx(ctx context.Context, rep *Report, fn func(q *store.Queries) error) error {
+	err := r.db.InTx(ctx, func(q *store.Queries, _ pgx.Tx) error {
+		if err := fn(q); err != nil {
+			return err
+		}
+		if rep.DryRun {
+			return errDryRun
+		}
+		return nil
+	})
+	if errors.Is(err, errDryRun) {
+		return nil
+	}
+	return err
+}
+
+// kindOf names the kind of a Stripe object from its id prefix.
+func kindOf(id string) string {
+	switch {
+	case strings.HasPrefix(id, "cs_"):
+		return "session"
+	case strings.HasPrefix(id, "ch_") || strings.HasPrefix(id, "py_"):
+		return "charge"
+	case strings.HasPrefix(id, "re_") || strings.HasPrefix(id, "pyr_"):
+		return "refund"
+	case strings.HasPrefix(id, "dp_") || strings.HasPrefix(id, "du_"):
+		return "dispute"
+	case strings.HasPrefix(id, "pi_"):
+		return "payment_intent"
+	}
+	return "unknown"
+}
+
+// Object reconciles the one Stripe object id names: it retrieves the
+// object's current state and makes the database agree.
+func (r *Reconciler) Object(ctx context.Context, id string, rep *Report) error {
+	var err error
+	switch kindOf(id) {
+	case "session":
+		err = r.session(ctx, id, rep)
+	case "charge":
+		err = r.charge(ctx, id, rep)
+	case "refund":
+		var re *stripe.Refund
+		if re, err = r.stripe.Refund(ctx, id); err == nil {
+			rep.seen(1)
+			if re.Charge == nil {
+				return nil // a refund of something that is not a charge: not ours
+			}
+			err = r.charge(ctx, re.Charge.ID, rep)
+		}
+	case "dispute":
+		var d *stripe.Dispute
+		if d, err = r.stripe.Dispute(ctx, id); err == nil {
+			err = r.applyDispute(ctx, d, rep)
+		}
+	case "payment_intent":
+		var s *stripe.CheckoutSession
+		if s, err = r.stripe.CheckoutSessionByPaymentIntent(ctx, id); err == nil && s != nil {
+			err = r.applySession(ctx, s, nil, rep)
+		}
+	default:
+		return fmt.Errorf("reconcile %s: unknown kind of Stripe object", id)
+	}
+	if err != nil {
+		return fmt.Errorf("reconcile %s: %w", id, err)
+	}
+	return nil
+}
+
+// session retrieves a checkout session and applies it.
+func (r *Reconciler) session(ctx context.Context, id string, rep *Report) error {
+	s, err := r.stripe.CheckoutSession(ctx, id)
+	if err != nil {
+		return err
+	}
+	return r.applySession(ctx, s, nil, rep)
+}
+
+// unannounced reports whether no webhook ever named objectID.
+func unannounced(ctx context.Context, q *store.Queries, objectID string) (bool, error) {
+	has, err := q.HasHint(ctx, objectID)
+	return !has, err
+}
+
+// record adds a change to the report and the metrics.
+func (r *Reconciler) record(ctx context.Context, q *store.Queries, rep *Report, c Change) error {
+	un, err := unannounced(ctx, q, c.ObjectID)
+	if err != nil {
+		return err
+	}
+	c.Unannounced = un
+	rep.add(c)
+	r.log.Info("reconciled", "kind", c.Kind, "object_id", c.ObjectID, "purchase_id", c.PurchaseID, "what", c.What,
+		"unannounced", c.Unannounced, "dry_run", rep.DryRun)
+	return nil
+}
+
+// isNotFound reports whether Stripe said the object does not exist.
+func isNotFound(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && (se.Code == stripe.ErrorCodeResourceMissing || se.HTTPStatusCode == 404)
+}
