@@ -102,6 +102,7 @@ func (e *benchEnv) freshDB(ctx context.Context) (db *store.DB, drop func(), err 
 func benchmarks() []benchmark {
 	return []benchmark{
 		{"steps", benchSteps},
+		{"webhook", benchWebhook},
 	}
 }
 

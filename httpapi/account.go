@@ -1,0 +1,50 @@
+// The caller's account: the GitHub username that repository access is
+// granted to. Setting it also asks fulfillment to grant access for the
+// purchases that were waiting for one.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+)
+
+// AccessRequester grants repository access once a user names their GitHub
+// account: it sets the username on the user's eligible purchases, schedules
+// their access steps, and returns how many purchases will get access.
+type AccessRequester interface {
+	RequestAccess(ctx context.Context, userID, username string) (int, error)
+}
+
+type githubRequest struct {
+	Username string `json:"username"`
+}
+
+type githubResponse struct {
+	GitHubUsername   string `json:"github_username"`
+	PurchasesUpdated int    `json:"purchases_updated"`
+}
+
+func (a *api) setGitHub(w http.ResponseWriter, r *http.Request, u User) error {
+	var req githubRequest
+	if err := decodeJSON(w, r, a.cfg.HTTP.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if !validGitHubUsername(req.Username) {
+		return Errorf(http.StatusBadRequest, "invalid_github_username",
+			"a GitHub username has 1-39 letters, digits or single hyphens, and does not start or end with a hyphen")
+	}
+	if a.access == nil {
+		return unavailable("repository access")
+	}
+	if err := a.db.UpsertAccount(r.Context(), u.ID, u.Email, req.Username, a.clock.Now()); err != nil {
+		return err
+	}
+	n, err := a.access.RequestAccess(r.Context(), u.ID, req.Username)
+	if err != nil {
+		return fmt.Errorf("request access for %s: %w", u.ID, err)
+	}
+	a.log.InfoContext(r.Context(), "github username set", "user_id", u.ID, "purchases_updated", n)
+	writeJSON(w, http.StatusOK, githubResponse{GitHubUsername: req.Username, PurchasesUpdated: n})
+	return nil
+}

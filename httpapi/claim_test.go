@@ -1,0 +1,219 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/paymentd/paymentd/httpapi"
+	"github.com/paymentd/paymentd/internal/stripeemu"
+	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// purchasePipeline is a reconcile.Fulfillment that schedules a two-step
+// purchase pipeline when a purchase completes and counts how often it was
+// asked to. Only Completed is expected in these tests; any other method
+// panics through the nil embedded interface.
+type purchasePipeline struct {
+	reconcile.Fulfillment
+	completed atomic.Int32
+}
+
+func (f *purchasePipeline) Completed(ctx context.Context, q *store.Queries, p store.Purchase) error {
+	f.completed.Add(1)
+	_, err := q.InsertSteps(ctx, *p.CompletedAt, []store.NewStep{
+		{PurchaseID: p.ID, Pipeline: "purchase", Name: "confirmation_email", RunAt: *p.CompletedAt, MaxAttempts: 5},
+		{PurchaseID: p.ID, Pipeline: "purchase", Name: "grant_access", RunAt: *p.CompletedAt, MaxAttempts: 5},
+	})
+	return err
+}
+
+// newClaimHarness is the API with checkout on the emulator and claims
+// through the real reconciler.
+func newClaimHarness(t *testing.T) (*apiHarness, stripeEnv, *purchasePipeline) {
+	t.Helper()
+	cfg := loadConfig(t)
+	h0, env := newCheckoutHarness(t, cfg) // for its database, clock and emulator
+	ful := &purchasePipeline{}
+	rec := reconcile.New(reconcile.Options{DB: h0.db, Stripe: env.api, Fulfillment: ful, Clock: h0.clock,
+		Log: testLogger(t), Products: cfg.Products})
+	h := newHarness(t, harnessOptions{db: h0.db, clock: h0.clock,
+		deps: httpapi.APIDeps{Config: cfg, Stripe: env.api, Prices: env.prices, Claimer: rec}})
+	return h, env, ful
+}
+
+// checkout starts a checkout as user and returns the session id.
+func (h *apiHarness) checkout(token string) string {
+	h.t.Helper()
+	r := h.do("POST", "/api/checkout", token, map[string]any{"product": "pro_one_time"})
+	var out checkoutBody
+	r.decode(h.t, &out)
+	if r.status != http.StatusOK {
+		h.t.Fatalf("checkout = %d %s", r.status, r.body)
+	}
+	return out.SessionID
+}
+
+type claimBody struct {
+	Status         string `json:"status"`
+	Product        string `json:"product"`
+	AlreadyClaimed bool   `json:"already_claimed"`
+}
+
+func (h *apiHarness) claim(token, sessionID string) (response, claimBody) {
+	h.t.Helper()
+	r := h.do("POST", "/api/purchases/claim", token, map[string]string{"session_id": sessionID})
+	var out claimBody
+	if r.status == http.StatusOK {
+		r.decode(h.t, &out)
+	}
+	return r, out
+}
+
+func TestClaimAPaidSession(t *testing.T) {
+	t.Parallel()
+	h, env, ful := newClaimHarness(t)
+	tok := h.token("buyer-1", "buyer@example.com")
+	sid := h.checkout(tok)
+	if err := env.emu.PaySession(sid, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+
+	r, out := h.claim(tok, sid)
+	if r.status != http.StatusOK || out.Status != store.PurchaseCompleted || out.Product != "pro_one_time" || out.AlreadyClaimed {
+		t.Fatalf("claim = %d %s", r.status, r.body)
+	}
+	p, err := h.db.PurchaseBySession(t.Context(), sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, _ := env.emu.Session(sid)
+	if p.Status != store.PurchaseCompleted || p.CompletedAt == nil || p.StripeCustomerID == nil ||
+		p.StripePaymentIntentID == nil || sess.Customer == nil || *p.StripeCustomerID != sess.Customer.ID ||
+		sess.PaymentIntent == nil || *p.StripePaymentIntentID != sess.PaymentIntent.ID {
+		t.Errorf("purchase after claim = %+v", p)
+	}
+
+	r, out = h.claim(tok, sid)
+	if r.status != http.StatusOK || !out.AlreadyClaimed || out.Status != store.PurchaseCompleted {
+		t.Errorf("second claim = %d %s; want already_claimed", r.status, r.body)
+	}
+	if n := h.count(`SELECT count(*) FROM purchases WHERE stripe_session_id = $1`, sid); n != 1 {
+		t.Errorf("%d purchases for the session", n)
+	}
+	if n := h.count(`SELECT count(*) FROM steps WHERE purchase_id = $1 AND pipeline = 'purchase'`, p.ID); n != 2 || ful.completed.Load() != 1 {
+		t.Errorf("%d purchase steps from %d Completed calls; want one pipeline of 2 steps", n, ful.completed.Load())
+	}
+}
+
+func TestConcurrentClaimsMakeOnePipeline(t *testing.T) {
+	t.Parallel()
+	h, env, ful := newClaimHarness(t)
+	tok := h.token("buyer-2", "twenty@example.com")
+	sid := h.checkout(tok)
+	if err := env.emu.PaySession(sid, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	results := make([]claimBody, n)
+	statuses := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, out := h.claim(tok, sid)
+			statuses[i], results[i] = r.status, out
+		}()
+	}
+	wg.Wait()
+	first := 0
+	for i := range n {
+		if statuses[i] != http.StatusOK || results[i].Status != store.PurchaseCompleted {
+			t.Errorf("claim %d = %d %+v", i, statuses[i], results[i])
+		}
+		if !results[i].AlreadyClaimed {
+			first++
+		}
+	}
+	if first != 1 {
+		t.Errorf("%d claims completed the purchase; want exactly 1", first)
+	}
+	p, err := h.db.PurchaseBySession(t.Context(), sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := h.count(`SELECT count(*) FROM purchases`); c != 1 {
+		t.Errorf("%d purchases after %d claims", c, n)
+	}
+	if c := h.count(`SELECT count(*) FROM steps WHERE purchase_id = $1 AND pipeline = 'purchase'`, p.ID); c != 2 || ful.completed.Load() != 1 {
+		t.Errorf("%d purchase steps from %d Completed calls; want one pipeline of 2 steps", c, ful.completed.Load())
+	}
+}
+
+func TestClaimRefusals(t *testing.T) {
+	t.Parallel()
+	h, env, ful := newClaimHarness(t)
+	owner := h.token("owner", "owner@example.com")
+	paid := h.checkout(owner)
+	if err := env.emu.PaySession(paid, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	unpaid := h.checkout(owner)
+
+	for _, c := range []struct {
+		name, token, session string
+		status               int
+		code                 string
+	}{
+		{"another user", h.token("intruder", "intruder@example.com"), paid, http.StatusForbidden, "forbidden"},
+		{"another user with the owner's email", h.token("intruder", "owner@example.com"), paid, http.StatusForbidden, "forbidden"},
+		{"unpaid", owner, unpaid, http.StatusBadRequest, "not_paid"},
+		{"unknown session", owner, "cs_test_doesnotexist", http.StatusNotFound, "unknown_session"},
+		{"not a session id", owner, "pi_123", http.StatusBadRequest, "invalid_session_id"},
+		{"empty", owner, "", http.StatusBadRequest, "invalid_session_id"},
+	} {
+		r, _ := h.claim(c.token, c.session)
+		if r.status != c.status || r.errorCode() != c.code {
+			t.Errorf("%s: %d %s; want %d %s", c.name, r.status, r.body, c.status, c.code)
+		}
+	}
+	if n := h.count(`SELECT count(*) FROM purchases WHERE status <> 'pending'`); n != 0 || ful.completed.Load() != 0 {
+		t.Errorf("refused claims completed %d purchases (%d Completed calls)", n, ful.completed.Load())
+	}
+}
+
+// fakeClaimer answers every claim with err.
+type fakeClaimer struct{ err error }
+
+func (f fakeClaimer) Claim(ctx context.Context, sessionID string, c reconcile.Claimant) (reconcile.ClaimResult, error) {
+	return reconcile.ClaimResult{}, f.err
+}
+
+func TestClaimErrorMapping(t *testing.T) {
+	t.Parallel()
+	db := newHarness(t, harnessOptions{}).db
+	for _, c := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("claim: %w", reconcile.ErrNotPaid), http.StatusBadRequest, "not_paid"},
+		{fmt.Errorf("claim: %w", reconcile.ErrNotYours), http.StatusForbidden, "forbidden"},
+		{fmt.Errorf("claim: %w", reconcile.ErrUnknownSession), http.StatusNotFound, "unknown_session"},
+		{fmt.Errorf("get session: %w", &stripe.Error{HTTPStatusCode: 500, Msg: "boom"}), http.StatusBadGateway, "stripe_unavailable"},
+		{errors.New("database on fire"), http.StatusInternalServerError, "internal"},
+	} {
+		h := newHarness(t, harnessOptions{db: db, deps: httpapi.APIDeps{Claimer: fakeClaimer{c.err}}})
+		r, _ := h.claim(h.token("u", "u@example.com"), "cs_test_1")
+		if r.status != c.status || r.errorCode() != c.code {
+			t.Errorf("%v: %d %s; want %d %s", c.err, r.status, r.body, c.status, c.code)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+// The API's routes: what the frontend calls (checkout, claim, purchases,
+// GitHub username), what Stripe calls (the webhook) and what an email
+// links to (unsubscribe), mounted together by MountAPI.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/store"
+)
+
+// APIDeps is what the API routes need. Config and Auth are required.
+// Stripe, Prices, Claimer and Access serve particular routes; a route
+// whose dependency is nil answers 503 "unavailable", so a partial wiring
+// fails loudly on use rather than at a distance.
+type APIDeps struct {
+	// Config supplies http.cors_origins, http.max_body_bytes, the products,
+	// stripe.success_url/cancel_url/webhook_secret/webhook_tolerance,
+	// email.unsubscribe_secret and fulfillment.abandoned_requires_consent.
+	Config *config.Config
+	// Auth verifies bearer tokens on the user-facing routes.
+	Auth *Authenticator
+	// Stripe creates Checkout Sessions (*stripeapi.API).
+	Stripe CheckoutCreator
+	// Prices resolves a product key to its Stripe price (*catalog.Resolver).
+	Prices PriceResolver
+	// Claimer confirms a paid session for its buyer (*reconcile.Reconciler).
+	Claimer Claimer
+	// Access grants access to a user's purchases once they name their
+	// GitHub account (the fulfillment package).
+	Access AccessRequester
+}
+
+// webhookBodyLimit bounds a Stripe webhook delivery; real events are a few KiB.
+const webhookBodyLimit = 512 << 10
+
+// api holds the routes' dependencies.
+type api struct {
+	db       *store.DB
+	clock    clock.Clock
+	log      *slog.Logger
+	metrics  *Metrics
+	cfg      *config.Config
+	auth     *Authenticator
+	stripe   CheckoutCreator
+	prices   PriceResolver
+	claimer  Claimer
+	access   AccessRequester
+	cors     *cors
+	products map[string]config.Product
+}
+
+// MountAPI mounts the API routes on s:
+//
+//	POST /api/checkout         create a Checkout Session for a product (bearer)
+//	POST /api/purchases/claim  confirm a paid session as the caller's (bearer)
+//	GET  /api/purchases        the caller's purchases (bearer)
+//	PUT  /api/me/github        set the caller's GitHub username (bearer)
+//	POST /api/stripe/webhook   store a signed Stripe event as a hint
+//	GET, POST /unsubscribe     honour an unsubscribe link (RFC 8058 one-click)
+//
+// plus CORS preflight for the bearer routes. It panics when d.Config or
+// d.Auth is nil, like http.ServeMux on a bad pattern: that is a wiring bug.
+func (s *Server) MountAPI(d APIDeps) {
+	if d.Config == nil || d.Auth == nil {
+		panic("httpapi: MountAPI needs Config and Auth")
+	}
+	a := &api{db: s.db, clock: s.clock, log: s.log, metrics: s.metrics, cfg: d.Config, auth: d.Auth,
+		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access,
+		products: map[string]config.Product{}}
+	for _, p := range d.Config.Products {
+		a.products[p.Key] = p
+	}
+	a.cors = newCORS(d.Config.HTTP.CORSOrigins)
+
+	browser := map[string]http.Handler{
+		"POST /api/checkout":        a.authed(a.checkout),
+		"POST /api/purchases/claim": a.authed(a.claim),
+		"GET /api/purchases":        a.authed(a.listPurchases),
+		"PUT /api/me/github":        a.authed(a.setGitHub),
+	}
+	for pattern, h := range browser {
+		s.Handle(pattern, a.cors.wrap(h))
+		a.cors.allow(pattern)
+	}
+	s.Handle("OPTIONS /api/", a.cors.preflight())
+	s.Handle("POST /api/stripe/webhook", http.HandlerFunc(a.webhook))
+	s.Handle("GET /unsubscribe", http.HandlerFunc(a.unsubscribePage))
+	s.Handle("POST /unsubscribe", a.handle(a.unsubscribeOneClick))
+}
+
+// handle adapts a handler that returns an error: the error is written in
+// the API's error shape (and logged when it is not an *Error).
+func (a *api) handle(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, r, a.log, err)
+		}
+	})
+}
+
+// unavailable is the error of a route whose dependency was not wired.
+func unavailable(what string) error {
+	return Errorf(http.StatusServiceUnavailable, "unavailable", "%s is not available on this server", what)
+}

@@ -1,0 +1,95 @@
+// The Stripe webhook endpoint. A delivery is a hint, not the truth: once
+// its signature checks out, only the event's id, type and the id of the
+// object it concerns are stored, and Postgres notifies the reconciler,
+// which fetches that object from Stripe and acts on what Stripe says now.
+// Nothing else in the payload is read, so a delivery that is late,
+// repeated, reordered or never arrives costs latency, never correctness.
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/paymentd/paymentd/internal/stripeapi"
+	"github.com/stripe/stripe-go/v76/webhook"
+)
+
+// Webhook outcomes, as counted by Metrics.Webhooks.
+const (
+	webhookStored    = "stored"
+	webhookDuplicate = "duplicate"
+	webhookIgnored   = "ignored"
+	webhookRejected  = "rejected"
+)
+
+type webhookAck struct {
+	Received  bool `json:"received"`
+	Duplicate bool `json:"duplicate,omitempty"`
+	Ignored   bool `json:"ignored,omitempty"`
+}
+
+// webhook is POST /api/stripe/webhook.
+func (a *api) webhook(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	reject := func(status int, code, msg string, err error) {
+		a.metrics.webhook(webhookRejected)
+		a.log.WarnContext(ctx, "webhook rejected", "request_id", RequestID(ctx), "reason", code, "err", err)
+		writeError(w, r, a.log, Errorf(status, code, "%s", msg))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhookBodyLimit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			reject(http.StatusRequestEntityTooLarge, "body_too_large", "a webhook body may be at most 512 KiB", err)
+			return
+		}
+		reject(http.StatusBadRequest, "unreadable_body", "the request body could not be read", err)
+		return
+	}
+	event, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), a.cfg.Stripe.WebhookSecret,
+		webhook.ConstructEventOptions{Tolerance: a.cfg.Stripe.WebhookTolerance, IgnoreAPIVersionMismatch: true})
+	switch {
+	case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader),
+		errors.Is(err, webhook.ErrNoValidSignature), errors.Is(err, webhook.ErrTooOld):
+		reject(http.StatusBadRequest, "invalid_signature", "the Stripe-Signature header does not verify", err)
+		return
+	case err != nil:
+		reject(http.StatusBadRequest, "invalid_event", "the body is not a Stripe event", err)
+		return
+	}
+	if event.ID == "" || event.Type == "" {
+		reject(http.StatusBadRequest, "invalid_event", "the body is not a Stripe event", errors.New("no id or type"))
+		return
+	}
+	eventType := string(event.Type)
+	if !stripeapi.UsesEventType(eventType) {
+		a.metrics.webhook(webhookIgnored)
+		a.log.DebugContext(ctx, "webhook ignored", "event_id", event.ID, "type", eventType)
+		writeJSON(w, http.StatusOK, webhookAck{Received: true, Ignored: true})
+		return
+	}
+	var objectID string
+	if event.Data != nil {
+		objectID, _ = event.Data.Object["id"].(string)
+	}
+	if objectID == "" {
+		reject(http.StatusBadRequest, "invalid_event", "the event names no object", errors.New("no data.object.id"))
+		return
+	}
+	inserted, err := a.db.InsertHint(ctx, event.ID, eventType, objectID, a.clock.Now())
+	if err != nil {
+		// Stripe retries a failed delivery, so the hint is not lost.
+		writeError(w, r, a.log, err)
+		return
+	}
+	if !inserted {
+		a.metrics.webhook(webhookDuplicate)
+		a.log.DebugContext(ctx, "webhook redelivered", "event_id", event.ID, "type", eventType, "object_id", objectID)
+		writeJSON(w, http.StatusOK, webhookAck{Received: true, Duplicate: true})
+		return
+	}
+	a.metrics.webhook(webhookStored)
+	a.log.InfoContext(ctx, "webhook hint stored", "event_id", event.ID, "type", eventType, "object_id", objectID)
+	writeJSON(w, http.StatusOK, webhookAck{Received: true})
+}
