@@ -54,8 +54,11 @@ func commands() []command {
 		{"serve", "run the HTTP API, step workers and reconciler", runServe},
 		{"dev", "run the whole dev stack on a throwaway local Postgres (make run)", runDev},
 		{"migrate", "apply pending database migrations", runMigrate},
+		{"reconcile", "one-off reconcile pass: reconcile [--since 72h] [--dry-run] [--json]", runReconcile},
 		{"purchases", "show a purchase and its steps: purchases show <id | session id | email>", runPurchases},
 		{"steps", "list or retry steps: steps list --failed, steps retry <id | --all-failed>", runSteps},
+		{"emails", "render every email template to HTML: emails preview --out DIR", runEmails},
+		{"catalog", "make Stripe's products and prices match config.yaml: catalog sync [--dry-run]", runCatalog},
 		{"version", "print the version", runVersion},
 		{"healthcheck", "probe /healthz (the container HEALTHCHECK)", runHealthcheck},
 	}

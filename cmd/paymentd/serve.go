@@ -15,6 +15,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/paymentd/paymentd/httpapi"
+	"github.com/paymentd/paymentd/internal/catalog"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/steps"
@@ -56,7 +57,13 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, env, cfg, rs, nil)
+	return serve(ctx, env, cfg, rs, hooks{})
+}
+
+// hooks let the dev stack add a page and learn the address.
+type hooks struct {
+	mount func(api *httpapi.Server)
+	ready func(addr string)
 }
 
 // newLogger builds the process logger: JSON in production, text in dev.
@@ -70,9 +77,8 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serve runs the daemon's roles until ctx ends. ready, when not nil, is
-// called with the API's address once everything is up.
-func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, ready func(addr string)) error {
+// serve runs the daemon's roles until ctx ends.
+func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hooks) error {
 	log := newLogger(cfg.Log, env.stderr)
 	db, err := openDB(ctx, cfg)
 	if err != nil {
@@ -87,13 +93,32 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, ready
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		steps.NewStatsCollector(db, clk))
 
+	a, err := newApp(cfg, log, db, reg)
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	var addr string
 	api := httpapi.New(db, clk, log.With("component", "http"), httpapi.NewMetrics(reg))
 	metrics := httpapi.MetricsHandler(reg)
+	if rs["reconciler"] {
+		api.AddReadyCheck("reconciler", func(context.Context) string { return a.rec.Stalled(clk.Now()) })
+	}
 	if rs["api"] {
+		auth, err := httpapi.NewAuthenticator(ctx, httpapi.AuthOptions{Secret: []byte(cfg.Auth.JWTSecret),
+			JWKSURL: cfg.Auth.JWKSURL, Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, Clock: clk,
+			Logger: log.With("component", "auth")})
+		if err != nil {
+			return err
+		}
+		api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth, Stripe: a.stripe,
+			Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful})
 		if cfg.HTTP.AdminAddr == "" {
 			api.Handle("GET /metrics", metrics)
+		}
+		if h.mount != nil {
+			h.mount(api)
 		}
 		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 		if err != nil {
@@ -120,8 +145,10 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, ready
 		g.Go(func() error { return httpapi.Serve(gctx, ln, mux, cfg.HTTP.ShutdownTimeout) })
 	}
 	if rs["worker"] {
-		engine := steps.New(db, clk, log.With("component", "steps"), stepsConfig(cfg), steps.NewMetrics(reg))
-		g.Go(func() error { return engine.Run(gctx) })
+		g.Go(func() error { return a.engine.Run(gctx) })
+	}
+	if rs["reconciler"] {
+		g.Go(func() error { return a.rec.Run(gctx, schedules(cfg)) })
 	}
 	g.Go(func() error { return watchdog(gctx, db, log) })
 
@@ -130,8 +157,8 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, ready
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("notify systemd", "err", err)
 	}
-	if ready != nil {
-		ready(addr)
+	if h.ready != nil {
+		h.ready(addr)
 	}
 	err = g.Wait()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)

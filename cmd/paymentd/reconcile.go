@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/paymentd/paymentd/reconcile"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// runReconcile is the operators' one-off pass, also the backfill after an
+// outage: it lists what Stripe knows since --since, compares, fixes, and
+// prints what differed and what it did.
+func runReconcile(ctx context.Context, env *cliEnv, args []string) error {
+	fs, path := flags("reconcile", env)
+	since := fs.Duration("since", 72*time.Hour, "how far back to list Stripe's sessions, refunds and disputes")
+	dry := fs.Bool("dry-run", false, "compute every difference and change nothing anywhere")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *since <= 0 {
+		return withCode(exitUsage, errors.New("--since must be a positive duration such as 72h"))
+	}
+	cfg, err := loadConfig(*path, env)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, env.stderr)
+	db, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := requireCurrentSchema(ctx, db); err != nil {
+		return err
+	}
+	a, err := newApp(cfg, log, db, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	rep, err := a.rec.RunPass(ctx, "manual", reconcile.PassOptions{
+		Events: true, Lists: true, Since: a.clock.Now().Add(-*since), Pending: true, Hints: true, Retries: true,
+		Access: true, DryRun: *dry, Wait: true,
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := writeJSONOut(env.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(env.stdout, rep)
+	}
+	if !rep.Converged() {
+		return withCode(exitFailure, fmt.Errorf("%d object(s) could not be reconciled; they are retried by the next pass", len(rep.Errors)))
+	}
+	return nil
+}
+
+func printReport(w io.Writer, rep *reconcile.Report) {
+	mode := ""
+	if rep.DryRun {
+		mode = " (dry run: nothing was changed)"
+	}
+	fmt.Fprintf(w, "reconciled in %s%s: %s\n", rep.Duration.Round(time.Millisecond), mode, rep.Summary())
+	if len(rep.Healed) > 0 {
+		kinds := make([]string, 0, len(rep.Healed))
+		for k := range rep.Healed {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		fmt.Fprint(w, "healed without a webhook:")
+		for _, k := range kinds {
+			fmt.Fprintf(w, " %s %d", k, rep.Healed[k])
+		}
+		fmt.Fprintln(w)
+	}
+	if len(rep.Changes) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nWHAT\tKIND\tOBJECT\tPURCHASE\tWEBHOOK SEEN")
+		for _, c := range rep.Changes {
+			seen := "yes"
+			if c.Unannounced {
+				seen = "no"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.What, c.Kind, c.ObjectID, c.PurchaseID, seen)
+		}
+		tw.Flush()
+	}
+	if len(rep.Errors) > 0 {
+		fmt.Fprintln(w, "\nerrors:")
+		for _, e := range rep.Errors {
+			fmt.Fprintf(w, "  %s %s: %s\n", e.Kind, e.ObjectID, e.Error)
+		}
+	}
+}
