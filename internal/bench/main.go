@@ -103,6 +103,7 @@ func benchmarks() []benchmark {
 	return []benchmark{
 		{"steps", benchSteps},
 		{"webhook", benchWebhook},
+		{"backfill", benchBackfill},
 	}
 }
 

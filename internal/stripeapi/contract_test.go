@@ -3,7 +3,6 @@ package stripeapi_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"reflect"
 	"slices"
 	"testing"
@@ -195,7 +194,7 @@ func TestContractAgainstStripeMock(t *testing.T) {
 	t.Parallel()
 	base := stripeMock(t)
 	sc := stripeclient.New(stripeclient.Options{SecretKey: "sk_test_contract", APIBase: base, MaxRetries: -1,
-		RateLimit: 100, Transport: apiVersionShim{next: http.DefaultTransport}})
+		RateLimit: 100})
 	api := stripeapi.New(sc)
 	names := make([]string, 0, len(contract))
 	for name := range contract {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -108,47 +107,3 @@ func goBinary() string {
 	return "go"
 }
 
-// apiVersionShim translates requests from the API version stripe-go v76
-// pins (2023-10-16, sent as Stripe-Version) to the newer version whose
-// spec stripe-mock embeds, for the parameters renamed in between. Real
-// Stripe honours the pinned version, so these renames are correct there;
-// each entry names the change that made it. Delete an entry once
-// stripe-go is upgraded past its change.
-type apiVersionShim struct {
-	next http.RoundTripper
-}
-
-// renamedParams maps a form key prefix at 2023-10-16 to its newer name.
-var renamedParams = []struct{ old, new, change string }{
-	// https://docs.stripe.com/changelog/2024-04-10/renames-features-attribute-product-object
-	{"features[", "marketing_features[", "2024-04-10: Product.features renamed marketing_features"},
-}
-
-func (s apiVersionShim) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body == nil || req.Method != http.MethodPost {
-		return s.next.RoundTrip(req)
-	}
-	data, err := io.ReadAll(req.Body)
-	req.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	form, err := url.ParseQuery(string(data))
-	if err != nil {
-		return nil, err
-	}
-	out := url.Values{}
-	for k, vs := range form {
-		for _, r := range renamedParams {
-			if strings.HasPrefix(k, r.old) {
-				k = r.new + strings.TrimPrefix(k, r.old)
-			}
-		}
-		out[k] = vs
-	}
-	body := out.Encode()
-	r := req.Clone(req.Context())
-	r.Body = io.NopCloser(strings.NewReader(body))
-	r.ContentLength = int64(len(body))
-	return s.next.RoundTrip(r)
-}

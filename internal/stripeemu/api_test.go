@@ -22,6 +22,14 @@ func TestAuthentication(t *testing.T) {
 			t.Fatalf("%v: %d %s", h, res.StatusCode, body)
 		}
 	}
+	// Unauthenticated requests do not use up injected failures.
+	f.emu.FailNext(1, http.StatusInternalServerError)
+	if res, _ := f.raw(http.MethodGet, "/v1/events", nil, nil); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no key with FailNext pending: %d", res.StatusCode)
+	}
+	if res, _ := f.raw(http.MethodGet, "/v1/events", nil, http.Header{"Authorization": {"Bearer sk_test_x"}}); res.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("FailNext after a 401: %d", res.StatusCode)
+	}
 	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/v1/events", nil)
 	req.SetBasicAuth("sk_test_x", "")
 	res, err := f.srv.Client().Do(req)

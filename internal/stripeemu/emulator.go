@@ -295,6 +295,7 @@ type apiError struct {
 	Param  string `json:"param,omitempty"`
 }
 
+// Error describes the Stripe error.
 func (a *apiError) Error() string {
 	return fmt.Sprintf("stripe %d %s: %s", a.status, a.Type, a.Msg)
 }

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/internal/stripeapi"
+	"github.com/paymentd/paymentd/internal/stripeclient"
+	"github.com/paymentd/paymentd/internal/stripeemu"
+	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/steps"
+	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+)
+
+const (
+	backfillSessions  = 100_000
+	backfillPaidEvery = 10 // one session in ten is paid: a purchase and its pipeline to create
+)
+
+// benchBackfill measures a deep pass that backfills 100,000 checkout
+// sessions from the emulator: the list calls it makes (against the minimum,
+// one per page of 100), its duration and rate (against merely paging
+// through the same list), and then an idle incremental pass: one events
+// call, no database writes.
+func benchBackfill(ctx context.Context, env *benchEnv) ([]Result, error) {
+	db, drop, err := env.freshDB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	start := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(start)
+	emu := stripeemu.New(stripeemu.Options{Clock: clk, Seed: 1})
+	defer emu.Close()
+	srv := httptest.NewServer(emu)
+	defer srv.Close()
+	// Stripe's own limit is 100 requests a second; the client keeps to it.
+	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_bench", APIBase: srv.URL, RateLimit: 100}))
+
+	prod, err := api.CreateProduct(ctx, stripeapi.ProductSpec{Key: "pro", Name: "Pro"}, "")
+	if err != nil {
+		return nil, err
+	}
+	price, err := api.CreatePrice(ctx, stripeapi.PriceSpec{ProductID: prod.ID, LookupKey: "pro", Currency: "usd", Amount: 19900}, "")
+	if err != nil {
+		return nil, err
+	}
+	for i := range backfillSessions {
+		if i%1000 == 0 {
+			clk.Advance(time.Minute)
+		}
+		s, err := emu.CreateSession(stripeemu.SessionParams{LineItems: []stripeemu.LineItem{{Price: price.ID}},
+			CustomerEmail: fmt.Sprintf("buyer%d@example.com", i), SuccessURL: "http://x/ok", CancelURL: "http://x/no",
+			Metadata: map[string]string{"user_id": fmt.Sprintf("u%d", i), "product": "pro", "purchase_id": uuid.NewString()}})
+		if err != nil {
+			return nil, err
+		}
+		if i%backfillPaidEvery == 0 {
+			if err := emu.PaySession(s.ID, stripeemu.Pay{}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	clk.Advance(time.Hour)
+
+	// Baseline: page through the same list and do nothing else.
+	emu.ResetRequests()
+	t := time.Now()
+	listed := 0
+	if err := api.ListCheckoutSessions(ctx, start.Add(-time.Hour), func(*stripe.CheckoutSession) error { listed++; return nil }); err != nil {
+		return nil, err
+	}
+	listOnly := time.Since(t)
+	if listed != backfillSessions {
+		return nil, fmt.Errorf("listed %d sessions, want %d", listed, backfillSessions)
+	}
+
+	eng := steps.New(db, clk, env.log, steps.Config{}, nil)
+	rec := reconcile.New(reconcile.Options{DB: db, Stripe: api, Fulfillment: pipelineOnly{eng}, Clock: clk, Log: env.log,
+		Products: []config.Product{{Key: "pro"}}})
+	emu.ResetRequests()
+	t = time.Now()
+	rep, err := rec.RunPass(ctx, "backfill", reconcile.PassOptions{Lists: true, Since: start.Add(-time.Hour)})
+	if err != nil {
+		return nil, err
+	}
+	elapsed := time.Since(t)
+	if !rep.Converged() {
+		return nil, fmt.Errorf("backfill left %d errors, e.g. %+v", len(rep.Errors), rep.Errors[0])
+	}
+	pages := 0
+	for _, r := range emu.Requests() {
+		if r.Method == "GET" && r.Path == "/v1/checkout/sessions" {
+			pages++
+		}
+	}
+	minPages := (backfillSessions + stripeapi.PageSize - 1) / stripeapi.PageSize
+	var purchases int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM purchases`).Scan(&purchases); err != nil {
+		return nil, err
+	}
+	if purchases != backfillSessions/backfillPaidEvery {
+		return nil, fmt.Errorf("backfill recorded %d purchases, want %d", purchases, backfillSessions/backfillPaidEvery)
+	}
+
+	// An idle incremental pass after the backfill.
+	if _, err := rec.RunPass(ctx, "incremental", reconcile.Incremental); err != nil {
+		return nil, err
+	}
+	clk.Advance(time.Minute)
+	before, err := tableHashes(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	emu.ResetRequests()
+	t = time.Now()
+	if _, err := rec.RunPass(ctx, "incremental", reconcile.Incremental); err != nil {
+		return nil, err
+	}
+	idle := time.Since(t)
+	after, err := tableHashes(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	changedTables := 0
+	for table, h := range before {
+		if after[table] != h {
+			changedTables++
+		}
+	}
+	idleCalls := len(emu.Requests())
+
+	rate := float64(backfillSessions) / elapsed.Seconds()
+	listRate := float64(backfillSessions) / listOnly.Seconds()
+	return []Result{
+		{Name: "backfill_list_calls", Value: float64(pages), Unit: "requests", Baseline: float64(minPages),
+			Ratio: float64(pages) / float64(minPages), Target: float64(minPages),
+			Note: fmt.Sprintf("%d sessions at %d per page; baseline: the minimum number of pages", backfillSessions, stripeapi.PageSize)},
+		{Name: "backfill_seconds", Value: elapsed.Seconds(), Unit: "s", Baseline: listOnly.Seconds(),
+			Ratio: elapsed.Seconds() / listOnly.Seconds(),
+			Note: fmt.Sprintf("%d sessions, %d new purchases with pipelines, client limited to 100 req/s; baseline: paging the same list only",
+				backfillSessions, purchases)},
+		{Name: "backfill_objects_per_second", Value: rate, Unit: "objects/s", Baseline: listRate, Ratio: rate / listRate,
+			HigherIsBetter: true, Note: "baseline: paging the same list only"},
+		{Name: "idle_incremental_stripe_calls", Value: float64(idleCalls), Unit: "requests", Baseline: 1,
+			Ratio: float64(idleCalls), Target: 1, Note: "an incremental pass with nothing new: one events call"},
+		{Name: "idle_incremental_tables_written", Value: float64(changedTables), Unit: "tables", Baseline: 0, Ratio: 0,
+			Target: 0, Note: fmt.Sprintf("tables whose contents changed during the idle pass (took %s)", idle.Round(time.Millisecond))},
+	}, nil
+}
+
+// pipelineOnly schedules the same one-step pipelines as the fulfillment
+// would, so the backfill writes what production writes without sending mail.
+type pipelineOnly struct{ eng *steps.Engine }
+
+func (p pipelineOnly) schedule(ctx context.Context, q *store.Queries, pu store.Purchase, name string) error {
+	_, err := p.eng.Schedule(ctx, q, steps.Pipeline{PurchaseID: pu.ID, Name: name, Steps: steps.Chain(
+		steps.Step{Name: "purchase_confirmation"}, steps.Step{Name: "admin_purchase"}, steps.Step{Name: "grant_access"},
+		steps.Step{Name: "access_email"}, steps.Step{Name: "followup_onboarding", Delay: 7 * 24 * time.Hour},
+	)})
+	return err
+}
+
+func (p pipelineOnly) Completed(ctx context.Context, q *store.Queries, pu store.Purchase) error {
+	return p.schedule(ctx, q, pu, "purchase")
+}
+func (p pipelineOnly) Refunded(ctx context.Context, q *store.Queries, pu store.Purchase, r store.Refund) error {
+	return p.schedule(ctx, q, pu, "refund:"+r.ID)
+}
+func (p pipelineOnly) RefundReversed(context.Context, *store.Queries, store.Purchase, store.Refund) error {
+	return nil
+}
+func (p pipelineOnly) Expired(context.Context, *store.Queries, store.Purchase) error { return nil }
+func (p pipelineOnly) PaymentFailed(context.Context, *store.Queries, store.Purchase) error {
+	return nil
+}
+func (p pipelineOnly) DisputeOpened(context.Context, *store.Queries, store.Purchase, store.Dispute) error {
+	return nil
+}
+func (p pipelineOnly) DisputeLost(context.Context, *store.Queries, store.Purchase, store.Dispute) error {
+	return nil
+}
+func (p pipelineOnly) RepairAccess(context.Context, *store.Queries, store.Purchase, string) error {
+	return nil
+}
+
+func tableHashes(ctx context.Context, db *store.DB) (map[string]string, error) {
+	out := map[string]string{}
+	for _, table := range []string{"purchases", "refunds", "disputes", "steps", "reconcile_cursors", "reconcile_errors", "webhook_hints"} {
+		var h *string
+		if err := db.Pool.QueryRow(ctx, `SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM `+table+` t`).Scan(&h); err != nil {
+			return nil, err
+		}
+		if h != nil {
+			out[table] = *h
+		}
+	}
+	return out, nil
+}
