@@ -106,4 +106,3 @@ func goBinary() string {
 	}
 	return "go"
 }
-
