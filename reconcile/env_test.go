@@ -73,7 +73,7 @@ func (e *env) newReconciler() *reconcile.Reconciler {
 	return reconcile.New(reconcile.Options{
 		DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
 		Log:      slog.New(slog.NewTextHandler(testLog{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Products: []config.Product{{Key: product, Access: "github"}},
+		Products: productsWithGitHub,
 	})
 }
 
@@ -233,3 +233,5 @@ func stripeemuSession(price, email string) stripeemu.SessionParams {
 	return stripeemu.SessionParams{LineItems: []stripeemu.LineItem{{Price: price}}, CustomerEmail: email,
 		PaymentLink: "plink_test_1", SuccessURL: "http://app.test/ok", CancelURL: "http://app.test/pricing"}
 }
+
+var productsWithGitHub = []config.Product{{Key: product, Access: "github"}}
