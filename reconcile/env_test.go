@@ -1,15 +1,20 @@
 package reconcile_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/httpapi"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/pgtest"
@@ -19,6 +24,8 @@ import (
 	"github.com/paymentd/paymentd/reconcile"
 	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
 )
 
 // env is a reconciler on a real database against the Stripe emulator.
@@ -235,3 +242,39 @@ func stripeemuSession(price, email string) stripeemu.SessionParams {
 }
 
 var productsWithGitHub = []config.Product{{Key: product, Access: "github"}}
+
+// webhookEndpoint mounts the real webhook endpoint on e's database and
+// returns a function that delivers one event to it, signed now.
+func webhookEndpoint(t *testing.T, e *env) func(*stripe.Event) {
+	t.Helper()
+	cfg := config.Defaults()
+	cfg.Stripe.WebhookSecret = "whsec_test_reconcile"
+	auth, err := httpapi.NewAuthenticator(e.ctx, httpapi.AuthOptions{Secret: []byte(strings.Repeat("k", 32)),
+		Issuer: "test", Audience: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.New(e.db, clock.Real{}, slog.New(slog.DiscardHandler), nil)
+	api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth})
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	return func(ev *stripe.Event) {
+		t.Helper()
+		body, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: cfg.Stripe.WebhookSecret,
+			Timestamp: time.Now()})
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/stripe/webhook", bytes.NewReader(signed.Payload))
+		req.Header.Set("Stripe-Signature", signed.Header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("webhook %s answered %d", ev.ID, resp.StatusCode)
+		}
+	}
+}
