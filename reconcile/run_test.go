@@ -51,7 +51,9 @@ func TestAHintWakesTheRunningReconciler(t *testing.T) {
 // githubState is the AccessChecker double: what GitHub says per user.
 type githubState map[string]access.Access
 
-func (g githubState) Check(_ context.Context, username string) (access.Access, error) { return g[username], nil }
+func (g githubState) Check(_ context.Context, username string) (access.Access, error) {
+	return g[username], nil
+}
 
 func TestAccessDriftIsRepairedThroughSteps(t *testing.T) {
 	t.Parallel()
