@@ -73,7 +73,6 @@ type Stripe struct {
 	CancelURL        string        `yaml:"cancel_url"`
 	RateLimit        float64       `yaml:"rate_limit"`
 	WebhookTolerance time.Duration `yaml:"webhook_tolerance"`
-	Emulator         bool          `yaml:"emulator"`
 }
 
 // Reconcile configures when the reconciler runs.
