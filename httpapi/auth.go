@@ -207,7 +207,7 @@ func (a *api) authed(h func(w http.ResponseWriter, r *http.Request, u User) erro
 		}
 		u, err := a.auth.Verify(r.Context(), raw)
 		if err != nil {
-			a.log.InfoContext(r.Context(), "bearer token refused", "request_id", RequestID(r.Context()), "err", err)
+			a.log.InfoContext(r.Context(), "bearer token refused", "err", err)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="paymentd", error="invalid_token"`)
 			return Errorf(http.StatusUnauthorized, "unauthorized", "the bearer token is invalid or expired")
 		}

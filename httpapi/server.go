@@ -32,6 +32,7 @@ type Server struct {
 
 // New returns a server with the health routes mounted. metrics may be nil.
 func New(db *store.DB, clk clock.Clock, log *slog.Logger, metrics *Metrics) *Server {
+	log = slog.New(requestIDHandler{log.Handler()}) // every line of a request names it
 	s := &Server{db: db, clock: clk, log: log, metrics: metrics, mux: http.NewServeMux(),
 		readyChecks: map[string]func(context.Context) string{}}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
@@ -83,7 +84,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
 			level = slog.LevelDebug // probes and scrapes would drown the log
 		}
-		s.log.LogAttrs(ctx, level, "http request", slog.String("request_id", id),
+		s.log.LogAttrs(ctx, level, "http request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", rec.status),
 			slog.Duration("duration", time.Since(start)))
 	})

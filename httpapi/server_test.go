@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/httpapi"
 	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/pgtest"
 	"github.com/paymentd/paymentd/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,4 +113,52 @@ func TestRequestIDAndMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+func TestEveryLogLineOfARequestCarriesItsID(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))
+	api := httpapi.New(pgtest.New(t), clock.Real{}, log, nil)
+	cfg := config.Defaults()
+	cfg.Stripe.WebhookSecret = "whsec_test"
+	auth, err := httpapi.NewAuthenticator(context.Background(), httpapi.AuthOptions{Secret: []byte(strings.Repeat("s", 32)),
+		Issuer: "i", Audience: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth})
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/api/stripe/webhook", strings.NewReader(`{}`))
+	req.Header.Set("X-Request-Id", "req-id-12345678")
+	req.Header.Set("Stripe-Signature", "t=1,v1=forged")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("want the handler's line and the request line, got:\n%s", buf.String())
+	}
+	for _, line := range lines {
+		if !strings.Contains(line, `"request_id":"req-id-12345678"`) {
+			t.Errorf("log line without the request id: %s", line)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -34,7 +34,7 @@ func (a *api) webhook(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	reject := func(status int, code, msg string, err error) {
 		a.metrics.webhook(webhookRejected)
-		a.log.WarnContext(ctx, "webhook rejected", "request_id", RequestID(ctx), "reason", code, "err", err)
+		a.log.WarnContext(ctx, "webhook rejected", "reason", code, "err", err)
 		writeError(w, r, a.log, Errorf(status, code, "%s", msg))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhookBodyLimit))
