@@ -98,3 +98,36 @@ func TestAccessDriftIsRepairedThroughSteps(t *testing.T) {
 		t.Errorf("access_repaired = %d, want 3", rep.Counts["access_repaired"])
 	}
 }
+
+func TestStalledAfterThreeIntervalsWithoutAnIncrementalPass(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- e.rec.Run(ctx, reconcile.Schedules{Incremental: "@every 1m", Deep: "@every 24h", Access: "@every 24h"})
+	}()
+	defer func() { stop(); <-done }()
+	e.clock.Advance(4 * time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.rec.Stalled(e.clock.Now()) == "" { // Run learns its interval as it starts
+		if time.Now().After(deadline) {
+			t.Fatal("not reported stalled after four intervals without a pass")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := e.rec.RunPass(e.ctx, "incremental", reconcile.Incremental); err != nil {
+		t.Fatal(err)
+	}
+	if msg := e.rec.Stalled(e.clock.Now()); msg != "" {
+		t.Errorf("still stalled right after a pass: %s", msg)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if msg := e.rec.Stalled(e.clock.Now()); msg != "" {
+		t.Errorf("stalled two intervals after a pass: %s", msg)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if e.rec.Stalled(e.clock.Now()) == "" {
+		t.Error("not stalled four intervals after the last pass")
+	}
+}
