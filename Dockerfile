@@ -14,6 +14,7 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/paymentd /usr/local/bin/paymentd
 COPY config.yaml /etc/paymentd/config.yaml
 USER nonroot:nonroot
+WORKDIR /home/nonroot
 ENV PAYMENTD_HTTP_ADDR=0.0.0.0:8080 \
     PAYMENTD_LOG_FORMAT=json
 EXPOSE 8080

@@ -562,6 +562,20 @@ func (c *Config) validate() Problems {
 		checkURL(key+".repo_url", prod.RepoURL, false)
 	}
 
+	// Live keys with dev placeholders or the dev outbox is a deployment that
+	// forgot its environment: refuse it rather than run it.
+	if strings.HasPrefix(c.Stripe.SecretKey, "sk_live_") || strings.HasPrefix(c.Stripe.SecretKey, "rk_live_") {
+		for key, v := range map[string]string{"auth.jwt_secret": c.Auth.JWTSecret,
+			"email.unsubscribe_secret": c.Email.UnsubscribeSecret, "stripe.webhook_secret": c.Stripe.WebhookSecret} {
+			if strings.Contains(v, "dev-only") || strings.Contains(v, "dev_emulator") {
+				add(key, "is still config.yaml's dev placeholder while stripe.secret_key is live; set it from the environment")
+			}
+		}
+		if c.Email.Provider == "outbox" {
+			add("email.provider", "is the dev outbox while stripe.secret_key is live: customers would get no email; use sendgrid")
+		}
+	}
+
 	switch c.Log.Format {
 	case "text", "json":
 	default:

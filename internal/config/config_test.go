@@ -28,7 +28,7 @@ func TestCommittedConfigLoads(t *testing.T) {
 func TestEnvironmentOverridesFile(t *testing.T) {
 	env := map[string]string{
 		"DATABASE_URL":          "postgres://db.internal/paymentd",
-		"STRIPE_SECRET_KEY":     "sk_live_abc",
+		"STRIPE_SECRET_KEY":     "sk_test_abc",
 		"STRIPE_WEBHOOK_SECRET": "whsec_live",
 		"STRIPE_API_BASE":       "http://127.0.0.1:12111",
 		"SENDGRID_API_KEY":      "SG.key",
@@ -124,5 +124,16 @@ func TestTypeErrorsAndBadEnvAreReported(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "stripe.secret_key") {
 		t.Errorf("publishable key accepted as secret key: %v", err)
+	}
+}
+
+func TestLiveKeysRefuseDevPlaceholders(t *testing.T) {
+	_, err := config.Load("../../config.yaml", func(k string) string {
+		return map[string]string{"STRIPE_SECRET_KEY": "sk_live_abc"}[k]
+	})
+	for _, want := range []string{"auth.jwt_secret", "email.unsubscribe_secret", "stripe.webhook_secret", "email.provider"} {
+		if err == nil || !strings.Contains(err.Error(), want+": ") {
+			t.Errorf("live key with dev %s accepted: %v", want, err)
+		}
 	}
 }
