@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -177,15 +178,11 @@ func devLanding(cfg *config.Config, outbox string) http.Handler {
 		b.WriteString(`<h1>paymentd dev</h1>`)
 		if sid != "" {
 			fmt.Fprintf(&b, `<p>Payment done. Claim it:</p><pre>curl -s -X POST http://%s/api/purchases/claim -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"session_id":"%s"}'</pre>`,
-				htmlEscape(r.Host), htmlEscape(sid))
+				html.EscapeString(r.Host), html.EscapeString(sid))
 		} else {
 			b.WriteString(`<p>Checkout canceled or not started. See the walkthrough in the terminal.</p>`)
 		}
-		fmt.Fprintf(&b, `<p>Emails are written to <code>%s</code>.</p></body></html>`, htmlEscape(outbox))
+		fmt.Fprintf(&b, `<p>Emails are written to <code>%s</code>.</p></body></html>`, html.EscapeString(outbox))
 		io.WriteString(w, b.String())
 	})
-}
-
-func htmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;").Replace(s)
 }
