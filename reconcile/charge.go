@@ -7,6 +7,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -250,10 +251,12 @@ func (r *Reconciler) applyDispute(ctx context.Context, d *stripe.Dispute, rep *R
 	})
 }
 
+// equalPurchases compares two purchases field by field, pointees included,
+// ignoring the bookkeeping times a write stamps.
 func equalPurchases(a, b store.Purchase) bool {
 	a.CheckedAt, b.CheckedAt = nil, nil
 	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
-	return purchaseEqual(a, b)
+	return reflect.DeepEqual(a, b)
 }
 
 // timeOf converts Stripe's Unix seconds, falling back to fallback for 0.

@@ -73,12 +73,3 @@ func sessionBelongsTo(s *stripe.CheckoutSession, c Claimant) error {
 	}
 	return nil
 }
-
-// claimable checks the recorded purchase against the claimant: a purchase
-// recorded for another user cannot be claimed.
-func claimable(p store.Purchase, s *stripe.CheckoutSession, c Claimant) error {
-	if p.UserID != nil && *p.UserID != c.UserID {
-		return ErrNotYours
-	}
-	return sessionBelongsTo(s, c)
-}

@@ -370,7 +370,7 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 			continue
 		}
 		if ok && !(f.state == "unpaid" && cur.Status == "pending") {
-			if next, _ := p.r.nextSessionState(cur, f); purchaseEqual(next, cur) {
+			if next, _ := p.r.nextSessionState(cur, f); equalPurchases(next, cur) {
 				p.rep.seen(1)
 				p.done[s.ID] = true
 				continue // matches: no write, no extra call

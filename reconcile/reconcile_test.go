@@ -397,6 +397,9 @@ func TestPaymentLinkPurchaseIsCreatedAndClaimableByEmail(t *testing.T) {
 	if err != nil || !res.AlreadyClaimed || res.Purchase.UserID == nil || *res.Purchase.UserID != "u-fay" {
 		t.Errorf("claim by email: %+v %v", res, err)
 	}
+	if p := e.purchase(p.ID); p.UserID == nil || *p.UserID != "u-fay" {
+		t.Errorf("the claimed purchase's user was not recorded: %v", p.UserID)
+	}
 }
 
 func TestIdlePassWritesNothing(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 
 	"github.com/google/uuid"
@@ -109,19 +108,14 @@ func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutS
 			res.wasFinal = p.Status != store.PurchasePending
 		}
 		res.found = true
-		if c != nil {
-			if err := claimable(p, f.s, *c); err != nil {
-				return err
-			}
-			if p.UserID == nil {
-				p.UserID = &c.UserID // a Payment Link purchase, claimed by its buyer's verified email
-			}
+		if c != nil && p.UserID != nil && *p.UserID != c.UserID {
+			return ErrNotYours // recorded for another user
 		}
 		next, what := r.nextSessionState(p, f)
-		if c != nil && (p.UserID == nil || *p.UserID != c.UserID) {
-			next.UserID = &c.UserID
+		if c != nil && p.UserID == nil {
+			next.UserID = &c.UserID // a Payment Link purchase, claimed by its buyer's verified email
 		}
-		if purchaseEqual(next, p) {
+		if equalPurchases(next, p) {
 			res.purchase = p
 			return nil // matches: write nothing
 		}
@@ -256,7 +250,6 @@ func (r *Reconciler) nextSessionState(p store.Purchase, f sessionFacts) (store.P
 			what = "expired"
 		}
 	}
-	next.CheckedAt = p.CheckedAt
 	return next, what
 }
 
@@ -266,6 +259,3 @@ func sessionEmail(s *stripe.CheckoutSession) string {
 	}
 	return s.CustomerEmail
 }
-
-// purchaseEqual compares two purchases field by field, pointees included.
-func purchaseEqual(a, b store.Purchase) bool { return reflect.DeepEqual(a, b) }
