@@ -25,8 +25,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	mux     *http.ServeMux
-	// Ready adds checks to /readyz beyond the database and migrations; each
-	// returns "" when fine, else what is wrong.
+	// readyChecks are /readyz's checks beyond the database and migrations;
+	// each returns "" when fine, else what is wrong.
 	readyChecks map[string]func(ctx context.Context) string
 }
 

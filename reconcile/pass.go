@@ -170,8 +170,14 @@ func (p *pass) object(ctx context.Context, id string) bool {
 	if err == nil {
 		return true
 	}
+	p.failed(ctx, id, err)
+	return false
+}
+
+// failed records an object that did not reconcile, for the next pass.
+func (p *pass) failed(ctx context.Context, id string, err error) {
 	if ctx.Err() != nil {
-		return false
+		return
 	}
 	p.r.log.Warn("reconcile object failed; retried next pass", "object_id", id, "err", err)
 	p.rep.fail(kindOf(id), id, err)
@@ -180,7 +186,6 @@ func (p *pass) object(ctx context.Context, id string) bool {
 			p.r.log.Error("record reconcile error", "object_id", id, "err", rerr)
 		}
 	}
-	return false
 }
 
 func (p *pass) hints(ctx context.Context) {
@@ -330,7 +335,7 @@ func (p *pass) lists(ctx context.Context) error {
 		}
 		p.done[d.ID] = true
 		if err := r.applyDispute(ctx, d, p.rep); err != nil {
-			p.rep.fail("dispute", d.ID, err)
+			p.failed(ctx, d.ID, err)
 		}
 		return ctx.Err()
 	}); err != nil {
@@ -378,16 +383,10 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 		}
 		p.done[s.ID] = true
 		if err := p.r.applySession(ctx, s, nil, p.rep); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			p.rep.fail("session", s.ID, err)
-			if !p.opts.DryRun {
-				_ = p.r.db.RecordReconcileError(ctx, "session", s.ID, err.Error(), p.r.clock.Now())
-			}
+			p.failed(ctx, s.ID, err)
 		}
 	}
-	return nil
+	return ctx.Err()
 }
 
 // quickState is a session's state as far as the session alone tells.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/store"
 	"github.com/robfig/cron/v3"
 )
@@ -18,11 +19,9 @@ type Schedules struct {
 	Incremental, Deep, Access string
 }
 
-var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // Run runs scheduled passes and hint-triggered passes until ctx ends.
 func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithParser(parser), cron.WithLogger(cronLogger{r.log}),
+	c := cron.New(cron.WithLocation(time.UTC), cron.WithParser(config.ScheduleParser), cron.WithLogger(cronLogger{r.log}),
 		cron.WithChain(cron.Recover(cronLogger{r.log}), cron.SkipIfStillRunning(cronLogger{r.log})))
 	for name, spec := range map[string]string{"incremental": s.Incremental, "deep": s.Deep, "access": s.Access} {
 		opts := map[string]PassOptions{"incremental": Incremental, "deep": Deep, "access": AccessDrift}[name]
@@ -30,7 +29,7 @@ func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
 			return fmt.Errorf("schedule %s pass %q: %w", name, spec, err)
 		}
 	}
-	sched, _ := parser.Parse(s.Incremental)
+	sched, _ := config.ScheduleParser.Parse(s.Incremental)
 	now := time.Now()
 	r.interval.Store(int64(sched.Next(now).Sub(now)))
 	c.Start()

@@ -84,9 +84,6 @@ func New(db *store.DB, clk clock.Clock, log *slog.Logger, cfg Config, metrics *M
 // Register sets the handler for steps named name. Call before Run.
 func (e *Engine) Register(name string, h Handler) { e.handlers[name] = h }
 
-// Owner is the lease owner name of this engine.
-func (e *Engine) Owner() string { return e.cfg.Owner }
-
 // Wake makes idle workers look for due steps now.
 func (e *Engine) Wake() { e.wake.signal() }
 

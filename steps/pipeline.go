@@ -56,11 +56,6 @@ func Chain(steps ...Step) []Step {
 	return steps
 }
 
-// Scheduler records pipelines; the engine is one.
-type Scheduler interface {
-	Schedule(ctx context.Context, q *store.Queries, p Pipeline) (int, error)
-}
-
 // Schedule records p's steps through q (the pool or a caller's transaction)
 // and returns how many steps were new. Steps already recorded under the same
 // purchase, pipeline and name are left alone, so scheduling is idempotent.

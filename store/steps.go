@@ -403,15 +403,6 @@ func (q *Queries) StepStats(ctx context.Context, now time.Time) (StepStats, erro
 	return s, nil
 }
 
-// NextRunAt returns the earliest run_at among pending steps, or nil.
-func (q *Queries) NextRunAt(ctx context.Context) (*time.Time, error) {
-	var t *time.Time
-	if err := q.db.QueryRow(ctx, `SELECT min(run_at) FROM steps WHERE status = 'pending'`).Scan(&t); err != nil {
-		return nil, fmt.Errorf("next run_at: %w", err)
-	}
-	return t, nil
-}
-
 // prefixed qualifies each column of a comma-separated list with prefix.
 func prefixed(prefix, columns string) string {
 	fields := strings.FieldsFunc(columns, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })

@@ -366,12 +366,12 @@ func joinPath(prefix, name string) string {
 var (
 	productKeyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,199}$`)
 	colorRE      = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
-	cronParser   = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 )
 
-// ParseSchedule parses a reconcile schedule: a five-field cron expression or
-// a descriptor such as "@every 1m" or "@daily".
-func ParseSchedule(spec string) (cron.Schedule, error) { return cronParser.Parse(spec) }
+// ScheduleParser parses reconcile schedules: five-field cron expressions or
+// descriptors such as "@every 1m" or "@daily". Validation and the
+// reconciler's cron share it, so a schedule that validates also runs.
+var ScheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
 func (c *Config) validate() Problems {
 	var p Problems
@@ -440,7 +440,7 @@ func (c *Config) validate() Problems {
 		"reconcile.schedule": c.Reconcile.Schedule, "reconcile.deep_schedule": c.Reconcile.DeepSchedule,
 		"reconcile.access_schedule": c.Reconcile.AccessSchedule,
 	} {
-		if _, err := ParseSchedule(spec); err != nil {
+		if _, err := ScheduleParser.Parse(spec); err != nil {
 			add(key, "invalid schedule %q: %v", spec, err)
 		}
 	}

@@ -200,14 +200,14 @@ func (m *Metrics) observe(method, outcome string) {
 type leveledLogger struct{ log *slog.Logger }
 
 func (l leveledLogger) Debugf(format string, v ...any) {
-	l.log.Debug("stripe: " + sprintf(format, v...))
+	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
 }
 func (l leveledLogger) Infof(format string, v ...any) {
-	l.log.Debug("stripe: " + sprintf(format, v...))
+	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
 }
-func (l leveledLogger) Warnf(format string, v ...any) { l.log.Warn("stripe: " + sprintf(format, v...)) }
+func (l leveledLogger) Warnf(format string, v ...any) {
+	l.log.Warn("stripe: " + fmt.Sprintf(format, v...))
+}
 func (l leveledLogger) Errorf(format string, v ...any) {
-	l.log.Error("stripe: " + sprintf(format, v...))
+	l.log.Error("stripe: " + fmt.Sprintf(format, v...))
 }
-
-func sprintf(format string, v ...any) string { return fmt.Sprintf(format, v...) }
