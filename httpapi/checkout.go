@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/internal/catalog"
 	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/store"
@@ -133,7 +132,7 @@ func (a *api) checkout(w http.ResponseWriter, r *http.Request, u User) error {
 		exp := time.Unix(sess.ExpiresAt, 0).UTC()
 		p.SessionExpiresAt = &exp
 	}
-	err = a.db.InTx(r.Context(), func(q *store.Queries, _ pgx.Tx) error {
+	err = a.db.InTx(r.Context(), func(q *store.Queries) error {
 		if _, err := q.InsertPurchase(r.Context(), p); err != nil {
 			return err
 		}

@@ -65,7 +65,7 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 	}
 	a.log.InfoContext(r.Context(), "purchase claimed", "purchase_id", res.Purchase.ID, "stripe_session_id",
 		req.SessionID, "user_id", u.ID, "already_claimed", res.AlreadyClaimed)
-	writeJSON(w, http.StatusOK, claimResponse{Status: res.Purchase.Status, Product: res.Purchase.ProductKey,
+	writeJSON(w, http.StatusOK, claimResponse{Status: string(res.Purchase.Status), Product: res.Purchase.ProductKey,
 		AlreadyClaimed: res.AlreadyClaimed})
 	return nil
 }

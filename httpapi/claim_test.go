@@ -61,9 +61,9 @@ func (h *apiHarness) checkout(token string) string {
 }
 
 type claimBody struct {
-	Status         string `json:"status"`
-	Product        string `json:"product"`
-	AlreadyClaimed bool   `json:"already_claimed"`
+	Status         store.PurchaseStatus `json:"status"`
+	Product        string               `json:"product"`
+	AlreadyClaimed bool                 `json:"already_claimed"`
 }
 
 func (h *apiHarness) claim(token, sessionID string) (response, claimBody) {

@@ -11,15 +11,15 @@ import (
 // purchaseView is the public shape of a purchase: no Stripe ids, no
 // access references.
 type purchaseView struct {
-	ID             string     `json:"id"`
-	Product        string     `json:"product"`
-	Status         string     `json:"status"`
-	AmountTotal    int64      `json:"amount_total"`
-	AmountRefunded int64      `json:"amount_refunded"`
-	Currency       string     `json:"currency"`
-	AccessState    string     `json:"access_state"`
-	CreatedAt      time.Time  `json:"created_at"`
-	CompletedAt    *time.Time `json:"completed_at"`
+	ID             string               `json:"id"`
+	Product        string               `json:"product"`
+	Status         store.PurchaseStatus `json:"status"`
+	AmountTotal    int64                `json:"amount_total"`
+	AmountRefunded int64                `json:"amount_refunded"`
+	Currency       string               `json:"currency"`
+	AccessState    store.AccessState    `json:"access_state"`
+	CreatedAt      time.Time            `json:"created_at"`
+	CompletedAt    *time.Time           `json:"completed_at"`
 }
 
 func viewPurchase(p store.Purchase) purchaseView {

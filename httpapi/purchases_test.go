@@ -10,7 +10,7 @@ import (
 )
 
 // insertPurchase records a purchase for userID created at.
-func (h *apiHarness) insertPurchase(userID, status string, amount int64, at time.Time) store.Purchase {
+func (h *apiHarness) insertPurchase(userID string, status store.PurchaseStatus, amount int64, at time.Time) store.Purchase {
 	h.t.Helper()
 	email := userID + "@example.com"
 	p := store.Purchase{ID: uuid.NewString(), UserID: &userID, Email: &email, ProductKey: "pro_one_time", Quantity: 1,

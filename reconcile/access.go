@@ -54,7 +54,7 @@ func (r *Reconciler) checkAccess(ctx context.Context, p store.Purchase, rep *Rep
 		return err // steps in flight will settle it
 	}
 	entitled := (p.Status == store.PurchaseCompleted || p.Status == store.PurchasePartiallyRefunded) && p.GitHubUsername != nil
-	want := ""
+	var want store.AccessState
 	switch {
 	case entitled && p.AccessState != store.AccessGranted:
 		want = store.AccessGranted

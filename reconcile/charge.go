@@ -158,7 +158,7 @@ func (r *Reconciler) applyCharge(ctx context.Context, ch *stripe.Charge, refunds
 		if len(events) == 0 && next.Status != p.Status {
 			// The amount moved without a new refund row (first seen after
 			// a reversal, say): still a change worth reporting.
-			return r.record(ctx, q, rep, Change{Kind: "charge", ObjectID: ch.ID, PurchaseID: p.ID, What: next.Status})
+			return r.record(ctx, q, rep, Change{Kind: "charge", ObjectID: ch.ID, PurchaseID: p.ID, What: string(next.Status)})
 		}
 		return nil
 	})
@@ -167,7 +167,7 @@ func (r *Reconciler) applyCharge(ctx context.Context, ch *stripe.Charge, refunds
 // paidStatus is the status of a purchase that was paid, given what has
 // been refunded and whether a dispute was lost. A purchase that was never
 // paid keeps its status.
-func paidStatus(current string, total, refunded int64, disputeLost bool) string {
+func paidStatus(current store.PurchaseStatus, total, refunded int64, disputeLost bool) store.PurchaseStatus {
 	switch current {
 	case store.PurchaseCompleted, store.PurchasePartiallyRefunded, store.PurchaseRefunded:
 	default:

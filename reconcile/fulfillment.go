@@ -42,5 +42,5 @@ type Fulfillment interface {
 	// RepairAccess schedules steps that move the purchase's access to want
 	// (store.AccessGranted or store.AccessRevoked), found by the access
 	// drift check.
-	RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want string) error
+	RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want store.AccessState) error
 }

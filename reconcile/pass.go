@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
@@ -114,41 +113,25 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 	return rep, nil
 }
 
-// lock takes the poller advisory lock on a dedicated connection.
+// lock takes the poller advisory lock, waiting for it when wait is set.
 func (r *Reconciler) lock(ctx context.Context, wait bool) (func(), error) {
-	conn, err := r.db.Pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("acquire connection: %w", err)
-	}
 	for {
-		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, store.PollerLockKey).Scan(&got); err != nil {
-			conn.Release()
+		release, ok, err := r.db.TryLock(ctx, store.PollerLockKey)
+		if err != nil {
 			return nil, fmt.Errorf("take poller lock: %w", err)
 		}
-		if got {
-			return func() { unlockConn(conn) }, nil
+		if ok {
+			return release, nil
 		}
 		if !wait {
-			conn.Release()
 			return nil, ErrLocked
 		}
 		select {
 		case <-ctx.Done():
-			conn.Release()
 			return nil, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-func unlockConn(conn *pgxpool.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, store.PollerLockKey); err != nil {
-		conn.Conn().Close(ctx) // closing the session releases the lock
-	}
-	conn.Release()
 }
 
 // pass is the state of one running pass.
@@ -369,12 +352,12 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 			continue
 		}
 		cur, ok := existing[s.ID]
-		f := sessionFacts{s: s, state: quickState(s), productKey: s.Metadata["product"]}
-		if !ok && f.state == "open" {
+		f := sessionFacts{s: s, state: stateOf(s), productKey: s.Metadata["product"]}
+		if !ok && f.state == sessionOpen {
 			p.rep.seen(1)
 			continue
 		}
-		if ok && !(f.state == "unpaid" && cur.Status == "pending") {
+		if ok && !(f.state == sessionUnpaid && cur.Status == store.PurchasePending) {
 			if next, _ := p.r.nextSessionState(cur, f); equalPurchases(next, cur) {
 				p.rep.seen(1)
 				p.done[s.ID] = true
@@ -387,20 +370,6 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 		}
 	}
 	return ctx.Err()
-}
-
-// quickState is a session's state as far as the session alone tells.
-func quickState(s *stripe.CheckoutSession) string {
-	switch {
-	case s.Status == stripe.CheckoutSessionStatusExpired:
-		return "expired"
-	case s.Status == stripe.CheckoutSessionStatusComplete && (s.PaymentStatus == stripe.CheckoutSessionPaymentStatusPaid ||
-		s.PaymentStatus == stripe.CheckoutSessionPaymentStatusNoPaymentRequired):
-		return "paid"
-	case s.Status == stripe.CheckoutSessionStatusComplete:
-		return "unpaid"
-	}
-	return "open"
 }
 
 // pending re-checks open purchases that no signal may ever mention: those

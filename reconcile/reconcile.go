@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/stripeapi"
@@ -163,7 +162,7 @@ var errDryRun = errors.New("dry run: rolled back")
 // inTx runs fn in a transaction; in a dry run it always rolls back, so
 // the pass computes every difference and changes nothing.
 func (r *Reconciler) inTx(ctx context.Context, rep *Report, fn func(q *store.Queries) error) error {
-	err := r.db.InTx(ctx, func(q *store.Queries, _ pgx.Tx) error {
+	err := r.db.InTx(ctx, func(q *store.Queries) error {
 		if err := fn(q); err != nil {
 			return err
 		}

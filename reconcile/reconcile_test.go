@@ -17,7 +17,7 @@ var t0 = time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 
 // want is what a purchase should look like once reconciled.
 type want struct {
-	status   string
+	status   store.PurchaseStatus
 	refunded int64
 	refunds  int // refund pipelines
 	disputes int

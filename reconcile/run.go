@@ -64,37 +64,38 @@ func (r *Reconciler) listenHints(ctx context.Context) {
 	}
 }
 
+// listenOnce runs hints passes while the listener is connected. A
+// notification only raises a flag; one goroutine runs the passes, so a
+// burst of hints (redeliveries, related events) coalesces into one pass.
 func (r *Reconciler) listenOnce(ctx context.Context) error {
-	conn, err := r.db.Pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN "+store.HintsChannel); err != nil {
-		return err
-	}
-	defer func() {
-		if ctx.Err() != nil {
-			conn.Conn().Close(context.Background()) // its state is unknown after a canceled wait
+	kick := make(chan struct{}, 1)
+	done := make(chan struct{})
+	lctx, stop := context.WithCancel(ctx)
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-kick:
+			}
+			select { // gather the burst
+			case <-lctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			r.scheduled(ctx, "hints", HintsOnly)
 		}
 	}()
-	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			return err
+	err := r.db.Listen(ctx, store.HintsChannel, func(string) {
+		select {
+		case kick <- struct{}{}:
+		default:
 		}
-		// Gather the burst: redeliveries and related events arrive together.
-		burst, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-		for {
-			if _, err := conn.Conn().WaitForNotification(burst); err != nil {
-				break
-			}
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r.scheduled(ctx, "hints", HintsOnly)
-	}
+	})
+	stop()
+	<-done
+	return err
 }
 
 // Stalled says what is wrong when the incremental pass has not finished

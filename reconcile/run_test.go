@@ -61,7 +61,7 @@ func TestAccessDriftIsRepairedThroughSteps(t *testing.T) {
 	gh := githubState{}
 	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
 		Products: productsWithGitHub, Access: gh})
-	mk := func(user, status, accessState string) string {
+	mk := func(user string, status store.PurchaseStatus, accessState store.AccessState) string {
 		sid, pid := e.checkout(user)
 		_ = sid
 		name := user + "-gh"

@@ -16,39 +16,53 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
+// sessionState is what a Checkout Session means for its purchase.
+type sessionState string
+
+const (
+	sessionOpen    sessionState = "open"    // the buyer has not finished
+	sessionPaid    sessionState = "paid"    // complete and paid (or nothing to pay)
+	sessionUnpaid  sessionState = "unpaid"  // complete, its asynchronous payment still pending
+	sessionFailed  sessionState = "failed"  // complete, its asynchronous payment failed
+	sessionExpired sessionState = "expired" // expired unpaid
+)
+
+// stateOf is the one reading of a session's own fields. It cannot tell a
+// pending asynchronous payment from a failed one (both are unpaid); facts
+// asks the payment intent for that.
+func stateOf(s *stripe.CheckoutSession) sessionState {
+	switch {
+	case s.Status == stripe.CheckoutSessionStatusExpired:
+		return sessionExpired
+	case s.Status == stripe.CheckoutSessionStatusComplete && (s.PaymentStatus == stripe.CheckoutSessionPaymentStatusPaid ||
+		s.PaymentStatus == stripe.CheckoutSessionPaymentStatusNoPaymentRequired):
+		return sessionPaid
+	case s.Status == stripe.CheckoutSessionStatusComplete:
+		return sessionUnpaid
+	}
+	return sessionOpen
+}
+
 // sessionFacts is what Stripe says about a session, with what it takes a
 // second call to learn (an async payment's fate, a Payment Link's product).
 type sessionFacts struct {
 	s          *stripe.CheckoutSession
-	state      string // open, paid, unpaid (async pending), failed, expired
+	state      sessionState
 	productKey string
 }
 
 func (r *Reconciler) facts(ctx context.Context, s *stripe.CheckoutSession, needProduct bool) (sessionFacts, error) {
-	f := sessionFacts{s: s, productKey: s.Metadata["product"]}
-	switch s.Status {
-	case stripe.CheckoutSessionStatusExpired:
-		f.state = "expired"
-	case stripe.CheckoutSessionStatusComplete:
-		switch s.PaymentStatus {
-		case stripe.CheckoutSessionPaymentStatusPaid, stripe.CheckoutSessionPaymentStatusNoPaymentRequired:
-			f.state = "paid"
-		default:
-			f.state = "unpaid"
-			if s.PaymentIntent != nil {
-				pi, err := r.stripe.PaymentIntent(ctx, s.PaymentIntent.ID)
-				if err != nil {
-					return f, fmt.Errorf("retrieve payment intent: %w", err)
-				}
-				if pi.Status == stripe.PaymentIntentStatusCanceled || pi.Status == stripe.PaymentIntentStatusRequiresPaymentMethod {
-					f.state = "failed"
-				}
-			}
+	f := sessionFacts{s: s, state: stateOf(s), productKey: s.Metadata["product"]}
+	if f.state == sessionUnpaid && s.PaymentIntent != nil {
+		pi, err := r.stripe.PaymentIntent(ctx, s.PaymentIntent.ID)
+		if err != nil {
+			return f, fmt.Errorf("retrieve payment intent: %w", err)
 		}
-	default:
-		f.state = "open"
+		if pi.Status == stripe.PaymentIntentStatusCanceled || pi.Status == stripe.PaymentIntentStatusRequiresPaymentMethod {
+			f.state = sessionFailed
+		}
 	}
-	if f.productKey == "" && needProduct && f.state != "open" {
+	if f.productKey == "" && needProduct && f.state != sessionOpen {
 		full, err := r.stripe.CheckoutSessionLineItems(ctx, s.ID)
 		if err != nil {
 			return f, fmt.Errorf("retrieve line items: %w", err)
@@ -92,7 +106,7 @@ func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutS
 		p, err := q.LockPurchaseBySession(ctx, s.ID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			if f.state == "open" {
+			if f.state == sessionOpen {
 				return nil // nothing to record until it completes or expires
 			}
 			created, err := r.createPurchase(ctx, q, f, rep)
@@ -215,7 +229,7 @@ func (r *Reconciler) nextSessionState(p store.Purchase, f sessionFacts) (store.P
 	}
 	what := ""
 	switch f.state {
-	case "paid":
+	case sessionPaid:
 		if s.Customer != nil && s.Customer.ID != "" {
 			next.StripeCustomerID = &s.Customer.ID
 		}
@@ -232,16 +246,16 @@ func (r *Reconciler) nextSessionState(p store.Purchase, f sessionFacts) (store.P
 			next.CompletedAt = &now
 			what = "completed"
 		}
-	case "unpaid":
+	case sessionUnpaid:
 		if s.PaymentIntent != nil && s.PaymentIntent.ID != "" {
 			next.StripePaymentIntentID = &s.PaymentIntent.ID
 		}
-	case "failed":
+	case sessionFailed:
 		if p.Status == store.PurchasePending {
 			next.Status = store.PurchaseFailed
 			what = "failed"
 		}
-	case "expired":
+	case sessionExpired:
 		if s.AfterExpiration != nil && s.AfterExpiration.Recovery != nil && s.AfterExpiration.Recovery.URL != "" {
 			next.RecoveryURL = &s.AfterExpiration.Recovery.URL
 		}

@@ -6,7 +6,6 @@ package steps
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -17,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/store"
 )
@@ -277,11 +275,11 @@ func (e *Engine) record(ctx, runCtx context.Context, s store.Step, job *Job, res
 		case len(job.onCommit) == 0:
 			ok, err = e.db.CompleteStep(ctx, s, owner, now, raw)
 		default:
-			err = e.db.InTx(ctx, func(q *store.Queries, tx pgx.Tx) error {
+			err = e.db.InTx(ctx, func(q *store.Queries) error {
 				if ok, err = q.CompleteStep(ctx, s, owner, now, raw); err != nil || !ok {
 					return err
 				}
-				return job.commit(ctx, tx)
+				return job.commit(ctx, q)
 			})
 		}
 		if err != nil {
@@ -308,7 +306,7 @@ func (e *Engine) record(ctx, runCtx context.Context, s store.Step, job *Job, res
 
 	errText := runErr.Error()
 	if IsPermanent(runErr) || s.Attempts >= s.MaxAttempts {
-		err := e.db.InTx(ctx, func(q *store.Queries, _ pgx.Tx) error {
+		err := e.db.InTx(ctx, func(q *store.Queries) error {
 			ok, err := q.FailStep(ctx, s.ID, owner, now, errText)
 			if err != nil || !ok {
 				return err
@@ -382,7 +380,7 @@ func (e *Engine) Backoff(attempt int) time.Duration {
 // attempts left.
 func (e *Engine) rescue(ctx context.Context) (int, error) {
 	var rescued []store.Step
-	err := e.db.InTx(ctx, func(q *store.Queries, _ pgx.Tx) error {
+	err := e.db.InTx(ctx, func(q *store.Queries) error {
 		var err error
 		if rescued, err = q.RescueExpiredSteps(ctx, e.clock.Now()); err != nil {
 			return err
@@ -444,29 +442,5 @@ func (e *Engine) listen(ctx context.Context) {
 }
 
 func (e *Engine) listenOnce(ctx context.Context) error {
-	conn, err := e.db.Pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN "+store.StepsChannel); err != nil {
-		return err
-	}
-	defer func() {
-		if ctx.Err() != nil {
-			// The connection goes back to the pool; stop listening on it.
-			uctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_, _ = conn.Exec(uctx, "UNLISTEN *")
-		}
-	}()
-	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			if errors.Is(err, context.Canceled) {
-				conn.Conn().Close(context.Background()) // its state is unknown after a canceled wait
-			}
-			return err
-		}
-		e.Wake()
-	}
+	return e.db.Listen(ctx, store.StepsChannel, func(string) { e.Wake() })
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/store"
 )
 
@@ -75,8 +74,7 @@ func idempotencyKey(s store.Step) string {
 	return fmt.Sprintf("paymentd:%s:%s:%s", purchase, s.Pipeline, s.Name)
 }
 
-func (j *Job) commit(ctx context.Context, tx pgx.Tx) error {
-	q := store.New(tx)
+func (j *Job) commit(ctx context.Context, q *store.Queries) error {
 	for _, fn := range j.onCommit {
 		if err := fn(ctx, q); err != nil {
 			return err

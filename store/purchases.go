@@ -11,50 +11,77 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// PurchaseStatus is where a purchase is in its lifecycle. The purchases
+// table's CHECK lists the same values (TestStatesMatchChecks).
+type PurchaseStatus string
+
 // Purchase statuses.
 const (
-	PurchasePending           = "pending"
-	PurchaseCompleted         = "completed"
-	PurchasePartiallyRefunded = "partially_refunded"
-	PurchaseRefunded          = "refunded"
-	PurchaseExpired           = "expired"
-	PurchaseFailed            = "failed"
+	PurchasePending           PurchaseStatus = "pending"
+	PurchaseCompleted         PurchaseStatus = "completed"
+	PurchasePartiallyRefunded PurchaseStatus = "partially_refunded"
+	PurchaseRefunded          PurchaseStatus = "refunded"
+	PurchaseExpired           PurchaseStatus = "expired"
+	PurchaseFailed            PurchaseStatus = "failed"
 )
+
+// PurchaseStatuses lists every PurchaseStatus.
+var PurchaseStatuses = []PurchaseStatus{PurchasePending, PurchaseCompleted, PurchasePartiallyRefunded,
+	PurchaseRefunded, PurchaseExpired, PurchaseFailed}
+
+// Paid reports whether a purchase in status s was paid (whatever was
+// refunded since).
+func (s PurchaseStatus) Paid() bool {
+	return s == PurchaseCompleted || s == PurchasePartiallyRefunded || s == PurchaseRefunded
+}
+
+// Entitled reports whether a purchase in status s gives its buyer access:
+// paid and not fully refunded (a lost dispute makes it refunded).
+func (s PurchaseStatus) Entitled() bool {
+	return s == PurchaseCompleted || s == PurchasePartiallyRefunded
+}
+
+// AccessState is what a purchase's access provider was last told. The
+// purchases table's CHECK lists the same values.
+type AccessState string
 
 // Access states.
 const (
-	AccessNone    = "none"
-	AccessGranted = "granted"
-	AccessRevoked = "revoked"
-	AccessFailed  = "failed"
+	AccessNone    AccessState = "none"
+	AccessGranted AccessState = "granted"
+	AccessRevoked AccessState = "revoked"
+	AccessFailed  AccessState = "failed"
 )
+
+// AccessStates lists every AccessState.
+var AccessStates = []AccessState{AccessNone, AccessGranted, AccessRevoked, AccessFailed}
 
 // Purchase is one row of the purchases table.
 type Purchase struct {
-	ID                    string     `json:"id"`
-	UserID                *string    `json:"user_id"`
-	Email                 *string    `json:"email"`
-	ProductKey            string     `json:"product"`
-	Quantity              int        `json:"quantity"`
-	Status                string     `json:"status"`
-	StripeSessionID       string     `json:"stripe_session_id"`
-	StripeCustomerID      *string    `json:"stripe_customer_id"`
-	StripePaymentIntentID *string    `json:"stripe_payment_intent_id"`
-	StripeChargeID        *string    `json:"stripe_charge_id"`
-	AmountTotal           int64      `json:"amount_total"`
-	AmountRefunded        int64      `json:"amount_refunded"`
-	Currency              string     `json:"currency"`
-	GitHubUsername        *string    `json:"github_username"`
-	AccessState           string     `json:"access_state"`
-	AccessRef             *string    `json:"access_ref"`
-	ConsentRequired       bool       `json:"consent_required"`
-	PromotionsConsent     *bool      `json:"promotions_consent"`
-	RecoveryURL           *string    `json:"recovery_url"`
-	SessionExpiresAt      *time.Time `json:"session_expires_at"`
-	Disputed              bool       `json:"disputed"`
-	CreatedAt             time.Time  `json:"created_at"`
-	CompletedAt           *time.Time `json:"completed_at"`
-	UpdatedAt             time.Time  `json:"updated_at"`
+	ID                    string         `json:"id"`
+	UserID                *string        `json:"user_id"`
+	Email                 *string        `json:"email"`
+	ProductKey            string         `json:"product"`
+	Quantity              int            `json:"quantity"`
+	Status                PurchaseStatus `json:"status"`
+	StripeSessionID       string         `json:"stripe_session_id"`
+	StripeCustomerID      *string        `json:"stripe_customer_id"`
+	StripePaymentIntentID *string        `json:"stripe_payment_intent_id"`
+	StripeChargeID        *string        `json:"stripe_charge_id"`
+	AmountTotal           int64          `json:"amount_total"`
+	AmountRefunded        int64          `json:"amount_refunded"`
+	Currency              string         `json:"currency"`
+	GitHubUsername        *string        `json:"github_username"`
+	AccessState           AccessState    `json:"access_state"`
+	AccessRef             *string        `json:"access_ref"`
+	ConsentRequired       bool           `json:"consent_required"`
+	PromotionsConsent     *bool          `json:"promotions_consent"`
+	RecoveryURL           *string        `json:"recovery_url"`
+	SessionExpiresAt      *time.Time     `json:"session_expires_at"`
+	Disputed              bool           `json:"disputed"`
+	CreatedAt             time.Time      `json:"created_at"`
+	CompletedAt           *time.Time     `json:"completed_at"`
+	UpdatedAt             time.Time      `json:"updated_at"`
 	// CheckedAt is when the reconciler last compared the purchase with Stripe.
 	CheckedAt *time.Time `json:"checked_at"`
 }
@@ -172,7 +199,7 @@ func (q *Queries) UpdatePurchase(ctx context.Context, p Purchase, now time.Time)
 
 // SetAccess records a purchase's access state and reference (for example a
 // GitHub invitation id).
-func (q *Queries) SetAccess(ctx context.Context, purchaseID, state string, ref *string, now time.Time) error {
+func (q *Queries) SetAccess(ctx context.Context, purchaseID string, state AccessState, ref *string, now time.Time) error {
 	_, err := q.db.Exec(ctx, `UPDATE purchases SET access_state = $2, access_ref = $3, updated_at = $4 WHERE id = $1`,
 		purchaseID, state, ref, now.UTC())
 	if err != nil {

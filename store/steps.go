@@ -16,15 +16,25 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// StepStatus is where a step is in the engine's state machine. The steps
+// table's CHECK lists the same values (TestStatesMatchChecks).
+type StepStatus string
+
 // Step statuses.
 const (
-	StepWaiting  = "waiting"
-	StepPending  = "pending"
-	StepRunning  = "running"
-	StepDone     = "done"
-	StepFailed   = "failed"
-	StepCanceled = "canceled"
+	StepWaiting  StepStatus = "waiting"
+	StepPending  StepStatus = "pending"
+	StepRunning  StepStatus = "running"
+	StepDone     StepStatus = "done"
+	StepFailed   StepStatus = "failed"
+	StepCanceled StepStatus = "canceled"
 )
+
+// StepStatuses lists every StepStatus.
+var StepStatuses = []StepStatus{StepWaiting, StepPending, StepRunning, StepDone, StepFailed, StepCanceled}
+
+// Final reports whether a step in status s will never run again.
+func (s StepStatus) Final() bool { return s == StepDone || s == StepFailed || s == StepCanceled }
 
 // StepsChannel is the LISTEN/NOTIFY channel that announces new due work.
 const StepsChannel = "paymentd_steps"
@@ -39,7 +49,7 @@ type Step struct {
 	Blocking       bool            `json:"-"`
 	Tags           []string        `json:"tags"`
 	Args           json.RawMessage `json:"args"`
-	Status         string          `json:"status"`
+	Status         StepStatus      `json:"status"`
 	RunAt          time.Time       `json:"run_at"`
 	Attempts       int             `json:"attempts"`
 	MaxAttempts    int             `json:"max_attempts"`
@@ -358,7 +368,7 @@ func (q *Queries) PurchaseSteps(ctx context.Context, purchaseID string) ([]Step,
 }
 
 // StepsByStatus returns up to limit steps in status, most recently updated first.
-func (q *Queries) StepsByStatus(ctx context.Context, status string, limit int) ([]Step, error) {
+func (q *Queries) StepsByStatus(ctx context.Context, status StepStatus, limit int) ([]Step, error) {
 	steps, err := q.collectSteps(ctx, `SELECT `+stepColumns+` FROM steps WHERE status = $1
 		ORDER BY updated_at DESC, id DESC LIMIT $2`, status, limit)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,10 +68,64 @@ func (db *DB) Close() { db.Pool.Close() }
 
 // InTx runs fn in a transaction, committing when it returns nil and rolling
 // back otherwise.
-func (db *DB) InTx(ctx context.Context, fn func(q *Queries, tx pgx.Tx) error) error {
+func (db *DB) InTx(ctx context.Context, fn func(q *Queries) error) error {
 	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		return fn(New(tx), tx)
+		return fn(New(tx))
 	})
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
+
+// Listen LISTENs on channel on a connection of its own and calls fn with the
+// payload of every notification, until ctx ends or the connection fails; it
+// returns the reason. The caller reconnects (and covers the gap by polling).
+func (db *DB) Listen(ctx context.Context, channel string, fn func(payload string)) error {
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", channel, err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		return fmt.Errorf("listen on %s: %w", channel, err)
+	}
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			// A canceled wait leaves the connection in an unknown state,
+			// and a failed one is broken: never hand it back to the pool.
+			conn.Conn().Close(context.Background())
+			return err
+		}
+		fn(n.Payload)
+	}
+}
+
+// TryLock takes the session-level advisory lock key on a connection held
+// for the purpose, without waiting. When another session holds it, ok is
+// false. Otherwise release gives the lock and the connection back; a lost
+// connection releases the lock too, so a dead replica never keeps it.
+func (db *DB) TryLock(ctx context.Context, key int64) (release func(), ok bool, err error) {
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("acquire connection for lock %d: %w", key, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("take advisory lock %d: %w", key, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			conn.Conn().Close(ctx) // closing the session releases the lock
+		}
+		conn.Release()
+	}, true, nil
 }
 
 // notFound turns pgx's no-rows error into ErrNotFound; it is the one place

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -123,12 +124,12 @@ func printPurchase(w io.Writer, v purchaseView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, val string) { fmt.Fprintf(tw, "%s\t%s\n", k, val) }
 	row("purchase", p.ID)
-	row("status", p.Status)
+	row("status", string(p.Status))
 	row("product", fmt.Sprintf("%s × %d", p.ProductKey, p.Quantity))
 	row("amount", fmt.Sprintf("%d %s (refunded %d)", p.AmountTotal, strings.ToUpper(p.Currency), p.AmountRefunded))
 	row("user", deref(p.UserID))
 	row("email", deref(p.Email))
-	row("access", p.AccessState+refSuffix(p.AccessRef))
+	row("access", string(p.AccessState)+refSuffix(p.AccessRef))
 	row("stripe session", p.StripeSessionID)
 	row("payment intent", deref(p.StripePaymentIntentID))
 	row("created", stamp(&p.CreatedAt))
@@ -167,7 +168,7 @@ func printSteps(w io.Writer, steps []store.Step, withPurchase bool) {
 		if withPurchase {
 			cols = append(cols, deref(s.PurchaseID))
 		}
-		cols = append(cols, s.Pipeline, s.Name, s.Status, fmt.Sprintf("%d/%d", s.Attempts, s.MaxAttempts), when, errText)
+		cols = append(cols, s.Pipeline, s.Name, string(s.Status), fmt.Sprintf("%d/%d", s.Attempts, s.MaxAttempts), when, errText)
 		fmt.Fprintln(tw, "  "+strings.Join(cols, "\t"))
 	}
 	tw.Flush()
@@ -189,17 +190,20 @@ func runSteps(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 		if *failed {
-			*status = store.StepFailed
+			*status = string(store.StepFailed)
 		}
 		if *status == "" {
 			return withCode(exitUsage, errors.New("say which steps: --failed or --status S"))
+		}
+		if !slices.Contains(store.StepStatuses, store.StepStatus(*status)) {
+			return withCode(exitUsage, fmt.Errorf("unknown step status %q (one of %v)", *status, store.StepStatuses))
 		}
 		db, err := opsDB(ctx, env, *path)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		steps, err := db.StepsByStatus(ctx, *status, *limit)
+		steps, err := db.StepsByStatus(ctx, store.StepStatus(*status), *limit)
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,6 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/store"
 )
 
@@ -73,12 +72,12 @@ func (e *benchEnv) freshDB(ctx context.Context) (db *store.DB, drop func(), err 
 	b := make([]byte, 5)
 	_, _ = rand.Read(b)
 	name := "paymentd_bench_" + hex.EncodeToString(b)
-	admin, err := pgx.Connect(ctx, e.admin)
+	admin, err := store.ConnectAdmin(ctx, e.admin)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	defer admin.Close()
+	if err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return nil, nil, err
 	}
 	u, _ := url.Parse(e.admin)
@@ -92,9 +91,9 @@ func (e *benchEnv) freshDB(ctx context.Context) (db *store.DB, drop func(), err 
 	}
 	return db, func() {
 		db.Close()
-		if c, err := pgx.Connect(context.Background(), e.admin); err == nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(context.Background())
+		if c, err := store.ConnectAdmin(context.Background(), e.admin); err == nil {
+			_ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close()
 		}
 	}, nil
 }

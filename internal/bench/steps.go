@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
@@ -69,19 +68,29 @@ func baselineLoop(ctx context.Context, db *store.DB) (float64, error) {
 			defer wg.Done()
 			owner := fmt.Sprintf("baseline-%d", w)
 			for {
-				var id int64
-				err := db.Pool.QueryRow(ctx, `UPDATE steps_baseline SET status = 'running', attempts = attempts + 1,
+				var ids []int64
+				rows, err := db.Pool.Query(ctx, `UPDATE steps_baseline SET status = 'running', attempts = attempts + 1,
 						lease_owner = $1, lease_expires_at = now() + interval '5 minutes', updated_at = now()
 					WHERE id = (SELECT id FROM steps_baseline WHERE status = 'pending' AND run_at <= now()
 						ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-					RETURNING id`, owner).Scan(&id)
-				if err == pgx.ErrNoRows {
-					return
+					RETURNING id`, owner)
+				for err == nil && rows.Next() {
+					var id int64
+					err = rows.Scan(&id)
+					ids = append(ids, id)
+				}
+				if err == nil {
+					rows.Close()
+					err = rows.Err()
 				}
 				if err != nil {
 					errs <- err
 					return
 				}
+				if len(ids) == 0 {
+					return
+				}
+				id := ids[0]
 				if _, err := db.Pool.Exec(ctx, `UPDATE steps_baseline SET status = 'done', lease_owner = NULL,
 						lease_expires_at = NULL, updated_at = now(), finished_at = now()
 					WHERE id = $1 AND lease_owner = $2`, id, owner); err != nil {

@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/paymentd/paymentd/store"
 )
 
 // Port is the cluster's port; it only names the socket file.
@@ -142,19 +142,19 @@ func (c *Cluster) createDB(ctx context.Context, db string) error {
 	if db == "postgres" {
 		return nil
 	}
-	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	conn, err := store.ConnectAdmin(ctx, c.URL("postgres"))
 	if err != nil {
 		return fmt.Errorf("connect to dev cluster: %w", err)
 	}
-	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, db).Scan(&exists); err != nil {
+	defer conn.Close()
+	exists, err := conn.DatabaseExists(ctx, db)
+	if err != nil {
 		return fmt.Errorf("look up database %s: %w", db, err)
 	}
 	if exists {
 		return nil
 	}
-	if _, err := conn.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{db}.Sanitize()); err != nil {
+	if err := conn.Exec(ctx, `CREATE DATABASE `+store.QuoteIdentifier(db)); err != nil {
 		return fmt.Errorf("create database %s: %w", db, err)
 	}
 	return nil

@@ -53,8 +53,8 @@ func (f *Fulfillment) grantAccess(ctx context.Context, job *steps.Job) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if !entitled(p.Status) {
-		return grantResult{Skipped: "the purchase is " + p.Status}, nil
+	if !p.Status.Entitled() {
+		return grantResult{Skipped: "the purchase is " + string(p.Status)}, nil
 	}
 	switch f.product(p.ProductKey).Access {
 	case providerGitHub:
@@ -117,8 +117,8 @@ func (f *Fulfillment) revokeAccess(ctx context.Context, job *steps.Job) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if entitled(p.Status) {
-		return revokeResult{Skipped: "the purchase is " + p.Status + " again"}, nil
+	if p.Status.Entitled() {
+		return revokeResult{Skipped: "the purchase is " + string(p.Status) + " again"}, nil
 	}
 	// Access never granted has nothing to take back; a grant that raced
 	// this step is found by the access drift check, whose repairs always

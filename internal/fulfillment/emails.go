@@ -115,8 +115,8 @@ func (f *Fulfillment) accessEmail(ctx context.Context, job *steps.Job) (any, err
 		return nil, err
 	}
 	switch {
-	case !entitled(p.Status):
-		return skipMail("the purchase is " + p.Status)
+	case !p.Status.Entitled():
+		return skipMail("the purchase is " + string(p.Status))
 	case email == "":
 		return skipMail("the purchase has no email address")
 	}
@@ -143,8 +143,8 @@ func (f *Fulfillment) followup(ctx context.Context, job *steps.Job) (any, error)
 		return nil, err
 	}
 	switch {
-	case !entitled(p.Status):
-		return skipMail("the purchase is " + p.Status)
+	case !p.Status.Entitled():
+		return skipMail("the purchase is " + string(p.Status))
 	case email == "":
 		return skipMail("the purchase has no email address")
 	}
@@ -172,7 +172,7 @@ func (f *Fulfillment) refundEmail(ctx context.Context, job *steps.Job) (any, err
 	// The customer hears about the money this refund moves; the admin
 	// (below) about the purchase as a whole.
 	d.RefundedAmount, d.OriginalAmount, d.Currency = args.Amount, args.Total, args.Currency
-	d.AccessRevoked = hasAccess(f.product(p.ProductKey)) && (args.Full || !entitled(p.Status))
+	d.AccessRevoked = hasAccess(f.product(p.ProductKey)) && (args.Full || !p.Status.Entitled())
 	template := mail.RefundPartial
 	if args.Full {
 		template = mail.RefundFull
@@ -243,7 +243,7 @@ func (f *Fulfillment) paymentFailed(ctx context.Context, job *steps.Job) (any, e
 	}
 	switch {
 	case p.Status != store.PurchaseFailed:
-		return skipMail("the purchase is " + p.Status)
+		return skipMail("the purchase is " + string(p.Status))
 	case email == "":
 		return skipMail("the purchase has no email address")
 	}

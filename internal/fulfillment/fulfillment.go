@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/paymentd/paymentd/internal/access"
 	"github.com/paymentd/paymentd/internal/clock"
@@ -218,12 +217,6 @@ func hasAccess(p config.Product) bool {
 	return p.Access == providerGitHub || p.Access == providerWebhook
 }
 
-// entitled reports whether a purchase in status gives its buyer access:
-// paid and not fully refunded (a lost dispute makes it refunded).
-func entitled(status string) bool {
-	return status == store.PurchaseCompleted || status == store.PurchasePartiallyRefunded
-}
-
 // purchase loads the job's purchase; a missing one cannot appear later.
 func (f *Fulfillment) purchase(ctx context.Context, job *steps.Job) (store.Purchase, error) {
 	p, err := f.db.GetPurchase(ctx, job.PurchaseID)
@@ -286,6 +279,4 @@ func deref(s *string) string {
 }
 
 // unfinished reports whether a step has yet to reach a final state.
-func unfinished(s store.Step) bool {
-	return slices.Contains([]string{store.StepWaiting, store.StepPending, store.StepRunning}, s.Status)
-}
+func unfinished(s store.Step) bool { return !s.Status.Final() }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/internal/access"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
@@ -264,7 +263,7 @@ type buy struct {
 	edit func(*store.Purchase)
 }
 
-func (h *harness) insert(b buy, status string) store.Purchase {
+func (h *harness) insert(b buy, status store.PurchaseStatus) store.Purchase {
 	h.t.Helper()
 	if b.product == "" {
 		b.product = "pro"
@@ -303,7 +302,7 @@ func (h *harness) insert(b buy, status string) store.Purchase {
 // tx runs fn in a transaction, as the reconciler calls the Fulfillment.
 func (h *harness) tx(fn func(q *store.Queries) error) {
 	h.t.Helper()
-	if err := h.db.InTx(h.ctx, func(q *store.Queries, _ pgx.Tx) error { return fn(q) }); err != nil {
+	if err := h.db.InTx(h.ctx, fn); err != nil {
 		h.t.Fatal(err)
 	}
 }

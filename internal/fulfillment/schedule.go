@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/internal/access"
 	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
@@ -165,7 +164,7 @@ func (f *Fulfillment) cancelEntitlement(ctx context.Context, q *store.Queries, p
 // the access email.
 func (f *Fulfillment) RefundReversed(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error {
 	var list []steps.Step
-	if entitled(p.Status) {
+	if p.Status.Entitled() {
 		if _, err := f.engine.Cancel(ctx, q, p.ID, TagRevoke); err != nil {
 			return fmt.Errorf("cancel revocations of %s: %w", p.ID, err)
 		}
@@ -248,7 +247,7 @@ func (f *Fulfillment) DisputeLost(ctx context.Context, q *store.Queries, p store
 // revocation (store.AccessRevoked) to correct drift between the purchase
 // and the provider. Nothing is scheduled for a product without access or
 // while a step of the same kind is still under way.
-func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want string) error {
+func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want store.AccessState) error {
 	var step steps.Step
 	switch want {
 	case store.AccessGranted:
@@ -268,7 +267,7 @@ func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p stor
 	if underway(existing, step.Name) {
 		return nil
 	}
-	name := PrefixRepair + want + ":" + strconv.Itoa(countPipelines(existing, PrefixRepair)+1)
+	name := PrefixRepair + string(want) + ":" + strconv.Itoa(countPipelines(existing, PrefixRepair)+1)
 	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: []steps.Step{step}})
 	return err
 }
@@ -284,7 +283,7 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 		return 0, errors.New("request access: user id and username are required")
 	}
 	n := 0
-	err := f.db.InTx(ctx, func(q *store.Queries, _ pgx.Tx) error {
+	err := f.db.InTx(ctx, func(q *store.Queries) error {
 		n = 0
 		ps, err := q.UserPurchases(ctx, userID)
 		if err != nil {
@@ -299,7 +298,7 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 			if p, err = q.LockPurchase(ctx, p.ID); err != nil {
 				return err
 			}
-			if !entitled(p.Status) || p.AccessState == store.AccessGranted {
+			if !p.Status.Entitled() || p.AccessState == store.AccessGranted {
 				continue
 			}
 			n++

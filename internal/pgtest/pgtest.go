@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/store"
 )
 
@@ -51,12 +50,12 @@ func adminExec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, adminURL(t))
+	conn, err := store.ConnectAdmin(ctx, adminURL(t))
 	if err != nil {
 		t.Fatalf("connect to test cluster: %v", err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+	defer conn.Close()
+	if err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
@@ -83,25 +82,25 @@ func ensureTemplate(t testing.TB) string {
 	name := templateName(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, adminURL(t))
+	conn, err := store.ConnectAdmin(ctx, adminURL(t))
 	if err != nil {
 		t.Fatalf("connect to test cluster: %v", err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(424242)`); err != nil {
+	defer conn.Close()
+	if err := conn.Exec(ctx, `SELECT pg_advisory_lock(424242)`); err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Exec(ctx, `SELECT pg_advisory_unlock(424242)`)
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+	exists, err := conn.DatabaseExists(ctx, name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if exists {
 		return name
 	}
 	building := name + "_build"
-	_, _ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+building)
-	if _, err := conn.Exec(ctx, `CREATE DATABASE `+building); err != nil {
+	_ = conn.Exec(ctx, `DROP DATABASE IF EXISTS `+building)
+	if err := conn.Exec(ctx, `CREATE DATABASE `+building); err != nil {
 		t.Fatalf("create template: %v", err)
 	}
 	db, err := store.Open(ctx, withDatabase(t, adminURL(t), building), 2)
@@ -113,7 +112,7 @@ func ensureTemplate(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("migrate template: %v", err)
 	}
-	if _, err := conn.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+name); err != nil {
+	if err := conn.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+name); err != nil {
 		t.Fatalf("rename template: %v", err)
 	}
 	return name
