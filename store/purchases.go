@@ -81,7 +81,10 @@ type Purchase struct {
 	Disputed              bool           `json:"disputed"`
 	CreatedAt             time.Time      `json:"created_at"`
 	CompletedAt           *time.Time     `json:"completed_at"`
-	UpdatedAt             time.Time      `json:"updated_at"`
+	// ExpiredAt is when the session expired: the earlier of its expires_at
+	// and when it was first seen expired.
+	ExpiredAt *time.Time `json:"expired_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 	// CheckedAt is when the reconciler last compared the purchase with Stripe.
 	CheckedAt *time.Time `json:"checked_at"`
 }
@@ -89,14 +92,14 @@ type Purchase struct {
 const purchaseColumns = `id, user_id, email, product_key, quantity, status, stripe_session_id, stripe_customer_id,
 	stripe_payment_intent_id, stripe_charge_id, amount_total, amount_refunded, currency, github_username,
 	access_state, access_ref, consent_required, promotions_consent, recovery_url, session_expires_at, disputed,
-	created_at, completed_at, updated_at, checked_at`
+	created_at, completed_at, updated_at, checked_at, expired_at`
 
 func scanPurchase(row pgx.CollectableRow) (Purchase, error) {
 	var p Purchase
 	err := row.Scan(&p.ID, &p.UserID, &p.Email, &p.ProductKey, &p.Quantity, &p.Status, &p.StripeSessionID,
 		&p.StripeCustomerID, &p.StripePaymentIntentID, &p.StripeChargeID, &p.AmountTotal, &p.AmountRefunded,
 		&p.Currency, &p.GitHubUsername, &p.AccessState, &p.AccessRef, &p.ConsentRequired, &p.PromotionsConsent,
-		&p.RecoveryURL, &p.SessionExpiresAt, &p.Disputed, &p.CreatedAt, &p.CompletedAt, &p.UpdatedAt, &p.CheckedAt)
+		&p.RecoveryURL, &p.SessionExpiresAt, &p.Disputed, &p.CreatedAt, &p.CompletedAt, &p.UpdatedAt, &p.CheckedAt, &p.ExpiredAt)
 	return p, err
 }
 
@@ -121,12 +124,12 @@ func (q *Queries) purchases(ctx context.Context, sql string, args ...any) ([]Pur
 // recorded is left alone and reported by inserted=false.
 func (q *Queries) InsertPurchase(ctx context.Context, p Purchase) (inserted bool, err error) {
 	tag, err := q.db.Exec(ctx, `INSERT INTO purchases (`+purchaseColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
 		ON CONFLICT (stripe_session_id) DO NOTHING`,
 		p.ID, p.UserID, p.Email, p.ProductKey, p.Quantity, p.Status, p.StripeSessionID, p.StripeCustomerID,
 		p.StripePaymentIntentID, p.StripeChargeID, p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername,
 		p.AccessState, p.AccessRef, p.ConsentRequired, p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt,
-		p.Disputed, p.CreatedAt.UTC(), p.CompletedAt, p.UpdatedAt.UTC(), p.CheckedAt)
+		p.Disputed, p.CreatedAt.UTC(), p.CompletedAt, p.UpdatedAt.UTC(), p.CheckedAt, p.ExpiredAt)
 	if err != nil {
 		return false, fmt.Errorf("insert purchase: %w", err)
 	}
@@ -186,11 +189,12 @@ func (q *Queries) UpdatePurchase(ctx context.Context, p Purchase, now time.Time)
 			stripe_payment_intent_id = $6, stripe_charge_id = $7, amount_total = $8, amount_refunded = $9,
 			currency = $10, github_username = $11, access_state = $12, access_ref = $13, promotions_consent = $14,
 			recovery_url = $15, session_expires_at = $16, disputed = $17, completed_at = $18, updated_at = $19,
-			checked_at = $20
+			checked_at = $20, expired_at = $21
 		WHERE id = $1`,
 		p.ID, p.UserID, p.Email, p.Status, p.StripeCustomerID, p.StripePaymentIntentID, p.StripeChargeID,
 		p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername, p.AccessState, p.AccessRef,
-		p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed, p.CompletedAt, now.UTC(), p.CheckedAt)
+		p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed, p.CompletedAt, now.UTC(), p.CheckedAt,
+		p.ExpiredAt)
 	if err != nil {
 		return fmt.Errorf("update purchase %s: %w", p.ID, err)
 	}
