@@ -195,7 +195,7 @@ func watchdog(ctx context.Context, db *store.DB, log *slog.Logger) error {
 
 func stepsConfig(cfg *config.Config) steps.Config {
 	return steps.Config{
-		Workers: cfg.Steps.Workers, Lease: cfg.Steps.Lease, PollInterval: cfg.Steps.PollInterval,
+		Workers: cfg.Steps.Workers, Lease: cfg.Steps.Lease, Timeout: cfg.Steps.Timeout, PollInterval: cfg.Steps.PollInterval,
 		BackoffBase: cfg.Steps.BackoffBase, BackoffMax: cfg.Steps.BackoffMax, MaxAttempts: cfg.Steps.MaxAttempts,
 		ShutdownGrace: cfg.Steps.ShutdownGrace,
 	}

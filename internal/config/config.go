@@ -88,6 +88,7 @@ type Reconcile struct {
 type Steps struct {
 	Workers       int           `yaml:"workers"`
 	Lease         time.Duration `yaml:"lease"`
+	Timeout       time.Duration `yaml:"timeout"`
 	PollInterval  time.Duration `yaml:"poll_interval"`
 	BackoffBase   time.Duration `yaml:"backoff_base"`
 	BackoffMax    time.Duration `yaml:"backoff_max"`
@@ -247,8 +248,8 @@ func Defaults() *Config {
 			CancelURL:  "http://localhost:8080/"},
 		Reconcile: Reconcile{Schedule: "@every 1m", DeepSchedule: "@daily", DeepWindow: 30 * 24 * time.Hour,
 			Overlap: 10 * time.Minute, AccessSchedule: "@hourly"},
-		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, PollInterval: time.Second, BackoffBase: 10 * time.Second,
-			BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
+		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, Timeout: 5 * time.Minute, PollInterval: time.Second,
+			BackoffBase: 10 * time.Second, BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
 		GitHub: GitHub{Permission: "pull"},
 		Fulfillment: Fulfillment{AbandonedDelay: time.Hour, FollowUps: []FollowUp{
@@ -453,6 +454,7 @@ func (c *Config) validate() Problems {
 		add("steps.workers", "must be between 1 and 256")
 	}
 	positive("steps.lease", c.Steps.Lease)
+	positive("steps.timeout", c.Steps.Timeout)
 	positive("steps.poll_interval", c.Steps.PollInterval)
 	positive("steps.backoff_base", c.Steps.BackoffBase)
 	positive("steps.shutdown_grace", c.Steps.ShutdownGrace)
