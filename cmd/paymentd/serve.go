@@ -146,6 +146,7 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hoo
 	}
 	if rs["worker"] {
 		g.Go(func() error { return a.engine.Run(gctx) })
+		g.Go(func() error { return a.maintainer.Run(gctx) })
 	}
 	if rs["reconciler"] {
 		g.Go(func() error { return a.rec.Run(gctx, schedules(cfg)) })

@@ -38,6 +38,9 @@ type Config struct {
 	Fulfillment Fulfillment `yaml:"fulfillment"`
 	Products    []Product   `yaml:"products"`
 	Log         Log         `yaml:"log"`
+	// Retention is how long done and canceled steps and handled webhook
+	// hints are kept before the daily maintenance job prunes them.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Database says where Postgres is.
@@ -258,6 +261,8 @@ func Defaults() *Config {
 			{Delay: 30 * 24 * time.Hour, Template: "followup_testimonial"},
 		}},
 		Log: Log{Format: "text", Level: "info"},
+
+		Retention: 90 * 24 * time.Hour,
 	}
 }
 
@@ -463,6 +468,9 @@ func (c *Config) validate() Problems {
 	}
 	if c.Steps.MaxAttempts < 1 {
 		add("steps.max_attempts", "must be at least 1")
+	}
+	if c.Retention < 24*time.Hour {
+		add("retention", "must be at least 24h (it is how long finished steps and handled webhook hints are kept)")
 	}
 
 	switch c.Email.Provider {
