@@ -1,16 +1,15 @@
 // The dispatcher batches claims and completions, as River's and Graphile
 // Worker's do, without a goroutine in the middle. A worker that finishes a
-// step hands in its success and, when a round trip is free (at most
-// maxRoundTrips are in flight), leads one itself: it records every success
-// handed in so far (one statement, fenced by each claim's token, releasing
-// the steps that waited for them) and claims due steps for itself and for
-// the idle workers (one statement), in one implicit transaction, so a step
-// just released can be claimed at once. It keeps its own step and passes the
-// others on. Under load, successes and idle workers gather while round trips
-// are in flight, so batches grow with the load; one worker alone makes one
-// round trip per step, as it would without batching. Successes that owe an
-// OnCommit write, retries, failures and hand-backs are recorded by their
-// worker, one by one.
+// step hands in its success and, when no round trip is in flight, leads one
+// itself: it records every success handed in so far (one statement, fenced
+// by each claim's token, releasing the steps that waited for them) and
+// claims due steps for itself and for the idle workers (one statement), in
+// one implicit transaction, so a step just released can be claimed at once.
+// It keeps its own step and passes the others on. While a round trip is in
+// flight, successes and idle workers gather into the next, so batches grow
+// with the load and the database does less work per step; one worker alone
+// makes one round trip per step. Successes that owe an OnCommit write,
+// retries, failures and hand-backs are recorded by their worker, one by one.
 package steps
 
 import (
@@ -21,10 +20,10 @@ import (
 	"github.com/paymentd/paymentd/store"
 )
 
-// maxRoundTrips bounds the round trips in flight at once. More than one
-// hides the database's latency; when all are busy, successes and idle
-// workers gather into bigger batches.
-const maxRoundTrips = 2
+// maxRoundTrips bounds the round trips in flight at once. One measured best
+// (make bench): more hide the database's latency, but split the work into
+// smaller batches that cost the database more per step.
+const maxRoundTrips = 1
 
 // roundTripRetries are the pauses after failed round trips, in turn (the
 // last repeats). While shutting down, successes still unrecorded after all

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,10 +22,15 @@ var stepRuns = []struct {
 	target      float64 // steps/s; 0 for none
 	targetRatio float64
 }{
-	{"steps_noop_throughput_1_worker", 1, 10000, 0, 0},
-	{"steps_noop_throughput", 8, 20000, 2000, 1.0},
-	{"steps_noop_throughput_32_workers", 32, 20000, 0, 0},
+	{"steps_noop_throughput_1_worker", 1, 5000, 0, 0},
+	{"steps_noop_throughput", 8, 10000, 2000, 1.0},
+	{"steps_noop_throughput_32_workers", 32, 10000, 0, 0},
 }
+
+// stepTrials is how many times each pair of runs is repeated. The engine
+// and its baseline alternate, and each reports its median, so a burst of
+// load from elsewhere on a shared machine falls on both or on neither.
+const stepTrials = 3
 
 // benchSteps measures no-op steps per second through the engine's claim,
 // run and complete, against a plain SQL loop of SKIP LOCKED claim plus
@@ -41,21 +47,33 @@ func benchSteps(ctx context.Context, env *benchEnv) ([]Result, error) {
 
 	var out []Result
 	for _, r := range stepRuns {
-		engineRate, err := engineLoop(ctx, db, env, r.workers, r.steps)
-		if err != nil {
-			return nil, fmt.Errorf("engine, %d workers: %w", r.workers, err)
+		var engine, base []float64
+		for range stepTrials {
+			rate, err := engineLoop(ctx, db, env, r.workers, r.steps)
+			if err != nil {
+				return nil, fmt.Errorf("engine, %d workers: %w", r.workers, err)
+			}
+			engine = append(engine, rate)
+			if rate, err = baselineLoop(ctx, db, r.workers, r.steps); err != nil {
+				return nil, fmt.Errorf("baseline, %d workers: %w", r.workers, err)
+			}
+			base = append(base, rate)
 		}
-		baseline, err := baselineLoop(ctx, db, r.workers, r.steps)
-		if err != nil {
-			return nil, fmt.Errorf("baseline, %d workers: %w", r.workers, err)
-		}
+		engineRate, baseline := median(engine), median(base)
 		out = append(out, Result{
 			Name: r.name, Value: engineRate, Unit: "steps/s", Baseline: baseline,
 			Ratio: engineRate / baseline, HigherIsBetter: true, Target: r.target, TargetRatio: r.targetRatio,
-			Note: fmt.Sprintf("%d steps, %d workers; baseline: SKIP LOCKED claim + update loop, %d workers", r.steps, r.workers, r.workers),
+			Note: fmt.Sprintf("%d steps, %d workers, median of %d runs; baseline: SKIP LOCKED claim + update loop, %d workers",
+				r.steps, r.workers, stepTrials, r.workers),
 		})
 	}
 	return out, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // seedSteps empties table and fills it with n due no-op steps.
