@@ -177,11 +177,17 @@ func (d *dispatcher) await(ctx context.Context, poll *time.Timer) (*claimed, boo
 	}
 }
 
+// trip is one round trip: the successes it records and the steps it claims.
+type trip struct {
+	pending []ran
+	self    int // 1 when it claims a step for the worker leading it
+	forIdle int // steps it claims for idle workers
+}
+
 // lead sends round trips while one is free and there is work for it: the
 // successes handed in, and claims for this worker (when it wants a step)
 // and the idle ones. It returns the step claimed for this worker, if any.
 func (d *dispatcher) lead(ctx context.Context, wantOwn bool) *claimed {
-	e := d.e
 	var own *claimed
 	for {
 		if wantOwn && own == nil && ctx.Err() == nil {
@@ -192,68 +198,89 @@ func (d *dispatcher) lead(ctx context.Context, wantOwn bool) *claimed {
 			default:
 			}
 		}
-		d.mu.Lock()
-		shuttingDown := ctx.Err() != nil
-		self, forIdle := 0, 0
-		if !shuttingDown && (d.more || len(d.pending) > 0) {
-			if wantOwn && own == nil {
-				self = 1
-			}
-			forIdle = max(d.idle-d.promised-len(d.work), 0)
-		}
-		n := self + forIdle
-		if d.trips >= maxRoundTrips || (len(d.pending) == 0 && n == 0) {
-			d.mu.Unlock()
+		t, ok := d.plan(ctx, wantOwn && own == nil)
+		if !ok {
 			return own
-		}
-		pending := d.pending
-		d.pending = nil
-		d.trips++
-		d.promised += forIdle
-		if n > 0 {
-			d.more = false // until this claim comes back full
-			d.lastClaim = time.Now()
-		}
-		d.mu.Unlock()
-
-		cs := make([]store.Completion, len(pending))
-		for i, r := range pending {
-			cs[i] = store.Completion{Claim: r.step.Claim(), Blocking: r.step.Blocking, Result: r.result}
 		}
 		// Never canceled half-way: a statement canceled after it committed
 		// would leave its claims running with no worker until their leases
 		// lapse.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
 		at := time.Now()
-		done, steps, err := e.db.CompleteAndClaim(rctx, e.clock.Now(), cs, e.cfg.Owner, e.cfg.Lease, n)
+		done, steps, err := d.e.db.CompleteAndClaim(rctx, d.e.clock.Now(), completions(t.pending), d.e.cfg.Owner,
+			d.e.cfg.Lease, t.self+t.forIdle)
 		cancel()
-
-		d.mu.Lock()
-		d.trips--
-		d.promised -= forIdle
-		if err != nil {
-			d.failed(pending, err, shuttingDown)
-			continue
+		if mine := d.settle(ctx, t, at, done, steps, err); mine != nil {
+			own = mine
 		}
-		d.failures = 0
-		if n > 0 && len(steps) == n {
-			d.more = true
-		}
-		if ctx.Err() != nil {
-			d.mu.Unlock()
-			d.handBack(steps...) // claimed as shutdown began: never started
-		} else {
-			for i, s := range steps {
-				if i == 0 && self == 1 {
-					own = &claimed{Step: s, at: at}
-					continue
-				}
-				d.work <- claimed{Step: s, at: at} // never blocks: claims never exceed the idle workers
-			}
-			d.mu.Unlock()
-		}
-		d.recorded(pending, done, outcomeDone)
 	}
+}
+
+// plan decides the next round trip, if one is free and has work, and
+// reserves what it claims for idle workers.
+func (d *dispatcher) plan(ctx context.Context, wantOwn bool) (trip, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var t trip
+	if ctx.Err() == nil && (d.more || len(d.pending) > 0) {
+		if wantOwn {
+			t.self = 1
+		}
+		t.forIdle = max(d.idle-d.promised-len(d.work), 0)
+	}
+	n := t.self + t.forIdle
+	if d.trips >= maxRoundTrips || (len(d.pending) == 0 && n == 0) {
+		return t, false
+	}
+	t.pending, d.pending = d.pending, nil
+	d.trips++
+	d.promised += t.forIdle
+	if n > 0 {
+		d.more = false // until this claim comes back full
+		d.lastClaim = time.Now()
+	}
+	return t, true
+}
+
+// settle takes a round trip's answer: it reports the successes' outcomes,
+// passes the steps claimed for idle workers on, and returns the one claimed
+// for the leading worker.
+func (d *dispatcher) settle(ctx context.Context, t trip, at time.Time, done []int64, steps []store.Step, err error) *claimed {
+	d.mu.Lock()
+	d.trips--
+	d.promised -= t.forIdle
+	if err != nil {
+		d.failed(t.pending, err, ctx.Err() != nil)
+		return nil
+	}
+	d.failures = 0
+	if n := t.self + t.forIdle; n > 0 && len(steps) == n {
+		d.more = true
+	}
+	var own *claimed
+	if ctx.Err() != nil {
+		d.mu.Unlock()
+		d.handBack(steps...) // claimed as shutdown began: never started
+	} else {
+		for i, s := range steps {
+			if i == 0 && t.self == 1 {
+				own = &claimed{Step: s, at: at}
+				continue
+			}
+			d.work <- claimed{Step: s, at: at} // never blocks: claims never exceed the idle workers
+		}
+		d.mu.Unlock()
+	}
+	d.recorded(t.pending, done, outcomeDone)
+	return own
+}
+
+func completions(rs []ran) []store.Completion {
+	cs := make([]store.Completion, len(rs))
+	for i, r := range rs {
+		cs[i] = store.Completion{Claim: r.step.Claim(), Blocking: r.step.Blocking, Result: r.result}
+	}
+	return cs
 }
 
 // failed handles a failed round trip; d.mu is held and released. The
