@@ -22,15 +22,17 @@ var (
 	errLeaseLapsing = errors.New("lease about to lapse: could not renew it")
 )
 
-// claim is one step in flight.
+// claim is one step claimed by this engine, from the claim until its
+// outcome is recorded.
 type claim struct {
 	store.Claim
+	renewed  time.Time // when the claim or its last successful renewal was sent
+	started  bool      // its handler is running or has run
+	deadline time.Time // when started: past it the handler has timed out, and the lease is let lapse
+	finished bool      // the handler returned; its outcome is being recorded
+	lost     bool
 	cancel   context.CancelCauseFunc
 	stop     context.CancelFunc // releases the timeout's timer
-	deadline time.Time          // past it the handler has timed out: no more renewals
-	renewed  time.Time          // when the claim or its last successful renewal was sent
-	finished bool               // the handler returned; its outcome is being recorded
-	lost     bool
 }
 
 // claims is the registry of claims in flight.
@@ -39,17 +41,35 @@ type claims struct {
 	m  map[int64]*claim
 }
 
-// add registers a claim and returns the context its handler runs under:
-// canceled after timeout, when the claim is lost, or when its lease is about
-// to lapse.
-func (cs *claims) add(ctx context.Context, c store.Claim, claimedAt time.Time, timeout time.Duration) (context.Context, *claimHandle) {
+// hold registers steps just claimed (at claimedAt), so their leases are
+// renewed even before a worker starts them.
+func (cs *claims) hold(claimedAt time.Time, steps ...store.Step) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, s := range steps {
+		cs.m[s.ID] = &claim{Claim: s.Claim(), renewed: claimedAt}
+	}
+}
+
+// start marks a held claim's handler started and returns the context it
+// runs under: canceled after timeout, when the claim is lost, or when its
+// lease is about to lapse. It returns false, and no context, when the claim
+// was lost before its handler started.
+func (cs *claims) start(ctx context.Context, s store.Step, claimedAt time.Time, timeout time.Duration) (context.Context, *claimHandle, bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	c := cs.m[s.ID]
+	if c == nil || c.Token != s.Claim().Token {
+		c = &claim{Claim: s.Claim(), renewed: claimedAt}
+		cs.m[s.ID] = c
+	}
+	if c.lost {
+		return nil, nil, false
+	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	hctx, stop := context.WithTimeout(cctx, timeout)
-	cl := &claim{Claim: c, cancel: cancel, stop: stop, deadline: claimedAt.Add(timeout), renewed: claimedAt}
-	cs.mu.Lock()
-	cs.m[c.ID] = cl
-	cs.mu.Unlock()
-	return hctx, &claimHandle{cs: cs, c: cl}
+	c.started, c.deadline, c.cancel, c.stop = true, time.Now().Add(timeout), cancel, stop
+	return hctx, &claimHandle{cs: cs, c: c}, true
 }
 
 // claimHandle lets the worker mark its handler finished.
@@ -82,7 +102,7 @@ func (cs *claims) due(now time.Time, lease time.Duration) []store.Claim {
 	defer cs.mu.Unlock()
 	var out []store.Claim
 	for _, c := range cs.m {
-		if c.lost || (!c.finished && !now.Before(c.deadline)) {
+		if c.lost || (c.started && !c.finished && !now.Before(c.deadline)) {
 			continue
 		}
 		if now.Sub(c.renewed) >= lease/3 {
@@ -98,7 +118,7 @@ func (cs *claims) lapsing(now time.Time, lease time.Duration) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, c := range cs.m {
-		if !c.finished && now.Sub(c.renewed) >= 2*lease/3 {
+		if c.started && !c.finished && now.Sub(c.renewed) >= 2*lease/3 {
 			c.cancel(errLeaseLapsing)
 		}
 	}
@@ -123,7 +143,9 @@ func (cs *claims) renewed(sent time.Time, asked []store.Claim, renewed []int64) 
 			continue
 		}
 		c.lost = true
-		c.cancel(errLeaseLost)
+		if c.cancel != nil {
+			c.cancel(errLeaseLost)
+		}
 	}
 }
 

@@ -262,6 +262,7 @@ func (d *dispatcher) settle(ctx context.Context, t trip, at time.Time, done []in
 		d.mu.Unlock()
 		d.handBack(steps...) // claimed as shutdown began: never started
 	} else {
+		d.e.claims.hold(at, steps...)
 		for i, s := range steps {
 			if i == 0 && t.self == 1 {
 				own = &claimed{Step: s, at: at}
@@ -332,6 +333,7 @@ func (d *dispatcher) handBack(steps ...store.Step) {
 			e.log.Error("release step at shutdown", "step_id", s.ID, "err", err)
 		}
 		cancel()
+		e.claims.remove(s.ID)
 	}
 }
 

@@ -45,7 +45,13 @@ type ran struct {
 // the dispatcher to record with others.
 func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time, batched bool) (ran, bool) {
 	job := e.newJob(s)
-	hctx, c := e.claims.add(ctx, s.Claim(), claimedAt, e.cfg.Timeout)
+	hctx, c, ok := e.claims.start(ctx, s, claimedAt, e.cfg.Timeout)
+	if !ok {
+		// Its lease was lost while it waited for a worker: another has it.
+		e.claims.remove(s.ID)
+		e.metrics.observe(s.Name, e.lostLease(job, "run"), 0)
+		return ran{}, false
+	}
 	started := time.Now()
 	result, err := e.call(hctx, job)
 	elapsed := time.Since(started)
