@@ -17,13 +17,15 @@ import (
 // whose dependency is nil answers 503 "unavailable", so a partial wiring
 // fails loudly on use rather than at a distance.
 type APIDeps struct {
-	// Config supplies http.cors_origins, http.max_body_bytes, the products,
+	// Config supplies http.cors_origins, http.max_body_bytes,
+	// http.checkout_rate, the products,
 	// stripe.success_url/cancel_url/webhook_secret/webhook_tolerance,
 	// email.unsubscribe_secret and fulfillment.abandoned_requires_consent.
 	Config *config.Config
 	// Auth verifies bearer tokens on the user-facing routes.
 	Auth *Authenticator
-	// Stripe creates Checkout Sessions (*stripeapi.API).
+	// Stripe finds promotion codes and creates Checkout Sessions
+	// (*stripeapi.API).
 	Stripe CheckoutCreator
 	// Prices resolves a product key to its Stripe price (*catalog.Resolver).
 	Prices PriceResolver

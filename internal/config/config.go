@@ -54,6 +54,9 @@ type HTTP struct {
 	CORSOrigins     []string      `yaml:"cors_origins"`
 	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// CheckoutRate is how many checkouts one user may start per minute,
+	// counted across every replica.
+	CheckoutRate int `yaml:"checkout_rate"`
 }
 
 // Auth configures how user-facing endpoints verify bearer JWTs.
@@ -240,7 +243,7 @@ func Defaults() *Config {
 	return &Config{
 		Database: Database{MaxConns: 20},
 		HTTP: HTTP{Addr: "127.0.0.1:8080", PublicURL: "http://localhost:8080", MaxBodyBytes: 64 << 10,
-			ShutdownTimeout: 20 * time.Second},
+			ShutdownTimeout: 20 * time.Second, CheckoutRate: 10},
 		Auth: Auth{Issuer: "paymentd-dev", Audience: "paymentd"},
 		Stripe: Stripe{RateLimit: 20, WebhookTolerance: 300 * time.Second,
 			SuccessURL: "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
@@ -399,6 +402,9 @@ func (c *Config) validate() Problems {
 	}
 	if c.HTTP.Addr == "" {
 		add("http.addr", "is required")
+	}
+	if c.HTTP.CheckoutRate < 1 || c.HTTP.CheckoutRate > 10000 {
+		add("http.checkout_rate", "must be between 1 and 10000 checkouts per user per minute")
 	}
 	checkURL("http.public_url", c.HTTP.PublicURL, true)
 	for i, o := range c.HTTP.CORSOrigins {
