@@ -112,8 +112,8 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		mount: func(api *httpapi.Server) {
 			api.Handle("GET /{$}", devLanding(cfg, outbox))
 		},
-		ready: func(addr string) {
-			walkthrough(env.stdout, cfg, addr, emuURL, ghURL, outbox)
+		ready: func(l listeners, _ *app) {
+			walkthrough(env.stdout, cfg, l, emuURL, ghURL, outbox)
 		},
 	})
 }
@@ -161,9 +161,16 @@ func devToken(cfg *config.Config) string {
 }
 
 // walkthrough prints how to click through a purchase on the dev stack.
-func walkthrough(w io.Writer, cfg *config.Config, addr, emuURL, ghURL, outbox string) {
-	base := "http://" + addr
+func walkthrough(w io.Writer, cfg *config.Config, l listeners, emuURL, ghURL, outbox string) {
+	base := "http://" + l.api
 	product := cfg.Products[0].Key
+	metrics := "(set http.admin_addr, or http.public_metrics)"
+	switch {
+	case l.admin != "":
+		metrics = "http://" + l.admin + "/metrics   Readiness details: http://" + l.admin + "/readyz"
+	case cfg.HTTP.PublicMetrics:
+		metrics = base + "/metrics"
+	}
 	fmt.Fprintf(w, `
 paymentd is up on %[1]s  (Stripe emulator %[2]s, GitHub fake %[3]s)
 
@@ -183,9 +190,10 @@ paymentd is up on %[1]s  (Stripe emulator %[2]s, GitHub fake %[3]s)
    curl -s %[1]s/api/purchases -H "Authorization: Bearer $TOKEN"
 
 5. Emails land in %[8]s (.eml and .html); the GitHub invitation shows in the log.
-   Health: %[1]s/readyz   Metrics: %[1]s/metrics   Ctrl-C stops everything.
+   Health: %[1]s/readyz   Metrics: %[10]s
+   Ctrl-C stops everything.
 
-`, base, emuURL, ghURL, devUser, devEmail, devToken(cfg), product, outbox, devPromotionCode)
+`, base, emuURL, ghURL, devUser, devEmail, devToken(cfg), product, outbox, devPromotionCode, metrics)
 }
 
 // devLanding is the page Stripe's success and cancel URLs land on in dev.
