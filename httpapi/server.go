@@ -139,11 +139,22 @@ func (s *Server) readyz(detail bool) http.Handler {
 	})
 }
 
+// WriteTimeout is the HTTP server's write timeout. It is derived from the
+// longest checkout (CheckoutBudget, which includes a Stripe call taking the
+// client's whole timeout), so a session Stripe created late is never lost
+// to a closed connection.
+const WriteTimeout = CheckoutBudget + 5*time.Second
+
+// NewHTTPServer returns the http.Server that Serve runs h on.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: WriteTimeout, IdleTimeout: 120 * time.Second}
+}
+
 // Serve runs an HTTP server for h on ln until ctx ends, then shuts it down
 // gracefully within timeout.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := NewHTTPServer(h)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

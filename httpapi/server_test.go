@@ -17,6 +17,7 @@ import (
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -97,6 +98,21 @@ func TestReadyzFailsWhenDatabaseIsDown(t *testing.T) {
 	}
 	if adminCode != http.StatusServiceUnavailable || !strings.HasPrefix(detail.Problems["database"], "unreachable") {
 		t.Errorf("admin readyz with the database gone = %d %+v", adminCode, detail)
+	}
+}
+
+// The server's write timeout outlasts the longest checkout, whose Stripe
+// call alone may take the Stripe client's whole timeout: otherwise a
+// session created late is lost to a closed connection.
+func TestServerWriteTimeoutOutlastsACheckout(t *testing.T) {
+	t.Parallel()
+	srv := httpapi.NewHTTPServer(http.NotFoundHandler())
+	if srv.WriteTimeout <= httpapi.CheckoutBudget || httpapi.CheckoutBudget <= stripeclient.Timeout {
+		t.Errorf("write timeout %s, checkout budget %s, Stripe client timeout %s; want write > budget > Stripe",
+			srv.WriteTimeout, httpapi.CheckoutBudget, stripeclient.Timeout)
+	}
+	if srv.ReadHeaderTimeout == 0 || srv.IdleTimeout == 0 {
+		t.Errorf("server without read-header or idle timeouts: %+v", srv)
 	}
 }
 
