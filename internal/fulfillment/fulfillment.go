@@ -56,6 +56,9 @@ const (
 	PrefixDispute         = "dispute:" // + Stripe dispute id
 	PrefixAccess          = "access:"  // + sequence number, per RequestAccess
 	PrefixRepair          = "repair:"  // + wanted state, ":" and sequence number
+	// PrefixRevoke + sequence number: the revocation of a grant that
+	// completed after its purchase lost its entitlement.
+	PrefixRevoke = "revoke:"
 )
 
 // Step tags.
@@ -73,8 +76,8 @@ const (
 
 // Access providers, as config.Product.Access names them.
 const (
-	providerGitHub  = "github"
-	providerWebhook = "webhook"
+	providerGitHub  = string(store.ProviderGitHub)
+	providerWebhook = string(store.ProviderWebhook)
 )
 
 // Options are a Fulfillment's dependencies. DB, Engine, Config, Renderer
@@ -149,6 +152,7 @@ func New(opts Options) (*Fulfillment, error) {
 	if f.cfg.AbandonedDelay <= 0 {
 		f.cfg.AbandonedDelay = config.Defaults().Fulfillment.AbandonedDelay
 	}
+
 	seen := map[string]bool{}
 	for i, fu := range f.cfg.FollowUps {
 		if !mail.IsMarketing(fu.Template) || fu.Template == mail.AbandonedCheckout {

@@ -128,14 +128,41 @@ type delivery struct {
 }
 
 // receiver is the product's backend: it answers queued statuses, then 204.
+// It records a delivery when it answers it, the moment it acts on it.
 type receiver struct {
 	mu        sync.Mutex
 	responses []int
 	got       []delivery
+	// held, when set, holds the next delivery until release is closed,
+	// signaling arrived once it is held.
+	held *hold
+}
+
+// hold is one delivery held in flight.
+type hold struct {
+	arrived, release chan struct{}
+}
+
+// holdNext holds the next delivery until the returned hold's release is
+// closed.
+func (rc *receiver) holdNext() *hold {
+	hd := &hold{arrived: make(chan struct{}), release: make(chan struct{})}
+	rc.mu.Lock()
+	rc.held = hd
+	rc.mu.Unlock()
+	return hd
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	hd := rc.held
+	rc.held = nil
+	rc.mu.Unlock()
+	if hd != nil {
+		close(hd.arrived)
+		<-hd.release
+	}
 	rc.mu.Lock()
 	rc.got = append(rc.got, delivery{header: r.Header.Clone(), body: body})
 	status := http.StatusNoContent

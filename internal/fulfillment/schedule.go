@@ -81,7 +81,7 @@ func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, p store.P
 		return fmt.Errorf("schedule purchase %s: %w", p.ID, err)
 	}
 	if ready {
-		list = append(list, grantSteps()...)
+		list = append(list, f.grantSteps(nil)...)
 	}
 	list = append(list, steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: "purchase_completed", Amount: p.AmountTotal}})
 	for _, fu := range f.cfg.FollowUps {
@@ -92,10 +92,11 @@ func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, p store.P
 	return err
 }
 
-// grantSteps are the grant and the access email that waits for it.
-func grantSteps() []steps.Step {
+// grantSteps are the grant and the access email that waits for it. args is
+// the grant's input (nil for none).
+func (f *Fulfillment) grantSteps(args any) []steps.Step {
 	return []steps.Step{
-		{Name: StepGrantAccess, Tags: []string{TagAccess}},
+		{Name: StepGrantAccess, Tags: []string{TagAccess}, Args: args},
 		{Name: StepAccessEmail, After: StepGrantAccess, Tags: []string{TagAccess}},
 	}
 }
@@ -184,7 +185,7 @@ func (f *Fulfillment) RefundReversed(ctx context.Context, q *store.Queries, p st
 		case p.AccessState == store.AccessRevoked:
 			list = append(list, steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}})
 		default:
-			list = append(list, grantSteps()...)
+			list = append(list, f.grantSteps(nil)...)
 		}
 	}
 	list = append(list, steps.Step{Name: StepRefundReversed, Args: reversalArgs{
@@ -246,14 +247,18 @@ func (f *Fulfillment) DisputeLost(ctx context.Context, q *store.Queries, p store
 // RepairAccess schedules a grant (want store.AccessGranted) or a
 // revocation (store.AccessRevoked) to correct drift between the purchase
 // and the provider. Nothing is scheduled for a product without access or
-// while a step of the same kind is still under way.
+// while a step of the same kind is still under way. A repaired GitHub grant
+// goes to the account recorded by id, whatever its login is now, never to
+// whoever holds the login it had.
 func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want store.AccessState) error {
 	var step steps.Step
 	switch want {
 	case store.AccessGranted:
 		step = steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}}
 	case store.AccessRevoked:
-		step = steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}}
+		// The provider still shows access: take back every grant the
+		// purchase ever had, whatever its recorded state.
+		step = steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}, Args: revokeArgs{All: true}}
 	default:
 		return fmt.Errorf("repair access of %s: cannot repair towards %q", p.ID, want)
 	}
@@ -273,10 +278,13 @@ func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p stor
 }
 
 // RequestAccess records username as the GitHub login of userID's paid,
-// not fully refunded purchases of GitHub products that lack access, and
-// schedules their grant and access email, all in one transaction. It
-// returns how many purchases will get access. The HTTP API calls it after
-// storing the username on the account.
+// not fully refunded purchases of GitHub products, and, all in one
+// transaction, schedules what each needs: a purchase that lacks access
+// gets its grant and access email; one whose access went to another login
+// is moved (a grant to the new login and its access email, then the
+// revocation of the grants it supersedes, all through steps). It returns
+// how many purchases will change. The HTTP API calls it after storing the
+// username on the account.
 func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string) (int, error) {
 	username = strings.TrimSpace(username)
 	if userID == "" || username == "" {
@@ -298,25 +306,12 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 			if p, err = q.LockPurchase(ctx, p.ID); err != nil {
 				return err
 			}
-			if !p.Status.Entitled() || p.AccessState == store.AccessGranted {
-				continue
-			}
-			n++
-			if !strings.EqualFold(deref(p.GitHubUsername), username) {
-				if err := q.SetGitHubUsername(ctx, p.ID, username, f.clock.Now()); err != nil {
-					return err
-				}
-			}
-			existing, err := q.PurchaseSteps(ctx, p.ID)
+			changed, err := f.requestAccess(ctx, q, p, username)
 			if err != nil {
 				return err
 			}
-			if underway(existing, StepGrantAccess) {
-				continue // it reads the username when it runs
-			}
-			name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
-			if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: grantSteps()}); err != nil {
-				return err
+			if changed {
+				n++
 			}
 		}
 		return nil
@@ -325,6 +320,61 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 		return 0, fmt.Errorf("request access for %s: %w", userID, err)
 	}
 	return n, nil
+}
+
+// requestAccess gives one locked purchase's access to username, as
+// RequestAccess describes, and reports whether anything changed.
+func (f *Fulfillment) requestAccess(ctx context.Context, q *store.Queries, p store.Purchase, username string) (bool, error) {
+	sameLogin := strings.EqualFold(deref(p.GitHubUsername), username)
+	if !p.Status.Entitled() || (sameLogin && p.AccessState == store.AccessGranted) {
+		return false, nil
+	}
+	if !sameLogin {
+		if err := q.SetGitHubUsername(ctx, p.ID, username, f.clock.Now()); err != nil {
+			return false, err
+		}
+	}
+	existing, err := q.PurchaseSteps(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	grants, err := q.PurchaseGrants(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	given := false
+	for _, g := range grants {
+		given = given || g.State.Active()
+	}
+	name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
+	args := grantArgs{Login: username}
+	if !given {
+		if notStarted(existing, StepGrantAccess) {
+			return true, nil // it reads the username when it runs
+		}
+		_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: f.grantSteps(args)})
+		return true, err
+	}
+	// A move: grants and access emails not started yet would go to the old
+	// login; the new pipeline replaces them.
+	if _, err := f.engine.Cancel(ctx, q, p.ID, TagAccess); err != nil {
+		return false, fmt.Errorf("cancel access steps of %s: %w", p.ID, err)
+	}
+	list := append(f.grantSteps(args), steps.Step{Name: StepRevokeAccess, After: StepGrantAccess,
+		Tags: []string{TagAccess}, Args: revokeArgs{Superseded: true}})
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: list})
+	return true, err
+}
+
+// notStarted reports whether a step named name waits to run for the first
+// time in any of the purchase's pipelines.
+func notStarted(existing []store.Step, name string) bool {
+	for _, s := range existing {
+		if s.Name == name && s.Attempts == 0 && (s.Status == store.StepWaiting || s.Status == store.StepPending) {
+			return true
+		}
+	}
+	return false
 }
 
 // underway reports whether a step named name has yet to finish in any of
