@@ -311,7 +311,7 @@ func (f *Fulfillment) revokeTargets(ctx context.Context, job *steps.Job, p store
 		var g grantResult
 		err := job.Prior(ctx, StepGrantAccess, &g)
 		if errors.Is(err, steps.ErrNoResult) || (err == nil && !g.Granted) {
-			return nil, "the new grant did not happen: " + g.Skipped, nil
+			return nil, "the grant that would supersede them did not happen", nil
 		}
 		if err != nil {
 			return nil, "", err
