@@ -63,6 +63,9 @@ func (r *Reconciler) accessPass(ctx context.Context, rep *Report) error {
 		if err != nil {
 			return err
 		}
+		if err := r.learnAccountIDs(ctx, rep, grants, snap); err != nil {
+			return err
+		}
 		for _, p := range batch {
 			rep.seen(1)
 			facts := driftFacts{Purchase: p, Busy: busy[p.ID], Grants: grants[p.ID], Snapshot: snap}
@@ -75,6 +78,38 @@ func (r *Reconciler) accessPass(ctx context.Context, rep *Report) error {
 		}
 		after = batch[len(batch)-1].ID
 	}
+}
+
+// learnAccountIDs records, for active grants made before account ids were
+// recorded, the id GitHub lists for their login: from then on a rename
+// cannot lose them, nor a new owner of the login gain their access.
+func (r *Reconciler) learnAccountIDs(ctx context.Context, rep *Report, grants map[string][]store.Grant,
+	snap *access.Snapshot) error {
+	if snap == nil {
+		return nil
+	}
+	learned := map[int64]int64{}
+	for _, gs := range grants {
+		for _, g := range gs {
+			if g.Provider != store.ProviderGitHub || g.GitHubUserID != 0 || !g.State.Active() {
+				continue
+			}
+			if id, ok := snap.IDOf(g.GitHubLogin); ok {
+				learned[g.ID] = id
+			}
+		}
+	}
+	if len(learned) == 0 {
+		return nil
+	}
+	return r.inTx(ctx, rep, func(q *store.Queries) error {
+		for grantID, id := range learned {
+			if err := q.SetGrantUserID(ctx, grantID, id, r.clock.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // checkAccess schedules the repair accessDrift asks for. A refunded

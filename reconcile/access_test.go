@@ -57,6 +57,13 @@ func TestAccessDriftListsGitHubOnceAndRepairsByAccountID(t *testing.T) {
 		return pid
 	}
 	neverGranted := mk("ivy", store.PurchaseCompleted, store.AccessNone, "", "", false)
+	// A grant recorded before account ids were: only its login is known.
+	legacy := mk("old", store.PurchaseCompleted, store.AccessGranted, "", "", false)
+	if _, err := e.db.Pool.Exec(e.ctx, `INSERT INTO access_grants (purchase_id, provider, github_login, state,
+		created_at, updated_at) VALUES ($1, 'github', 'Old-GH', 'granted', now(), now())`, legacy); err != nil {
+		t.Fatal(err)
+	}
+	fake.AddCollaborator("old-gh", "pull")
 	removedByHand := mk("jon", store.PurchaseCompleted, store.AccessGranted, "jon-gh", store.GrantGranted, false)
 	stillOnGitHub := mk("kim", store.PurchaseRefunded, store.AccessRevoked, "kim-gh", store.GrantRevoked, false)
 	fine := mk("lee", store.PurchasePartiallyRefunded, store.AccessGranted, "lee-gh", store.GrantGranted, false)
@@ -94,6 +101,14 @@ func TestAccessDriftListsGitHubOnceAndRepairsByAccountID(t *testing.T) {
 		if len(p[id]) != 0 {
 			t.Errorf("%s: a purchase whose access is right got %v", name, p[id])
 		}
+	}
+	if gs, err := e.db.PurchaseGrants(e.ctx, legacy); err != nil || len(gs) != 1 || gs[0].GitHubUserID == 0 {
+		t.Errorf("legacy grant after the pass = %+v, %v; want the id GitHub lists for its login", gs, err)
+	} else if want, _ := fake.UserID("old-gh"); gs[0].GitHubUserID != want {
+		t.Errorf("legacy grant learned id %d, want %d", gs[0].GitHubUserID, want)
+	}
+	if len(p[legacy]) != 0 {
+		t.Errorf("a legacy grant still on GitHub got %v", p[legacy])
 	}
 	if rep.Counts["access_repaired"] != 3 {
 		t.Errorf("access_repaired = %d, want 3", rep.Counts["access_repaired"])
