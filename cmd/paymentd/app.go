@@ -31,8 +31,19 @@ type app struct {
 	rec    *reconcile.Reconciler
 }
 
+// appOptions are what a command may change about the app.
+type appOptions struct {
+	// quiet schedules no customer email (paymentd reconcile --quiet).
+	quiet bool
+}
+
 // newApp builds the app on an open database. reg receives the metrics.
 func newApp(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.Registerer) (*app, error) {
+	return newAppWith(cfg, log, db, reg, appOptions{})
+}
+
+// newAppWith is newApp with options.
+func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.Registerer, o appOptions) (*app, error) {
 	clk := clock.Real{}
 	httpClient := &http.Client{Timeout: 30 * time.Second}
 	stripeAPI := stripeapi.New(stripeclient.New(stripeclient.Options{
@@ -75,7 +86,7 @@ func newApp(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.R
 		}
 	}
 	ful, err := fulfillment.New(fulfillment.Options{DB: db, Engine: engine, Clock: clk, Log: log.With("component", "fulfillment"),
-		Config: cfg, Renderer: renderer, Mailer: mailer, GitHub: gh, Webhook: hook, PostHog: posthog})
+		Config: cfg, Renderer: renderer, Mailer: mailer, GitHub: gh, Webhook: hook, PostHog: posthog, Quiet: o.quiet})
 	if err != nil {
 		return nil, err
 	}

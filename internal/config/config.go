@@ -154,6 +154,10 @@ type Fulfillment struct {
 	FollowUps                []FollowUp    `yaml:"followups"`
 	AbandonedDelay           time.Duration `yaml:"abandoned_delay"`
 	AbandonedRequiresConsent bool          `yaml:"abandoned_requires_consent"`
+	// NotifyWindow is how recent a payment or refund must be for its
+	// customer emails to be sent: older ones (a backfill, a long outage)
+	// are recorded and acted on quietly.
+	NotifyWindow time.Duration `yaml:"notify_window"`
 }
 
 // FollowUp is one email sent a delay after the purchase completed.
@@ -259,7 +263,7 @@ func Defaults() *Config {
 			BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
 		GitHub: GitHub{Permission: "pull"},
-		Fulfillment: Fulfillment{AbandonedDelay: time.Hour, FollowUps: []FollowUp{
+		Fulfillment: Fulfillment{AbandonedDelay: time.Hour, NotifyWindow: 72 * time.Hour, FollowUps: []FollowUp{
 			{Delay: 7 * 24 * time.Hour, Template: "followup_onboarding"},
 			{Delay: 14 * 24 * time.Hour, Template: "followup_feedback"},
 			{Delay: 30 * 24 * time.Hour, Template: "followup_testimonial"},
@@ -550,6 +554,7 @@ func (c *Config) validate() Problems {
 		}
 	}
 	positive("fulfillment.abandoned_delay", c.Fulfillment.AbandonedDelay)
+	positive("fulfillment.notify_window", c.Fulfillment.NotifyWindow)
 
 	if len(c.Products) == 0 {
 		add("products", "list at least one product")
