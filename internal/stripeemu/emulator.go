@@ -145,6 +145,7 @@ type Emulator struct {
 	refundsByCharge  map[string][]*refund
 	disputesByCharge map[string][]*dispute
 	expiry           expiryHeap
+	bill             *billing // subscriptions, invoices, portal sessions and their clock
 }
 
 // idemEntry is a stored response to an idempotent POST.
@@ -174,8 +175,10 @@ func New(opts Options) *Emulator {
 		httpClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	seed := uint64(opts.Seed)
+	vclk := &virtualClock{base: clk} // object times; webhooks are signed on clk
 	e := &Emulator{
-		clock:            clk,
+		clock:            vclk,
+		bill:             newBilling(vclk),
 		log:              logger,
 		baseURL:          strings.TrimRight(opts.BaseURL, "/"),
 		idRNG:            rand.New(rand.NewPCG(seed, 0x1d5)),
