@@ -304,6 +304,14 @@ func TestFailedRenewalRecoversOnRetry(t *testing.T) {
 		inv.NextPaymentAttempt != renewal5.Add(time.Hour+3*day).Unix() || inv.AmountRemaining != 2900 || inv.HostedInvoiceURL == "" {
 		t.Fatalf("after the failed renewal: %s, invoice %s attempts %d next %d", got.Status, inv.Status, inv.AttemptCount, inv.NextPaymentAttempt)
 	}
+	// The customer tries again by hand, still with the declining card:
+	// one more failed attempt, and the retry schedule does not move.
+	if err := f.emu.PayInvoice(inv.ID); !errors.Is(err, stripeemu.ErrCardDeclined) {
+		t.Fatalf("manual payment with a declining card = %v", err)
+	}
+	if again := f.sub(sub.ID).LatestInvoice; again.AttemptCount != 2 || again.NextPaymentAttempt != inv.NextPaymentAttempt {
+		t.Fatalf("after a manual attempt: %d attempts, next %d (was %d)", again.AttemptCount, again.NextPaymentAttempt, inv.NextPaymentAttempt)
+	}
 	if err := f.emu.FailPayments(cus, false); err != nil {
 		t.Fatal(err)
 	}
@@ -311,8 +319,9 @@ func TestFailedRenewalRecoversOnRetry(t *testing.T) {
 	sameStrings(t, "events around the failure", f.eventLog(renewal5, n)[:10], []string{
 		"customer.subscription.updated@0s", "invoice.created@0s",
 		"invoice.finalized@1h0m0s", "invoice.payment_failed@1h0m0s", "customer.subscription.updated@1h0m0s",
+		"invoice.payment_failed@2h0m0s",
 		"invoice.paid@73h0m0s", "invoice.payment_succeeded@73h0m0s", "customer.subscription.updated@73h0m0s",
-		"invoice.upcoming@672h0m0s", "customer.subscription.updated@744h0m0s",
+		"invoice.upcoming@672h0m0s",
 	})
 	pastDue := f.eventsOf("customer.subscription.updated")
 	var statuses []string
@@ -323,18 +332,18 @@ func TestFailedRenewalRecoversOnRetry(t *testing.T) {
 	}
 	sameStrings(t, "status changes", statuses, []string{"incomplete->active", "active->past_due", "past_due->active"})
 	failed, err := f.sc.Invoices.Get(inv.ID, nil)
-	if err != nil || failed.Status != stripe.InvoiceStatusPaid || failed.AttemptCount != 2 || failed.NextPaymentAttempt != 0 ||
+	if err != nil || failed.Status != stripe.InvoiceStatusPaid || failed.AttemptCount != 3 || failed.NextPaymentAttempt != 0 ||
 		failed.StatusTransitions.PaidAt != renewal5.Add(time.Hour+3*day).Unix() {
 		t.Fatalf("recovered invoice = %+v, %v", failed, err)
 	}
-	// The first attempt's charge failed, the retry's succeeded, on one
+	// The first two attempts' charges failed, the retry's succeeded, on one
 	// payment intent.
 	it := f.sc.Charges.List(&stripe.ChargeListParams{PaymentIntent: stripe.String(failed.PaymentIntent.ID)})
 	var charges []string
 	for it.Next() {
 		charges = append(charges, string(it.Charge().Status))
 	}
-	sameStrings(t, "charges of the recovered invoice", charges, []string{"succeeded", "failed"})
+	sameStrings(t, "charges of the recovered invoice", charges, []string{"succeeded", "failed", "failed"})
 	if invs := f.invoices(sub.ID); len(invs) != 15 || f.sub(sub.ID).Status != stripe.SubscriptionStatusActive {
 		t.Fatalf("%d invoices, status %s", len(invs), f.sub(sub.ID).Status)
 	}
