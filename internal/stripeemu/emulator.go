@@ -1,6 +1,8 @@
 // Package stripeemu is a stateful, in-process fake of the Stripe API
-// endpoints paymentd uses: products, prices, coupons, Checkout Sessions,
-// payment intents, charges, refunds, disputes and events. It speaks Stripe's
+// endpoints paymentd uses: products, prices (one-time and recurring),
+// coupons, Checkout Sessions, payment intents, charges, refunds, disputes,
+// customers, subscriptions, invoices, billing portal sessions and events
+// (billing.go describes the subscription model). It speaks Stripe's
 // wire format (form-encoded requests, JSON responses in the 2023-10-16 API
 // shapes) so the official stripe-go v76 client talks to it unchanged, records
 // events for every state change, delivers them as signed webhooks, and serves

@@ -573,8 +573,9 @@ func (e *Emulator) invoicePaidLocked(inv *invoice, req eventRequestJSON) {
 	inv.amountPaid = inv.amountDue
 	inv.paidAt = e.nowUnix()
 	inv.nextPaymentAttempt = 0
-	e.recordInvoiceLocked("invoice.paid", inv, req)
-	e.recordInvoiceLocked("invoice.payment_succeeded", inv, req)
+	snap := json.RawMessage(mustJSON(e.renderInvoice(inv, nil))) // one rendering, two events
+	e.recordLocked("invoice.paid", snap, req, nil)
+	e.recordLocked("invoice.payment_succeeded", snap, req, nil)
 	s := inv.sub
 	if s == nil || inv != s.latestInvoice {
 		return
