@@ -254,3 +254,33 @@ func TestDevClockEndpoint(t *testing.T) {
 		t.Fatalf("Advance = %s", got)
 	}
 }
+
+// TestSubscriptionEventsAreWebhooks delivers the billing events through the
+// signed webhook sender, with its drop rate: what arrives verifies and is a
+// subset of what was recorded, in order.
+func TestSubscriptionEventsAreWebhooks(t *testing.T) {
+	rcv := newReceiver(t, http.StatusOK)
+	f := newFixture(t, func(o *stripeemu.Options) { o.WebhookURL, o.WebhookSecret, o.DropRate = rcv.srv.URL, secret, 0.3 })
+	now := time.Now().UTC().Truncate(time.Second)
+	f.clk.Set(now)
+	pr := f.recurringPrice(f.product("Pro").ID, 2900, "month", "")
+	for i := range 5 {
+		f.subscribe(pr.ID, "u"+strconv.Itoa(i)+"@example.com")
+	}
+	f.emu.Advance(95 * day)
+	flush(t, f.emu)
+	got, _, bad := rcv.got()
+	recorded := f.emu.Events()
+	if len(bad) != 0 || len(got) == 0 || len(got) >= len(recorded) {
+		t.Fatalf("%d delivered of %d recorded, %d rejected", len(got), len(recorded), len(bad))
+	}
+	j := 0
+	for _, ev := range got {
+		for j < len(recorded) && recorded[j].ID != ev.ID {
+			j++
+		}
+		if j == len(recorded) {
+			t.Fatalf("delivered %s (%s) out of order or never recorded", ev.ID, ev.Type)
+		}
+	}
+}

@@ -20,7 +20,8 @@ import (
 var ErrNotFound = errors.New("stripeemu: no such object")
 
 // ErrInvalid matches (with errors.Is) errors for an operation Stripe would
-// reject: wrong state, bad amount, bad parameters.
+// reject: wrong state, bad amount, bad parameters (not a declined card:
+// see ErrCardDeclined).
 var ErrInvalid = errors.New("stripeemu: invalid request")
 
 // Is lets Go operation errors match ErrNotFound and ErrInvalid.
@@ -29,7 +30,7 @@ func (a *apiError) Is(target error) bool {
 	case ErrNotFound:
 		return a.Code == "resource_missing"
 	case ErrInvalid:
-		return a.Code != "resource_missing"
+		return a.Code != "resource_missing" && a.Code != "card_declined"
 	case ErrCardDeclined:
 		return a.Code == "card_declined"
 	}

@@ -323,6 +323,21 @@ func TestFailedRenewalRecoversOnRetry(t *testing.T) {
 		"invoice.paid@73h0m0s", "invoice.payment_succeeded@73h0m0s", "customer.subscription.updated@73h0m0s",
 		"invoice.upcoming@672h0m0s",
 	})
+	// Each event carries the object as it was at that moment.
+	var snaps []string
+	for _, typ := range []string{"invoice.payment_failed", "invoice.paid"} {
+		for _, ev := range f.eventsOf(typ) {
+			if ev.GetObjectValue("id") == inv.ID {
+				snaps = append(snaps, fmt.Sprintf("%s %s attempts=%s next=%s", typ, ev.GetObjectValue("status"),
+					ev.GetObjectValue("attempt_count"), ev.GetObjectValue("next_payment_attempt")))
+			}
+		}
+	}
+	retry := fmt.Sprint(float64(inv.NextPaymentAttempt)) // as GetObjectValue formats JSON numbers
+	sameStrings(t, "snapshots of the failed invoice", snaps, []string{
+		"invoice.payment_failed open attempts=1 next=" + retry, "invoice.payment_failed open attempts=2 next=" + retry,
+		"invoice.paid paid attempts=3 next=",
+	})
 	pastDue := f.eventsOf("customer.subscription.updated")
 	var statuses []string
 	for _, ev := range pastDue {

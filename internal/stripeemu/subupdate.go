@@ -107,20 +107,9 @@ func subUpdateFromForm(f url.Values) (subUpdate, *apiError) {
 	if ae := oneOf("proration_behavior", u.proration, []string{"always_invoice", "create_prorations", "none"}); ae != nil {
 		return u, ae
 	}
-	for i, g := range formIndexed(f, "items") {
-		ch := itemChange{id: g["id"], price: g["price"]}
-		if q, ok := g["quantity"]; ok {
-			n, err := strconv.ParseInt(q, 10, 64)
-			if err != nil || n < 0 {
-				return u, invalid(fmt.Sprintf("items[%d][quantity]", i), "parameter_invalid_integer", "Invalid non-negative integer: %s", q)
-			}
-			ch.quantity, ch.hasQty = n, true
-		}
-		ch.deleted = g["deleted"] == "true"
-		if _, ok := g["price_data][currency"]; ok {
-			return u, invalid(fmt.Sprintf("items[%d][price_data]", i), "", "The Stripe emulator does not support price_data; create a price first.")
-		}
-		u.items = append(u.items, ch)
+	var ae *apiError
+	if u.items, ae = itemChangesFromForm(f); ae != nil {
+		return u, ae
 	}
 	if f.Has("pause_collection") && f.Get("pause_collection") == "" {
 		u.unpause = true
@@ -148,6 +137,28 @@ func subUpdateFromForm(f url.Values) (subUpdate, *apiError) {
 		u.trialEnd = at
 	}
 	return u, nil
+}
+
+// itemChangesFromForm decodes items[N][id|price|quantity|deleted].
+func itemChangesFromForm(f url.Values) ([]itemChange, *apiError) {
+	var out []itemChange
+	for i, g := range formIndexed(f, "items") {
+		ch := itemChange{id: g["id"], price: g["price"], deleted: g["deleted"] == "true"}
+		if q, ok := g["quantity"]; ok {
+			n, err := strconv.ParseInt(q, 10, 64)
+			if err != nil || n < 0 {
+				return nil, invalid(fmt.Sprintf("items[%d][quantity]", i), "parameter_invalid_integer", "Invalid non-negative integer: %s", q)
+			}
+			ch.quantity, ch.hasQty = n, true
+		}
+		for k := range g {
+			if strings.HasPrefix(k, "price_data") {
+				return nil, invalid(fmt.Sprintf("items[%d][price_data]", i), "", "The Stripe emulator does not support price_data; create a price first.")
+			}
+		}
+		out = append(out, ch)
+	}
+	return out, nil
 }
 
 // onlyBookkeeping reports whether u changes nothing but metadata,
