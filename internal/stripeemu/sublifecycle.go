@@ -191,7 +191,8 @@ func (e *Emulator) renewLocked(s *subscription, before subSnapshot, reason strin
 // endSubscriptionLocked cancels s now and records
 // customer.subscription.deleted. atPeriodEnd keeps canceled_at at the time
 // cancellation was requested, as Stripe does for cancel_at_period_end. Open
-// invoices are no longer retried.
+// invoices are no longer retried, and a renewal draft still in its hour is
+// not charged.
 func (e *Emulator) endSubscriptionLocked(s *subscription, reason string, atPeriodEnd bool, req eventRequestJSON) {
 	now := e.nowUnix()
 	s.status = subCanceled
@@ -204,7 +205,7 @@ func (e *Emulator) endSubscriptionLocked(s *subscription, reason string, atPerio
 	}
 	s.pending = nil
 	for _, inv := range e.bill.invoicesBySub[s.id] {
-		if inv.status == invOpen {
+		if inv.status == invOpen || inv.status == invDraft {
 			inv.autoAdvance = false
 			inv.nextPaymentAttempt = 0
 		}

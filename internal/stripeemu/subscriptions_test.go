@@ -544,3 +544,23 @@ func TestCancelNow(t *testing.T) {
 		t.Fatalf("cancel missing = %v", err)
 	}
 }
+
+// TestCancelDuringTheDraftHour cancels right after a renewal created its
+// draft: the draft is never charged.
+func TestCancelDuringTheDraftHour(t *testing.T) {
+	f := newFixture(t)
+	pr := f.recurringPrice(f.product("Pro").ID, 2900, "month", "")
+	sub := f.subscribe(pr.ID, "ada@example.com")
+	f.advanceTo(start.AddDate(0, 1, 0).Add(10 * time.Minute))
+	draft := f.sub(sub.ID).LatestInvoice
+	if draft.Status != stripe.InvoiceStatusDraft || !draft.AutoAdvance {
+		t.Fatalf("renewal = %s", draft.Status)
+	}
+	if err := f.emu.CancelSubscription(sub.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(2 * time.Hour)
+	if inv, _ := f.emu.Invoice(draft.ID); inv.Status != stripe.InvoiceStatusDraft || inv.AutoAdvance || inv.AttemptCount != 0 {
+		t.Fatalf("the draft of a canceled subscription went on: %s, %d attempts", inv.Status, inv.AttemptCount)
+	}
+}
