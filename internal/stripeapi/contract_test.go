@@ -40,7 +40,7 @@ func collect[T any](n *int) func(T) error {
 
 // checkoutRequest is what POST /api/checkout builds (httpapi/checkout.go),
 // in each of its variants.
-func checkoutRequest(coupon string, consent bool) stripeapi.CheckoutRequest {
+func checkoutRequest(promotionCode string, consent bool) stripeapi.CheckoutRequest {
 	return stripeapi.CheckoutRequest{
 		PriceID:           "price_contract",
 		Quantity:          2,
@@ -49,7 +49,7 @@ func checkoutRequest(coupon string, consent bool) stripeapi.CheckoutRequest {
 		Metadata:          map[string]string{"user_id": "user-1", "product": "pro_one_time", "purchase_id": "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f"},
 		ClientReferenceID: "user-1",
 		CustomerEmail:     "ada@example.com",
-		Coupon:            coupon,
+		PromotionCode:     promotionCode,
 		ConsentPromotions: consent,
 		Recovery:          true,
 	}
@@ -99,10 +99,10 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 	},
 	"CreateCheckoutSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
 		variants := map[string]stripeapi.CheckoutRequest{
-			"promotion codes":    checkoutRequest("", false),
-			"coupon":             checkoutRequest("LAUNCH20", false),
-			"consent":            checkoutRequest("", true),
-			"coupon and consent": checkoutRequest("LAUNCH20", true),
+			"promotion codes allowed":    checkoutRequest("", false),
+			"promotion code":             checkoutRequest("promo_contract", false),
+			"consent":                    checkoutRequest("", true),
+			"promotion code and consent": checkoutRequest("promo_contract", true),
 			"no email, no recovery": func() stripeapi.CheckoutRequest {
 				r := checkoutRequest("", false)
 				r.CustomerEmail, r.Recovery = "", false
@@ -118,6 +118,13 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			s, err := api.CreateCheckoutSession(ctx, req, "paymentd-checkout-0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f")
 			if err != nil || s.ID == "" {
 				t.Errorf("CreateCheckoutSession(%s) = %v", name, err)
+			}
+		}
+	},
+	"ActivePromotionCodes": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, code := range []string{"LAUNCH20", "launch20"} {
+			if _, err := api.ActivePromotionCodes(ctx, code); err != nil {
+				t.Fatalf("ActivePromotionCodes(%s) = %v", code, err)
 			}
 		}
 	},

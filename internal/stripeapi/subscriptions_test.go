@@ -115,6 +115,26 @@ func TestSubscriptionCallsAgainstTheEmulator(t *testing.T) {
 	if found, err := api.CustomersByMetadata(ctx, "user_id", "u-1"); err != nil || len(found) != 1 || found[0].ID != cus.ID {
 		t.Fatalf("by metadata: %v, %v", found, err)
 	}
+	// A promotion code carries its coupon onto the subscription (a once
+	// coupon, spent on the first invoice).
+	emu.AddCoupon("HALF", 50, 0, "")
+	promo, err := emu.CreatePromotionCode(stripeemu.PromotionCodeParams{Code: "HALF", Coupon: "HALF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := api.CreateSubscriptionCheckoutSession(ctx, stripeapi.SubscriptionCheckoutRequest{PriceID: price.ID, SuccessURL: "http://app.example/",
+		CancelURL: "http://app.example/", CustomerID: cus.ID, PromotionCodeID: promo}, "")
+	if err != nil || ds.AmountTotal != 1450 {
+		t.Fatalf("discounted subscription checkout = %+v, %v", ds, err)
+	}
+	if err := emu.PaySession(ds.ID, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	ds, _ = api.CheckoutSession(ctx, ds.ID)
+	if dsub, err := api.Subscription(ctx, ds.Subscription.ID); err != nil || dsub.Discount != nil || dsub.LatestInvoice.AmountPaid != 1450 {
+		t.Fatalf("discounted subscription = %+v, %v", dsub, err)
+	}
+
 	ps, err := api.CreatePortalSession(ctx, cus.ID, "http://app.example/account")
 	if err != nil || ps.Customer != cus.ID || ps.URL == "" || ps.ReturnURL != "http://app.example/account" {
 		t.Fatalf("portal session = %+v, %v", ps, err)

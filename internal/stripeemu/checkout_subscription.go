@@ -183,6 +183,9 @@ func (e *Emulator) paySubscriptionSessionLocked(s *session, p Pay) *apiError {
 	if prev, ok := e.bill.sessionSubs[s.ID]; ok {
 		return e.retrySessionPaymentLocked(s, prev, p)
 	}
+	if ae := e.promotionUsableLocked(s); ae != nil {
+		return ae
+	}
 	if p.Decline && trialEnd != 0 {
 		return declined() // the card is checked before anything is created
 	}
@@ -199,7 +202,7 @@ func (e *Emulator) paySubscriptionSessionLocked(s *session, p Pay) *apiError {
 		items[i] = specItem{price: li.priceID, quantity: li.quantity}
 	}
 	spec := subSpec{customerID: cu.ID, items: items, trialEnd: trialEnd, trialEndBehavior: sub.trialEndBehavior, metadata: sub.metadata,
-		description: sub.description, discount: s.TotalDetails.AmountDiscount}
+		description: sub.description, couponID: s.spec.coupon, promoID: s.spec.promotionCode}
 	ns := e.createSubscriptionLocked(spec, s.Currency, eventRequestJSON{})
 	e.bill.sessionSubs[s.ID] = ns
 	if ns.status == subIncomplete {
@@ -253,7 +256,22 @@ func (e *Emulator) completeSubscriptionSessionLocked(s *session, sub *subscripti
 		s.PaymentStatus = "paid"
 	}
 	s.Subscription = sub.id
+	_ = e.redeemLocked(s) // checked before the subscription was created
 	e.recordLocked("checkout.session.completed", e.renderSession(s, nil), eventRequestJSON{}, nil)
+}
+
+// promotionUsableLocked checks, before anything is created, that the
+// session's promotion code can still be redeemed; it is counted when the
+// session completes.
+func (e *Emulator) promotionUsableLocked(s *session) *apiError {
+	if s.spec.promotionCode == "" {
+		return nil
+	}
+	p, ok := e.promos.get(s.spec.promotionCode)
+	if !ok {
+		return invalid(promoParam, "resource_missing", "No such promotion code: '%s'", s.spec.promotionCode)
+	}
+	return e.promotionRefusalLocked(p)
 }
 
 // subscriptionPageTermsLocked describes a subscription session's terms for

@@ -1,12 +1,13 @@
 // Package stripeemu is a stateful, in-process fake of the Stripe API
 // endpoints paymentd uses: products, prices (one-time and recurring),
-// coupons, Checkout Sessions, payment intents, charges, refunds, disputes,
-// customers, subscriptions, invoices, billing portal sessions and events
-// (billing.go describes the subscription model). It speaks Stripe's
-// wire format (form-encoded requests, JSON responses in the 2023-10-16 API
-// shapes) so the official stripe-go v76 client talks to it unchanged, records
-// events for every state change, delivers them as signed webhooks, and serves
-// a minimal hosted checkout page for local development.
+// coupons, promotion codes, Checkout Sessions, payment intents, charges,
+// refunds, disputes, customers, subscriptions, invoices, billing portal
+// sessions and events (billing.go describes the subscription model). It
+// speaks Stripe's wire format (form-encoded requests, JSON responses in the
+// 2023-10-16 API shapes) so the official stripe-go v76 client talks to it
+// unchanged, records events for every state change, delivers them as signed
+// webhooks, and serves hosted checkout, portal and invoice pages for local
+// development.
 //
 // The Emulator is an http.Handler: mount it with httptest.NewServer (tests)
 // or an http.Server (dev mode) and point stripe-go's API backend at its URL.
@@ -133,6 +134,7 @@ type Emulator struct {
 	products  store[*product]
 	prices    store[*price]
 	coupons   map[string]*coupon
+	promos    store[*promotionCode]
 	customers store[*customer]
 	sessions  store[*session]
 	intents   store[*paymentIntent]
@@ -194,6 +196,7 @@ func New(opts Options) *Emulator {
 		products:         newStore[*product]("product"),
 		prices:           newStore[*price]("price"),
 		coupons:          map[string]*coupon{},
+		promos:           newStore[*promotionCode]("promotion_code"),
 		customers:        newStore[*customer]("customer"),
 		sessions:         newStore[*session]("checkout.session"),
 		intents:          newStore[*paymentIntent]("payment_intent"),

@@ -22,7 +22,6 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/prices", e.listPrices)
 	h("GET /v1/prices/{id}", e.getPrice)
 	h("POST /v1/prices/{id}", e.updatePrice)
-	h("GET /v1/coupons/{id}", e.getCoupon)
 	h("GET /v1/customers/{id}", e.getCustomer)
 	h("POST /v1/checkout/sessions", e.createSession)
 	h("GET /v1/checkout/sessions", e.listSessions)
@@ -39,6 +38,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/disputes/{id}", e.getDispute)
 	h("GET /v1/events", e.listEvents)
 	h("GET /v1/events/{id}", e.getEvent)
+	e.promotionRoutes(h)
 	e.billingRoutes(h, mux)
 	h("/v1/", func(c *call) (any, error) {
 		return nil, &apiError{status: http.StatusNotFound, Type: "invalid_request_error",
@@ -324,14 +324,6 @@ func (e *Emulator) listPrices(c *call) (any, error) {
 	return renderList("/v1/prices", items, more, func(p *price) any { return e.renderPrice(p, x) }), nil
 }
 
-func (e *Emulator) getCoupon(c *call) (any, error) {
-	cp, ok := e.coupons[c.r.PathValue("id")]
-	if !ok {
-		return nil, missing("coupon", c.r.PathValue("id"))
-	}
-	return cp.couponJSON, nil
-}
-
 func (e *Emulator) getCustomer(c *call) (any, error) {
 	cu, ok := e.customers.get(c.r.PathValue("id"))
 	if !ok {
@@ -373,11 +365,11 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 		return spec, invalid("discounts", "", "You may only specify one discount.")
 	}
 	if len(discounts) == 1 {
-		if pc := discounts[0]["promotion_code"]; pc != "" {
-			return spec, invalid("discounts[0][promotion_code]", "resource_missing", "No such promotion code: '%s'", pc)
-		}
-		spec.coupon = discounts[0]["coupon"]
-		if spec.coupon == "" {
+		spec.coupon, spec.promotionCode = discounts[0]["coupon"], discounts[0]["promotion_code"]
+		switch {
+		case spec.coupon != "" && spec.promotionCode != "":
+			return spec, invalid("discounts[0]", "", "You may only specify one of these parameters: coupon, promotion_code.")
+		case spec.coupon == "" && spec.promotionCode == "":
 			return spec, invalid("discounts[0][coupon]", "parameter_missing", "Missing required param: discounts[0][coupon].")
 		}
 	}
@@ -388,7 +380,7 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 	if hasAllow {
 		spec.allowPromo = &allow
 	}
-	if allow && spec.coupon != "" {
+	if allow && (spec.coupon != "" || spec.promotionCode != "") {
 		return spec, invalid("allow_promotion_codes", "", "You may only specify one of these parameters: allow_promotion_codes, discounts.")
 	}
 	spec.consentPromotions = f.Get("consent_collection[promotions]")

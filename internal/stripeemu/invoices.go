@@ -45,6 +45,7 @@ type invoice struct {
 	status        invStatus
 	lines         []invoiceLine
 	discount      int64
+	discountID    string
 	subtotal      int64
 	subMetadata   map[string]string
 
@@ -252,7 +253,8 @@ func (e *Emulator) renderInvoice(inv *invoice, x expander) invoiceJSON {
 	w.Subtotal, w.SubtotalExcludingTax = inv.subtotal, inv.subtotal
 	w.Total, w.TotalExcludingTax = inv.total(), inv.total()
 	if inv.discount != 0 {
-		w.TotalDiscountAmounts = []discountAmountJSON{{Amount: inv.discount, Discount: "di_" + inv.id[3:]}}
+		w.TotalDiscountAmounts = []discountAmountJSON{{Amount: inv.discount, Discount: inv.discountID}}
+		w.Discounts = []any{inv.discountID}
 	}
 	w.WebhooksDeliveredAt = optInt(inv.created)
 	w.SubscriptionDetails = map[string]any{"metadata": cloneMeta(inv.subMetadata)}
@@ -351,6 +353,7 @@ func (e *Emulator) newInvoiceLocked(s *subscription, reason string, lines []invo
 	}
 	inv.lines = lines
 	inv.amountDue = max(inv.total(), 0)
+	e.applyDiscountLocked(s, inv)
 	if cu, ok := e.customers.get(s.customerID); ok {
 		inv.customerEmail, inv.customerNm = ptrValue(cu.Email), ptrValue(cu.Name)
 	}
@@ -409,13 +412,20 @@ func (e *Emulator) renderUpcoming(s *subscription) invoiceJSON {
 		end = periodBoundary(s.anchor, interval, count, 1)
 	}
 	lines := append(slicesClone(s.pending), e.itemLines(s, start, end, false)...)
-	var subtotal int64
+	var subtotal, off int64
 	for i := range lines {
 		lines[i].id = "il_tmp_" + itoa(int64(i))
 		subtotal += lines[i].amount
 	}
 	w := e.invoiceShell(s.customerID, s.currency, nil)
-	w.AmountDue, w.AmountRemaining = max(subtotal, 0), max(subtotal, 0)
+	if d, c := e.activeDiscountLocked(s); d != nil && subtotal > 0 {
+		if off, _ = c.discount(subtotal, s.currency); off > 0 {
+			w.TotalDiscountAmounts = []discountAmountJSON{{Amount: off, Discount: d.id}}
+			w.Discounts = []any{d.id}
+		}
+	}
+	total := subtotal - off
+	w.AmountDue, w.AmountRemaining = max(total, 0), max(total, 0)
 	w.AutoAdvance = true
 	w.BillingReason = "upcoming"
 	w.Created = s.periodEnd
@@ -423,7 +433,7 @@ func (e *Emulator) renderUpcoming(s *subscription) invoiceJSON {
 	w.PeriodStart, w.PeriodEnd = s.periodStart, s.periodEnd
 	w.Subscription = s.id
 	w.SubscriptionDetails = map[string]any{"metadata": cloneMeta(s.metadata)}
-	w.Subtotal, w.SubtotalExcludingTax, w.Total, w.TotalExcludingTax = subtotal, subtotal, subtotal, subtotal
+	w.Subtotal, w.SubtotalExcludingTax, w.Total, w.TotalExcludingTax = subtotal, subtotal, total, total
 	if cu, ok := e.customers.get(s.customerID); ok {
 		w.CustomerEmail, w.CustomerName = cu.Email, cu.Name
 	}

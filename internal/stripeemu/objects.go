@@ -91,40 +91,6 @@ func (e *Emulator) renderPrice(p *price, x expander) any {
 	return w
 }
 
-// couponJSON is a Stripe coupon.
-type couponJSON struct {
-	ID               string            `json:"id"`
-	Object           string            `json:"object"`
-	AmountOff        *int64            `json:"amount_off"`
-	Created          int64             `json:"created"`
-	Currency         *string           `json:"currency"`
-	Duration         string            `json:"duration"`
-	DurationInMonths any               `json:"duration_in_months"`
-	Livemode         bool              `json:"livemode"`
-	MaxRedemptions   any               `json:"max_redemptions"`
-	Metadata         map[string]string `json:"metadata"`
-	Name             *string           `json:"name"`
-	PercentOff       *float64          `json:"percent_off"`
-	RedeemBy         any               `json:"redeem_by"`
-	TimesRedeemed    int64             `json:"times_redeemed"`
-	Valid            bool              `json:"valid"`
-}
-
-// coupon is a stored coupon.
-type coupon struct{ couponJSON }
-
-// discount returns the coupon's discount on subtotal in currency, and
-// whether the coupon applies to that currency at all.
-func (c *coupon) discount(subtotal int64, currency string) (int64, bool) {
-	if c.PercentOff != nil {
-		return int64(float64(subtotal)**c.PercentOff/100 + 0.5), true
-	}
-	if c.AmountOff != nil && c.Currency != nil && *c.Currency == currency {
-		return min(*c.AmountOff, subtotal), true
-	}
-	return 0, false
-}
-
 // customerJSON is a Stripe customer.
 type customerJSON struct {
 	ID                  string            `json:"id"`

@@ -100,6 +100,7 @@ type sessionSpec struct {
 	intentMetadata    map[string]string
 	intentDescription string
 	coupon            string
+	promotionCode     string
 	allowPromo        *bool
 	consentPromotions string
 	consentTOS        string
@@ -176,19 +177,11 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 		subtotal += amt
 		items = append(items, lineItem{id: e.newIDLocked("li_"), priceID: p.ID, description: desc, quantity: it.quantity, amountSubtotal: amt})
 	}
-	var discount int64
-	if spec.coupon != "" {
-		c, ok := e.coupons[spec.coupon]
-		if !ok {
-			return nil, invalid("discounts[0][coupon]", "resource_missing", "No such coupon: '%s'", spec.coupon)
-		}
-		d, ok := c.discount(subtotal, currency)
-		if !ok {
-			return nil, invalid("discounts[0][coupon]", "", "The coupon %s is not valid for currency %s.", c.ID, currency)
-		}
-		discount = d
-		spreadDiscount(items, discount, subtotal)
+	discount, ae := e.sessionDiscountLocked(spec, subtotal, currency)
+	if ae != nil {
+		return nil, ae
 	}
+	spreadDiscount(items, discount, subtotal)
 	expiresAt := now + int64((24 * time.Hour).Seconds())
 	if spec.expiresAt != 0 {
 		switch {
@@ -303,6 +296,9 @@ func (e *Emulator) payLocked(s *session, p Pay) *apiError {
 	}
 	if s.Mode == "subscription" {
 		return e.paySubscriptionSessionLocked(s, p)
+	}
+	if ae := e.redeemLocked(s); ae != nil {
+		return ae
 	}
 	now := e.nowUnix()
 	email := orDefault(p.Email, ptrValue(s.CustomerEmail))
@@ -481,7 +477,7 @@ func (e *Emulator) recoverLocked(old *session) (*session, *apiError) {
 		return s, nil
 	}
 	spec := old.spec
-	spec.coupon = ""
+	spec.coupon, spec.promotionCode = "", ""
 	spec.allowPromo = &r.Recovery.AllowPromotionCodes
 	spec.expiresAt = 0
 	spec.recovery = false
@@ -492,22 +488,6 @@ func (e *Emulator) recoverLocked(old *session) (*session, *apiError) {
 	}
 	old.recoveredBy = s.ID
 	return s, nil
-}
-
-// AddCoupon creates or replaces a coupon taking percentOff percent, or
-// amountOff in currency when percentOff is zero.
-func (e *Emulator) AddCoupon(id string, percentOff int, amountOff int64, currency string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c := &coupon{couponJSON{ID: id, Object: "coupon", Created: e.nowUnix(), Duration: "once", Metadata: map[string]string{}, Valid: true}}
-	if percentOff != 0 {
-		pct := float64(percentOff)
-		c.PercentOff = &pct
-	} else {
-		c.AmountOff = &amountOff
-		c.Currency = optString(strings.ToLower(currency))
-	}
-	e.coupons[id] = c
 }
 
 // Refund refunds amount (0 = everything not yet refunded) of a payment

@@ -8,8 +8,6 @@
 package stripeemu
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
@@ -41,6 +39,8 @@ type SubscriptionParams struct {
 	Decline bool
 	// Metadata is the subscription's metadata.
 	Metadata map[string]string
+	// Coupon applies a coupon for its duration (once, repeating, forever).
+	Coupon string
 }
 
 // CreateSubscription starts a subscription as POST /v1/subscriptions with
@@ -68,6 +68,9 @@ func (e *Emulator) CreateSubscription(p SubscriptionParams) (*stripe.Subscriptio
 	if ae != nil {
 		return nil, opError("create subscription", ae)
 	}
+	if _, ok := e.coupons[p.Coupon]; p.Coupon != "" && !ok {
+		return nil, opError("create subscription", invalid("coupon", "resource_missing", "No such coupon: '%s'", p.Coupon))
+	}
 	if p.Customer != "" {
 		if _, ok := e.customers.get(p.Customer); !ok {
 			return nil, opError("create subscription", invalid("customer", "resource_missing", "No such customer: '%s'", p.Customer))
@@ -85,7 +88,7 @@ func (e *Emulator) CreateSubscription(p SubscriptionParams) (*stripe.Subscriptio
 	if !p.NoCard {
 		e.newSessionCardLocked(cusID, p.Decline)
 	}
-	spec := subSpec{customerID: cusID, items: items, trialEndBehavior: p.TrialEndBehavior, metadata: p.Metadata}
+	spec := subSpec{customerID: cusID, items: items, trialEndBehavior: p.TrialEndBehavior, metadata: p.Metadata, couponID: p.Coupon}
 	if p.TrialDays > 0 {
 		spec.trialEnd = e.nowUnix() + int64(p.TrialDays)*24*3600
 	}
@@ -247,13 +250,4 @@ func (e *Emulator) Invoices(subscriptionID string) []*stripe.Invoice {
 		}
 	}
 	return out
-}
-
-// decodeAs decodes a rendered object into stripe-go's type.
-func decodeAs[T any](v any) (*T, error) {
-	var out T
-	if err := json.Unmarshal(mustJSON(v), &out); err != nil {
-		return nil, fmt.Errorf("stripeemu: decode %T: %w", out, err)
-	}
-	return &out, nil
 }

@@ -200,6 +200,14 @@ func TestBillingObjectsMatchTheOpenAPISpec(t *testing.T) {
 	if err := f.emu.PauseCollection(cs.Subscription.ID, "void", start.Add(60*day)); err != nil {
 		t.Fatal(err)
 	}
+	cp, err := f.sc.Coupons.New(&stripe.CouponParams{PercentOff: stripe.Float64(10), Duration: stripe.String("forever")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	discounted, err := f.emu.CreateSubscription(stripeemu.SubscriptionParams{Email: "dee@example.com", Items: []stripeemu.LineItem{{Price: monthly.ID}}, Coupon: cp.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	declined := f.subSession(monthly.ID)
 	_ = f.emu.PaySession(declined.ID, stripeemu.Pay{Email: "cy@example.com", Decline: true})
 	f.advance(15 * day)
@@ -216,6 +224,7 @@ func TestBillingObjectsMatchTheOpenAPISpec(t *testing.T) {
 		"/v1/checkout/sessions/" + declined.ID:                     "checkout.session",
 		"/v1/customers/" + sub.Customer.ID:                         "customer",
 		"/v1/subscriptions/" + cs.Subscription.ID:                  "subscription",
+		"/v1/subscriptions/" + discounted.ID:                       "subscription",
 		"/v1/subscriptions/" + sub.ID + "?expand[]=latest_invoice": "subscription",
 		"/v1/subscriptions?status=all&expand[]=data.customer":      "",
 		"/v1/invoices?limit=100":                                   "",

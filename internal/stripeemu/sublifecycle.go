@@ -19,7 +19,8 @@ type subSpec struct {
 	trialEndBehavior string
 	metadata         map[string]string
 	description      string
-	discount         int64 // off the first invoice (a checkout discount)
+	couponID         string // a coupon applied for its duration
+	promoID          string // or the promotion code that carries it
 }
 
 // maxSubItems is Stripe's limit of items per subscription.
@@ -90,14 +91,11 @@ func (e *Emulator) createSubscriptionLocked(spec subSpec, currency string, req e
 	} else {
 		s.anchor, s.periodStart, s.periodEnd = now, now, periodBoundary(now, interval, count, 1)
 	}
+	s.discount = e.newSubDiscountLocked(s, spec.couponID, spec.promoID)
 	e.bill.subs.add(s)
 	e.bill.subsByCustomer[s.customerID] = append(e.bill.subsByCustomer[s.customerID], s)
 
 	inv := e.newInvoiceLocked(s, reasonCreate, e.itemLines(s, s.periodStart, s.periodEnd, trial), now, now)
-	if !trial && spec.discount > 0 {
-		inv.discount = min(spec.discount, inv.subtotal)
-		inv.amountDue = max(inv.total(), 0)
-	}
 	s.latestInvoice = inv
 	e.recordSubLocked("customer.subscription.created", s, req, nil)
 	e.recordInvoiceLocked("invoice.created", inv, req)

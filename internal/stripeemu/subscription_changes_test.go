@@ -7,6 +7,7 @@ package stripeemu_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -444,5 +445,93 @@ func TestSubscriptionSessionValidation(t *testing.T) {
 	}
 	if sub := f.sub(cs.Subscription.ID); sub.Customer.ID != cu.ID || sub.LatestInvoice.CustomerEmail != "ada@example.com" {
 		t.Fatalf("subscription customer = %s", sub.Customer.ID)
+	}
+}
+
+// TestSubscriptionDiscounts applies coupons through promotion codes at
+// checkout and directly: each lasts for its duration, a once coupon is
+// spent on the first invoice that charges (not a trial's), and a code is
+// counted as redeemed only when the session completes.
+func TestSubscriptionDiscounts(t *testing.T) {
+	f := newFixture(t)
+	pr := f.recurringPrice(f.product("Pro").ID, 1000, "month", "")
+	coupon := func(params *stripe.CouponParams) string {
+		t.Helper()
+		c, err := f.sc.Coupons.New(params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.ID
+	}
+	once := coupon(&stripe.CouponParams{PercentOff: stripe.Float64(20), Duration: stripe.String("once")})
+	repeating := coupon(&stripe.CouponParams{PercentOff: stripe.Float64(50), Duration: stripe.String("repeating"), DurationInMonths: stripe.Int64(3)})
+	forever := coupon(&stripe.CouponParams{AmountOff: stripe.Int64(300), Currency: stripe.String("eur"), Duration: stripe.String("forever")})
+	promo, err := f.emu.CreatePromotionCode(stripeemu.PromotionCodeParams{Code: "WELCOME", Coupon: once})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPromo := func(p *stripe.CheckoutSessionParams) {
+		p.Discounts = []*stripe.CheckoutSessionDiscountParams{{PromotionCode: stripe.String(promo)}}
+		p.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{TrialPeriodDays: stripe.Int64(14)}
+	}
+
+	// A declined attempt does not redeem the code; completion does.
+	declined := f.subSession(pr.ID, func(p *stripe.CheckoutSessionParams) {
+		p.Discounts = []*stripe.CheckoutSessionDiscountParams{{PromotionCode: stripe.String(promo)}}
+	})
+	if s, _ := f.emu.Session(declined.ID); s.AmountTotal != 800 {
+		t.Fatalf("discounted session total = %d", s.AmountTotal)
+	}
+	if err := f.emu.PaySession(declined.ID, stripeemu.Pay{Email: "x@example.com", Decline: true}); !errors.Is(err, stripeemu.ErrCardDeclined) {
+		t.Fatal(err)
+	}
+	if pc, _ := f.emu.PromotionCode(promo); pc.TimesRedeemed != 0 {
+		t.Fatalf("a declined checkout redeemed the code %d times", pc.TimesRedeemed)
+	}
+	if inv := f.sub(f.emu.Subscriptions()[0].ID).LatestInvoice; inv.AmountDue != 800 || inv.Total != 800 || len(inv.TotalDiscountAmounts) != 1 {
+		t.Fatalf("declined first invoice = due %d total %d", inv.AmountDue, inv.Total)
+	}
+	trial := f.subscribe(pr.ID, "ada@example.com", withPromo)
+	if pc, _ := f.emu.PromotionCode(promo); pc.TimesRedeemed != 1 {
+		t.Fatalf("completed checkout redeemed the code %d times", pc.TimesRedeemed)
+	}
+	if trial.Discount == nil || trial.Discount.Coupon.ID != once || trial.Discount.PromotionCode.ID != promo {
+		t.Fatalf("subscription discount = %+v", trial.Discount)
+	}
+
+	direct := func(c string) string {
+		t.Helper()
+		s, err := f.emu.CreateSubscription(stripeemu.SubscriptionParams{Email: "d@example.com", Items: []stripeemu.LineItem{{Price: pr.ID}}, Coupon: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.ID
+	}
+	rep, ever := direct(repeating), direct(forever)
+	f.advanceTo(start.AddDate(0, 5, 0).Add(2 * time.Hour))
+	paid := func(id string) []int64 {
+		var out []int64
+		for _, inv := range f.invoices(id) {
+			out = append(out, inv.AmountPaid)
+		}
+		return out
+	}
+	for name, tc := range map[string]struct {
+		id   string
+		want []int64
+	}{
+		"once, after a trial": {trial.ID, []int64{0, 800, 1000, 1000, 1000, 1000}},
+		"repeating 3 months":  {rep, []int64{500, 500, 500, 1000, 1000, 1000}},
+		"forever":             {ever, []int64{700, 700, 700, 700, 700, 700}},
+	} {
+		if got := paid(tc.id); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: paid %v, want %v", name, got, tc.want)
+		}
+	}
+	if s := f.sub(trial.ID); s.Discount != nil {
+		t.Fatalf("a spent once discount is still on the subscription: %+v", s.Discount)
+	}
+	if s := f.sub(ever); s.Discount == nil || s.Discount.Coupon.ID != forever {
+		t.Fatalf("forever discount = %+v", s.Discount)
 	}
 }

@@ -63,6 +63,7 @@ type subscription struct {
 	cancelFeedback    string
 
 	pause         *pauseCollectionJSON
+	discount      *subDiscount
 	latestInvoice *invoice
 	// pending holds proration lines waiting for the next invoice.
 	pending []invoiceLine
@@ -238,7 +239,7 @@ func (e *Emulator) renderSubscription(s *subscription, x expander) subscriptionJ
 		CanceledAt: optInt(s.canceledAt), CollectionMethod: "charge_automatically", Created: s.created, Currency: s.currency,
 		CurrentPeriodEnd: s.periodEnd, CurrentPeriodStart: s.periodStart, DefaultPaymentMethod: optString(s.defaultPM),
 		DefaultTaxRates: []any{}, Description: optString(s.description), EndedAt: optInt(s.endedAt), Metadata: cloneMeta(s.metadata),
-		PauseCollection: s.pause,
+		PauseCollection: s.pause, Discount: e.renderSubDiscount(s),
 		PaymentSettings: map[string]any{"payment_method_options": nil, "payment_method_types": nil, "save_default_payment_method": "off"},
 		StartDate:       s.startDate, Status: s.status, TrialEnd: optInt(s.trialEnd), TrialStart: optInt(s.trialStart),
 		CancellationDetails: cancellationDetailsJSON{Comment: optString(s.cancelComment), Feedback: optString(s.cancelFeedback),
