@@ -3,6 +3,7 @@ package stripeapi_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -249,6 +250,161 @@ func TestUsesEventType(t *testing.T) {
 	for _, typ := range []string{"customer.created", "checkout.session", "", "charge.refunded.extra"} {
 		if stripeapi.UsesEventType(typ) {
 			t.Errorf("UsesEventType(%q) = true", typ)
+		}
+	}
+}
+
+// subscriptionRequest is what subscription checkout builds, in its
+// variants.
+func subscriptionRequest(customerID, promo string, trialDays int64) stripeapi.SubscriptionCheckoutRequest {
+	r := stripeapi.SubscriptionCheckoutRequest{
+		PriceID:              "price_contract",
+		Quantity:             1,
+		SuccessURL:           "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
+		CancelURL:            "http://localhost:8080/",
+		Metadata:             map[string]string{"user_id": "user-1", "product": "pro_monthly", "subscription_checkout_id": "0b6c3f5e"},
+		SubscriptionMetadata: map[string]string{"user_id": "user-1", "product": "pro_monthly", "organization_id": "org-1"},
+		ClientReferenceID:    "user-1",
+		CustomerID:           customerID,
+		TrialDays:            trialDays,
+		PromotionCodeID:      promo,
+	}
+	if customerID == "" {
+		r.CustomerEmail = "ada@example.com"
+	}
+	return r
+}
+
+// subscriptionContract holds the calls of subscriptions.go; init merges
+// them into contract, so TestContractCoversEveryMethod counts them.
+var subscriptionContract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi.API){
+	"CreateRecurringPrice": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, interval := range []string{"month", "year"} {
+			p := stripeapi.RecurringPriceSpec{PriceSpec: stripeapi.PriceSpec{ProductID: "prod_contract", LookupKey: "pro_" + interval,
+				Currency: "usd", Nickname: "Acme Pro", Amount: 2900, TransferLookupKey: interval == "year"}, Interval: interval}
+			got, err := api.CreateRecurringPrice(ctx, p, "paymentd-catalog-price-0123456789abcdef")
+			if err != nil || got.ID == "" {
+				t.Fatalf("CreateRecurringPrice(%s) = %+v, %v", interval, got, err)
+			}
+		}
+	},
+	"CreateSubscriptionCheckoutSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		variants := map[string]stripeapi.SubscriptionCheckoutRequest{
+			"new customer":          subscriptionRequest("", "", 0),
+			"known customer, trial": subscriptionRequest("cus_contract", "", 14),
+			"promotion code":        subscriptionRequest("cus_contract", "promo_contract", 0),
+			"no metadata, no reference": func() stripeapi.SubscriptionCheckoutRequest {
+				r := subscriptionRequest("", "", 7)
+				r.Metadata, r.SubscriptionMetadata, r.ClientReferenceID = nil, nil, ""
+				return r
+			}(),
+		}
+		for name, req := range variants {
+			s, err := api.CreateSubscriptionCheckoutSession(ctx, req, "paymentd-subscription-checkout-0b6c3f5e")
+			if err != nil || s.ID == "" {
+				t.Errorf("CreateSubscriptionCheckoutSession(%s) = %v", name, err)
+			}
+		}
+		both := subscriptionRequest("cus_contract", "", 0)
+		both.CustomerEmail = "ada@example.com"
+		if _, err := api.CreateSubscriptionCheckoutSession(ctx, both, ""); err == nil {
+			t.Error("customer and customer email together were sent")
+		}
+	},
+	"CreateCustomer": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		c, err := api.CreateCustomer(ctx, stripeapi.CustomerSpec{Email: "ada@example.com", Name: "Ada", Metadata: map[string]string{"user_id": "user-1"}},
+			"paymentd-customer-user-1")
+		if err != nil || c.ID == "" {
+			t.Fatalf("CreateCustomer = %v", err)
+		}
+	},
+	"Customer": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if c, err := api.Customer(ctx, "cus_contract"); err != nil || c.ID == "" {
+			t.Fatalf("Customer = %v", err)
+		}
+	},
+	"UpdateCustomer": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if _, err := api.UpdateCustomer(ctx, "cus_contract", stripeapi.CustomerSpec{Email: "ada@new.example", Metadata: map[string]string{"user_id": "user-1"}}); err != nil {
+			t.Fatalf("UpdateCustomer = %v", err)
+		}
+	},
+	"CustomersByEmail": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.CustomersByEmail(ctx, "ada@example.com", collect[*stripe.Customer](&n)); err != nil || n == 0 {
+			t.Fatalf("CustomersByEmail saw %d, %v", n, err)
+		}
+	},
+	"CustomersByMetadata": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if _, err := api.CustomersByMetadata(ctx, "user_id", "user-1"); err != nil {
+			t.Fatalf("CustomersByMetadata = %v", err)
+		}
+		if _, err := api.CustomersByMetadata(ctx, "user_id", "x' OR email:'y"); err == nil {
+			t.Fatal("a value that would break out of the query was sent")
+		}
+	},
+	"Subscription": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if s, err := api.Subscription(ctx, "sub_contract"); err != nil || s.ID == "" {
+			t.Fatalf("Subscription = %v", err)
+		}
+	},
+	"ListSubscriptions": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, from := range []time.Time{since, {}} {
+			var n int
+			if err := api.ListSubscriptions(ctx, from, collect[*stripe.Subscription](&n)); err != nil || n == 0 {
+				t.Fatalf("ListSubscriptions(%v) saw %d, %v", from, n, err)
+			}
+		}
+	},
+	"Invoice": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if inv, err := api.Invoice(ctx, "in_contract"); err != nil || inv.ID == "" {
+			t.Fatalf("Invoice = %v", err)
+		}
+	},
+	"ListInvoices": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListInvoices(ctx, since, collect[*stripe.Invoice](&n)); err != nil || n == 0 {
+			t.Fatalf("ListInvoices saw %d, %v", n, err)
+		}
+	},
+	"SubscriptionInvoices": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.SubscriptionInvoices(ctx, "sub_contract", collect[*stripe.Invoice](&n)); err != nil || n == 0 {
+			t.Fatalf("SubscriptionInvoices saw %d, %v", n, err)
+		}
+	},
+	"CreatePortalSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, ret := range []string{"http://localhost:8080/account", ""} {
+			if s, err := api.CreatePortalSession(ctx, "cus_contract", ret); err != nil || s.URL == "" {
+				t.Fatalf("CreatePortalSession(%q) = %v", ret, err)
+			}
+		}
+	},
+}
+
+func init() { maps.Copy(contract, subscriptionContract) }
+
+func TestSubscriptionEventTypes(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, typ := range stripeapi.EventTypes {
+		seen[typ] = true
+	}
+	for _, typ := range stripeapi.SubscriptionEventTypes {
+		if seen[typ] {
+			t.Errorf("%s is in both lists", typ)
+		}
+		seen[typ] = true
+		if !stripeapi.UsesSubscriptionEventType(typ) || stripeapi.UsesEventType(typ) {
+			t.Errorf("%s: subscription %v, purchase %v", typ, stripeapi.UsesSubscriptionEventType(typ), stripeapi.UsesEventType(typ))
+		}
+	}
+	// One events request can carry both lists.
+	if len(seen) > stripeapi.MaxEventTypesPerList {
+		t.Errorf("%d event types in all; one events list request takes %d", len(seen), stripeapi.MaxEventTypesPerList)
+	}
+	for _, typ := range []string{"checkout.session.completed", "invoice.upcoming", "customer.subscription", ""} {
+		if stripeapi.UsesSubscriptionEventType(typ) {
+			t.Errorf("UsesSubscriptionEventType(%q) = true", typ)
 		}
 	}
 }

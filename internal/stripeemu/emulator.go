@@ -1,10 +1,13 @@
 // Package stripeemu is a stateful, in-process fake of the Stripe API
-// endpoints paymentd uses: products, prices, coupons, promotion codes,
-// Checkout Sessions, payment intents, charges, refunds, disputes and events.
-// It speaks Stripe's wire format (form-encoded requests, JSON responses in
-// the 2023-10-16 API shapes) so the official stripe-go v76 client talks to it
+// endpoints paymentd uses: products, prices (one-time and recurring),
+// coupons, promotion codes, Checkout Sessions, payment intents, charges,
+// refunds, disputes, customers, subscriptions, invoices, billing portal
+// sessions and events (billing.go describes the subscription model). It
+// speaks Stripe's wire format (form-encoded requests, JSON responses in the
+// 2023-10-16 API shapes) so the official stripe-go v76 client talks to it
 // unchanged, records events for every state change, delivers them as signed
-// webhooks, and serves a minimal hosted checkout page for local development.
+// webhooks, and serves hosted checkout, portal and invoice pages for local
+// development.
 //
 // The Emulator is an http.Handler: mount it with httptest.NewServer (tests)
 // or an http.Server (dev mode) and point stripe-go's API backend at its URL.
@@ -146,6 +149,7 @@ type Emulator struct {
 	refundsByCharge  map[string][]*refund
 	disputesByCharge map[string][]*dispute
 	expiry           expiryHeap
+	bill             *billing // subscriptions, invoices, portal sessions and their clock
 }
 
 // idemEntry is a stored response to an idempotent POST.
@@ -175,8 +179,10 @@ func New(opts Options) *Emulator {
 		httpClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	seed := uint64(opts.Seed)
+	vclk := &virtualClock{base: clk} // object times; webhooks are signed on clk
 	e := &Emulator{
-		clock:            clk,
+		clock:            vclk,
+		bill:             newBilling(vclk),
 		log:              logger,
 		baseURL:          strings.TrimRight(opts.BaseURL, "/"),
 		idRNG:            rand.New(rand.NewPCG(seed, 0x1d5)),

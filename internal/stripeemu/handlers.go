@@ -39,6 +39,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/events", e.listEvents)
 	h("GET /v1/events/{id}", e.getEvent)
 	e.promotionRoutes(h)
+	e.billingRoutes(h, mux)
 	h("/v1/", func(c *call) (any, error) {
 		return nil, &apiError{status: http.StatusNotFound, Type: "invalid_request_error",
 			Msg: "Unrecognized request URL (" + c.r.Method + ": " + c.r.URL.Path + "). The Stripe emulator does not implement this endpoint."}
@@ -215,10 +216,9 @@ func (e *Emulator) createPrice(c *call) (any, error) {
 	if amount < 0 {
 		return nil, invalid("unit_amount", "", "This value must be greater than or equal to 0.")
 	}
-	for k := range c.form {
-		if strings.HasPrefix(k, "recurring[") {
-			return nil, invalid("recurring", "", "The Stripe emulator supports one-time prices only.")
-		}
+	recurring, ae := recurringFromForm(c.form)
+	if ae != nil {
+		return nil, ae
 	}
 	active, hasActive, ae := formBool(c.form, "active")
 	if ae != nil {
@@ -238,6 +238,9 @@ func (e *Emulator) createPrice(c *call) (any, error) {
 		Currency: strings.ToLower(currency), Metadata: applyMetadata(nil, c.form), Nickname: optString(c.form.Get("nickname")),
 		TaxBehavior: orDefault(c.form.Get("tax_behavior"), "unspecified"), Type: "one_time", UnitAmount: amount,
 		UnitAmountDecimal: strconv.FormatInt(amount, 10),
+	}
+	if recurring != nil {
+		p.Recurring, p.Type = recurring, "recurring"
 	}
 	if ae := e.setLookupKeyLocked(p, key, transfer); ae != nil {
 		return nil, ae
@@ -337,8 +340,11 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 	if ae != nil {
 		return spec, ae
 	}
-	if mode != "payment" {
-		return spec, invalid("mode", "", "The Stripe emulator supports only mode=payment (got %q).", mode)
+	if mode != "payment" && mode != "subscription" {
+		return spec, invalid("mode", "", "The Stripe emulator supports only mode=payment and mode=subscription (got %q).", mode)
+	}
+	if ae := billingSpecFromForm(f, mode, &spec); ae != nil {
+		return spec, ae
 	}
 	for i, g := range formIndexed(f, "line_items") {
 		if g["price"] == "" {

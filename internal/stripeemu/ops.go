@@ -20,7 +20,8 @@ import (
 var ErrNotFound = errors.New("stripeemu: no such object")
 
 // ErrInvalid matches (with errors.Is) errors for an operation Stripe would
-// reject: wrong state, bad amount, bad parameters.
+// reject: wrong state, bad amount, bad parameters (not a declined card:
+// see ErrCardDeclined).
 var ErrInvalid = errors.New("stripeemu: invalid request")
 
 // Is lets Go operation errors match ErrNotFound and ErrInvalid.
@@ -29,7 +30,9 @@ func (a *apiError) Is(target error) bool {
 	case ErrNotFound:
 		return a.Code == "resource_missing"
 	case ErrInvalid:
-		return a.Code != "resource_missing"
+		return a.Code != "resource_missing" && a.Code != "card_declined"
+	case ErrCardDeclined:
+		return a.Code == "card_declined"
 	}
 	return false
 }
@@ -78,6 +81,11 @@ type Pay struct {
 	Name string
 	// ConsentPromotions is "opt_in", "opt_out" or "" (not collected).
 	ConsentPromotions string
+	// Decline pays a subscription-mode session with a card that declines.
+	Decline bool
+	// NoPaymentMethod completes a trial without a card, where the session
+	// allows it (payment_method_collection=if_required).
+	NoPaymentMethod bool
 }
 
 // sessionSpec is a validated request to create a session.
@@ -100,6 +108,9 @@ type sessionSpec struct {
 	recoveryPromo     bool
 	expiresAt         int64
 	recoveredFrom     string
+	mode              string          // payment (the default) or subscription
+	customer          string          // an existing customer to use
+	sub               *subSessionSpec // subscription mode only
 }
 
 // specItem is a requested line item.
@@ -224,6 +235,9 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 	if spec.recovery {
 		s.AfterExpiration = &afterExpirationJSON{Recovery: &recoveryJSON{Enabled: true, AllowPromotionCodes: spec.recoveryPromo}}
 	}
+	if ae := e.billingSessionLocked(s, spec); ae != nil {
+		return nil, ae
+	}
 	s.spec = spec
 	e.sessions.add(s)
 	heap.Push(&e.expiry, s)
@@ -280,21 +294,27 @@ func (e *Emulator) payLocked(s *session, p Pay) *apiError {
 	default:
 		return invalid("consent[promotions]", "", "Invalid consent %q.", p.ConsentPromotions)
 	}
+	if s.Mode == "subscription" {
+		return e.paySubscriptionSessionLocked(s, p)
+	}
 	if ae := e.redeemLocked(s); ae != nil {
 		return ae
 	}
 	now := e.nowUnix()
 	email := orDefault(p.Email, ptrValue(s.CustomerEmail))
 
-	cu := &customer{customerJSON{
-		ID: e.newIDLocked("cus_"), Object: "customer", Created: now, Email: optString(email), Name: optString(p.Name),
-		InvoicePrefix:       strings.ToUpper(e.newIDLocked("")[16:24]),
-		InvoiceSettings:     map[string]any{"custom_fields": nil, "default_payment_method": nil, "footer": nil, "rendering_options": nil},
-		Metadata:            map[string]string{},
-		NextInvoiceSequence: 1, PreferredLocales: []string{}, TaxExempt: "none",
-	}}
-	e.customers.add(cu)
-	s.customerID = cu.ID
+	cu, ok := e.customers.get(s.customerID) // the session's customer parameter
+	if !ok {
+		cu = &customer{customerJSON{
+			ID: e.newIDLocked("cus_"), Object: "customer", Created: now, Email: optString(email), Name: optString(p.Name),
+			InvoicePrefix:       strings.ToUpper(e.newIDLocked("")[16:24]),
+			InvoiceSettings:     map[string]any{"custom_fields": nil, "default_payment_method": nil, "footer": nil, "rendering_options": nil},
+			Metadata:            map[string]string{},
+			NextInvoiceSequence: 1, PreferredLocales: []string{}, TaxExempt: "none",
+		}}
+		e.customers.add(cu)
+		s.customerID = cu.ID
+	}
 	s.CustomerDetails = &customerDetailsJSON{Email: optString(email), Name: optString(p.Name), TaxExempt: "none", TaxIDs: []any{}}
 	if s.ConsentCollection != nil || p.ConsentPromotions != "" {
 		s.Consent = &consentJSON{Promotions: optString(p.ConsentPromotions)}
@@ -418,7 +438,8 @@ func (e *Emulator) expireLocked(s *session, req eventRequestJSON) *apiError {
 	return nil
 }
 
-// tickLocked expires every open session whose expires_at has passed.
+// tickLocked expires every open session whose expires_at has passed, then
+// applies the billing transitions that came due (billing.go).
 func (e *Emulator) tickLocked() {
 	now := e.nowUnix()
 	for len(e.expiry) > 0 && e.expiry[0].ExpiresAt <= now {
@@ -427,6 +448,7 @@ func (e *Emulator) tickLocked() {
 			_ = e.expireLocked(s, eventRequestJSON{}) // cannot fail: s is open
 		}
 	}
+	e.tickBillingLocked()
 }
 
 // expiryHeap orders sessions by expires_at.
