@@ -320,11 +320,16 @@ func (e *Emulator) ref(id string, x expander, field string, expand func(id strin
 	return id
 }
 
-// paymentErrorJSON is a payment intent's last_payment_error.
+// paymentErrorJSON is a payment intent's last_payment_error; a declined
+// card also names the charge, the decline code and the payment method.
 type paymentErrorJSON struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Type    string `json:"type"`
+	Charge        string `json:"charge,omitempty"`
+	Code          string `json:"code"`
+	DeclineCode   string `json:"decline_code,omitempty"`
+	DocURL        string `json:"doc_url,omitempty"`
+	Message       string `json:"message"`
+	PaymentMethod any    `json:"payment_method,omitempty"`
+	Type          string `json:"type"`
 }
 
 // intentJSON is a Stripe payment intent.
@@ -370,12 +375,14 @@ type intentJSON struct {
 	TransferGroup             any               `json:"transfer_group"`
 }
 
-// paymentIntent is a stored payment intent.
+// paymentIntent is a stored payment intent. flow is set on intents
+// created through the API (intents.go), not on Checkout's or invoices'.
 type paymentIntent struct {
 	intentJSON
 	customerID string
 	chargeID   string
 	sessionID  string
+	flow       *intentFlow
 }
 
 func (p *paymentIntent) sortKey() (int64, string) { return p.Created, p.ID }

@@ -449,6 +449,7 @@ func (e *Emulator) tickLocked() {
 		}
 	}
 	e.tickBillingLocked()
+	e.tickIntentsLocked()
 }
 
 // expiryHeap orders sessions by expires_at.
