@@ -2,8 +2,8 @@
 // endpoints paymentd uses: products, prices (one-time and recurring),
 // coupons, promotion codes, Checkout Sessions, payment intents, charges,
 // refunds, disputes, customers, subscriptions, invoices, billing portal
-// sessions and events (billing.go describes the subscription model,
-// intents.go the payment intent one). It
+// sessions, tax calculations and transactions, and events (billing.go
+// describes the subscription model, intents.go the payment intent one). It
 // speaks Stripe's wire format (form-encoded requests, JSON responses in the
 // 2023-10-16 API shapes) so the official stripe-go v76 client talks to it
 // unchanged, records events for every state change, delivers them as signed
@@ -151,7 +151,7 @@ type Emulator struct {
 	disputesByCharge map[string][]*dispute
 	expiry           expiryHeap
 	bill             *billing  // subscriptions, invoices, portal sessions and their clock
-	pay              *payments // API payment intents' timers
+	pay              *payments // API payment intents' timers, Stripe Tax settings and objects
 }
 
 // idemEntry is a stored response to an idempotent POST.

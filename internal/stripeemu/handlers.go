@@ -40,6 +40,7 @@ func (e *Emulator) routes() *http.ServeMux {
 	e.promotionRoutes(h)
 	e.billingRoutes(h, mux)
 	e.intentRoutes(h)
+	e.taxRoutes(h)
 	e.elementsRoutes(mux)
 	h("/v1/", func(c *call) (any, error) {
 		return nil, &apiError{status: http.StatusNotFound, Type: "invalid_request_error",
@@ -347,6 +348,9 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 	if ae := billingSpecFromForm(f, mode, &spec); ae != nil {
 		return spec, ae
 	}
+	if ae := taxCheckoutSpec(c, &spec); ae != nil {
+		return spec, ae
+	}
 	for i, g := range formIndexed(f, "line_items") {
 		if g["price"] == "" {
 			return spec, invalid("line_items["+strconv.Itoa(i)+"][price]", "parameter_missing", "Missing required param: line_items[%d][price] (price_data is not supported by the emulator).", i)
@@ -455,7 +459,7 @@ func (e *Emulator) listLineItems(c *call) (any, error) {
 	if ae != nil {
 		return nil, ae
 	}
-	return e.renderLineItems(s, c.expand), nil
+	return e.pageLineItems(c, s)
 }
 
 func (e *Emulator) listSessions(c *call) (any, error) {

@@ -193,18 +193,20 @@ func (e *Emulator) renderMethod(pmID string, m testMethod, pi *paymentIntent) pa
 	return w
 }
 
-// payments holds the state of API payment intents: the settlement timers
-// of pending debits and the intents by client secret.
+// payments holds the state of API payment intents and Stripe Tax: the
+// settlement timers of pending debits, the tax settings, and tax
+// calculations and transactions.
 type payments struct {
 	settleDelay time.Duration
 	jobs        settleHeap
 	seq         uint64
 	bySecret    map[string]*paymentIntent // API intents by client secret, for the Elements page
+	tax         taxState
 }
 
 // newPayments returns empty payment state with the default settings.
 func newPayments() *payments {
-	return &payments{settleDelay: DefaultAsyncSettleDelay, bySecret: map[string]*paymentIntent{}}
+	return &payments{settleDelay: DefaultAsyncSettleDelay, bySecret: map[string]*paymentIntent{}, tax: newTaxState()}
 }
 
 // DefaultAsyncSettleDelay is how long a bank debit stays processing before
