@@ -429,7 +429,9 @@ func (e *Emulator) api(fn apiFunc) http.Handler {
 		}
 		if idempotent {
 			delete(e.inflight, c.idemKey)
-			if status < 300 {
+			// A declined card is a result, replayed like a success; a
+			// refused request is not (Stripe saves no result for it).
+			if status < 300 || status == http.StatusPaymentRequired {
 				e.idemStoreLocked(&idemEntry{key: c.idemKey, method: r.Method, path: r.URL.Path, params: params, status: status, requestID: c.requestID}, body)
 			}
 		}

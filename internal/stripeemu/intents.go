@@ -549,6 +549,9 @@ func (e *Emulator) cancelLocked(pi *paymentIntent, reason string, req eventReque
 	if reason != "" && !slices.Contains(cancellationReasons, reason) {
 		return invalid("cancellation_reason", "", "Invalid cancellation_reason: must be one of %s", strings.Join(cancellationReasons, ", "))
 	}
+	if inv, _ := pi.Invoice.(string); inv != "" {
+		return unexpectedState("You cannot cancel this PaymentIntent because it was created by invoice %s; void the invoice instead.", inv)
+	}
 	if !slices.Contains(cancelable, pi.Status) {
 		return unexpectedState("You cannot cancel this PaymentIntent because it has a status of %s. Only a PaymentIntent with one of the following statuses may be canceled: %s.",
 			pi.Status, strings.Join(cancelable, ", "))

@@ -181,6 +181,20 @@ func TestDeclineThenSuccessOnTheSameIntent(t *testing.T) {
 		t.Fatalf("payment_failed snapshot = %+v", failed)
 	}
 
+	// A decline is a result: retried with its idempotency key, it is
+	// replayed, not attempted again.
+	again := f.intent(2500, "eur")
+	key := http.Header{"Authorization": {"Bearer sk_test_x"}, "Idempotency-Key": {"confirm-again"}}
+	form := url.Values{"payment_method": {"pm_card_chargeDeclined"}, "return_url": {returnURL}}
+	first, body1 := f.raw(http.MethodPost, "/v1/payment_intents/"+again.ID+"/confirm", form, key)
+	second, body2 := f.raw(http.MethodPost, "/v1/payment_intents/"+again.ID+"/confirm", form, key)
+	if first.StatusCode != 402 || second.StatusCode != 402 || second.Header.Get("Idempotent-Replayed") != "true" || body1 != body2 {
+		t.Fatalf("retried decline: %d then %d (replayed %q)", first.StatusCode, second.StatusCode, second.Header.Get("Idempotent-Replayed"))
+	}
+	if n := len(f.eventsOf("charge.failed")); n != 2 {
+		t.Fatalf("%d failed charges after a replayed decline, want 2", n)
+	}
+
 	// The Go operation: a generic decline matches ErrCardDeclined, and a
 	// good card then pays.
 	op := f.intent(1500, "eur")
@@ -359,6 +373,23 @@ func TestCancelPaymentIntent(t *testing.T) {
 	if err := f.emu.CancelPaymentIntent("pi_missing", ""); !errors.Is(err, stripeemu.ErrNotFound) {
 		t.Fatalf("cancel a missing intent = %v", err)
 	}
+	// An invoice's intent is the invoice's to void, not the caller's to
+	// cancel.
+	sess := f.subSession(f.recurringPrice(f.product("Pro").ID, 900, "month", "").ID)
+	if err := f.emu.PaySession(sess.ID, stripeemu.Pay{Email: "cy@example.com", Decline: true}); !errors.Is(err, stripeemu.ErrCardDeclined) {
+		t.Fatalf("declined subscription checkout = %v", err)
+	}
+	var invoiceIntent *stripe.PaymentIntent
+	for _, pi := range f.emu.PaymentIntents() {
+		if pi.Invoice != nil {
+			invoiceIntent = pi
+		}
+	}
+	if invoiceIntent == nil || invoiceIntent.Status != stripe.PaymentIntentStatusRequiresPaymentMethod {
+		t.Fatalf("invoice intent = %+v", invoiceIntent)
+	}
+	_, err = f.sc.PaymentIntents.Cancel(invoiceIntent.ID, nil)
+	stripeErr(t, err, 400, "payment_intent_unexpected_state", "")
 }
 
 func TestUpdatePaymentIntent(t *testing.T) {
