@@ -104,7 +104,7 @@ func (e *Emulator) createIntent(c *call) (any, error) {
 		return nil, invalid("payment_method", "parameter_missing", "You must provide a payment_method (or payment_method_data) to confirm a PaymentIntent at creation.")
 	}
 	if confirm {
-		if ae := checkConfirmReturnURL(c.form, spec.apm && spec.allowRedirects == "always", ""); ae != nil {
+		if ae := checkConfirmReturnURL(c.form, spec.apm && spec.allowRedirects == "always"); ae != nil {
 			return nil, ae
 		}
 	}
@@ -213,12 +213,12 @@ func methodFromForm(f url.Values, currency string, pi *paymentIntent) (m testMet
 // checkConfirmReturnURL applies Stripe's rule that a confirmation of an
 // intent open to redirect-based methods names where to come back to, and
 // that a return_url is a URL.
-func checkConfirmReturnURL(f url.Values, redirects bool, previous string) *apiError {
+func checkConfirmReturnURL(f url.Values, redirects bool) *apiError {
 	u := f.Get("return_url")
 	if u != "" {
 		return checkReturnURL("return_url", u)
 	}
-	if redirects && previous == "" {
+	if redirects {
 		return invalid("return_url", "", "A `return_url` must be specified because this Payment Intent is configured to automatically accept the payment methods enabled in the Dashboard, "+
 			"some of which may require a full page redirect to succeed. If you do not want to accept redirect-based payment methods, set `automatic_payment_methods[enabled]` to `true` "+
 			"and `automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment Intents.")
@@ -356,7 +356,7 @@ func (e *Emulator) confirmIntent(c *call) (any, error) {
 	}
 	if pi.flow != nil {
 		redirects := pi.flow.apm && pi.flow.allowRedirects == "always"
-		if ae := checkConfirmReturnURL(c.form, redirects, ""); ae != nil {
+		if ae := checkConfirmReturnURL(c.form, redirects); ae != nil {
 			return nil, ae
 		}
 	}

@@ -89,8 +89,9 @@ func (t *taxTxn) sortKey() (int64, string) { return t.created, t.id }
 // preset for general electronically supplied services.
 const defaultTaxCode = "txcd_10000000"
 
-// taxLocationFromForm reads customer_details, falling back on the
-// customer's own address; a location Stripe cannot tax is refused.
+// taxLocationFromForm reads customer_details; a location Stripe cannot tax
+// is refused. The emulator's customers have no address or tax exemption,
+// so a customer parameter only has to exist.
 func (e *Emulator) taxLocationFromForm(c *call) (taxLocation, *apiError) {
 	f := c.form
 	loc := taxLocation{ip: f.Get("customer_details[ip_address]"), source: f.Get("customer_details[address_source]"),
@@ -98,32 +99,15 @@ func (e *Emulator) taxLocationFromForm(c *call) (taxLocation, *apiError) {
 	if ae := oneOf("customer_details[taxability_override]", loc.override, []string{"none", "customer_exempt", "reverse_charge"}); ae != nil {
 		return loc, ae
 	}
-	addr := formMap(f, "customer_details[address]")
 	if cid := f.Get("customer"); cid != "" {
-		cu, ok := e.customers.get(cid)
-		if !ok {
+		if _, ok := e.customers.get(cid); !ok {
 			return loc, invalid("customer", "resource_missing", "No such customer: '%s'", cid)
 		}
-		if len(addr) == 0 {
-			if a, ok := cu.Address.(map[string]any); ok {
-				for k, v := range a {
-					if s, ok := v.(string); ok {
-						addr[k] = s
-					}
-				}
-				loc.source = orDefault(loc.source, "billing")
-			}
-		}
-		switch cu.TaxExempt {
-		case "exempt":
-			loc.override = "customer_exempt"
-		case "reverse":
-			loc.override = "reverse_charge"
-		}
 	}
+	addr := formMap(f, "customer_details[address]")
 	if len(addr) == 0 {
 		if loc.ip != "" {
-			loc.country = "US"
+			loc.country = "US" // the emulator locates every IP address in the US
 			return loc, nil
 		}
 		return loc, invalid("customer_details[address]", "customer_tax_location_invalid",
