@@ -408,3 +408,168 @@ func TestSubscriptionEventTypes(t *testing.T) {
 		}
 	}
 }
+
+// paymentIntentRequest is what the embedded cart checkout builds.
+func paymentIntentRequest(customerID string) stripeapi.PaymentIntentRequest {
+	return stripeapi.PaymentIntentRequest{Amount: 6998, Currency: "usd", CustomerID: customerID,
+		Metadata:    map[string]string{"order_id": "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f", "user_id": "user-1"},
+		Description: "Order 0b6c3f5e", ReceiptEmail: "ada@example.com"}
+}
+
+// cartRequest is what the hosted cart checkout builds, in its variants.
+func cartRequest(customerID, promo string, tax bool) stripeapi.CartCheckoutRequest {
+	r := stripeapi.CartCheckoutRequest{
+		Lines:             []stripeapi.CartLine{{PriceID: "price_contract", Quantity: 2}, {PriceID: "price_contract_2", Quantity: 1}},
+		SuccessURL:        "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
+		CancelURL:         "http://localhost:8080/cart",
+		Metadata:          map[string]string{"order_id": "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f", "user_id": "user-1"},
+		ClientReferenceID: "user-1",
+		CustomerID:        customerID,
+		PromotionCode:     promo,
+		AutomaticTax:      tax,
+		ExpiresAt:         time.Now().Add(time.Hour),
+	}
+	if customerID == "" {
+		r.CustomerEmail = "ada@example.com"
+	}
+	return r
+}
+
+// taxRequest is an embedded cart's tax calculation, discounted lines.
+func taxRequest() stripeapi.TaxCalculationRequest {
+	return stripeapi.TaxCalculationRequest{Currency: "usd",
+		Lines:   []stripeapi.TaxLine{{Reference: "pro_one_time", Amount: 3199, Quantity: 2}, {Reference: "team_one_time", Amount: 799, Quantity: 1, TaxCode: "txcd_10103001"}},
+		Address: &stripeapi.TaxAddress{Line1: "510 Townsend St", City: "San Francisco", State: "CA", PostalCode: "94103", Country: "US"}, AddressSource: "billing"}
+}
+
+// paymentContract holds the calls of payments.go; init merges them into
+// contract, so TestContractCoversEveryMethod counts them.
+var paymentContract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi.API){
+	"CreatePaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, cust := range []string{"cus_contract", ""} {
+			pi, err := api.CreatePaymentIntent(ctx, paymentIntentRequest(cust), "paymentd-order-0b6c3f5e-intent")
+			if err != nil || pi.ID == "" {
+				t.Fatalf("CreatePaymentIntent(%q) = %v", cust, err)
+			}
+		}
+		bare := stripeapi.PaymentIntentRequest{Amount: 500, Currency: "EUR"}
+		if _, err := api.CreatePaymentIntent(ctx, bare, ""); err != nil {
+			t.Fatalf("CreatePaymentIntent(bare) = %v", err)
+		}
+		if _, err := api.CreatePaymentIntent(ctx, stripeapi.PaymentIntentRequest{Currency: "usd"}, ""); err == nil {
+			t.Fatal("an intent without an amount was sent")
+		}
+	},
+	"UpdatePaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, u := range []stripeapi.PaymentIntentUpdate{{Amount: 7500, Metadata: map[string]string{"cart_version": "2", "stale": ""}}, {Description: "Order 0b6c3f5e"}} {
+			if _, err := api.UpdatePaymentIntent(ctx, "pi_contract", u, "paymentd-order-0b6c3f5e-v2"); err != nil {
+				t.Fatalf("UpdatePaymentIntent(%+v) = %v", u, err)
+			}
+		}
+	},
+	"CancelPaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, reason := range append([]string{""}, stripeapi.CancellationReasons...) {
+			if _, err := api.CancelPaymentIntent(ctx, "pi_contract", reason); err != nil {
+				t.Fatalf("CancelPaymentIntent(%q) = %v", reason, err)
+			}
+		}
+		if _, err := api.CancelPaymentIntent(ctx, "pi_contract", "bored"); err == nil {
+			t.Fatal("an unknown cancellation reason was sent")
+		}
+	},
+	"ListPaymentIntents": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListPaymentIntents(ctx, since, collect[*stripe.PaymentIntent](&n)); err != nil || n == 0 {
+			t.Fatalf("ListPaymentIntents saw %d, %v", n, err)
+		}
+	},
+	"PaymentIntentsByMetadata": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if _, err := api.PaymentIntentsByMetadata(ctx, "order_id", "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f"); err != nil {
+			t.Fatalf("PaymentIntentsByMetadata = %v", err)
+		}
+		if _, err := api.PaymentIntentsByMetadata(ctx, "order_id", "x' OR status:'succeeded"); err == nil {
+			t.Fatal("a value that would break out of the query was sent")
+		}
+	},
+	"CreateCartCheckoutSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		variants := map[string]stripeapi.CartCheckoutRequest{
+			"new customer, promotion code, tax": cartRequest("", "promo_contract", true),
+			"known customer, no tax":            cartRequest("cus_contract", "", false),
+			"codes on the page, consent": func() stripeapi.CartCheckoutRequest {
+				r := cartRequest("", "", true)
+				r.AllowPromotionCodes, r.ConsentPromotions, r.ExpiresAt = true, true, time.Time{}
+				return r
+			}(),
+		}
+		for name, req := range variants {
+			s, err := api.CreateCartCheckoutSession(ctx, req, "paymentd-order-0b6c3f5e-session")
+			if err != nil || s.ID == "" {
+				t.Errorf("CreateCartCheckoutSession(%s) = %v", name, err)
+			}
+		}
+		both := cartRequest("cus_contract", "", false)
+		both.CustomerEmail = "ada@example.com"
+		empty := cartRequest("", "", false)
+		empty.Lines = nil
+		for _, bad := range []stripeapi.CartCheckoutRequest{both, empty} {
+			if _, err := api.CreateCartCheckoutSession(ctx, bad, ""); err == nil {
+				t.Error("a refused cart session was sent")
+			}
+		}
+	},
+	"ListCheckoutSessionLineItems": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListCheckoutSessionLineItems(ctx, "cs_test_contract", collect[*stripe.LineItem](&n)); err != nil || n == 0 {
+			t.Fatalf("ListCheckoutSessionLineItems saw %d, %v", n, err)
+		}
+	},
+	"CreateTaxCalculation": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		byAddress, byCustomer, byIP := taxRequest(), taxRequest(), taxRequest()
+		byCustomer.Address, byCustomer.AddressSource, byCustomer.CustomerID = nil, "", "cus_contract"
+		byIP.Address, byIP.AddressSource, byIP.IPAddress = nil, "", "203.0.113.9"
+		byIP.Lines[0].Inclusive = true
+		for name, req := range map[string]stripeapi.TaxCalculationRequest{"address": byAddress, "customer": byCustomer, "ip": byIP} {
+			if c, err := api.CreateTaxCalculation(ctx, req, "paymentd-order-0b6c3f5e-tax"); err != nil || c.ID == "" {
+				t.Errorf("CreateTaxCalculation(%s) = %v", name, err)
+			}
+		}
+	},
+	"CreateTaxTransaction": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		tx, err := api.CreateTaxTransaction(ctx, "taxcalc_contract", "pi_contract", map[string]string{"order_id": "0b6c3f5e"}, "paymentd-order-0b6c3f5e-tax-txn")
+		if err != nil || tx.ID == "" {
+			t.Fatalf("CreateTaxTransaction = %v", err)
+		}
+	},
+	"ReverseTaxTransaction": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, amount := range []int64{0, 1000} {
+			if tx, err := api.ReverseTaxTransaction(ctx, "tax_contract", "re_contract", amount, "paymentd-refund-re_contract-tax"); err != nil || tx.ID == "" {
+				t.Fatalf("ReverseTaxTransaction(%d) = %v", amount, err)
+			}
+		}
+	},
+}
+
+func init() { maps.Copy(contract, paymentContract) }
+
+func TestPaymentIntentEventTypes(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, typ := range append(slices.Clone(stripeapi.EventTypes), stripeapi.SubscriptionEventTypes...) {
+		seen[typ] = true
+	}
+	for _, typ := range stripeapi.PaymentIntentEventTypes {
+		if seen[typ] || !stripeapi.UsesPaymentIntentEventType(typ) || stripeapi.UsesEventType(typ) || stripeapi.UsesSubscriptionEventType(typ) {
+			t.Errorf("%s: in another list, or not recognised", typ)
+		}
+	}
+	// They fit in one events request with the purchase types, not with
+	// the subscription types as well.
+	if n := len(stripeapi.PaymentIntentEventTypes) + len(stripeapi.EventTypes); n > stripeapi.MaxEventTypesPerList {
+		t.Errorf("payment intent and purchase types: %d, more than one request takes", n)
+	}
+	for _, typ := range []string{"payment_intent.created", "payment_intent.requires_action", "payment_intent", ""} {
+		if stripeapi.UsesPaymentIntentEventType(typ) {
+			t.Errorf("UsesPaymentIntentEventType(%q) = true", typ)
+		}
+	}
+}

@@ -26,6 +26,8 @@ type pageData struct {
 	Lines       []pageLine
 	Subtotal    string
 	Discount    string
+	Tax         string // automatic tax, when any
+	TaxIncluded bool   // the tax is inside the prices, not added
 	Total       string
 	Email       string
 	AskConsent  bool
@@ -47,6 +49,7 @@ const checkoutTemplate = `<!doctype html>
 <p style="margin:0 0 4px;font-size:12px;color:#697386;text-transform:uppercase;letter-spacing:.05em">Test mode &middot; Stripe emulator</p>
 {{range .Lines}}<div style="display:flex;justify-content:space-between;margin:12px 0"><span style="font-weight:600">{{.Name}}{{if gt .Quantity 1}} &times; {{.Quantity}}{{end}}</span><span>{{.Amount}}</span></div>
 {{end}}{{if .Discount}}<div style="display:flex;justify-content:space-between;color:#697386"><span>Discount</span><span>&minus;{{.Discount}}</span></div>
+{{end}}{{if .Tax}}<div style="display:flex;justify-content:space-between;color:#697386"><span>{{if .TaxIncluded}}Includes tax{{else}}Tax{{end}}</span><span id="tax">{{.Tax}}</span></div>
 {{end}}<div style="display:flex;justify-content:space-between;border-top:1px solid #e3e8ee;margin-top:12px;padding-top:12px;font-size:20px;font-weight:700"><span>Total</span><span id="total">{{.Total}}</span></div>
 {{if .Trial}}<p id="trial" style="margin:8px 0 0;color:#697386">{{.Trial}}</p>{{end}}{{if .Recurring}}<p id="recurring" style="margin:8px 0 0;color:#697386">{{.Recurring}}</p>{{end}}
 {{if .Open}}
@@ -81,6 +84,10 @@ func (e *Emulator) checkoutPage(w http.ResponseWriter, r *http.Request) {
 		Total: formatAmount(s.AmountTotal, s.Currency), AskConsent: s.ConsentCollection != nil && s.ConsentCollection.Promotions == "auto"}
 	if s.TotalDetails.AmountDiscount > 0 {
 		d.Discount = formatAmount(s.TotalDetails.AmountDiscount, s.Currency)
+	}
+	if s.TotalDetails.AmountTax > 0 {
+		d.Tax = formatAmount(s.TotalDetails.AmountTax, s.Currency)
+		d.TaxIncluded = s.AmountTotal == s.AmountSubtotal-s.TotalDetails.AmountDiscount
 	}
 	for _, li := range s.lineItems {
 		d.Lines = append(d.Lines, pageLine{Name: li.description, Quantity: li.quantity, Amount: formatAmount(li.amountSubtotal, s.Currency)})

@@ -28,7 +28,6 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/checkout/sessions/{id}", e.getSession)
 	h("GET /v1/checkout/sessions/{id}/line_items", e.listLineItems)
 	h("POST /v1/checkout/sessions/{id}/expire", e.expireSession)
-	h("GET /v1/payment_intents/{id}", e.getIntent)
 	h("GET /v1/charges", e.listCharges)
 	h("GET /v1/charges/{id}", e.getCharge)
 	h("POST /v1/refunds", e.createRefund)
@@ -40,6 +39,9 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/events/{id}", e.getEvent)
 	e.promotionRoutes(h)
 	e.billingRoutes(h, mux)
+	e.intentRoutes(h)
+	e.taxRoutes(h)
+	e.elementsRoutes(mux)
 	h("/v1/", func(c *call) (any, error) {
 		return nil, &apiError{status: http.StatusNotFound, Type: "invalid_request_error",
 			Msg: "Unrecognized request URL (" + c.r.Method + ": " + c.r.URL.Path + "). The Stripe emulator does not implement this endpoint."}
@@ -346,6 +348,9 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 	if ae := billingSpecFromForm(f, mode, &spec); ae != nil {
 		return spec, ae
 	}
+	if ae := taxCheckoutSpec(c, &spec); ae != nil {
+		return spec, ae
+	}
 	for i, g := range formIndexed(f, "line_items") {
 		if g["price"] == "" {
 			return spec, invalid("line_items["+strconv.Itoa(i)+"][price]", "parameter_missing", "Missing required param: line_items[%d][price] (price_data is not supported by the emulator).", i)
@@ -454,7 +459,7 @@ func (e *Emulator) listLineItems(c *call) (any, error) {
 	if ae != nil {
 		return nil, ae
 	}
-	return e.renderLineItems(s, c.expand), nil
+	return e.pageLineItems(c, s)
 }
 
 func (e *Emulator) listSessions(c *call) (any, error) {
@@ -483,14 +488,6 @@ func (e *Emulator) listSessions(c *call) (any, error) {
 	}
 	x := c.expand.sub("data")
 	return renderList("/v1/checkout/sessions", items, more, func(s *session) any { return e.renderSession(s, x) }), nil
-}
-
-func (e *Emulator) getIntent(c *call) (any, error) {
-	pi, ok := e.intents.get(c.r.PathValue("id"))
-	if !ok {
-		return nil, missing("payment_intent", c.r.PathValue("id"))
-	}
-	return e.renderIntent(pi, c.expand), nil
 }
 
 func (e *Emulator) getCharge(c *call) (any, error) {

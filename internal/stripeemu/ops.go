@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -111,6 +112,7 @@ type sessionSpec struct {
 	mode              string          // payment (the default) or subscription
 	customer          string          // an existing customer to use
 	sub               *subSessionSpec // subscription mode only
+	automaticTax      bool            // automatic_tax[enabled]
 }
 
 // specItem is a requested line item.
@@ -182,6 +184,10 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 		return nil, ae
 	}
 	spreadDiscount(items, discount, subtotal)
+	var taxExclusive, tax int64
+	if spec.automaticTax {
+		taxExclusive, tax = e.sessionTaxLocked(items)
+	}
 	expiresAt := now + int64((24 * time.Hour).Seconds())
 	if spec.expiresAt != 0 {
 		switch {
@@ -194,13 +200,19 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 	}
 
 	s := &session{lineItems: items}
+	if spec.automaticTax {
+		s.taxPercent = e.pay.tax.percentBP
+	}
+	if spec.coupon != "" || spec.promotionCode != "" {
+		s.discountID = "di_" + e.newIDLocked("")[:24]
+	}
 	s.sessionJSON = sessionJSON{
 		ID:                      e.newIDLocked("cs_test_"),
 		Object:                  "checkout.session",
 		AllowPromotionCodes:     spec.allowPromo,
 		AmountSubtotal:          subtotal,
-		AmountTotal:             subtotal - discount,
-		AutomaticTax:            map[string]any{"enabled": false, "liability": nil, "status": nil},
+		AmountTotal:             subtotal - discount + taxExclusive,
+		AutomaticTax:            sessionAutomaticTax(spec.automaticTax),
 		CancelURL:               optString(spec.cancelURL),
 		ClientReferenceID:       optString(spec.clientRef),
 		Created:                 now,
@@ -223,7 +235,7 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 		ShippingOptions:         []any{},
 		Status:                  "open",
 		SuccessURL:              optString(spec.successURL),
-		TotalDetails:            totalDetailsJSON{AmountDiscount: discount},
+		TotalDetails:            totalDetailsJSON{AmountDiscount: discount, AmountTax: tax},
 		UIMode:                  "hosted",
 	}
 	if spec.customerEmail != "" {
@@ -245,19 +257,28 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 }
 
 // spreadDiscount allocates a session discount over its line items in
-// proportion to their subtotals, the remainder going to the last line.
+// proportion to their subtotals: each line gets the whole minor units of
+// its share, and the units left over go one each to the lines with the
+// largest remainders (the earlier line on a tie), so the lines add up to
+// the discount and none is off its share by a unit or more.
 func spreadDiscount(items []lineItem, discount, subtotal int64) {
 	if subtotal == 0 {
 		return
 	}
 	left := discount
+	rem := make([]int64, len(items))
 	for i := range items {
-		d := discount * items[i].amountSubtotal / subtotal
-		if i == len(items)-1 {
-			d = left
-		}
-		items[i].amountDiscount = d
-		left -= d
+		share := discount * items[i].amountSubtotal
+		items[i].amountDiscount, rem[i] = share/subtotal, share%subtotal
+		left -= items[i].amountDiscount
+	}
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return rem[order[a]] > rem[order[b]] })
+	for _, i := range order[:left] {
+		items[i].amountDiscount++
 	}
 }
 
@@ -449,6 +470,7 @@ func (e *Emulator) tickLocked() {
 		}
 	}
 	e.tickBillingLocked()
+	e.tickIntentsLocked()
 }
 
 // expiryHeap orders sessions by expires_at.
