@@ -1,6 +1,7 @@
 // The caller's account: the GitHub username that repository access is
 // granted to. Setting it also asks fulfillment to grant access for the
-// purchases that were waiting for one.
+// purchases that were waiting for one, and to move access already granted
+// to another login.
 package httpapi
 
 import (
@@ -10,8 +11,9 @@ import (
 )
 
 // AccessRequester grants repository access once a user names their GitHub
-// account: it sets the username on the user's eligible purchases, schedules
-// their access steps, and returns how many purchases will get access.
+// account: it sets the username on the user's paid purchases, schedules the
+// steps that grant it (and, for access granted to another login, revoke
+// that), and returns how many purchases change.
 type AccessRequester interface {
 	RequestAccess(ctx context.Context, userID, username string) (int, error)
 }

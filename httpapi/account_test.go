@@ -4,11 +4,21 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/paymentd/paymentd/httpapi"
+	"github.com/paymentd/paymentd/internal/access"
+	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/internal/fulfillment"
+	"github.com/paymentd/paymentd/internal/githubfake"
+	"github.com/paymentd/paymentd/internal/mail"
+	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
 )
 
@@ -79,5 +89,75 @@ func TestSetGitHubUsername(t *testing.T) {
 	rec.fail(errors.New("github is down"))
 	if r := h.do("PUT", "/api/me/github", tok, map[string]string{"username": "octocat"}); r.status != http.StatusInternalServerError {
 		t.Errorf("a failing access request = %d %s; want 500", r.status, r.body)
+	}
+}
+
+func TestPutGitHubMovesAGrantedPurchase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := pgtest.New(t)
+	clk := clock.NewFake(time.Now())
+	cfg := loadConfig(t)
+	fake := githubfake.New(githubfake.Options{Owner: cfg.GitHub.Owner, Repo: cfg.GitHub.Repo})
+	ghSrv := httptest.NewServer(fake)
+	t.Cleanup(ghSrv.Close)
+	gh, err := access.NewGitHub(access.GitHubOptions{Token: "t", BaseURL: ghSrv.URL, Owner: cfg.GitHub.Owner,
+		Repo: cfg.GitHub.Repo, HTTPClient: ghSrv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := steps.New(db, clk, testLogger(t), steps.Config{}, nil)
+	renderer, err := fulfillment.NewRenderer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ful, err := fulfillment.New(fulfillment.Options{DB: db, Engine: eng, Clock: clk, Config: cfg, Renderer: renderer,
+		Mailer: mail.NewOutbox(t.TempDir(), clk.Now), GitHub: gh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ful.Register()
+	h := newHarness(t, harnessOptions{db: db, clock: clk, deps: httpapi.APIDeps{Access: ful}})
+	runSteps := func() {
+		t.Helper()
+		if _, err := eng.RunDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// user-gh bought with the login bob, who accepted the invitation.
+	user, email, login, now := "user-gh", "gh@example.com", "bob", clk.Now()
+	p := store.Purchase{ID: uuid.NewString(), UserID: &user, Email: &email, ProductKey: "pro_one_time", Quantity: 1,
+		Status: store.PurchaseCompleted, StripeSessionID: "cs_test_move", AmountTotal: 19900, Currency: "usd",
+		GitHubUsername: &login, AccessState: store.AccessNone, CreatedAt: now, UpdatedAt: now, CompletedAt: &now}
+	if _, err := db.InsertPurchase(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.InTx(ctx, func(q *store.Queries) error { return ful.Completed(ctx, q, p) }); err != nil {
+		t.Fatal(err)
+	}
+	runSteps()
+	if invs := fake.Invitations(); len(invs) != 1 || !fake.AcceptInvitation(invs[0].ID) {
+		t.Fatalf("invitations = %+v", invs)
+	}
+
+	r := h.do("PUT", "/api/me/github", h.token(user, email), map[string]string{"username": "robert"})
+	var body struct {
+		PurchasesUpdated int `json:"purchases_updated"`
+	}
+	r.decode(t, &body)
+	if r.status != http.StatusOK || body.PurchasesUpdated != 1 {
+		t.Fatalf("PUT /api/me/github = %d %s", r.status, r.body)
+	}
+	runSteps()
+	if c := fake.Collaborators(); len(c) != 0 {
+		t.Errorf("collaborators = %+v, want bob removed", c)
+	}
+	if invs := fake.Invitations(); len(invs) != 1 || invs[0].Invitee != "robert" {
+		t.Errorf("invitations = %+v, want one for robert", invs)
+	}
+	got, err := db.GetPurchase(ctx, p.ID)
+	if err != nil || got.AccessState != store.AccessGranted || *got.GitHubUsername != "robert" {
+		t.Errorf("purchase = %s %v (%v), want granted to robert", got.AccessState, got.GitHubUsername, err)
 	}
 }

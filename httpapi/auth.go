@@ -24,9 +24,13 @@ import (
 type User struct {
 	// ID is the token's subject.
 	ID string
-	// Email is the token's email claim, trusted unless the token says
-	// email_verified=false (then the token is refused).
+	// Email is the token's email claim. A token that says
+	// email_verified=false is refused outright.
 	Email string
+	// EmailVerified is true only when the token says email_verified=true.
+	// A token without the claim is accepted, but its email proves nothing:
+	// it cannot claim a purchase by email (a Payment Link's).
+	EmailVerified bool
 }
 
 // AuthOptions configures bearer-token verification. At least one of
@@ -174,7 +178,8 @@ func (a *Authenticator) Verify(ctx context.Context, raw string) (User, error) {
 	case claims.EmailVerified.set && !claims.EmailVerified.value:
 		return User{}, errors.New("token's email is not verified")
 	}
-	return User{ID: claims.Subject, Email: claims.Email}, nil
+	return User{ID: claims.Subject, Email: claims.Email,
+		EmailVerified: claims.EmailVerified.set && claims.EmailVerified.value}, nil
 }
 
 // DevToken mints an HS256 token for userID and email, valid for ttl from

@@ -45,7 +45,8 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 	if a.claimer == nil {
 		return unavailable("claiming")
 	}
-	res, err := a.claimer.Claim(r.Context(), req.SessionID, reconcile.Claimant{UserID: u.ID, Email: u.Email})
+	res, err := a.claimer.Claim(r.Context(), req.SessionID, reconcile.Claimant{UserID: u.ID, Email: u.Email,
+		EmailVerified: u.EmailVerified})
 	var se *stripe.Error
 	switch {
 	case err == nil:
@@ -55,6 +56,9 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 		a.log.WarnContext(r.Context(), "claim of another user's session refused", "user_id", u.ID,
 			"stripe_session_id", req.SessionID)
 		return Errorf(http.StatusForbidden, "forbidden", "this checkout session belongs to someone else")
+	case errors.Is(err, reconcile.ErrEmailUnverified):
+		return Errorf(http.StatusForbidden, "email_not_verified",
+			"this purchase is claimed by email address; sign in with a verified email address to claim it")
 	case errors.Is(err, reconcile.ErrUnknownSession):
 		return Errorf(http.StatusNotFound, "unknown_session", "there is no such checkout session")
 	case errors.As(err, &se):

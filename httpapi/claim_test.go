@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/paymentd/paymentd/httpapi"
 	"github.com/paymentd/paymentd/internal/stripeemu"
 	"github.com/paymentd/paymentd/reconcile"
@@ -206,6 +207,7 @@ func TestClaimErrorMapping(t *testing.T) {
 	}{
 		{fmt.Errorf("claim: %w", reconcile.ErrNotPaid), http.StatusBadRequest, "not_paid"},
 		{fmt.Errorf("claim: %w", reconcile.ErrNotYours), http.StatusForbidden, "forbidden"},
+		{fmt.Errorf("claim: %w", reconcile.ErrEmailUnverified), http.StatusForbidden, "email_not_verified"},
 		{fmt.Errorf("claim: %w", reconcile.ErrUnknownSession), http.StatusNotFound, "unknown_session"},
 		{fmt.Errorf("get session: %w", &stripe.Error{HTTPStatusCode: 500, Msg: "boom"}), http.StatusBadGateway, "stripe_unavailable"},
 		{errors.New("database on fire"), http.StatusInternalServerError, "internal"},
@@ -215,5 +217,47 @@ func TestClaimErrorMapping(t *testing.T) {
 		if r.status != c.status || r.errorCode() != c.code {
 			t.Errorf("%v: %d %s; want %d %s", c.err, r.status, r.body, c.status, c.code)
 		}
+	}
+}
+
+func TestClaimByEmailNeedsAVerifiedEmail(t *testing.T) {
+	t.Parallel()
+	h, env, ful := newClaimHarness(t)
+	priceID, _, _, err := env.prices.PriceID(t.Context(), "pro_one_time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Payment Link session: no user metadata, only the buyer's email.
+	s, err := env.emu.CreateSession(stripeemu.SessionParams{LineItems: []stripeemu.LineItem{{Price: priceID}},
+		CustomerEmail: "link@example.com", PaymentLink: "plink_test_1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.emu.PaySession(s.ID, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	unverified := func(email string) string {
+		return sign(t, jwt.SigningMethodHS256, h.secret, claims(h.cfg.Auth.Issuer, h.cfg.Auth.Audience, "u-link", email,
+			h.clock.Now(), func(c jwt.MapClaims) { delete(c, "email_verified") }), "")
+	}
+	// Without email_verified, the token is good, but its email proves
+	// nothing: whether it matches the session's or not, the answer is the
+	// same, and nothing is claimed.
+	for _, email := range []string{"link@example.com", "other@example.com"} {
+		r, _ := h.claim(unverified(email), s.ID)
+		if r.status != http.StatusForbidden || r.errorCode() != "email_not_verified" {
+			t.Errorf("claim by an unverified %s = %d %s; want 403 email_not_verified", email, r.status, r.body)
+		}
+	}
+	if n := h.count(`SELECT count(*) FROM purchases WHERE user_id = 'u-link'`); n != 0 || ful.completed.Load() != 0 {
+		t.Fatalf("an unverified email claimed %d purchases", n)
+	}
+	// A verified email matching the session's (in any case) claims it.
+	r, out := h.claim(h.token("u-link", "LINK@example.com"), s.ID)
+	if r.status != http.StatusOK || out.Status != store.PurchaseCompleted {
+		t.Fatalf("claim by the verified email = %d %s", r.status, r.body)
+	}
+	if n := h.count(`SELECT count(*) FROM purchases WHERE user_id = 'u-link' AND stripe_session_id = $1`, s.ID); n != 1 {
+		t.Errorf("the claimed purchase is not the user's (%d rows)", n)
 	}
 }

@@ -8,10 +8,13 @@ import (
 	"github.com/paymentd/paymentd/store"
 )
 
-// purchaseView is the public shape of a purchase: no Stripe ids, no
-// access references.
+// purchaseView is the public shape of a purchase: no access references,
+// and of Stripe's ids only the Checkout Session's, which the buyer's
+// browser already has (a frontend returning from Stripe with
+// ?session_id= finds its purchase by it).
 type purchaseView struct {
 	ID             string               `json:"id"`
+	SessionID      string               `json:"session_id"`
 	Product        string               `json:"product"`
 	Status         store.PurchaseStatus `json:"status"`
 	AmountTotal    int64                `json:"amount_total"`
@@ -23,7 +26,7 @@ type purchaseView struct {
 }
 
 func viewPurchase(p store.Purchase) purchaseView {
-	return purchaseView{ID: p.ID, Product: p.ProductKey, Status: p.Status, AmountTotal: p.AmountTotal,
+	return purchaseView{ID: p.ID, SessionID: p.StripeSessionID, Product: p.ProductKey, Status: p.Status, AmountTotal: p.AmountTotal,
 		AmountRefunded: p.AmountRefunded, Currency: p.Currency, AccessState: p.AccessState,
 		CreatedAt: p.CreatedAt, CompletedAt: p.CompletedAt}
 }

@@ -36,6 +36,7 @@ func TestListPurchasesShowsOnlyTheCallers(t *testing.T) {
 	var body struct {
 		Purchases []struct {
 			ID, Product, Status, Currency string
+			SessionID                     string     `json:"session_id"`
 			AmountTotal                   int64      `json:"amount_total"`
 			AmountRefunded                int64      `json:"amount_refunded"`
 			AccessState                   string     `json:"access_state"`
@@ -52,6 +53,10 @@ func TestListPurchasesShowsOnlyTheCallers(t *testing.T) {
 		t.Fatalf("alice sees %s; want her two purchases, newest first", r.body)
 	}
 	got := body.Purchases[1]
+	if got.SessionID != older.StripeSessionID || body.Purchases[0].SessionID != newer.StripeSessionID {
+		t.Errorf("session ids shown as %q and %q; want %q and %q", body.Purchases[0].SessionID, got.SessionID,
+			newer.StripeSessionID, older.StripeSessionID)
+	}
 	if got.Product != "pro_one_time" || got.Status != "completed" || got.AmountTotal != 19900 || got.Currency != "usd" ||
 		got.AccessState != "none" || !got.CreatedAt.Equal(t0) || got.CompletedAt == nil || !got.CompletedAt.Equal(t0) {
 		t.Errorf("purchase shown as %+v", got)

@@ -17,13 +17,15 @@ import (
 // whose dependency is nil answers 503 "unavailable", so a partial wiring
 // fails loudly on use rather than at a distance.
 type APIDeps struct {
-	// Config supplies http.cors_origins, http.max_body_bytes, the products,
+	// Config supplies http.cors_origins, http.max_body_bytes,
+	// http.checkout_rate, the products,
 	// stripe.success_url/cancel_url/webhook_secret/webhook_tolerance,
 	// email.unsubscribe_secret and fulfillment.abandoned_requires_consent.
 	Config *config.Config
 	// Auth verifies bearer tokens on the user-facing routes.
 	Auth *Authenticator
-	// Stripe creates Checkout Sessions (*stripeapi.API).
+	// Stripe finds promotion codes and creates Checkout Sessions
+	// (*stripeapi.API).
 	Stripe CheckoutCreator
 	// Prices resolves a product key to its Stripe price (*catalog.Resolver).
 	Prices PriceResolver
@@ -60,7 +62,8 @@ type api struct {
 //	GET  /api/purchases        the caller's purchases (bearer)
 //	PUT  /api/me/github        set the caller's GitHub username (bearer)
 //	POST /api/stripe/webhook   store a signed Stripe event as a hint
-//	GET, POST /unsubscribe     honour an unsubscribe link (RFC 8058 one-click)
+//	GET  /unsubscribe          confirm an unsubscribe link (changes nothing)
+//	POST /unsubscribe          unsubscribe (the page's form, RFC 8058 one-click)
 //
 // plus CORS preflight for the bearer routes. It panics when d.Config or
 // d.Auth is nil, like http.ServeMux on a bad pattern: that is a wiring bug.
@@ -89,7 +92,7 @@ func (s *Server) MountAPI(d APIDeps) {
 	s.Handle("OPTIONS /api/", a.cors.preflight())
 	s.Handle("POST /api/stripe/webhook", http.HandlerFunc(a.webhook))
 	s.Handle("GET /unsubscribe", http.HandlerFunc(a.unsubscribePage))
-	s.Handle("POST /unsubscribe", a.handle(a.unsubscribeOneClick))
+	s.Handle("POST /unsubscribe", http.HandlerFunc(a.unsubscribe))
 }
 
 // handle adapts a handler that returns an error: the error is written in

@@ -123,6 +123,15 @@ func (r response) errorCode() string {
 	return e.Error.Code
 }
 
+// errorMessage returns the message of an error response.
+func (r response) errorMessage() string {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	_ = json.Unmarshal(r.body, &e)
+	return e.Error.Message
+}
+
 func (r response) decode(t *testing.T, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {

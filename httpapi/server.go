@@ -1,7 +1,9 @@
 // Package httpapi is paymentd's minimal HTTP API: checkout, claim and the
 // caller's purchases for the frontend, the Stripe webhook endpoint that
 // stores hints for the reconciler, and health, readiness and metrics for
-// operators.
+// operators. Two listeners serve it: the public one (the API, /healthz and
+// /readyz with only a status) and the admin one (/metrics, /healthz and
+// /readyz with what is wrong), so internals stay off the internet.
 package httpapi
 
 import (
@@ -25,32 +27,36 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	mux     *http.ServeMux
-	// readyChecks are /readyz's checks beyond the database and migrations;
-	// each returns "" when fine, else what is wrong.
-	readyChecks map[string]func(ctx context.Context) string
 }
 
-// New returns a server with the health routes mounted. metrics may be nil.
+// New returns a server with the public health routes mounted: /healthz,
+// and /readyz with its status only. metrics may be nil.
 func New(db *store.DB, clk clock.Clock, log *slog.Logger, metrics *Metrics) *Server {
 	log = slog.New(requestIDHandler{log.Handler()}) // every line of a request names it
-	s := &Server{db: db, clock: clk, log: log, metrics: metrics, mux: http.NewServeMux(),
-		readyChecks: map[string]func(context.Context) string{}}
+	s := &Server{db: db, clock: clk, log: log, metrics: metrics, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /readyz", s.readyz(false))
 	return s
 }
 
-// Handle mounts h at pattern (a net/http ServeMux pattern with method).
+// Handle mounts h at pattern (a net/http ServeMux pattern with method) on
+// the public listener.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// AddReadyCheck adds a named readiness check.
-func (s *Server) AddReadyCheck(name string, check func(ctx context.Context) string) {
-	s.readyChecks[name] = check
-}
-
-// Handler returns the API with request ids and logging around every route.
+// Handler returns the public API with request ids and logging around
+// every route.
 func (s *Server) Handler() http.Handler {
 	return s.requestID(s.mux)
+}
+
+// AdminHandler returns the admin listener's routes: /healthz, /readyz with
+// the detail of any problem, and metrics at /metrics.
+func (s *Server) AdminHandler(metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /readyz", s.readyz(true))
+	mux.Handle("GET /metrics", metrics)
+	return s.requestID(mux)
 }
 
 type ctxKey int
@@ -104,36 +110,51 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz reports whether this replica can do its work: the database
-// answers, its schema is current, and every added check passes.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	problems := map[string]string{}
-	if err := s.db.Pool.Ping(ctx); err != nil {
-		problems["database"] = "unreachable: " + err.Error()
-	} else if pending, err := s.db.PendingMigrations(ctx); err != nil {
-		problems["migrations"] = "cannot read schema_migrations: " + err.Error()
-	} else if len(pending) > 0 {
-		problems["migrations"] = "database is behind; run `paymentd migrate`"
-	}
-	for name, check := range s.readyChecks {
-		if msg := check(ctx); msg != "" {
-			problems[name] = msg
+// readyz reports whether this replica can serve: the database answers and
+// its schema is current. Nothing else: a stalled reconciler or a failing
+// Stripe must not take the API out of a load balancer (they show in
+// metrics and operator alerts instead). With detail, a 503 names each
+// problem; without (the public listener), it says only that it is
+// unavailable, since the problems carry internals.
+func (s *Server) readyz(detail bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		problems := map[string]string{}
+		if err := s.db.Pool.Ping(ctx); err != nil {
+			problems["database"] = "unreachable: " + err.Error()
+		} else if pending, err := s.db.PendingMigrations(ctx); err != nil {
+			problems["migrations"] = "cannot read schema_migrations: " + err.Error()
+		} else if len(pending) > 0 {
+			problems["migrations"] = "database is behind; run `paymentd migrate`"
 		}
-	}
-	if len(problems) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "problems": problems})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		switch {
+		case len(problems) == 0:
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		case detail:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "problems": problems})
+		default:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		}
+	})
+}
+
+// WriteTimeout is the HTTP server's write timeout. It is derived from the
+// longest checkout (CheckoutBudget, which includes a Stripe call taking the
+// client's whole timeout), so a session Stripe created late is never lost
+// to a closed connection.
+const WriteTimeout = CheckoutBudget + 5*time.Second
+
+// NewHTTPServer returns the http.Server that Serve runs h on.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: WriteTimeout, IdleTimeout: 120 * time.Second}
 }
 
 // Serve runs an HTTP server for h on ln until ctx ends, then shuts it down
 // gracefully within timeout.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := NewHTTPServer(h)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

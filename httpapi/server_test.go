@@ -17,6 +17,7 @@ import (
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -26,35 +27,53 @@ type readyBody struct {
 	Problems map[string]string `json:"problems"`
 }
 
-func getReady(t *testing.T, db *store.DB) (int, readyBody) {
+// getReady asks /readyz on the public listener and on the admin one, and
+// returns the status and the raw bodies.
+func getReady(t *testing.T, db *store.DB) (publicCode int, public string, adminCode int, admin readyBody) {
 	t.Helper()
-	srv := httptest.NewServer(httpapi.New(db, clock.Real{}, slog.New(slog.DiscardHandler), nil).Handler())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+	api := httpapi.New(db, clock.Real{}, slog.New(slog.DiscardHandler), nil)
+	get := func(h http.Handler) (int, []byte) {
+		srv := httptest.NewServer(h)
+		defer srv.Close()
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
 	}
-	defer resp.Body.Close()
-	var body readyBody
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
+	publicCode, pub := get(api.Handler())
+	adminCode, raw := get(api.AdminHandler(http.NotFoundHandler()))
+	if err := json.Unmarshal(raw, &admin); err != nil {
+		t.Fatalf("admin /readyz: %s: %v", raw, err)
 	}
-	return resp.StatusCode, body
+	return publicCode, string(pub), adminCode, admin
 }
 
 func TestReadyzReady(t *testing.T) {
 	t.Parallel()
-	code, body := getReady(t, pgtest.New(t))
-	if code != http.StatusOK || body.Status != "ready" {
-		t.Fatalf("readyz = %d %+v", code, body)
+	code, body, adminCode, admin := getReady(t, pgtest.New(t))
+	if code != http.StatusOK || body != `{"status":"ready"}`+"\n" || adminCode != http.StatusOK || admin.Status != "ready" {
+		t.Fatalf("readyz = %d %s, admin %d %+v", code, body, adminCode, admin)
 	}
 }
 
+// The public listener says only that it is unavailable; what is wrong (a
+// database error, the schema) is internals, for the admin listener.
+const publicUnavailable = `{"status":"unavailable"}` + "\n"
+
 func TestReadyzFailsOnPendingMigrations(t *testing.T) {
 	t.Parallel()
-	code, body := getReady(t, pgtest.Open(t, pgtest.EmptyURL(t)))
-	if code != http.StatusServiceUnavailable || !strings.Contains(body.Problems["migrations"], "paymentd migrate") {
-		t.Fatalf("readyz on an unmigrated database = %d %+v", code, body)
+	code, body, adminCode, admin := getReady(t, pgtest.Open(t, pgtest.EmptyURL(t)))
+	if code != http.StatusServiceUnavailable || body != publicUnavailable {
+		t.Errorf("public readyz on an unmigrated database = %d %s; want 503 %s", code, body, publicUnavailable)
+	}
+	if adminCode != http.StatusServiceUnavailable || !strings.Contains(admin.Problems["migrations"], "paymentd migrate") {
+		t.Errorf("admin readyz on an unmigrated database = %d %+v", adminCode, admin)
 	}
 }
 
@@ -73,9 +92,58 @@ func TestReadyzFailsWhenDatabaseIsDown(t *testing.T) {
 	if _, err := admin.Exec(context.Background(), `DROP DATABASE `+name+` WITH (FORCE)`); err != nil {
 		t.Fatal(err)
 	}
-	code, body := getReady(t, db)
-	if code != http.StatusServiceUnavailable || !strings.HasPrefix(body.Problems["database"], "unreachable") {
-		t.Fatalf("readyz with the database gone = %d %+v", code, body)
+	code, body, adminCode, detail := getReady(t, db)
+	if code != http.StatusServiceUnavailable || body != publicUnavailable {
+		t.Errorf("public readyz with the database gone = %d %s; want 503 %s", code, body, publicUnavailable)
+	}
+	if adminCode != http.StatusServiceUnavailable || !strings.HasPrefix(detail.Problems["database"], "unreachable") {
+		t.Errorf("admin readyz with the database gone = %d %+v", adminCode, detail)
+	}
+}
+
+// The server's write timeout outlasts the longest checkout, whose Stripe
+// call alone may take the Stripe client's whole timeout: otherwise a
+// session created late is lost to a closed connection.
+func TestServerWriteTimeoutOutlastsACheckout(t *testing.T) {
+	t.Parallel()
+	srv := httpapi.NewHTTPServer(http.NotFoundHandler())
+	if srv.WriteTimeout <= httpapi.CheckoutBudget || httpapi.CheckoutBudget <= stripeclient.Timeout {
+		t.Errorf("write timeout %s, checkout budget %s, Stripe client timeout %s; want write > budget > Stripe",
+			srv.WriteTimeout, httpapi.CheckoutBudget, stripeclient.Timeout)
+	}
+	if srv.ReadHeaderTimeout == 0 || srv.IdleTimeout == 0 {
+		t.Errorf("server without read-header or idle timeouts: %+v", srv)
+	}
+}
+
+func TestMetricsOnlyOnTheAdminListener(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	api := httpapi.New(pgtest.New(t), clock.Real{}, slog.New(slog.DiscardHandler), httpapi.NewMetrics(reg))
+	public := httptest.NewServer(api.Handler())
+	defer public.Close()
+	admin := httptest.NewServer(api.AdminHandler(httpapi.MetricsHandler(reg)))
+	defer admin.Close()
+	for _, c := range []struct {
+		srv  *httptest.Server
+		path string
+		want int
+	}{
+		{public, "/metrics", http.StatusNotFound},
+		{public, "/healthz", http.StatusOK},
+		{admin, "/metrics", http.StatusOK},
+		{admin, "/healthz", http.StatusOK},
+		{admin, "/api/purchases", http.StatusNotFound},
+	} {
+		resp, err := http.Get(c.srv.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s%s = %d; want %d", map[bool]string{true: "public", false: "admin"}[c.srv == public], c.path,
+				resp.StatusCode, c.want)
+		}
 	}
 }
 
@@ -83,7 +151,7 @@ func TestRequestIDAndMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	api := httpapi.New(pgtest.New(t), clock.Real{}, slog.New(slog.DiscardHandler), httpapi.NewMetrics(reg))
-	api.Handle("GET /metrics", httpapi.MetricsHandler(reg))
+	api.Handle("GET /metrics", httpapi.MetricsHandler(reg)) // http.public_metrics: true
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()
 	req, _ := http.NewRequest("GET", srv.URL+"/healthz", nil)

@@ -15,7 +15,11 @@ import (
 // Claimant is the authenticated caller claiming a session.
 type Claimant struct {
 	UserID string // the verified JWT subject
-	Email  string // the verified email
+	Email  string // the token's email
+	// EmailVerified is the token's email_verified claim. Only a verified
+	// email may claim a session by email: anyone can sign up with an
+	// address they do not own.
+	EmailVerified bool
 }
 
 // ClaimResult is the claimed purchase.
@@ -28,9 +32,12 @@ type ClaimResult struct {
 
 // Claim errors, mapped to HTTP statuses by the API.
 var (
-	ErrNotPaid        = errors.New("the checkout session is not complete and paid")
-	ErrNotYours       = errors.New("the checkout session belongs to another user")
-	ErrUnknownSession = errors.New("no such checkout session")
+	ErrNotPaid  = errors.New("the checkout session is not complete and paid")
+	ErrNotYours = errors.New("the checkout session belongs to another user")
+	// ErrEmailUnverified refuses a claim by email (a session without user
+	// metadata) from a caller whose email is not verified.
+	ErrEmailUnverified = errors.New("claiming by email needs a verified email address")
+	ErrUnknownSession  = errors.New("no such checkout session")
 )
 
 // Claim retrieves the session from Stripe and, when it is complete and paid
@@ -60,13 +67,19 @@ func (r *Reconciler) Claim(ctx context.Context, sessionID string, c Claimant) (C
 }
 
 // sessionBelongsTo checks the session's own word on who bought it: its
-// user metadata, or without one, its customer email.
+// user metadata, or without one, its customer email, which only a caller
+// with a verified email may match. An unverified caller is refused before
+// the emails are compared, so the refusal says nothing about the session's
+// email.
 func sessionBelongsTo(s *stripe.CheckoutSession, c Claimant) error {
 	if u := s.Metadata["user_id"]; u != "" {
 		if u != c.UserID {
 			return ErrNotYours
 		}
 		return nil
+	}
+	if !c.EmailVerified {
+		return ErrEmailUnverified
 	}
 	if e := sessionEmail(s); e == "" || c.Email == "" || !strings.EqualFold(e, c.Email) {
 		return ErrNotYours

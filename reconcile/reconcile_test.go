@@ -390,10 +390,10 @@ func TestPaymentLinkPurchaseIsCreatedAndClaimableByEmail(t *testing.T) {
 	if err != nil || p.UserID != nil || p.ProductKey != product || *p.Email != "fay@example.com" {
 		t.Fatalf("payment link purchase: %+v %v", p, err)
 	}
-	if _, err := e.rec.Claim(e.ctx, s.ID, reconcile.Claimant{UserID: "u-fay", Email: "someone@example.com"}); !errors.Is(err, reconcile.ErrNotYours) {
+	if _, err := e.rec.Claim(e.ctx, s.ID, reconcile.Claimant{UserID: "u-fay", Email: "someone@example.com", EmailVerified: true}); !errors.Is(err, reconcile.ErrNotYours) {
 		t.Errorf("claim with another email: %v", err)
 	}
-	res, err := e.rec.Claim(e.ctx, s.ID, reconcile.Claimant{UserID: "u-fay", Email: "FAY@example.com"})
+	res, err := e.rec.Claim(e.ctx, s.ID, reconcile.Claimant{UserID: "u-fay", Email: "FAY@example.com", EmailVerified: true})
 	if err != nil || !res.AlreadyClaimed || res.Purchase.UserID == nil || *res.Purchase.UserID != "u-fay" {
 		t.Errorf("claim by email: %+v %v", res, err)
 	}

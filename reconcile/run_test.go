@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paymentd/paymentd/internal/access"
 	"github.com/paymentd/paymentd/reconcile"
 	"github.com/paymentd/paymentd/store"
 )
@@ -45,57 +44,6 @@ func TestAHintWakesTheRunningReconciler(t *testing.T) {
 	}
 	if unhandled != 0 {
 		t.Errorf("%d hints left unhandled after their object reconciled", unhandled)
-	}
-}
-
-// githubState is the AccessChecker double: what GitHub says per user.
-type githubState map[string]access.Access
-
-func (g githubState) Check(_ context.Context, username string) (access.Access, error) {
-	return g[username], nil
-}
-
-func TestAccessDriftIsRepairedThroughSteps(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, t0)
-	gh := githubState{}
-	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
-		Products: productsWithGitHub, Access: gh})
-	mk := func(user string, status store.PurchaseStatus, accessState store.AccessState) string {
-		sid, pid := e.checkout(user)
-		_ = sid
-		name := user + "-gh"
-		p := e.purchase(pid)
-		p.Status, p.AccessState, p.GitHubUsername = status, accessState, &name
-		now := e.clock.Now()
-		p.CompletedAt = &now
-		if err := e.db.UpdatePurchase(e.ctx, p, now); err != nil {
-			t.Fatal(err)
-		}
-		return pid
-	}
-	neverGranted := mk("ivy", store.PurchaseCompleted, store.AccessNone)
-	removedByHand := mk("jon", store.PurchaseCompleted, store.AccessGranted)
-	stillOnGitHub := mk("kim", store.PurchaseRefunded, store.AccessRevoked)
-	fine := mk("lee", store.PurchasePartiallyRefunded, store.AccessGranted)
-	gh["kim-gh"] = access.Access{Collaborator: true}
-	gh["lee-gh"] = access.Access{PendingInvitationID: 9}
-
-	rep, err := rec.RunPass(e.ctx, "access", reconcile.AccessDrift)
-	if err != nil || !rep.Converged() {
-		t.Fatalf("access pass: %v %+v", err, rep)
-	}
-	p := e.pipelines()
-	for id, want := range map[string]string{neverGranted: "repair:granted", removedByHand: "repair:granted", stillOnGitHub: "repair:revoked"} {
-		if p[id][want] != 1 {
-			t.Errorf("purchase %s: pipelines %v, want %s", id, p[id], want)
-		}
-	}
-	if len(p[fine]) != 0 {
-		t.Errorf("a purchase whose access is right got %v", p[fine])
-	}
-	if rep.Counts["access_repaired"] != 3 {
-		t.Errorf("access_repaired = %d, want 3", rep.Counts["access_repaired"])
 	}
 }
 

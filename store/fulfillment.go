@@ -1,7 +1,7 @@
 // Fulfillment queries: what the purchase pipelines' steps read and write
 // beyond a purchase's own row: whether a buyer has since completed another
-// purchase, which other purchases grant the same GitHub login, and the
-// buyer's login and access state as the access steps record them.
+// purchase, and the buyer's login and access state as the access steps
+// record them (who else holds access for a GitHub account is in access.go).
 package store
 
 import (
@@ -27,20 +27,6 @@ func (q *Queries) CompletedSince(ctx context.Context, userID, email string, sinc
 		return false, fmt.Errorf("look up purchases completed since: %w", err)
 	}
 	return yes, nil
-}
-
-// GrantedToGitHubUser returns the paid, not fully refunded purchases other
-// than excludeID whose access is granted to the GitHub login username
-// (compared case-insensitively).
-func (q *Queries) GrantedToGitHubUser(ctx context.Context, username, excludeID string) ([]Purchase, error) {
-	ps, err := q.purchases(ctx, `SELECT `+purchaseColumns+` FROM purchases
-		WHERE lower(github_username) = lower($1) AND id <> $2::uuid AND access_state = 'granted'
-			AND status IN ('completed', 'partially_refunded')
-		ORDER BY created_at`, username, excludeID)
-	if err != nil {
-		return nil, fmt.Errorf("list purchases granted to %s: %w", username, err)
-	}
-	return ps, nil
 }
 
 // SetGitHubUsername records the GitHub login a purchase's access goes to.

@@ -34,8 +34,19 @@ type app struct {
 	maintainer *steps.Maintainer
 }
 
+// appOptions are what a command may change about the app.
+type appOptions struct {
+	// quiet schedules no customer email (paymentd reconcile --quiet).
+	quiet bool
+}
+
 // newApp builds the app on an open database. reg receives the metrics.
 func newApp(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.Registerer) (*app, error) {
+	return newAppWith(cfg, log, db, reg, appOptions{})
+}
+
+// newAppWith is newApp with options.
+func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.Registerer, o appOptions) (*app, error) {
 	clk := clock.Real{}
 	httpClient := &http.Client{Timeout: 30 * time.Second}
 	stripeAPI := stripeapi.New(stripeclient.New(stripeclient.Options{
@@ -78,7 +89,7 @@ func newApp(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.R
 		}
 	}
 	ful, err := fulfillment.New(fulfillment.Options{DB: db, Engine: engine, Clock: clk, Log: log.With("component", "fulfillment"),
-		Config: cfg, Renderer: renderer, Mailer: mailer, GitHub: gh, Webhook: hook, PostHog: posthog})
+		Config: cfg, Renderer: renderer, Mailer: mailer, GitHub: gh, Webhook: hook, PostHog: posthog, Quiet: o.quiet})
 	if err != nil {
 		return nil, err
 	}

@@ -103,16 +103,35 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("sync the catalog to the emulator: %w", err)
 	}
 	rep.WriteTo(env.stdout)
+	if err := seedPromotionCode(emu); err != nil {
+		return err
+	}
 
 	outbox, _ := filepath.Abs(cfg.Email.OutboxDir)
 	return serve(ctx, env, cfg, roles{"api": true, "worker": true, "reconciler": true}, hooks{
 		mount: func(api *httpapi.Server) {
 			api.Handle("GET /{$}", devLanding(cfg, outbox))
 		},
-		ready: func(addr string) {
-			walkthrough(env.stdout, cfg, addr, emuURL, ghURL, outbox)
+		ready: func(l listeners, _ *app) {
+			walkthrough(env.stdout, cfg, l, emuURL, ghURL, outbox)
 		},
 	})
+}
+
+// devPromotionCode is the promotion code the dev emulator knows: 20% off.
+const devPromotionCode = "LAUNCH20"
+
+// seedPromotionCode gives the dev emulator a coupon and a promotion code
+// on it, so the walkthrough can show a discounted checkout.
+func seedPromotionCode(emu *stripeemu.Emulator) error {
+	coupon, err := emu.CreateCoupon(stripeemu.CouponParams{Name: "Launch 20% off", PercentOff: 20})
+	if err != nil {
+		return fmt.Errorf("seed the dev coupon: %w", err)
+	}
+	if _, err := emu.CreatePromotionCode(stripeemu.PromotionCodeParams{Code: devPromotionCode, Coupon: coupon}); err != nil {
+		return fmt.Errorf("seed the dev promotion code: %w", err)
+	}
+	return nil
 }
 
 // listenAndServe serves h on addr until ctx ends, returning its base URL.
@@ -142,9 +161,16 @@ func devToken(cfg *config.Config) string {
 }
 
 // walkthrough prints how to click through a purchase on the dev stack.
-func walkthrough(w io.Writer, cfg *config.Config, addr, emuURL, ghURL, outbox string) {
-	base := "http://" + addr
+func walkthrough(w io.Writer, cfg *config.Config, l listeners, emuURL, ghURL, outbox string) {
+	base := "http://" + l.api
 	product := cfg.Products[0].Key
+	metrics := "(set http.admin_addr, or http.public_metrics)"
+	switch {
+	case l.admin != "":
+		metrics = "http://" + l.admin + "/metrics   Readiness details: http://" + l.admin + "/readyz"
+	case cfg.HTTP.PublicMetrics:
+		metrics = base + "/metrics"
+	}
 	fmt.Fprintf(w, `
 paymentd is up on %[1]s  (Stripe emulator %[2]s, GitHub fake %[3]s)
 
@@ -154,6 +180,7 @@ paymentd is up on %[1]s  (Stripe emulator %[2]s, GitHub fake %[3]s)
 2. Start a checkout:
    curl -s -X POST %[1]s/api/checkout -H "Authorization: Bearer $TOKEN" \
      -H 'Content-Type: application/json' -d '{"product":"%[7]s","github_username":"octocat"}'
+   (add "promotion_code":"%[9]s" for 20%% off: a promotion code the emulator knows)
 
 3. Open the "url" it returns in a browser and press Pay (the emulator's checkout page).
 
@@ -163,9 +190,10 @@ paymentd is up on %[1]s  (Stripe emulator %[2]s, GitHub fake %[3]s)
    curl -s %[1]s/api/purchases -H "Authorization: Bearer $TOKEN"
 
 5. Emails land in %[8]s (.eml and .html); the GitHub invitation shows in the log.
-   Health: %[1]s/readyz   Metrics: %[1]s/metrics   Ctrl-C stops everything.
+   Health: %[1]s/readyz   Metrics: %[10]s
+   Ctrl-C stops everything.
 
-`, base, emuURL, ghURL, devUser, devEmail, devToken(cfg), product, outbox)
+`, base, emuURL, ghURL, devUser, devEmail, devToken(cfg), product, outbox, devPromotionCode, metrics)
 }
 
 // devLanding is the page Stripe's success and cancel URLs land on in dev.

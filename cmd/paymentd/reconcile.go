@@ -21,6 +21,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) error {
 	since := fs.Duration("since", 72*time.Hour, "how far back to list Stripe's sessions, refunds and disputes")
 	dry := fs.Bool("dry-run", false, "compute every difference and change nothing anywhere")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	quiet := fs.Bool("quiet", false, "record and grant without any customer email (a first deploy, a backfill)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) error {
 	if err := requireCurrentSchema(ctx, db); err != nil {
 		return err
 	}
-	a, err := newApp(cfg, log, db, prometheus.NewRegistry())
+	a, err := newAppWith(cfg, log, db, prometheus.NewRegistry(), appOptions{quiet: *quiet})
 	if err != nil {
 		return err
 	}

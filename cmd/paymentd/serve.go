@@ -60,10 +60,16 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 	return serve(ctx, env, cfg, rs, hooks{})
 }
 
-// hooks let the dev stack add a page and learn the address.
+// hooks let the dev stack add a page and learn the addresses, and tests
+// reach the running app.
 type hooks struct {
 	mount func(api *httpapi.Server)
-	ready func(addr string)
+	ready func(l listeners, a *app)
+}
+
+// listeners are the addresses serve listens on; "" for one it does not run.
+type listeners struct {
+	api, admin string
 }
 
 // newLogger builds the process logger: JSON in production, text in dev.
@@ -98,51 +104,28 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hoo
 		return err
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	var addr string
+	// Readiness is the database and the schema only: a stalled reconciler
+	// or an unreachable Stripe must not take the API out of rotation.
 	api := httpapi.New(db, clk, log.With("component", "http"), httpapi.NewMetrics(reg))
 	metrics := httpapi.MetricsHandler(reg)
-	if rs["reconciler"] {
-		api.AddReadyCheck("reconciler", func(context.Context) string { return a.rec.Stalled(clk.Now()) })
-	}
 	if rs["api"] {
-		auth, err := httpapi.NewAuthenticator(ctx, httpapi.AuthOptions{Secret: []byte(cfg.Auth.JWTSecret),
-			JWKSURL: cfg.Auth.JWKSURL, Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, Clock: clk,
-			Logger: log.With("component", "auth")})
-		if err != nil {
+		if err := mountAPI(ctx, cfg, log, a, api, metrics, h); err != nil {
 			return err
 		}
-		api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth, Stripe: a.stripe,
-			Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful})
-		if cfg.HTTP.AdminAddr == "" {
-			api.Handle("GET /metrics", metrics)
-		}
-		if h.mount != nil {
-			h.mount(api)
-		}
-		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
-		}
-		addr = ln.Addr().String()
-		g.Go(func() error { return httpapi.Serve(gctx, ln, api.Handler(), cfg.HTTP.ShutdownTimeout) })
 	}
-	if cfg.HTTP.AdminAddr != "" || !rs["api"] {
-		// Replicas without the API still expose health and metrics.
-		adminAddr := cfg.HTTP.AdminAddr
-		if adminAddr == "" {
-			return withCode(exitUsage, errors.New("http.admin_addr (PAYMENTD_ADMIN_ADDR) is required when the api role is off, for /healthz and /metrics"))
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics)
-		mux.Handle("GET /healthz", api.Handler())
-		mux.Handle("GET /readyz", api.Handler())
-		ln, err := net.Listen("tcp", adminAddr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", adminAddr, err)
-		}
-		log.Info("admin listener", "addr", ln.Addr().String())
-		g.Go(func() error { return httpapi.Serve(gctx, ln, mux, cfg.HTTP.ShutdownTimeout) })
+	public, admin, err := listenHTTP(cfg, rs)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	var addrs listeners
+	if public != nil {
+		addrs.api = public.Addr().String()
+		g.Go(func() error { return httpapi.Serve(gctx, public, api.Handler(), cfg.HTTP.ShutdownTimeout) })
+	}
+	if admin != nil {
+		addrs.admin = admin.Addr().String()
+		g.Go(func() error { return httpapi.Serve(gctx, admin, api.AdminHandler(metrics), cfg.HTTP.ShutdownTimeout) })
 	}
 	if rs["worker"] {
 		g.Go(func() error { return a.engine.Run(gctx) })
@@ -153,18 +136,64 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hoo
 	}
 	g.Go(func() error { return watchdog(gctx, db, log) })
 
-	log.Info("paymentd serving", "addr", addr, "roles", strings.Join(slices.Sorted(maps.Keys(rs)), ","),
+	log.Info("paymentd serving", "addr", addrs.api, "admin_addr", addrs.admin, "roles", strings.Join(slices.Sorted(maps.Keys(rs)), ","),
 		"version", versionString(), "workers", cfg.Steps.Workers)
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("notify systemd", "err", err)
 	}
 	if h.ready != nil {
-		h.ready(addr)
+		h.ready(addrs, a)
 	}
 	err = g.Wait()
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	log.Info("paymentd stopped")
 	return err
+}
+
+// mountAPI mounts the API routes on the public server, and /metrics too
+// when http.public_metrics asks for it.
+func mountAPI(ctx context.Context, cfg *config.Config, log *slog.Logger, a *app, api *httpapi.Server,
+	metrics http.Handler, h hooks) error {
+	clk := clock.Real{}
+	auth, err := httpapi.NewAuthenticator(ctx, httpapi.AuthOptions{Secret: []byte(cfg.Auth.JWTSecret),
+		JWKSURL: cfg.Auth.JWKSURL, Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, Clock: clk,
+		Logger: log.With("component", "auth")})
+	if err != nil {
+		return err
+	}
+	api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth, Stripe: a.stripe,
+		Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful})
+	if cfg.HTTP.PublicMetrics {
+		api.Handle("GET /metrics", metrics)
+	}
+	if h.mount != nil {
+		h.mount(api)
+	}
+	return nil
+}
+
+// listenHTTP binds the public listener (api role) and the admin listener
+// (http.admin_addr) before anything serves, so a bad address fails the
+// start cleanly. A replica without the api role needs the admin listener
+// for its health and metrics.
+func listenHTTP(cfg *config.Config, rs roles) (public, admin net.Listener, err error) {
+	if cfg.HTTP.AdminAddr == "" && !rs["api"] {
+		return nil, nil, withCode(exitUsage, errors.New("http.admin_addr (PAYMENTD_ADMIN_ADDR) is required when the api role is off, for /healthz and /metrics"))
+	}
+	if rs["api"] {
+		if public, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+			return nil, nil, fmt.Errorf("listen on %s (http.addr): %w", cfg.HTTP.Addr, err)
+		}
+	}
+	if cfg.HTTP.AdminAddr != "" {
+		if admin, err = net.Listen("tcp", cfg.HTTP.AdminAddr); err != nil {
+			if public != nil {
+				public.Close()
+			}
+			return nil, nil, fmt.Errorf("listen on %s (http.admin_addr): %w", cfg.HTTP.AdminAddr, err)
+		}
+	}
+	return public, admin, nil
 }
 
 // watchdog pings systemd's watchdog (when the unit enables one) from the

@@ -2,6 +2,11 @@
 // on a private repository, and a refund removes the collaborator and deletes
 // any invitation still pending, so an unaccepted invitation cannot be used
 // after the money went back.
+//
+// A GitHub user is known by a numeric id that never changes; the login is a
+// name the user may change, and someone else may take the old one. So a
+// grant records the id (User), a revocation finds the current login from
+// the id (UserByID), and drift detection compares ids (Snapshot).
 
 package access
 
@@ -25,6 +30,10 @@ import (
 // the repository is not visible to the token.
 var ErrUnknownUser = errors.New("github user cannot be invited")
 
+// ErrNoSuchUser is wrapped by GitHub.UserByID when no account has the id
+// any more: the user deleted it.
+var ErrNoSuchUser = errors.New("github account no longer exists")
+
 // ErrInvalidUsername is wrapped (inside steps.Permanent) when a username is
 // not a syntactically valid GitHub login; no request is made.
 var ErrInvalidUsername = errors.New("invalid github username")
@@ -42,11 +51,11 @@ const (
 	// rateLimitMargin is added to a rate limit's reset time, which has
 	// one-second resolution, so the retry does not arrive a moment early.
 	rateLimitMargin = time.Second
-	// invitationsPerPage is the page size for listing invitations
+	// perPage is the page size for listing invitations and collaborators
 	// (GitHub's maximum).
-	invitationsPerPage = 100
-	// maxInvitationPages bounds the invitation listing.
-	maxInvitationPages = 100
+	perPage = 100
+	// maxPages bounds a listing: 100,000 entries.
+	maxPages = 1000
 )
 
 // GitHubOptions configures a GitHub provider.
@@ -91,13 +100,53 @@ type GrantResult struct {
 	AlreadyCollaborator bool
 }
 
-// Access is a user's current state on the repository, for drift detection.
-type Access struct {
-	// Collaborator reports whether the user is a collaborator.
-	Collaborator bool
-	// PendingInvitationID is the id of a pending invitation for the user,
-	// or 0 if there is none.
-	PendingInvitationID int64
+// User is a GitHub account: ID never changes, Login may.
+type User struct {
+	ID    int64
+	Login string
+}
+
+// Snapshot is the repository's access at one moment, as one listing of its
+// direct collaborators and pending invitations sees it. Use it from one
+// goroutine.
+type Snapshot struct {
+	// Collaborators maps a collaborator's user id to their login.
+	Collaborators map[int64]string
+	// Invitations maps an invitee's user id to their pending invitation.
+	Invitations map[int64]Invitation
+	// logins maps every lower-cased login listed to its user id; IDOf
+	// builds it on first use.
+	logins map[string]int64
+}
+
+// Invitation is a pending repository invitation, as a Snapshot lists it.
+type Invitation struct {
+	ID    int64
+	Login string // the invitee's login
+}
+
+// Has reports whether user id is a collaborator or has a pending
+// invitation.
+func (s *Snapshot) Has(id int64) bool {
+	_, collab := s.Collaborators[id]
+	_, invited := s.Invitations[id]
+	return collab || invited
+}
+
+// IDOf returns the user id a login belongs to, if it was listed (compared
+// case-insensitively).
+func (s *Snapshot) IDOf(login string) (int64, bool) {
+	if s.logins == nil {
+		s.logins = make(map[string]int64, len(s.Collaborators)+len(s.Invitations))
+		for id, l := range s.Collaborators {
+			s.logins[strings.ToLower(l)] = id
+		}
+		for id, inv := range s.Invitations {
+			s.logins[strings.ToLower(inv.Login)] = id
+		}
+	}
+	id, ok := s.logins[strings.ToLower(login)]
+	return id, ok
 }
 
 // NewGitHub returns a GitHub provider configured by opts.
@@ -144,7 +193,9 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 
 // Grant invites username as a collaborator with the configured permission.
 // Repeating it is harmless: GitHub returns the same pending invitation, or
-// reports that the user is already a collaborator. GitHub has no idempotency
+// reports that the user is already a collaborator. For a collaborator,
+// though, GitHub silently sets the permission to ours, which would demote
+// someone who had more: check IsCollaborator first. GitHub has no idempotency
 // keys, so idemKey only labels errors for correlation with the step.
 //
 // An unknown user (GitHub's 404 or 422) or an invalid login is
@@ -175,59 +226,153 @@ func (g *GitHub) Grant(ctx context.Context, username, idemKey string) (GrantResu
 	return GrantResult{InvitationID: inv.GetID()}, nil
 }
 
-// Revoke takes username's access away: it deletes the pending invitation
-// invitationID (if not 0) and every other pending invitation whose invitee is
-// username (compared case-insensitively, found by listing them all), then
-// removes username as a collaborator. Invitations go first so that one
-// accepted mid-way is still caught by the removal. Anything already gone
-// counts as done, so Revoke is safe to repeat. Errors are classified as for
-// Grant.
-func (g *GitHub) Revoke(ctx context.Context, username string, invitationID int64) error {
-	what := fmt.Sprintf("access: github: revoke %q from %s/%s", username, g.owner, g.repo)
-	if err := checkLogin(username); err != nil {
-		return steps.Permanent(fmt.Errorf("%s: %w", what, err))
+// User looks up the account that has login now. An unknown login (404) or
+// an invalid one is steps.Permanent wrapping ErrUnknownUser or
+// ErrInvalidUsername; other errors are classified as for Grant.
+func (g *GitHub) User(ctx context.Context, login string) (User, error) {
+	what := fmt.Sprintf("access: github: look up user %q", login)
+	if err := checkLogin(login); err != nil {
+		return User{}, steps.Permanent(fmt.Errorf("%s: %w", what, err))
+	}
+	u, _, err := g.client.Users.Get(ctx, login)
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound {
+			return User{}, steps.Permanent(fmt.Errorf("%s: %w: GitHub answered 404: %w", what, ErrUnknownUser, err))
+		}
+		return User{}, g.classify(what, err)
+	}
+	if u.GetID() == 0 {
+		return User{}, fmt.Errorf("%s: GitHub answered without a user id", what)
+	}
+	return User{ID: u.GetID(), Login: u.GetLogin()}, nil
+}
+
+// UserByID looks up the account with id, whatever its login is now. A
+// deleted account (404) wraps ErrNoSuchUser; other errors are classified
+// as for Grant.
+func (g *GitHub) UserByID(ctx context.Context, id int64) (User, error) {
+	what := fmt.Sprintf("access: github: look up user %d", id)
+	u, _, err := g.client.Users.GetByID(ctx, id)
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound {
+			return User{}, fmt.Errorf("%s: %w", what, ErrNoSuchUser)
+		}
+		return User{}, g.classify(what, err)
+	}
+	if err := checkLogin(u.GetLogin()); err != nil {
+		return User{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return User{ID: id, Login: u.GetLogin()}, nil
+}
+
+// IsCollaborator reports whether login has access to the repository now,
+// as a collaborator or through an organization. Errors are classified as
+// for Grant.
+func (g *GitHub) IsCollaborator(ctx context.Context, login string) (bool, error) {
+	what := fmt.Sprintf("access: github: check %q on %s/%s", login, g.owner, g.repo)
+	if err := checkLogin(login); err != nil {
+		return false, steps.Permanent(fmt.Errorf("%s: %w", what, err))
+	}
+	ok, _, err := g.client.Repositories.IsCollaborator(ctx, g.owner, g.repo, login)
+	if err != nil {
+		return false, g.classify(what, err)
+	}
+	return ok, nil
+}
+
+// Revoke takes user's access away: it deletes the pending invitation
+// invitationID (if not 0) and every other pending invitation whose invitee
+// is user (by id; by login, case-insensitively, when the id is 0), found by
+// listing them all, then removes user.Login as a collaborator (unless it is
+// empty). Invitations go first so that one accepted mid-way is still caught
+// by the removal. Anything already gone counts as done, so Revoke is safe
+// to repeat. Errors are classified as for Grant.
+func (g *GitHub) Revoke(ctx context.Context, user User, invitationID int64) error {
+	what := fmt.Sprintf("access: github: revoke %q (id %d) from %s/%s", user.Login, user.ID, g.owner, g.repo)
+	if user.Login != "" {
+		if err := checkLogin(user.Login); err != nil {
+			return steps.Permanent(fmt.Errorf("%s: %w", what, err))
+		}
+	} else if user.ID == 0 {
+		return steps.Permanent(fmt.Errorf("%s: neither a user id nor a login", what))
 	}
 	if invitationID != 0 {
 		if err := g.deleteInvitation(ctx, invitationID); err != nil {
 			return g.classify(what, err)
 		}
 	}
-	pending, err := g.pendingInvitations(ctx, username)
+	var pending []int64
+	err := g.listInvitations(ctx, func(inv *github.RepositoryInvitation) {
+		invitee := inv.GetInvitee()
+		if inv.GetID() != 0 && ((user.ID != 0 && invitee.GetID() == user.ID) ||
+			(user.ID == 0 && strings.EqualFold(invitee.GetLogin(), user.Login))) {
+			pending = append(pending, inv.GetID())
+		}
+	})
 	if err != nil {
 		return g.classify(what, err)
 	}
-	for _, inv := range pending {
-		if err := g.deleteInvitation(ctx, inv.GetID()); err != nil {
+	for _, id := range pending {
+		if err := g.deleteInvitation(ctx, id); err != nil {
 			return g.classify(what, err)
 		}
 	}
-	_, err = g.client.Repositories.RemoveCollaborator(ctx, g.owner, g.repo, username)
+	if user.Login == "" {
+		return nil
+	}
+	_, err = g.client.Repositories.RemoveCollaborator(ctx, g.owner, g.repo, user.Login)
 	if err != nil && statusOf(err) != http.StatusNotFound {
 		return g.classify(what, fmt.Errorf("remove collaborator: %w", err))
 	}
 	return nil
 }
 
-// Check reports username's current access, for drift detection. Errors are
-// classified as for Grant.
-func (g *GitHub) Check(ctx context.Context, username string) (Access, error) {
-	what := fmt.Sprintf("access: github: check %q on %s/%s", username, g.owner, g.repo)
-	if err := checkLogin(username); err != nil {
-		return Access{}, steps.Permanent(fmt.Errorf("%s: %w", what, err))
+// Snapshot lists the repository's direct collaborators and its pending
+// invitations, 100 to a page: the fewest requests GitHub allows for the
+// whole picture. Errors are classified as for Grant.
+func (g *GitHub) Snapshot(ctx context.Context) (Snapshot, error) {
+	what := fmt.Sprintf("access: github: list access to %s/%s", g.owner, g.repo)
+	s := Snapshot{Collaborators: map[int64]string{}, Invitations: map[int64]Invitation{}}
+	opts := &github.ListCollaboratorsOptions{Affiliation: "direct", ListOptions: github.ListOptions{PerPage: perPage}}
+	for page := 0; ; page++ {
+		if page == maxPages {
+			return s, fmt.Errorf("%s: more than %d pages of collaborators", what, maxPages)
+		}
+		users, resp, err := g.client.Repositories.ListCollaborators(ctx, g.owner, g.repo, opts)
+		if err != nil {
+			return s, g.classify(what, fmt.Errorf("list collaborators (page %d): %w", max(opts.Page, 1), err))
+		}
+		for _, u := range users {
+			if u.GetID() != 0 {
+				s.Collaborators[u.GetID()] = u.GetLogin()
+			}
+		}
+		if resp.NextPage == 0 {
+			break
+		}
+		opts.Page = resp.NextPage
 	}
-	isCollab, _, err := g.client.Repositories.IsCollaborator(ctx, g.owner, g.repo, username)
+	err := g.listInvitations(ctx, func(inv *github.RepositoryInvitation) {
+		if u := inv.GetInvitee(); u.GetID() != 0 && inv.GetID() != 0 {
+			s.Invitations[u.GetID()] = Invitation{ID: inv.GetID(), Login: u.GetLogin()}
+		}
+	})
 	if err != nil {
-		return Access{}, g.classify(what, fmt.Errorf("check collaborator: %w", err))
+		return s, g.classify(what, err)
 	}
-	pending, err := g.pendingInvitations(ctx, username)
-	if err != nil {
-		return Access{}, g.classify(what, err)
+	return s, nil
+}
+
+// DeleteInvitation deletes the repository invitation id; 0, or one
+// already gone, is no error. Errors are classified as for Grant.
+func (g *GitHub) DeleteInvitation(ctx context.Context, id int64) error {
+	if id == 0 {
+		return nil
 	}
-	a := Access{Collaborator: isCollab}
-	if len(pending) > 0 {
-		a.PendingInvitationID = pending[0].GetID()
+	if err := g.deleteInvitation(ctx, id); err != nil {
+		return g.classify(fmt.Sprintf("access: github: delete invitation %d from %s/%s", id, g.owner, g.repo), err)
 	}
-	return a, nil
+	return nil
 }
 
 // deleteInvitation deletes invitation id; one already gone is no error.
@@ -239,27 +384,24 @@ func (g *GitHub) deleteInvitation(ctx context.Context, id int64) error {
 	return nil
 }
 
-// pendingInvitations lists the repository's pending invitations, page by
-// page, and returns those whose invitee is username.
-func (g *GitHub) pendingInvitations(ctx context.Context, username string) ([]*github.RepositoryInvitation, error) {
-	var out []*github.RepositoryInvitation
-	opts := &github.ListOptions{PerPage: invitationsPerPage}
-	for range maxInvitationPages {
+// listInvitations calls fn with each of the repository's pending
+// invitations, listed page by page.
+func (g *GitHub) listInvitations(ctx context.Context, fn func(*github.RepositoryInvitation)) error {
+	opts := &github.ListOptions{PerPage: perPage}
+	for range maxPages {
 		invs, resp, err := g.client.Repositories.ListInvitations(ctx, g.owner, g.repo, opts)
 		if err != nil {
-			return nil, fmt.Errorf("list invitations (page %d): %w", max(opts.Page, 1), err)
+			return fmt.Errorf("list invitations (page %d): %w", max(opts.Page, 1), err)
 		}
 		for _, inv := range invs {
-			if strings.EqualFold(inv.GetInvitee().GetLogin(), username) && inv.GetID() != 0 {
-				out = append(out, inv)
-			}
+			fn(inv)
 		}
 		if resp.NextPage == 0 {
-			return out, nil
+			return nil
 		}
 		opts.Page = resp.NextPage
 	}
-	return nil, fmt.Errorf("list invitations: more than %d pages", maxInvitationPages)
+	return fmt.Errorf("list invitations: more than %d pages", maxPages)
 }
 
 // classify turns a go-github error into a step outcome: rate limits become

@@ -126,7 +126,7 @@ func TestRevokeRemovesCollaborator(t *testing.T) {
 	env.fake.AcceptInvitation(res.InvitationID)
 	env.fake.AddCollaborator("bob", "pull")
 
-	if err := env.gh.Revoke(ctx, "alice", res.InvitationID); err != nil {
+	if err := env.gh.Revoke(ctx, access.User{Login: "alice"}, res.InvitationID); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	got := env.fake.Collaborators()
@@ -145,7 +145,7 @@ func TestRevokeDeletesPendingInvitationByID(t *testing.T) {
 	other := env.fake.AddInvitation("carol", "pull")
 
 	// Refunded before alice accepted.
-	if err := env.gh.Revoke(ctx, "alice", res.InvitationID); err != nil {
+	if err := env.gh.Revoke(ctx, access.User{Login: "alice"}, res.InvitationID); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	invs := env.fake.Invitations()
@@ -176,7 +176,7 @@ func TestRevokeFindsInvitationOnlyByListing(t *testing.T) {
 	// Invited under a different spelling, and the id was never recorded.
 	aliceID := env.fake.AddInvitation("Alice", "pull")
 
-	if err := env.gh.Revoke(ctx, "alice", 0); err != nil {
+	if err := env.gh.Revoke(ctx, access.User{Login: "alice"}, 0); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
 	invs := env.fake.Invitations()
@@ -202,7 +202,7 @@ func TestRevokeFindsInvitationOnlyByListing(t *testing.T) {
 func TestRevokeAlreadyGoneSucceeds(t *testing.T) {
 	env := newGHEnv(t, nil)
 	ctx := context.Background()
-	if err := env.gh.Revoke(ctx, "ghost", 4242); err != nil {
+	if err := env.gh.Revoke(ctx, access.User{Login: "ghost"}, 4242); err != nil {
 		t.Fatalf("Revoke of someone never granted: %v", err)
 	}
 	// And repeating a completed revoke is just as fine.
@@ -211,7 +211,7 @@ func TestRevokeAlreadyGoneSucceeds(t *testing.T) {
 		t.Fatalf("Grant: %v", err)
 	}
 	for i := range 2 {
-		if err := env.gh.Revoke(ctx, "alice", res.InvitationID); err != nil {
+		if err := env.gh.Revoke(ctx, access.User{Login: "alice"}, res.InvitationID); err != nil {
 			t.Fatalf("Revoke #%d: %v", i+1, err)
 		}
 	}
@@ -245,7 +245,7 @@ func TestInvalidUsernameIsPermanentWithoutRequest(t *testing.T) {
 		if !steps.IsPermanent(err) || !errors.Is(err, access.ErrInvalidUsername) {
 			t.Errorf("Grant(%q) = %v, want permanent ErrInvalidUsername", name, err)
 		}
-		if err := env.gh.Revoke(ctx, name, 0); !steps.IsPermanent(err) {
+		if err := env.gh.Revoke(ctx, access.User{Login: name}, 0); !steps.IsPermanent(err) {
 			t.Errorf("Revoke(%q) = %v, want permanent", name, err)
 		}
 	}
@@ -264,12 +264,16 @@ func TestRateLimitRetriesAfterReset(t *testing.T) {
 	assertRetryAfter(t, "Grant", err, 90*time.Second)
 
 	env.fake.RateLimitNext(1, reset)
-	err = env.gh.Revoke(ctx, "alice", 0)
+	err = env.gh.Revoke(ctx, access.User{Login: "alice"}, 0)
 	assertRetryAfter(t, "Revoke", err, 90*time.Second)
 
 	env.fake.RateLimitNext(1, reset)
-	_, err = env.gh.Check(ctx, "alice")
-	assertRetryAfter(t, "Check", err, 90*time.Second)
+	_, err = env.gh.Snapshot(ctx)
+	assertRetryAfter(t, "Snapshot", err, 90*time.Second)
+
+	env.fake.RateLimitNext(1, reset)
+	_, err = env.gh.User(ctx, "alice")
+	assertRetryAfter(t, "User", err, 90*time.Second)
 
 	// Once the limit is over, the same call goes through.
 	if _, err := env.gh.Grant(ctx, "alice", "k"); err != nil {
@@ -315,7 +319,7 @@ func TestServerErrorIsRetryable(t *testing.T) {
 	assertPlain(t, "Grant after 500", err)
 
 	env.fake.FailNext(1, 502)
-	assertPlain(t, "Revoke after 502", env.gh.Revoke(ctx, "alice", 0))
+	assertPlain(t, "Revoke after 502", env.gh.Revoke(ctx, access.User{Login: "alice"}, 0))
 
 	if _, err := env.gh.Grant(ctx, "alice", "k"); err != nil {
 		t.Fatalf("retry: %v", err)
@@ -342,35 +346,88 @@ func TestBadTokenIsPermanent(t *testing.T) {
 	}
 }
 
-func TestCheckReportsState(t *testing.T) {
+func TestSnapshotListsAccessByUserID(t *testing.T) {
 	env := newGHEnv(t, nil)
 	ctx := context.Background()
-
-	check := func(want access.Access) {
-		t.Helper()
-		got, err := env.gh.Check(ctx, "alice")
-		if err != nil {
-			t.Fatalf("Check: %v", err)
-		}
-		if got != want {
-			t.Fatalf("Check = %+v, want %+v", got, want)
+	for i := range 150 {
+		env.fake.AddCollaborator(fmt.Sprintf("member%d", i), "pull")
+	}
+	for i := range 120 {
+		env.fake.AddInvitation(fmt.Sprintf("invitee%d", i), "pull")
+	}
+	before := len(env.fake.Requests())
+	s, err := env.gh.Snapshot(ctx)
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	if n := len(env.fake.Requests()) - before; n != 4 {
+		t.Errorf("%d requests, want 4 (2 pages of collaborators, 2 of invitations)", n)
+	}
+	if len(s.Collaborators) != 150 || len(s.Invitations) != 120 {
+		t.Fatalf("snapshot has %d collaborators and %d invitations, want 150 and 120", len(s.Collaborators), len(s.Invitations))
+	}
+	member, _ := env.fake.UserID("member7")
+	invitee, _ := env.fake.UserID("invitee7")
+	if !s.Has(member) || !s.Has(invitee) || s.Has(1) {
+		t.Errorf("Has(member7, invitee7, 1) = %v %v %v", s.Has(member), s.Has(invitee), s.Has(1))
+	}
+	if id, ok := s.IDOf("MEMBER7"); !ok || id != member {
+		t.Errorf("IDOf(MEMBER7) = %d %v, want %d", id, ok, member)
+	}
+	for _, r := range env.fake.Requests()[before:] {
+		if strings.HasSuffix(r.Path, "/collaborators") && !strings.Contains(r.Query, "affiliation=direct") {
+			t.Errorf("collaborators listed without affiliation=direct: %s", r.Query)
 		}
 	}
-	check(access.Access{})
+}
 
+func TestRevokeByIDReachesARenamedUserAndNotTheNewOwnerOfTheLogin(t *testing.T) {
+	env := newGHEnv(t, nil)
+	ctx := context.Background()
+	alice, err := env.gh.User(ctx, "alice")
+	if err != nil || alice.ID == 0 || alice.Login != "alice" {
+		t.Fatalf("User(alice) = %+v, %v", alice, err)
+	}
 	res, err := env.gh.Grant(ctx, "alice", "k")
 	if err != nil {
-		t.Fatalf("Grant: %v", err)
+		t.Fatal(err)
 	}
-	check(access.Access{PendingInvitationID: res.InvitationID})
-
 	env.fake.AcceptInvitation(res.InvitationID)
-	check(access.Access{Collaborator: true})
-
-	if err := env.gh.Revoke(ctx, "alice", res.InvitationID); err != nil {
-		t.Fatalf("Revoke: %v", err)
+	bob, _ := env.gh.User(ctx, "bob")
+	if _, err := env.gh.Grant(ctx, "bob", "k2"); err != nil { // bob's invitation stays pending
+		t.Fatal(err)
 	}
-	check(access.Access{})
+
+	env.fake.RenameUser("alice", "alice2")
+	env.fake.RenameUser("bob", "bobby")
+	stranger := env.fake.AddUser("alice")
+	env.fake.AddCollaborator("alice", "push") // the new alice has access of their own
+
+	for _, id := range []int64{alice.ID, bob.ID} {
+		now, err := env.gh.UserByID(ctx, id)
+		if err != nil {
+			t.Fatalf("UserByID(%d): %v", id, err)
+		}
+		if err := env.gh.Revoke(ctx, now, 0); err != nil {
+			t.Fatalf("Revoke(%+v): %v", now, err)
+		}
+	}
+	if invs := env.fake.Invitations(); len(invs) != 0 {
+		t.Errorf("invitations = %+v, want bobby's deleted", invs)
+	}
+	if c := env.fake.Collaborators(); len(c) != 1 || c[0].ID != stranger || c[0].Permission != "push" {
+		t.Errorf("collaborators = %+v, want only the new alice (%d), untouched", c, stranger)
+	}
+	if ok, err := env.gh.IsCollaborator(ctx, "alice2"); err != nil || ok {
+		t.Errorf("IsCollaborator(alice2) = %v, %v; want false", ok, err)
+	}
+	if _, err := env.gh.UserByID(ctx, 1); !errors.Is(err, access.ErrNoSuchUser) || steps.IsPermanent(err) {
+		t.Errorf("UserByID(deleted) = %v, want ErrNoSuchUser, not permanent", err)
+	}
+	env.fake.AddUnknownUser("ghost")
+	if _, err := env.gh.User(ctx, "ghost"); !errors.Is(err, access.ErrUnknownUser) || !steps.IsPermanent(err) {
+		t.Errorf("User(unknown) = %v, want permanent ErrUnknownUser", err)
+	}
 }
 
 func TestBaseURLForms(t *testing.T) {
@@ -384,8 +441,8 @@ func TestBaseURLForms(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NewGitHub(%q): %v", base, err)
 		}
-		if _, err := gh.Check(context.Background(), "alice"); err != nil {
-			t.Errorf("Check via %q: %v", base, err)
+		if _, err := gh.IsCollaborator(context.Background(), "alice"); err != nil {
+			t.Errorf("IsCollaborator via %q: %v", base, err)
 		}
 	}
 	for _, r := range fake.Requests() {

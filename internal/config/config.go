@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -49,14 +50,21 @@ type Database struct {
 	MaxConns int32  `yaml:"max_conns"`
 }
 
-// HTTP configures the API listener.
+// HTTP configures the public API listener and the admin listener.
 type HTTP struct {
-	Addr            string        `yaml:"addr" env:"PAYMENTD_HTTP_ADDR"`
-	AdminAddr       string        `yaml:"admin_addr" env:"PAYMENTD_ADMIN_ADDR"`
+	Addr string `yaml:"addr" env:"PAYMENTD_HTTP_ADDR"`
+	// AdminAddr serves /metrics, /healthz and /readyz with its problems;
+	// empty means no admin listener (the api role then needs none).
+	AdminAddr string `yaml:"admin_addr" env:"PAYMENTD_ADMIN_ADDR"`
+	// PublicMetrics also serves /metrics on the public listener.
+	PublicMetrics   bool          `yaml:"public_metrics"`
 	PublicURL       string        `yaml:"public_url" env:"PAYMENTD_PUBLIC_URL"`
 	CORSOrigins     []string      `yaml:"cors_origins"`
 	MaxBodyBytes    int64         `yaml:"max_body_bytes"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// CheckoutRate is how many checkouts one user may start per minute,
+	// counted across every replica.
+	CheckoutRate int `yaml:"checkout_rate"`
 }
 
 // Auth configures how user-facing endpoints verify bearer JWTs.
@@ -150,6 +158,10 @@ type Fulfillment struct {
 	FollowUps                []FollowUp    `yaml:"followups"`
 	AbandonedDelay           time.Duration `yaml:"abandoned_delay"`
 	AbandonedRequiresConsent bool          `yaml:"abandoned_requires_consent"`
+	// NotifyWindow is how recent a payment or refund must be for its
+	// customer emails to be sent: older ones (a backfill, a long outage)
+	// are recorded and acted on quietly.
+	NotifyWindow time.Duration `yaml:"notify_window"`
 }
 
 // FollowUp is one email sent a delay after the purchase completed.
@@ -243,8 +255,8 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 func Defaults() *Config {
 	return &Config{
 		Database: Database{MaxConns: 20},
-		HTTP: HTTP{Addr: "127.0.0.1:8080", PublicURL: "http://localhost:8080", MaxBodyBytes: 64 << 10,
-			ShutdownTimeout: 20 * time.Second},
+		HTTP: HTTP{Addr: "127.0.0.1:8080", AdminAddr: "127.0.0.1:9090", PublicURL: "http://localhost:8080",
+			MaxBodyBytes: 64 << 10, ShutdownTimeout: 20 * time.Second, CheckoutRate: 10},
 		Auth: Auth{Issuer: "paymentd-dev", Audience: "paymentd"},
 		Stripe: Stripe{RateLimit: 20, WebhookTolerance: 300 * time.Second,
 			SuccessURL: "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
@@ -255,7 +267,7 @@ func Defaults() *Config {
 			BackoffBase: 10 * time.Second, BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
 		GitHub: GitHub{Permission: "pull"},
-		Fulfillment: Fulfillment{AbandonedDelay: time.Hour, FollowUps: []FollowUp{
+		Fulfillment: Fulfillment{AbandonedDelay: time.Hour, NotifyWindow: 72 * time.Hour, FollowUps: []FollowUp{
 			{Delay: 7 * 24 * time.Hour, Template: "followup_onboarding"},
 			{Delay: 14 * 24 * time.Hour, Template: "followup_feedback"},
 			{Delay: 30 * 24 * time.Hour, Template: "followup_testimonial"},
@@ -369,6 +381,19 @@ func joinPath(prefix, name string) string {
 	return prefix + "." + name
 }
 
+// sameListener reports whether two listen addresses would claim the same
+// port on some interface: equal ports (other than 0, "any free port") and
+// equal hosts, or one of them listening on every interface.
+func sameListener(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	every := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return pa == pb && pa != "0" && (ha == hb || every(ha) || every(hb))
+}
+
 var (
 	productKeyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,199}$`)
 	colorRE      = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
@@ -405,6 +430,12 @@ func (c *Config) validate() Problems {
 	}
 	if c.HTTP.Addr == "" {
 		add("http.addr", "is required")
+	}
+	if c.HTTP.AdminAddr != "" && sameListener(c.HTTP.Addr, c.HTTP.AdminAddr) {
+		add("http.admin_addr", "must differ from http.addr (%s): /metrics and readiness details stay off the public listener", c.HTTP.Addr)
+	}
+	if c.HTTP.CheckoutRate < 1 || c.HTTP.CheckoutRate > 10000 {
+		add("http.checkout_rate", "must be between 1 and 10000 checkouts per user per minute")
 	}
 	checkURL("http.public_url", c.HTTP.PublicURL, true)
 	for i, o := range c.HTTP.CORSOrigins {
@@ -533,6 +564,7 @@ func (c *Config) validate() Problems {
 		}
 	}
 	positive("fulfillment.abandoned_delay", c.Fulfillment.AbandonedDelay)
+	positive("fulfillment.notify_window", c.Fulfillment.NotifyWindow)
 
 	if len(c.Products) == 0 {
 		add("products", "list at least one product")

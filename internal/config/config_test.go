@@ -35,7 +35,7 @@ func TestEnvironmentOverridesFile(t *testing.T) {
 		"SENDGRID_API_BASE":     "https://api.eu.sendgrid.com",
 		"GITHUB_TOKEN":          "ghp_x",
 		"GITHUB_API_BASE":       "https://ghe.example.com/api/v3/",
-		"PAYMENTD_HTTP_ADDR":    ":9090",
+		"PAYMENTD_HTTP_ADDR":    ":8081",
 	}
 	cfg, err := config.Load("../../config.yaml", func(k string) string { return env[k] })
 	if err != nil {
@@ -160,5 +160,44 @@ func TestRetentionAndStepTimeout(t *testing.T) {
 	if !errors.As(err, &problems) || len(problems) != 2 ||
 		!strings.HasPrefix(problems[0], "retention:") || !strings.HasPrefix(problems[1], "steps.timeout:") {
 		t.Errorf("problems = %v, want retention and steps.timeout", err)
+	}
+}
+
+func TestHTTPListenersAndCheckoutRate(t *testing.T) {
+	cfg, err := config.Load("../../config.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.AdminAddr != "127.0.0.1:9090" || cfg.HTTP.PublicMetrics || cfg.HTTP.CheckoutRate != 10 {
+		t.Errorf("http defaults: admin_addr %q public_metrics %v checkout_rate %d; want 127.0.0.1:9090, false, 10",
+			cfg.HTTP.AdminAddr, cfg.HTTP.PublicMetrics, cfg.HTTP.CheckoutRate)
+	}
+	if d := config.Defaults(); d.HTTP.AdminAddr != "127.0.0.1:9090" || d.HTTP.CheckoutRate != 10 {
+		t.Errorf("built-in defaults: admin_addr %q checkout_rate %d", d.HTTP.AdminAddr, d.HTTP.CheckoutRate)
+	}
+	for _, c := range []struct {
+		addr, admin string
+		clash       bool
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:9090", false},
+		{"127.0.0.1:8080", "127.0.0.1:8080", true},
+		{"0.0.0.0:8080", "127.0.0.1:8080", true},
+		{":8080", "127.0.0.1:8080", true},
+		{"10.0.0.1:8080", "127.0.0.1:8080", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false}, // each gets a free port
+	} {
+		_, err := config.Load("../../config.yaml", func(k string) string {
+			return map[string]string{"PAYMENTD_HTTP_ADDR": c.addr, "PAYMENTD_ADMIN_ADDR": c.admin}[k]
+		})
+		if clash := err != nil && strings.Contains(err.Error(), "http.admin_addr: must differ"); clash != c.clash {
+			t.Errorf("addr %s, admin_addr %s: %v; want a clash %v", c.addr, c.admin, err, c.clash)
+		}
+	}
+	base, _ := os.ReadFile("../../config.yaml")
+	for _, rate := range []string{"0", "-1", "10001"} {
+		bad := strings.Replace(string(base), "checkout_rate: 10 ", "checkout_rate: "+rate+" ", 1)
+		if _, err := config.Parse([]byte(bad), noEnv); err == nil || !strings.Contains(err.Error(), "http.checkout_rate:") {
+			t.Errorf("checkout_rate %s accepted: %v", rate, err)
+		}
 	}
 }

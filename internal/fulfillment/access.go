@@ -7,7 +7,10 @@ package fulfillment
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,26 +19,30 @@ import (
 	"github.com/paymentd/paymentd/store"
 )
 
-// grantResult is the recorded result of a grant_access step, read by the
-// access email that waits for it.
-type grantResult struct {
-	Granted             bool   `json:"granted"`
-	Provider            string `json:"provider,omitempty"`
-	Username            string `json:"github_username,omitempty"`
-	InvitationID        int64  `json:"invitation_id,omitempty"`
-	AlreadyCollaborator bool   `json:"already_collaborator,omitempty"`
-	// Skipped says why access was not granted.
-	Skipped string `json:"skipped,omitempty"`
+// grantArgs is the input of a grant_access step.
+type grantArgs struct {
+	// Login, when set, is the GitHub login to grant to (a username the
+	// buyer gave to move their access). Without it the grant goes to the
+	// account the purchase's last grant recorded, by id, as long as the
+	// purchase still names that grant's login; else to the purchase's (or
+	// the account's) GitHub username.
+	Login string `json:"github_username,omitempty"`
 }
 
-// revokeResult is the recorded result of a revoke_access step.
-type revokeResult struct {
-	Revoked  bool   `json:"revoked"`
-	Provider string `json:"provider,omitempty"`
-	Username string `json:"github_username,omitempty"`
-	// KeptFor names another purchase that still grants the same GitHub
-	// user access, so the collaborator was left in place.
-	KeptFor string `json:"kept_for,omitempty"`
+// grantResult is the recorded result of a grant_access step, read by the
+// access email and the move's revocation that wait for it.
+type grantResult struct {
+	Granted      bool   `json:"granted"`
+	Provider     string `json:"provider,omitempty"`
+	GrantID      int64  `json:"grant_id,omitempty"`
+	Username     string `json:"github_username,omitempty"`
+	GitHubUserID int64  `json:"github_user_id,omitempty"`
+	InvitationID int64  `json:"invitation_id,omitempty"`
+	// AlreadyCollaborator reports that the user had access already, so no
+	// invitation was sent; Preexisting that nobody paymentd granted gave it.
+	AlreadyCollaborator bool `json:"already_collaborator,omitempty"`
+	Preexisting         bool `json:"preexisting,omitempty"`
+	// Skipped says why access was not granted.
 	Skipped string `json:"skipped,omitempty"`
 }
 
@@ -45,10 +52,16 @@ var (
 )
 
 // grantAccess gives the buyer of a paid purchase what its product
-// delivers. An unknown GitHub user fails the step at once (the engine then
-// alerts the operator) and marks the purchase's access failed, so the
-// buyer can give another username.
+// delivers. Before calling the provider it records the attempt, in a
+// transaction that locks the purchase, so a refund either comes first (and
+// nothing is granted) or finds the attempt (and revokes it). A grant that
+// completes after the purchase lost its entitlement does not mark access
+// granted: it schedules its own revocation (settleGrant).
 func (f *Fulfillment) grantAccess(ctx context.Context, job *steps.Job) (any, error) {
+	var args grantArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
 	p, err := f.purchase(ctx, job)
 	if err != nil {
 		return nil, err
@@ -61,40 +74,14 @@ func (f *Fulfillment) grantAccess(ctx context.Context, job *steps.Job) (any, err
 		if f.github == nil {
 			return nil, steps.Permanent(errGitHubUnconfigured)
 		}
-		username, err := githubUsername(ctx, f.db.Queries, p)
-		if err != nil {
-			return nil, err
-		}
-		if username == "" {
-			return grantResult{Provider: providerGitHub, Skipped: "no GitHub username yet"}, nil
-		}
-		res, err := f.github.Grant(ctx, username, job.IdempotencyKey)
-		if err != nil {
-			if steps.IsPermanent(err) {
-				if merr := f.db.MarkAccessFailed(ctx, p.ID, f.clock.Now()); merr != nil {
-					job.Logger.Error("record failed access", "err", merr)
-				}
-			}
-			return nil, err
-		}
-		var ref *string
-		if res.InvitationID != 0 {
-			s := strconv.FormatInt(res.InvitationID, 10)
-			ref = &s
-		}
-		job.OnCommit(func(ctx context.Context, q *store.Queries) error {
-			if deref(p.GitHubUsername) != username {
-				if err := q.SetGitHubUsername(ctx, p.ID, username, f.clock.Now()); err != nil {
-					return err
-				}
-			}
-			return q.SetAccess(ctx, p.ID, store.AccessGranted, ref, f.clock.Now())
-		})
-		return grantResult{Granted: true, Provider: providerGitHub, Username: username,
-			InvitationID: res.InvitationID, AlreadyCollaborator: res.AlreadyCollaborator}, nil
+		return f.grantGitHub(ctx, job, p, args)
 	case providerWebhook:
 		if f.webhook == nil {
 			return nil, steps.Permanent(errWebhookUnconfigured)
+		}
+		g, err := f.recordAttempt(ctx, p.ID, store.Grant{Provider: store.ProviderWebhook}, nil)
+		if err != nil || g == nil {
+			return skippedGrant(err)
 		}
 		if err := f.webhook.Send(ctx, access.EventPurchaseCompleted, job.IdempotencyKey,
 			f.grantPayload(ctx, p, access.EventPurchaseCompleted)); err != nil {
@@ -102,67 +89,170 @@ func (f *Fulfillment) grantAccess(ctx context.Context, job *steps.Job) (any, err
 		}
 		ref := job.IdempotencyKey // the delivered message's id
 		job.OnCommit(func(ctx context.Context, q *store.Queries) error {
-			return q.SetAccess(ctx, p.ID, store.AccessGranted, &ref, f.clock.Now())
+			return f.settleGrant(ctx, q, p.ID, *g, &ref, "")
 		})
-		return grantResult{Granted: true, Provider: providerWebhook}, nil
+		return grantResult{Granted: true, Provider: providerWebhook, GrantID: g.ID}, nil
 	}
 	return grantResult{Skipped: "the product has no access provider"}, nil
 }
 
-// revokeAccess takes access away from a purchase that is no longer paid
-// for. A GitHub user that another paid purchase still grants access keeps
-// it; the purchase's own access is recorded as revoked either way.
+// recordAttempt records that g is about to be granted to purchaseID, in a
+// transaction that locks the purchase and first checks that it is still
+// paid for; decide, when not nil, fills in what depends on the locked
+// purchase's other grants. A nil grant means the purchase lost its
+// entitlement: grant nothing.
+func (f *Fulfillment) recordAttempt(ctx context.Context, purchaseID string, g store.Grant,
+	decide func(ctx context.Context, q *store.Queries, g *store.Grant) error) (*store.Grant, error) {
+	var out *store.Grant
+	err := f.db.InTx(ctx, func(q *store.Queries) error {
+		out = nil
+		cur, err := q.LockPurchase(ctx, purchaseID)
+		if err != nil || !cur.Status.Entitled() {
+			return err
+		}
+		g.PurchaseID = purchaseID
+		if decide != nil {
+			if err := decide(ctx, q, &g); err != nil {
+				return err
+			}
+		}
+		recorded, err := q.RecordGrantAttempt(ctx, g, f.clock.Now())
+		out = &recorded
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record grant attempt: %w", err)
+	}
+	return out, nil
+}
+
+// skippedGrant is the outcome of a grant whose attempt was not recorded:
+// an error, or a purchase that lost its entitlement meanwhile.
+func skippedGrant(err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return grantResult{Skipped: "the purchase lost its entitlement before the grant"}, nil
+}
+
+// settleGrant runs in the transaction that completes a grant step. While
+// the purchase is paid for, the grant and the purchase's access are marked
+// granted (and login, when not "", becomes the purchase's GitHub username).
+// Otherwise a refund came while the provider was being called: access is
+// not marked granted, and the grant is revoked, by a step of its own
+// unless a revocation that will find it is still to run.
+func (f *Fulfillment) settleGrant(ctx context.Context, q *store.Queries, purchaseID string, g store.Grant,
+	ref *string, login string) error {
+	p, err := q.LockPurchase(ctx, purchaseID)
+	if err != nil {
+		return err
+	}
+	now := f.clock.Now()
+	if !p.Status.Entitled() {
+		f.log.Warn("a grant completed after its purchase lost its entitlement; revoking it",
+			"purchase_id", p.ID, "grant_id", g.ID, "status", string(p.Status))
+		return f.scheduleRevoke(ctx, q, p, g.ID)
+	}
+	if err := q.MarkGrantGranted(ctx, g.ID, g.InvitationID, now); err != nil {
+		return err
+	}
+	if login != "" && deref(p.GitHubUsername) != login {
+		if err := q.SetGitHubUsername(ctx, p.ID, login, now); err != nil {
+			return err
+		}
+	}
+	return q.SetAccess(ctx, p.ID, store.AccessGranted, ref, now)
+}
+
+// scheduleRevoke schedules the revocation of grant grantID, unless a
+// revocation of every active grant is still to run: it will find this one.
+func (f *Fulfillment) scheduleRevoke(ctx context.Context, q *store.Queries, p store.Purchase, grantID int64) error {
+	existing, err := q.PurchaseSteps(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	for _, s := range existing {
+		if s.Name != StepRevokeAccess || (s.Status != store.StepWaiting && s.Status != store.StepPending) {
+			continue
+		}
+		var a revokeArgs
+		if json.Unmarshal(s.Args, &a) == nil && !a.Superseded && len(a.GrantIDs) == 0 {
+			return nil
+		}
+	}
+	name := PrefixRevoke + strconv.Itoa(countPipelines(existing, PrefixRevoke)+1)
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: []steps.Step{{
+		Name: StepRevokeAccess, Tags: []string{TagRevoke}, Args: revokeArgs{GrantIDs: []int64{grantID}}}}})
+	return err
+}
+
+// revokeArgs is the input of a revoke_access step. The zero value takes
+// back every grant of the purchase that may be active.
+type revokeArgs struct {
+	// GrantIDs names the grants to take back, whatever their recorded
+	// state: grants that completed after the purchase lost its entitlement.
+	GrantIDs []int64 `json:"grant_ids,omitempty"`
+	// All takes back every grant the purchase ever had (drift repair: the
+	// provider still shows access).
+	All bool `json:"all,omitempty"`
+	// Superseded takes back, from a purchase still paid for, the active
+	// GitHub grants to accounts other than the one the same pipeline's
+	// grant went to: the old login of a move.
+	Superseded bool `json:"superseded,omitempty"`
+}
+
+// revokeResult is the recorded result of a revoke_access step.
+type revokeResult struct {
+	Revoked  bool            `json:"revoked"`
+	Provider string          `json:"provider,omitempty"`
+	Grants   []revokeOutcome `json:"grants,omitempty"`
+	Skipped  string          `json:"skipped,omitempty"`
+}
+
+// revokeOutcome is what became of one grant.
+type revokeOutcome struct {
+	GrantID      int64  `json:"grant_id"`
+	GitHubUserID int64  `json:"github_user_id,omitempty"`
+	Username     string `json:"github_username,omitempty"`
+	// Outcome is removed, preexisting (left in place), kept_for (another
+	// paid purchase grants the same account: KeptFor), or account_deleted.
+	Outcome string `json:"outcome"`
+	KeptFor string `json:"kept_for,omitempty"`
+}
+
+// revokeAccess takes access away: from a purchase that is no longer paid
+// for, every grant that was attempted (or those args name); from a moved
+// purchase, the grants its new one supersedes. A GitHub account that
+// another paid purchase still grants keeps its access, and one that had
+// access before paymentd granted any is never removed; the grants are
+// recorded as revoked either way.
 func (f *Fulfillment) revokeAccess(ctx context.Context, job *steps.Job) (any, error) {
+	var args revokeArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
 	p, err := f.purchase(ctx, job)
 	if err != nil {
 		return nil, err
 	}
-	if p.Status.Entitled() {
+	if !args.Superseded && p.Status.Entitled() {
 		return revokeResult{Skipped: "the purchase is " + string(p.Status) + " again"}, nil
 	}
-	// Access never granted has nothing to take back; a grant that raced
-	// this step is found by the access drift check, whose repairs always
-	// ask the provider.
-	if p.AccessState == store.AccessNone && !strings.HasPrefix(job.Pipeline, PrefixRepair) {
-		return revokeResult{Skipped: "access was never granted"}, nil
+	targets, skip, err := f.revokeTargets(ctx, job, p, args)
+	if err != nil || skip != "" {
+		return revokeResult{Skipped: skip}, err
 	}
-	markRevoked := func() {
-		job.OnCommit(func(ctx context.Context, q *store.Queries) error {
-			return q.SetAccess(ctx, p.ID, store.AccessRevoked, p.AccessRef, f.clock.Now())
-		})
-	}
-	switch f.product(p.ProductKey).Access {
+	res := revokeResult{Revoked: true, Provider: f.product(p.ProductKey).Access}
+	var resolved map[int64]int64
+	switch res.Provider {
 	case providerGitHub:
-		username := deref(p.GitHubUsername)
-		if username == "" {
-			return revokeResult{Provider: providerGitHub, Skipped: "no GitHub username recorded: access never granted"}, nil
-		}
 		if f.github == nil {
 			return nil, steps.Permanent(errGitHubUnconfigured)
 		}
-		others, err := f.db.GrantedToGitHubUser(ctx, username, p.ID)
-		if err != nil {
+		if res.Grants, resolved, err = f.revokeGitHub(ctx, p, targets); err != nil {
 			return nil, err
 		}
-		for _, o := range others {
-			if f.product(o.ProductKey).Access == providerGitHub {
-				markRevoked()
-				return revokeResult{Provider: providerGitHub, Username: username, KeptFor: o.ID}, nil
-			}
-		}
-		var invitation int64
-		if p.AccessRef != nil {
-			invitation, _ = strconv.ParseInt(*p.AccessRef, 10, 64) // not a number: no invitation to name
-		}
-		if err := f.github.Revoke(ctx, username, invitation); err != nil {
-			return nil, err
-		}
-		markRevoked()
-		return revokeResult{Revoked: true, Provider: providerGitHub, Username: username}, nil
 	case providerWebhook:
-		if p.AccessState == store.AccessRevoked {
-			return revokeResult{Provider: providerWebhook, Skipped: "access already revoked"}, nil
-		}
 		if f.webhook == nil {
 			return nil, steps.Permanent(errWebhookUnconfigured)
 		}
@@ -170,10 +260,88 @@ func (f *Fulfillment) revokeAccess(ctx context.Context, job *steps.Job) (any, er
 			f.grantPayload(ctx, p, access.EventPurchaseRefunded)); err != nil {
 			return nil, err
 		}
-		markRevoked()
-		return revokeResult{Revoked: true, Provider: providerWebhook}, nil
+	default:
+		return revokeResult{Skipped: "the product has no access provider"}, nil
 	}
-	return revokeResult{Skipped: "the product has no access provider"}, nil
+	job.OnCommit(func(ctx context.Context, q *store.Queries) error {
+		return f.settleRevoke(ctx, q, p, targets, resolved, args.Superseded)
+	})
+	return res, nil
+}
+
+// settleRevoke runs in the transaction that completes a revocation: the
+// grants taken back are marked revoked (and the account ids looked up for
+// grants recorded without one are remembered), and so is the purchase's
+// access, unless it keeps a newer grant (superseded).
+func (f *Fulfillment) settleRevoke(ctx context.Context, q *store.Queries, p store.Purchase, revoked []store.Grant,
+	resolved map[int64]int64, superseded bool) error {
+	if _, err := q.LockPurchase(ctx, p.ID); err != nil {
+		return err
+	}
+	now := f.clock.Now()
+	ids := make([]int64, len(revoked))
+	for i, g := range revoked {
+		ids[i] = g.ID
+	}
+	if err := q.MarkGrantsRevoked(ctx, ids, now); err != nil {
+		return err
+	}
+	for grantID, userID := range resolved {
+		if err := q.SetGrantUserID(ctx, grantID, userID, now); err != nil {
+			return err
+		}
+	}
+	if superseded {
+		return nil
+	}
+	return q.SetAccess(ctx, p.ID, store.AccessRevoked, p.AccessRef, now)
+}
+
+// revokeTargets returns the grants a revocation takes back, or why there
+// is nothing to do.
+func (f *Fulfillment) revokeTargets(ctx context.Context, job *steps.Job, p store.Purchase, args revokeArgs) (
+	[]store.Grant, string, error) {
+	grants, err := f.db.PurchaseGrants(ctx, p.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	var keep func(store.Grant) bool
+	switch {
+	case args.Superseded:
+		var g grantResult
+		err := job.Prior(ctx, StepGrantAccess, &g)
+		if errors.Is(err, steps.ErrNoResult) || (err == nil && !g.Granted) {
+			return nil, "the grant that would supersede them did not happen", nil
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		keep = func(o store.Grant) bool {
+			if !o.State.Active() || o.ID == g.GrantID {
+				return false
+			}
+			if o.GitHubUserID == 0 {
+				return !strings.EqualFold(o.GitHubLogin, g.Username)
+			}
+			return o.GitHubUserID != g.GitHubUserID
+		}
+	case len(args.GrantIDs) > 0:
+		keep = func(o store.Grant) bool { return slices.Contains(args.GrantIDs, o.ID) }
+	case args.All:
+		keep = func(store.Grant) bool { return true }
+	default:
+		keep = func(o store.Grant) bool { return o.State.Active() }
+	}
+	var out []store.Grant
+	for _, g := range grants {
+		if keep(g) {
+			out = append(out, g)
+		}
+	}
+	if len(out) == 0 {
+		return nil, "access was never granted", nil
+	}
+	return out, "", nil
 }
 
 // accessWebhook tells a webhook product's backend about an event that

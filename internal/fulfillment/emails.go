@@ -3,6 +3,13 @@
 // A step that decides not to send records why instead; marketing mail
 // (follow-ups, checkout recovery) is never sent to an address that
 // unsubscribed.
+//
+// Email is at-least-once: SendGrid has no idempotency key, so a crash
+// between its 202 and the step's completion sends the email again. To keep
+// that window to the completion write alone, every handler does all that
+// can fail (loading the purchase and the address, consent and unsubscribe
+// checks, rendering) first, and ends with send, which returns as soon as
+// the Sender accepted the message.
 package fulfillment
 
 import (
@@ -26,8 +33,10 @@ type mailResult struct {
 
 func skipMail(reason string) (any, error) { return mailResult{Skipped: reason}, nil }
 
-// send renders template with d and sends it. Render errors are already
-// steps.Permanent; the Sender's errors carry their own outcome.
+// send renders template with d and sends it: the last thing an email
+// handler does, so nothing that can fail comes after the provider accepted
+// the message. Render errors are already steps.Permanent; the Sender's
+// errors carry their own outcome.
 func (f *Fulfillment) send(ctx context.Context, job *steps.Job, template string, d mail.Data) (any, error) {
 	m, err := f.renderer.Render(template, d)
 	if err != nil {

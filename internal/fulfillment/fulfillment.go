@@ -56,6 +56,9 @@ const (
 	PrefixDispute         = "dispute:" // + Stripe dispute id
 	PrefixAccess          = "access:"  // + sequence number, per RequestAccess
 	PrefixRepair          = "repair:"  // + wanted state, ":" and sequence number
+	// PrefixRevoke + sequence number: the revocation of a grant that
+	// completed after its purchase lost its entitlement.
+	PrefixRevoke = "revoke:"
 )
 
 // Step tags.
@@ -73,8 +76,8 @@ const (
 
 // Access providers, as config.Product.Access names them.
 const (
-	providerGitHub  = "github"
-	providerWebhook = "webhook"
+	providerGitHub  = string(store.ProviderGitHub)
+	providerWebhook = string(store.ProviderWebhook)
 )
 
 // Options are a Fulfillment's dependencies. DB, Engine, Config, Renderer
@@ -94,6 +97,10 @@ type Options struct {
 	GitHub   *access.GitHub
 	Webhook  *access.Webhook
 	PostHog  *access.PostHog
+	// Quiet schedules no customer email at all (paymentd reconcile
+	// --quiet): purchases are recorded and access granted and revoked,
+	// silently. Admin email follows the usual rules.
+	Quiet bool
 }
 
 // Fulfillment schedules the steps of every purchase transition and runs
@@ -110,6 +117,7 @@ type Fulfillment struct {
 	github   *access.GitHub
 	webhook  *access.Webhook
 	posthog  *access.PostHog
+	quiet    bool
 }
 
 // defaultFollowups are registered whatever the configuration says, so a
@@ -118,7 +126,7 @@ var defaultFollowups = []string{mail.FollowupOnboarding, mail.FollowupFeedback, 
 
 // New checks opts and returns a Fulfillment. Each follow-up must name a
 // distinct marketing template; the abandoned-checkout delay defaults to an
-// hour.
+// hour and the notify window to 72 hours.
 func New(opts Options) (*Fulfillment, error) {
 	var missing []string
 	for _, dep := range []struct {
@@ -138,7 +146,7 @@ func New(opts Options) (*Fulfillment, error) {
 	f := &Fulfillment{
 		db: opts.DB, engine: opts.Engine, clock: opts.Clock, log: opts.Log, products: map[string]config.Product{},
 		cfg: opts.Config.Fulfillment, renderer: opts.Renderer, mailer: opts.Mailer,
-		github: opts.GitHub, webhook: opts.Webhook, posthog: opts.PostHog,
+		github: opts.GitHub, webhook: opts.Webhook, posthog: opts.PostHog, quiet: opts.Quiet,
 	}
 	if f.clock == nil {
 		f.clock = clock.Real{}
@@ -149,6 +157,10 @@ func New(opts Options) (*Fulfillment, error) {
 	if f.cfg.AbandonedDelay <= 0 {
 		f.cfg.AbandonedDelay = config.Defaults().Fulfillment.AbandonedDelay
 	}
+	if f.cfg.NotifyWindow <= 0 {
+		f.cfg.NotifyWindow = config.Defaults().Fulfillment.NotifyWindow
+	}
+
 	seen := map[string]bool{}
 	for i, fu := range f.cfg.FollowUps {
 		if !mail.IsMarketing(fu.Template) || fu.Template == mail.AbandonedCheckout {

@@ -128,14 +128,41 @@ type delivery struct {
 }
 
 // receiver is the product's backend: it answers queued statuses, then 204.
+// It records a delivery when it answers it, the moment it acts on it.
 type receiver struct {
 	mu        sync.Mutex
 	responses []int
 	got       []delivery
+	// held, when set, holds the next delivery until release is closed,
+	// signaling arrived once it is held.
+	held *hold
+}
+
+// hold is one delivery held in flight.
+type hold struct {
+	arrived, release chan struct{}
+}
+
+// holdNext holds the next delivery until the returned hold's release is
+// closed.
+func (rc *receiver) holdNext() *hold {
+	hd := &hold{arrived: make(chan struct{}), release: make(chan struct{})}
+	rc.mu.Lock()
+	rc.held = hd
+	rc.mu.Unlock()
+	return hd
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	hd := rc.held
+	rc.held = nil
+	rc.mu.Unlock()
+	if hd != nil {
+		close(hd.arrived)
+		<-hd.release
+	}
 	rc.mu.Lock()
 	rc.got = append(rc.got, delivery{header: r.Header.Clone(), body: body})
 	status := http.StatusNoContent
@@ -178,6 +205,8 @@ type harnessOptions struct {
 	configure func(*config.Config)
 	// posthog, when set, serves PostHog's capture endpoint.
 	posthog http.Handler
+	// quiet builds the Fulfillment with Options.Quiet.
+	quiet bool
 }
 
 func serve(t *testing.T, h http.Handler) *httptest.Server {
@@ -236,7 +265,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	h.github = gh
 	fo := fulfillment.Options{DB: h.db, Engine: h.eng, Clock: h.clk, Log: testLogger(t), Config: h.cfg,
 		Renderer: renderer, Mailer: mail.NewSendGrid("SG.test-key", sgSrv.URL, 0, sgSrv.Client()),
-		GitHub: gh, Webhook: hook}
+		GitHub: gh, Webhook: hook, Quiet: opts.quiet}
 	if opts.posthog != nil {
 		phSrv := serve(t, opts.posthog)
 		if fo.PostHog, err = access.NewPostHog(access.PostHogOptions{APIKey: "phc_test", Host: phSrv.URL,
@@ -319,6 +348,12 @@ func (h *harness) complete(b buy) store.Purchase {
 // cumulative refunded amount and status move, then Refunded is called.
 func (h *harness) refund(p store.Purchase, id string, amount int64) store.Purchase {
 	h.t.Helper()
+	return h.refundAt(p, id, amount, h.clk.Now())
+}
+
+// refundAt is refund for a refund Stripe created at createdAt.
+func (h *harness) refundAt(p store.Purchase, id string, amount int64, createdAt time.Time) store.Purchase {
+	h.t.Helper()
 	var cur store.Purchase
 	h.tx(func(q *store.Queries) error {
 		var err error
@@ -334,7 +369,7 @@ func (h *harness) refund(p store.Purchase, id string, amount int64) store.Purcha
 			return err
 		}
 		r := store.Refund{ID: id, PurchaseID: p.ID, Amount: amount, Currency: "usd", Status: "succeeded",
-			CreatedAt: h.clk.Now()}
+			CreatedAt: createdAt}
 		if _, _, err := q.UpsertRefund(h.ctx, r, h.clk.Now()); err != nil {
 			return err
 		}

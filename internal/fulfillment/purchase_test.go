@@ -421,7 +421,7 @@ func TestRepairAccessSchedulesOneGrantAtATime(t *testing.T) {
 	p := h.complete(buy{username: "octocat"})
 	h.run()
 	// Someone deleted the invitation on GitHub by hand.
-	if err := h.github.Revoke(h.ctx, "octocat", 0); err != nil || len(h.gh.Invitations()) != 0 {
+	if err := h.github.DeleteInvitation(h.ctx, h.gh.Invitations()[0].ID); err != nil || len(h.gh.Invitations()) != 0 {
 		t.Fatalf("revoke by hand: %v, invitations %+v", err, h.gh.Invitations())
 	}
 	for range 2 { // the drift check runs twice before the repair does

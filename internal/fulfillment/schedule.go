@@ -65,26 +65,44 @@ type reversalArgs struct {
 	Status   string `json:"status"`
 }
 
-// Completed schedules the purchase pipeline: confirmation and admin emails,
-// the access grant and access email when the product has an access
-// provider and the buyer gave what it needs (a GitHub username, on the
-// purchase or the account, for GitHub products), analytics, and the
-// follow-ups dated from p.CompletedAt.
+// Completed schedules the purchase pipeline as planPurchase decides:
+// confirmation and admin emails, the access grant and access email when
+// the product has an access provider and the buyer gave what it needs (a
+// GitHub username, on the purchase or the account, for GitHub products),
+// analytics, and the follow-ups dated from p.CompletedAt (the payment
+// time) that are still ahead. A payment older than the notify window is
+// fulfilled without any email, and logged.
 func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, p store.Purchase) error {
-	anchor := f.clock.Now()
+	now := f.clock.Now()
+	anchor := now
 	if p.CompletedAt != nil {
 		anchor = *p.CompletedAt
 	}
-	list := []steps.Step{{Name: StepConfirmation}, {Name: StepAdminPurchase}}
 	ready, err := f.accessReady(ctx, q, p)
 	if err != nil {
 		return fmt.Errorf("schedule purchase %s: %w", p.ID, err)
 	}
-	if ready {
-		list = append(list, grantSteps()...)
+	plan := planPurchase(purchaseFacts{Now: now, CompletedAt: anchor, NotifyWindow: f.cfg.NotifyWindow,
+		Quiet: f.quiet, Access: ready, FollowUps: f.cfg.FollowUps})
+	if plan.Stale {
+		f.log.Info("payment older than the notify window: no customer or admin email",
+			"purchase_id", p.ID, "completed_at", anchor, "notify_window", f.cfg.NotifyWindow.String())
+	}
+	var list []steps.Step
+	if plan.Confirmation {
+		list = append(list, steps.Step{Name: StepConfirmation})
+	}
+	if plan.AdminEmail {
+		list = append(list, steps.Step{Name: StepAdminPurchase})
+	}
+	if plan.Grant {
+		list = append(list, steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}})
+	}
+	if plan.AccessEmail {
+		list = append(list, steps.Step{Name: StepAccessEmail, After: StepGrantAccess, Tags: []string{TagAccess}})
 	}
 	list = append(list, steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: "purchase_completed", Amount: p.AmountTotal}})
-	for _, fu := range f.cfg.FollowUps {
+	for _, fu := range plan.FollowUps {
 		list = append(list, steps.Step{Name: fu.Template, Delay: fu.Delay, Tags: []string{TagFollowup},
 			Args: followupArgs{Template: fu.Template}})
 	}
@@ -92,12 +110,14 @@ func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, p store.P
 	return err
 }
 
-// grantSteps are the grant and the access email that waits for it.
-func grantSteps() []steps.Step {
-	return []steps.Step{
-		{Name: StepGrantAccess, Tags: []string{TagAccess}},
-		{Name: StepAccessEmail, After: StepGrantAccess, Tags: []string{TagAccess}},
+// grantSteps are the grant and, unless quiet, the access email that waits
+// for it. args is the grant's input (nil for none).
+func (f *Fulfillment) grantSteps(args any) []steps.Step {
+	list := []steps.Step{{Name: StepGrantAccess, Tags: []string{TagAccess}, Args: args}}
+	if !f.quiet {
+		list = append(list, steps.Step{Name: StepAccessEmail, After: StepGrantAccess, Tags: []string{TagAccess}})
 	}
+	return list
 }
 
 // accessReady reports whether p's product has an access provider and the
@@ -113,34 +133,48 @@ func (f *Fulfillment) accessReady(ctx context.Context, q *store.Queries, p store
 	return false, nil
 }
 
-// Refunded schedules the pipeline of refund r. A full refund
-// (p.AmountRefunded >= p.AmountTotal) revokes access, emails the customer
-// and the admin, and cancels the follow-ups and any grant not run yet; a
-// partial one emails both amounts and keeps access (telling a webhook
-// product's backend).
+// Refunded schedules the pipeline of refund r as planRefund decides. A
+// full refund (p.AmountRefunded >= p.AmountTotal) revokes access, emails
+// the customer and the admin, and cancels the follow-ups and any grant not
+// run yet; a partial one emails both amounts and keeps access (telling a
+// webhook product's backend). A refund older than the notify window is
+// acted on without email, and logged.
 func (f *Fulfillment) Refunded(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error {
 	full := p.AmountRefunded >= p.AmountTotal
 	args := refundArgs{RefundID: r.ID, Amount: r.Amount, Refunded: p.AmountRefunded, Total: p.AmountTotal,
 		Currency: currencyOf(r.Currency, p.Currency), Full: full}
 	prod := f.product(p.ProductKey)
+	provider := ""
+	if hasAccess(prod) {
+		provider = prod.Access
+	}
+	plan := planRefund(refundFacts{Now: f.clock.Now(), RefundedAt: r.CreatedAt, NotifyWindow: f.cfg.NotifyWindow,
+		Quiet: f.quiet, Full: full, Provider: provider})
+	if plan.Stale {
+		f.log.Info("refund older than the notify window: no customer or admin email",
+			"purchase_id", p.ID, "stripe_refund_id", r.ID, "refunded_at", r.CreatedAt)
+	}
 	event := "purchase_partially_refunded"
 	var list []steps.Step
 	if full {
 		event = "purchase_refunded"
-		if hasAccess(prod) {
-			list = append(list, steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}})
-		}
 		if err := f.cancelEntitlement(ctx, q, p.ID); err != nil {
 			return err
 		}
-	} else if prod.Access == providerWebhook {
+	}
+	if plan.Revoke {
+		list = append(list, steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}})
+	}
+	if plan.AccessWebhook {
 		list = append(list, steps.Step{Name: StepAccessWebhook, Args: webhookArgs{Event: access.EventPurchasePartiallyRefunded}})
 	}
-	list = append(list,
-		steps.Step{Name: StepRefundEmail, Args: args},
-		steps.Step{Name: StepAdminRefund, Args: args},
-		steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: event, Amount: r.Amount}},
-	)
+	if plan.CustomerEmail {
+		list = append(list, steps.Step{Name: StepRefundEmail, Args: args})
+	}
+	if plan.AdminEmail {
+		list = append(list, steps.Step{Name: StepAdminRefund, Args: args})
+	}
+	list = append(list, steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: event, Amount: r.Amount}})
 	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PrefixRefund + r.ID, Steps: list})
 	return err
 }
@@ -184,7 +218,7 @@ func (f *Fulfillment) RefundReversed(ctx context.Context, q *store.Queries, p st
 		case p.AccessState == store.AccessRevoked:
 			list = append(list, steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}})
 		default:
-			list = append(list, grantSteps()...)
+			list = append(list, f.grantSteps(nil)...)
 		}
 	}
 	list = append(list, steps.Step{Name: StepRefundReversed, Args: reversalArgs{
@@ -193,12 +227,23 @@ func (f *Fulfillment) RefundReversed(ctx context.Context, q *store.Queries, p st
 	return err
 }
 
-// Expired schedules the abandoned-checkout email at the session's expiry
-// plus the configured delay. Whether it is sent is decided when it is due.
+// Expired schedules the abandoned-checkout email the configured delay
+// after the moment the session expired (p.ExpiredAt, else its original
+// expires_at). An expiry more than a day old gets none (a backfill, a long
+// outage), nor does quiet mode. Whether it is sent is decided again when it
+// is due.
 func (f *Fulfillment) Expired(ctx context.Context, q *store.Queries, p store.Purchase) error {
-	anchor := f.clock.Now()
+	facts := recoveryFacts{Now: f.clock.Now(), Quiet: f.quiet}
+	if p.ExpiredAt != nil {
+		facts.ExpiredAt = *p.ExpiredAt
+	}
 	if p.SessionExpiresAt != nil {
-		anchor = *p.SessionExpiresAt
+		facts.SessionExpiresAt = *p.SessionExpiresAt
+	}
+	anchor, send := planRecovery(facts)
+	if !send {
+		f.log.Info("no checkout recovery email", "purchase_id", p.ID, "expired_at", anchor, "quiet", f.quiet)
+		return nil
 	}
 	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelineAbandoned, Anchor: anchor,
 		Steps: []steps.Step{{Name: StepAbandoned, Delay: f.cfg.AbandonedDelay}}})
@@ -206,8 +251,11 @@ func (f *Fulfillment) Expired(ctx context.Context, q *store.Queries, p store.Pur
 }
 
 // PaymentFailed schedules the email telling the customer an asynchronous
-// payment failed.
+// payment failed; quiet mode schedules nothing.
 func (f *Fulfillment) PaymentFailed(ctx context.Context, q *store.Queries, p store.Purchase) error {
+	if f.quiet {
+		return nil
+	}
 	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelinePaymentFailed,
 		Steps: []steps.Step{{Name: StepPaymentFailed}}})
 	return err
@@ -246,14 +294,18 @@ func (f *Fulfillment) DisputeLost(ctx context.Context, q *store.Queries, p store
 // RepairAccess schedules a grant (want store.AccessGranted) or a
 // revocation (store.AccessRevoked) to correct drift between the purchase
 // and the provider. Nothing is scheduled for a product without access or
-// while a step of the same kind is still under way.
+// while a step of the same kind is still under way. A repaired GitHub grant
+// goes to the account recorded by id, whatever its login is now, never to
+// whoever holds the login it had.
 func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want store.AccessState) error {
 	var step steps.Step
 	switch want {
 	case store.AccessGranted:
 		step = steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}}
 	case store.AccessRevoked:
-		step = steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}}
+		// The provider still shows access: take back every grant the
+		// purchase ever had, whatever its recorded state.
+		step = steps.Step{Name: StepRevokeAccess, Tags: []string{TagRevoke}, Args: revokeArgs{All: true}}
 	default:
 		return fmt.Errorf("repair access of %s: cannot repair towards %q", p.ID, want)
 	}
@@ -273,10 +325,13 @@ func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p stor
 }
 
 // RequestAccess records username as the GitHub login of userID's paid,
-// not fully refunded purchases of GitHub products that lack access, and
-// schedules their grant and access email, all in one transaction. It
-// returns how many purchases will get access. The HTTP API calls it after
-// storing the username on the account.
+// not fully refunded purchases of GitHub products, and, all in one
+// transaction, schedules what each needs: a purchase that lacks access
+// gets its grant and access email; one whose access went to another login
+// is moved (a grant to the new login and its access email, then the
+// revocation of the grants it supersedes, all through steps). It returns
+// how many purchases will change. The HTTP API calls it after storing the
+// username on the account.
 func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string) (int, error) {
 	username = strings.TrimSpace(username)
 	if userID == "" || username == "" {
@@ -298,25 +353,12 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 			if p, err = q.LockPurchase(ctx, p.ID); err != nil {
 				return err
 			}
-			if !p.Status.Entitled() || p.AccessState == store.AccessGranted {
-				continue
-			}
-			n++
-			if !strings.EqualFold(deref(p.GitHubUsername), username) {
-				if err := q.SetGitHubUsername(ctx, p.ID, username, f.clock.Now()); err != nil {
-					return err
-				}
-			}
-			existing, err := q.PurchaseSteps(ctx, p.ID)
+			changed, err := f.requestAccess(ctx, q, p, username)
 			if err != nil {
 				return err
 			}
-			if underway(existing, StepGrantAccess) {
-				continue // it reads the username when it runs
-			}
-			name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
-			if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: grantSteps()}); err != nil {
-				return err
+			if changed {
+				n++
 			}
 		}
 		return nil
@@ -325,6 +367,61 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 		return 0, fmt.Errorf("request access for %s: %w", userID, err)
 	}
 	return n, nil
+}
+
+// requestAccess gives one locked purchase's access to username, as
+// RequestAccess describes, and reports whether anything changed.
+func (f *Fulfillment) requestAccess(ctx context.Context, q *store.Queries, p store.Purchase, username string) (bool, error) {
+	sameLogin := strings.EqualFold(deref(p.GitHubUsername), username)
+	if !p.Status.Entitled() || (sameLogin && p.AccessState == store.AccessGranted) {
+		return false, nil
+	}
+	if !sameLogin {
+		if err := q.SetGitHubUsername(ctx, p.ID, username, f.clock.Now()); err != nil {
+			return false, err
+		}
+	}
+	existing, err := q.PurchaseSteps(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	grants, err := q.PurchaseGrants(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	given := false
+	for _, g := range grants {
+		given = given || g.State.Active()
+	}
+	name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
+	args := grantArgs{Login: username}
+	if !given {
+		if notStarted(existing, StepGrantAccess) {
+			return true, nil // it reads the username when it runs
+		}
+		_, err := f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: f.grantSteps(args)})
+		return true, err
+	}
+	// A move: grants and access emails not started yet would go to the old
+	// login; the new pipeline replaces them.
+	if _, err := f.engine.Cancel(ctx, q, p.ID, TagAccess); err != nil {
+		return false, fmt.Errorf("cancel access steps of %s: %w", p.ID, err)
+	}
+	list := append(f.grantSteps(args), steps.Step{Name: StepRevokeAccess, After: StepGrantAccess,
+		Tags: []string{TagAccess}, Args: revokeArgs{Superseded: true}})
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: list})
+	return true, err
+}
+
+// notStarted reports whether a step named name waits to run for the first
+// time in any of the purchase's pipelines.
+func notStarted(existing []store.Step, name string) bool {
+	for _, s := range existing {
+		if s.Name == name && s.Attempts == 0 && (s.Status == store.StepWaiting || s.Status == store.StepPending) {
+			return true
+		}
+	}
+	return false
 }
 
 // underway reports whether a step named name has yet to finish in any of

@@ -228,3 +228,119 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("%d requests recorded, want 20", got)
 	}
 }
+
+func TestUsersByLoginAndByIDAcrossARename(t *testing.T) {
+	f := githubfake.New(githubfake.Options{Owner: "acme", Repo: "product"})
+	c := newClient(t, f, false)
+	ctx := context.Background()
+
+	alice, _, err := c.Users.Get(ctx, "alice")
+	if err != nil || alice.GetID() == 0 || alice.GetLogin() != "alice" {
+		t.Fatalf("Users.Get(alice) = %+v, %v", alice, err)
+	}
+	inv, _, err := c.Repositories.AddCollaborator(ctx, "acme", "product", "ALICE", nil)
+	if err != nil || inv.GetInvitee().GetID() != alice.GetID() {
+		t.Fatalf("invitation = %+v, %v; want invitee %d", inv, err, alice.GetID())
+	}
+	f.AcceptInvitation(inv.GetID())
+
+	if !f.RenameUser("alice", "alice2") || f.RenameUser("nobody", "x") {
+		t.Fatal("RenameUser answered wrongly")
+	}
+	byID, _, err := c.Users.GetByID(ctx, alice.GetID())
+	if err != nil || byID.GetLogin() != "alice2" {
+		t.Fatalf("Users.GetByID after the rename = %+v, %v; want alice2", byID, err)
+	}
+	var er *github.ErrorResponse
+	if _, _, err := c.Users.Get(ctx, "alice"); !errors.As(err, &er) || er.Response.StatusCode != 404 {
+		t.Fatalf("Users.Get of the login left free = %v, want 404", err)
+	}
+	if ok, _, err := c.Repositories.IsCollaborator(ctx, "acme", "product", "alice2"); err != nil || !ok {
+		t.Fatalf("access did not follow the rename: %v, %v", ok, err)
+	}
+	if c := f.Collaborators(); len(c) != 1 || c[0].ID != alice.GetID() || c[0].Login != "alice2" {
+		t.Fatalf("collaborators = %+v", c)
+	}
+
+	stranger := f.AddUser("alice")
+	if stranger == alice.GetID() {
+		t.Fatal("a new user took the old user's id")
+	}
+	if ok, _, _ := c.Repositories.IsCollaborator(ctx, "acme", "product", "alice"); ok {
+		t.Fatal("the stranger who took the login has the old user's access")
+	}
+	if _, _, err := c.Users.GetByID(ctx, 1); !errors.As(err, &er) || er.Response.StatusCode != 404 {
+		t.Fatalf("Users.GetByID(unknown) = %v, want 404", err)
+	}
+	f.AddUnknownUser("ghost")
+	if _, _, err := c.Users.Get(ctx, "ghost"); !errors.As(err, &er) || er.Response.StatusCode != 404 {
+		t.Fatalf("Users.Get(unknown) = %v, want 404", err)
+	}
+}
+
+func TestCollaboratorListingPages(t *testing.T) {
+	f := githubfake.New(githubfake.Options{})
+	c := newClient(t, f, true)
+	ctx := context.Background()
+	for i := range 5 {
+		f.AddCollaborator(fmt.Sprintf("user%d", i), "pull")
+	}
+	f.AddCollaborator("admin", "admin")
+	seen := map[string]int64{}
+	opts := &github.ListCollaboratorsOptions{Affiliation: "direct", ListOptions: github.ListOptions{PerPage: 4}}
+	pages := 0
+	for {
+		users, resp, err := c.Repositories.ListCollaborators(ctx, "any", "repo", opts)
+		if err != nil {
+			t.Fatalf("ListCollaborators: %v", err)
+		}
+		pages++
+		for _, u := range users {
+			seen[u.GetLogin()] = u.GetID()
+			if u.GetLogin() == "user0" && (!u.GetPermissions()["pull"] || u.GetPermissions()["push"]) {
+				t.Errorf("user0 permissions = %v, want pull only", u.GetPermissions())
+			}
+		}
+		if resp.NextPage == 0 {
+			break
+		}
+		opts.Page = resp.NextPage
+	}
+	if pages != 2 || len(seen) != 6 {
+		t.Fatalf("%d pages listing %v; want 2 pages of 6 users", pages, seen)
+	}
+	for login, id := range seen {
+		if want, _ := f.UserID(login); id != want {
+			t.Errorf("%s listed with id %d, want %d", login, id, want)
+		}
+	}
+	for _, r := range f.Requests() {
+		if !strings.Contains(r.Query, "affiliation=direct") {
+			t.Errorf("request %s?%s lost the filter", r.Path, r.Query)
+		}
+	}
+}
+
+func TestFaultForOneRouteAndBeforeServe(t *testing.T) {
+	f := githubfake.New(githubfake.Options{})
+	c := newClient(t, f, false)
+	ctx := context.Background()
+	f.FailNextRequest(1, "PUT", "/collaborators/", http.StatusBadGateway)
+	var seen []string
+	f.BeforeServe(func(method, path string) { seen = append(seen, method+" "+path) })
+
+	if _, _, err := c.Users.Get(ctx, "alice"); err != nil {
+		t.Fatalf("a request the fault does not match failed: %v", err)
+	}
+	_, _, err := c.Repositories.AddCollaborator(ctx, "o", "r", "alice", nil)
+	var er *github.ErrorResponse
+	if !errors.As(err, &er) || er.Response.StatusCode != http.StatusBadGateway {
+		t.Fatalf("AddCollaborator = %v, want the queued 502", err)
+	}
+	if _, _, err := c.Repositories.AddCollaborator(ctx, "o", "r", "alice", nil); err != nil {
+		t.Fatalf("the fault was not spent: %v", err)
+	}
+	if fmt.Sprint(seen) != "[GET /users/alice PUT /repos/o/r/collaborators/alice PUT /repos/o/r/collaborators/alice]" {
+		t.Errorf("BeforeServe saw %v", seen)
+	}
+}

@@ -144,8 +144,11 @@ type CheckoutRequest struct {
 	Metadata          map[string]string
 	ClientReferenceID string
 	CustomerEmail     string
-	// Coupon applies a coupon; without one, promotion codes are allowed.
-	Coupon string
+	// PromotionCode is the id (promo_...) of a promotion code found with
+	// ActivePromotionCodes; without one, the buyer may enter a code on
+	// Stripe's page. There is deliberately no way to pass a coupon id: an
+	// internal coupon (say 100% off) must never be reachable from a client.
+	PromotionCode string
 	// ConsentPromotions asks the buyer for consent to promotional email
 	// (required for abandoned-checkout emails in some jurisdictions).
 	ConsentPromotions bool
@@ -171,8 +174,8 @@ func (a *API) CreateCheckoutSession(ctx context.Context, r CheckoutRequest, idem
 		p.AddMetadata(k, v)
 	}
 	p.PaymentIntentData = &stripe.CheckoutSessionPaymentIntentDataParams{Metadata: r.Metadata}
-	if r.Coupon != "" {
-		p.Discounts = []*stripe.CheckoutSessionDiscountParams{{Coupon: stripe.String(r.Coupon)}}
+	if r.PromotionCode != "" {
+		p.Discounts = []*stripe.CheckoutSessionDiscountParams{{PromotionCode: stripe.String(r.PromotionCode)}}
 	} else {
 		p.AllowPromotionCodes = stripe.Bool(true)
 	}
@@ -189,6 +192,28 @@ func (a *API) CreateCheckoutSession(ctx context.Context, r CheckoutRequest, idem
 		p.SetIdempotencyKey(idempotencyKey)
 	}
 	return a.sc.CheckoutSessions.New(p)
+}
+
+// promotionCodePage bounds the active promotion codes one code can match:
+// Stripe keeps an active code unique per customer, so more than a few
+// means codes restricted to customers, which paymentd's sessions never
+// carry.
+const promotionCodePage = 10
+
+// ActivePromotionCodes returns the active promotion codes whose code is
+// code, compared regardless of case as Stripe does, with their coupons.
+// Stripe still enforces a code's restrictions when the session is created.
+func (a *API) ActivePromotionCodes(ctx context.Context, code string) ([]*stripe.PromotionCode, error) {
+	p := &stripe.PromotionCodeListParams{Code: stripe.String(code), Active: stripe.Bool(true)}
+	p.Context = ctx
+	p.Limit = stripe.Int64(promotionCodePage)
+	p.Single = true
+	var out []*stripe.PromotionCode
+	it := a.sc.PromotionCodes.List(p)
+	for it.Next() {
+		out = append(out, it.PromotionCode())
+	}
+	return out, it.Err()
 }
 
 // CheckoutSession retrieves a Checkout Session.

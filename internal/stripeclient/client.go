@@ -43,6 +43,11 @@ type Options struct {
 	Transport http.RoundTripper
 }
 
+// Timeout bounds one Stripe call, retries included (Stripe's own SDKs use
+// 80s). The HTTP server's write timeout is derived from it, so a request
+// whose Stripe call succeeds late still gets its answer.
+const Timeout = 80 * time.Second
+
 // New returns a stripe-go client configured by opts.
 func New(opts Options) *client.API {
 	if opts.RateLimit <= 0 {
@@ -69,7 +74,7 @@ func New(opts Options) *client.API {
 	}
 	rt := &transport{next: opts.Transport, limiter: rate.NewLimiter(rate.Limit(opts.RateLimit), burst), opts: opts}
 	cfg := &stripe.BackendConfig{
-		HTTPClient:        &http.Client{Transport: rt, Timeout: 80 * time.Second},
+		HTTPClient:        &http.Client{Transport: rt, Timeout: Timeout},
 		MaxNetworkRetries: stripe.Int64(0), // retries happen in the transport, where Retry-After is honoured
 		LeveledLogger:     leveledLogger{opts.Logger},
 	}

@@ -22,14 +22,12 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/prices", e.listPrices)
 	h("GET /v1/prices/{id}", e.getPrice)
 	h("POST /v1/prices/{id}", e.updatePrice)
-	h("GET /v1/coupons/{id}", e.getCoupon)
 	h("GET /v1/customers/{id}", e.getCustomer)
 	h("POST /v1/checkout/sessions", e.createSession)
 	h("GET /v1/checkout/sessions", e.listSessions)
 	h("GET /v1/checkout/sessions/{id}", e.getSession)
 	h("GET /v1/checkout/sessions/{id}/line_items", e.listLineItems)
 	h("POST /v1/checkout/sessions/{id}/expire", e.expireSession)
-	h("GET /v1/payment_intents/{id}", e.getIntent)
 	h("GET /v1/charges", e.listCharges)
 	h("GET /v1/charges/{id}", e.getCharge)
 	h("POST /v1/refunds", e.createRefund)
@@ -39,6 +37,11 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/disputes/{id}", e.getDispute)
 	h("GET /v1/events", e.listEvents)
 	h("GET /v1/events/{id}", e.getEvent)
+	e.promotionRoutes(h)
+	e.billingRoutes(h, mux)
+	e.intentRoutes(h)
+	e.taxRoutes(h)
+	e.elementsRoutes(mux)
 	h("/v1/", func(c *call) (any, error) {
 		return nil, &apiError{status: http.StatusNotFound, Type: "invalid_request_error",
 			Msg: "Unrecognized request URL (" + c.r.Method + ": " + c.r.URL.Path + "). The Stripe emulator does not implement this endpoint."}
@@ -215,10 +218,9 @@ func (e *Emulator) createPrice(c *call) (any, error) {
 	if amount < 0 {
 		return nil, invalid("unit_amount", "", "This value must be greater than or equal to 0.")
 	}
-	for k := range c.form {
-		if strings.HasPrefix(k, "recurring[") {
-			return nil, invalid("recurring", "", "The Stripe emulator supports one-time prices only.")
-		}
+	recurring, ae := recurringFromForm(c.form)
+	if ae != nil {
+		return nil, ae
 	}
 	active, hasActive, ae := formBool(c.form, "active")
 	if ae != nil {
@@ -238,6 +240,9 @@ func (e *Emulator) createPrice(c *call) (any, error) {
 		Currency: strings.ToLower(currency), Metadata: applyMetadata(nil, c.form), Nickname: optString(c.form.Get("nickname")),
 		TaxBehavior: orDefault(c.form.Get("tax_behavior"), "unspecified"), Type: "one_time", UnitAmount: amount,
 		UnitAmountDecimal: strconv.FormatInt(amount, 10),
+	}
+	if recurring != nil {
+		p.Recurring, p.Type = recurring, "recurring"
 	}
 	if ae := e.setLookupKeyLocked(p, key, transfer); ae != nil {
 		return nil, ae
@@ -321,14 +326,6 @@ func (e *Emulator) listPrices(c *call) (any, error) {
 	return renderList("/v1/prices", items, more, func(p *price) any { return e.renderPrice(p, x) }), nil
 }
 
-func (e *Emulator) getCoupon(c *call) (any, error) {
-	cp, ok := e.coupons[c.r.PathValue("id")]
-	if !ok {
-		return nil, missing("coupon", c.r.PathValue("id"))
-	}
-	return cp.couponJSON, nil
-}
-
 func (e *Emulator) getCustomer(c *call) (any, error) {
 	cu, ok := e.customers.get(c.r.PathValue("id"))
 	if !ok {
@@ -345,8 +342,14 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 	if ae != nil {
 		return spec, ae
 	}
-	if mode != "payment" {
-		return spec, invalid("mode", "", "The Stripe emulator supports only mode=payment (got %q).", mode)
+	if mode != "payment" && mode != "subscription" {
+		return spec, invalid("mode", "", "The Stripe emulator supports only mode=payment and mode=subscription (got %q).", mode)
+	}
+	if ae := billingSpecFromForm(f, mode, &spec); ae != nil {
+		return spec, ae
+	}
+	if ae := taxCheckoutSpec(c, &spec); ae != nil {
+		return spec, ae
 	}
 	for i, g := range formIndexed(f, "line_items") {
 		if g["price"] == "" {
@@ -367,11 +370,11 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 		return spec, invalid("discounts", "", "You may only specify one discount.")
 	}
 	if len(discounts) == 1 {
-		if pc := discounts[0]["promotion_code"]; pc != "" {
-			return spec, invalid("discounts[0][promotion_code]", "resource_missing", "No such promotion code: '%s'", pc)
-		}
-		spec.coupon = discounts[0]["coupon"]
-		if spec.coupon == "" {
+		spec.coupon, spec.promotionCode = discounts[0]["coupon"], discounts[0]["promotion_code"]
+		switch {
+		case spec.coupon != "" && spec.promotionCode != "":
+			return spec, invalid("discounts[0]", "", "You may only specify one of these parameters: coupon, promotion_code.")
+		case spec.coupon == "" && spec.promotionCode == "":
 			return spec, invalid("discounts[0][coupon]", "parameter_missing", "Missing required param: discounts[0][coupon].")
 		}
 	}
@@ -382,7 +385,7 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 	if hasAllow {
 		spec.allowPromo = &allow
 	}
-	if allow && spec.coupon != "" {
+	if allow && (spec.coupon != "" || spec.promotionCode != "") {
 		return spec, invalid("allow_promotion_codes", "", "You may only specify one of these parameters: allow_promotion_codes, discounts.")
 	}
 	spec.consentPromotions = f.Get("consent_collection[promotions]")
@@ -456,7 +459,7 @@ func (e *Emulator) listLineItems(c *call) (any, error) {
 	if ae != nil {
 		return nil, ae
 	}
-	return e.renderLineItems(s, c.expand), nil
+	return e.pageLineItems(c, s)
 }
 
 func (e *Emulator) listSessions(c *call) (any, error) {
@@ -485,14 +488,6 @@ func (e *Emulator) listSessions(c *call) (any, error) {
 	}
 	x := c.expand.sub("data")
 	return renderList("/v1/checkout/sessions", items, more, func(s *session) any { return e.renderSession(s, x) }), nil
-}
-
-func (e *Emulator) getIntent(c *call) (any, error) {
-	pi, ok := e.intents.get(c.r.PathValue("id"))
-	if !ok {
-		return nil, missing("payment_intent", c.r.PathValue("id"))
-	}
-	return e.renderIntent(pi, c.expand), nil
 }
 
 func (e *Emulator) getCharge(c *call) (any, error) {

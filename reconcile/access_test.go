@@ -1,0 +1,116 @@
+package reconcile_test
+
+import (
+	"net/http/httptest"
+	"testing"
+
+	"github.com/paymentd/paymentd/internal/access"
+	"github.com/paymentd/paymentd/internal/githubfake"
+	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/store"
+)
+
+func TestAccessDriftListsGitHubOnceAndRepairsByAccountID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	fake := githubfake.New(githubfake.Options{Owner: "acme", Repo: "pro"})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	gh, err := access.NewGitHub(access.GitHubOptions{Token: "t", BaseURL: srv.URL, Owner: "acme", Repo: "pro",
+		HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
+		Products: productsWithGitHub, Access: gh})
+
+	// mk records a purchase of user, and a grant to login's account in
+	// grantState (none when "").
+	mk := func(user string, status store.PurchaseStatus, accessState store.AccessState, login string,
+		grantState store.GrantState, preexisting bool) string {
+		t.Helper()
+		_, pid := e.checkout(user)
+		p := e.purchase(pid)
+		name := user + "-gh"
+		now := e.clock.Now()
+		p.Status, p.AccessState, p.GitHubUsername, p.CompletedAt = status, accessState, &name, &now
+		if err := e.db.UpdatePurchase(e.ctx, p, now); err != nil {
+			t.Fatal(err)
+		}
+		if grantState == "" {
+			return pid
+		}
+		g, err := e.db.RecordGrantAttempt(e.ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderGitHub,
+			GitHubUserID: fake.AddUser(login), GitHubLogin: login, Preexisting: preexisting}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch grantState {
+		case store.GrantGranted:
+			err = e.db.MarkGrantGranted(e.ctx, g.ID, 0, now)
+		case store.GrantRevoked:
+			err = e.db.MarkGrantsRevoked(e.ctx, []int64{g.ID}, now)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	neverGranted := mk("ivy", store.PurchaseCompleted, store.AccessNone, "", "", false)
+	// A grant recorded before account ids were: only its login is known.
+	legacy := mk("old", store.PurchaseCompleted, store.AccessGranted, "", "", false)
+	if _, err := e.db.Pool.Exec(e.ctx, `INSERT INTO access_grants (purchase_id, provider, github_login, state,
+		created_at, updated_at) VALUES ($1, 'github', 'Old-GH', 'granted', now(), now())`, legacy); err != nil {
+		t.Fatal(err)
+	}
+	fake.AddCollaborator("old-gh", "pull")
+	removedByHand := mk("jon", store.PurchaseCompleted, store.AccessGranted, "jon-gh", store.GrantGranted, false)
+	stillOnGitHub := mk("kim", store.PurchaseRefunded, store.AccessRevoked, "kim-gh", store.GrantRevoked, false)
+	fine := mk("lee", store.PurchasePartiallyRefunded, store.AccessGranted, "lee-gh", store.GrantGranted, false)
+	renamed := mk("amy", store.PurchaseCompleted, store.AccessGranted, "amy-gh", store.GrantGranted, false)
+	hadItBefore := mk("mia", store.PurchaseRefunded, store.AccessRevoked, "mia-gh", store.GrantRevoked, true)
+	refundedShared := mk("nia", store.PurchaseRefunded, store.AccessRevoked, "nia-gh", store.GrantRevoked, false)
+	paidShared := mk("nia2", store.PurchaseCompleted, store.AccessGranted, "nia-gh", store.GrantGranted, false)
+
+	fake.AddCollaborator("kim-gh", "pull")
+	fake.AddInvitation("lee-gh", "pull")
+	fake.AddCollaborator("amy-gh", "pull")
+	fake.RenameUser("amy-gh", "amy-renamed")
+	fake.AddUser("amy-gh") // someone else takes the old login
+	fake.AddCollaborator("mia-gh", "admin")
+	fake.AddCollaborator("nia-gh", "pull")
+	for i := range 150 { // collaborators paymentd knows nothing about: two pages
+		fake.AddCollaborator("staff"+string(rune('a'+i%26))+string(rune('a'+i/26)), "push")
+	}
+
+	rep, err := rec.RunPass(e.ctx, "access", reconcile.AccessDrift)
+	if err != nil || !rep.Converged() {
+		t.Fatalf("access pass: %v %+v", err, rep)
+	}
+	if n := len(fake.Requests()); n != 3 {
+		t.Errorf("%d GitHub requests, want 3 (two pages of collaborators, one of invitations): %+v", n, fake.Requests())
+	}
+	p := e.pipelines()
+	for id, want := range map[string]string{neverGranted: "repair:granted", removedByHand: "repair:granted", stillOnGitHub: "repair:revoked"} {
+		if p[id][want] != 1 || len(p[id]) != 1 {
+			t.Errorf("purchase %s: pipelines %v, want only %s", id, p[id], want)
+		}
+	}
+	for name, id := range map[string]string{"fine": fine, "renamed": renamed, "preexisting": hadItBefore,
+		"refunded, account still paid for": refundedShared, "paid, shared account": paidShared} {
+		if len(p[id]) != 0 {
+			t.Errorf("%s: a purchase whose access is right got %v", name, p[id])
+		}
+	}
+	if gs, err := e.db.PurchaseGrants(e.ctx, legacy); err != nil || len(gs) != 1 || gs[0].GitHubUserID == 0 {
+		t.Errorf("legacy grant after the pass = %+v, %v; want the id GitHub lists for its login", gs, err)
+	} else if want, _ := fake.UserID("old-gh"); gs[0].GitHubUserID != want {
+		t.Errorf("legacy grant learned id %d, want %d", gs[0].GitHubUserID, want)
+	}
+	if len(p[legacy]) != 0 {
+		t.Errorf("a legacy grant still on GitHub got %v", p[legacy])
+	}
+	if rep.Counts["access_repaired"] != 3 {
+		t.Errorf("access_repaired = %d, want 3", rep.Counts["access_repaired"])
+	}
+}

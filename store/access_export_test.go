@@ -1,0 +1,4 @@
+package store
+
+// GrantsToGitHubUserSQL exposes the statement to the EXPLAIN test.
+const GrantsToGitHubUserSQL = grantsToGitHubUserSQL

@@ -1,0 +1,165 @@
+package store_test
+
+import (
+	"context"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/store"
+)
+
+var grantT0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+// paidPurchase inserts a purchase in status.
+func paidPurchase(t *testing.T, db *store.DB, status store.PurchaseStatus) string {
+	t.Helper()
+	now := grantT0
+	p := store.Purchase{ID: uuid.NewString(), ProductKey: "pro", Quantity: 1, Status: status,
+		StripeSessionID: "cs_" + uuid.NewString(), AmountTotal: 100, Currency: "usd", AccessState: store.AccessNone,
+		CreatedAt: now, UpdatedAt: now, CompletedAt: &now}
+	if _, err := db.InsertPurchase(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p.ID
+}
+
+func TestGrantStatesMatchTheCheck(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	var def string
+	err := db.Pool.QueryRow(context.Background(), `SELECT pg_get_constraintdef(oid) FROM pg_constraint
+		WHERE conrelid = 'access_grants'::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%state = ANY%'`).Scan(&def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checked, declared []string
+	for _, m := range regexp.MustCompile(`'([a-z_]+)'::text`).FindAllStringSubmatch(def, -1) {
+		checked = append(checked, m[1])
+	}
+	for _, s := range store.GrantStates {
+		declared = append(declared, string(s))
+	}
+	slices.Sort(checked)
+	slices.Sort(declared)
+	if !slices.Equal(checked, declared) {
+		t.Errorf("access_grants.state: CHECK allows %v, Go declares %v", checked, declared)
+	}
+}
+
+func TestGrantAttemptsReuseTheRowAndKeepThePreexistingDecision(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	pid := paidPurchase(t, db, store.PurchaseCompleted)
+
+	first, err := db.RecordGrantAttempt(ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderGitHub,
+		GitHubUserID: 42, GitHubLogin: "alice"}, grantT0)
+	if err != nil || first.State != store.GrantPending || first.Preexisting || first.GitHubUserID != 42 {
+		t.Fatalf("first attempt = %+v, %v", first, err)
+	}
+	// A retry after paymentd's own invitation was accepted sees a
+	// collaborator: it is not mistaken for one who was there before.
+	retry, err := db.RecordGrantAttempt(ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderGitHub,
+		GitHubUserID: 42, GitHubLogin: "alice", Preexisting: true}, grantT0)
+	if err != nil || retry.ID != first.ID || retry.Preexisting {
+		t.Fatalf("retry = %+v, %v; want row %d, not preexisting", retry, err, first.ID)
+	}
+	if err := db.MarkGrantGranted(ctx, first.ID, 7, grantT0); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkGrantsRevoked(ctx, []int64{first.ID}, grantT0); err != nil {
+		t.Fatal(err)
+	}
+	// Granted again after a revocation: decided afresh.
+	again, err := db.RecordGrantAttempt(ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderGitHub,
+		GitHubUserID: 42, Preexisting: true}, grantT0)
+	if err != nil || again.ID != first.ID || !again.Preexisting || again.GitHubLogin != "alice" || again.InvitationID != 7 {
+		t.Fatalf("attempt after revocation = %+v, %v", again, err)
+	}
+	hook, err := db.RecordGrantAttempt(ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderWebhook}, grantT0)
+	if err != nil || hook.ID == first.ID {
+		t.Fatalf("webhook grant = %+v, %v", hook, err)
+	}
+	all, err := db.PurchaseGrants(ctx, pid)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("grants = %+v, %v", all, err)
+	}
+}
+
+func TestGrantsToGitHubUserFindsOtherPaidPurchasesByIDOrLegacyLogin(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	mine := paidPurchase(t, db, store.PurchaseCompleted)
+	other := paidPurchase(t, db, store.PurchasePartiallyRefunded)
+	refunded := paidPurchase(t, db, store.PurchaseRefunded)
+	legacy := paidPurchase(t, db, store.PurchaseCompleted)
+	for _, g := range []store.Grant{
+		{PurchaseID: mine, GitHubUserID: 42, GitHubLogin: "alice"},
+		{PurchaseID: other, GitHubUserID: 42, GitHubLogin: "alice-old"},
+		{PurchaseID: refunded, GitHubUserID: 42, GitHubLogin: "alice"},
+	} {
+		g.Provider = store.ProviderGitHub
+		if _, err := db.RecordGrantAttempt(ctx, g, grantT0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A grant from before ids were recorded: only its login is known.
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO access_grants (purchase_id, provider, github_login, state, created_at, updated_at)
+		VALUES ($1, 'github', 'Alice', 'granted', now(), now())`, legacy); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.GrantsToGitHubUser(ctx, 42, "alice", mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var purchases []string
+	for _, g := range got {
+		purchases = append(purchases, g.PurchaseID)
+	}
+	if want := []string{other, legacy}; !slices.Equal(purchases, want) {
+		t.Errorf("grants to alice besides mine = %v, want %v (the partially refunded one and the legacy one)", purchases, want)
+	}
+}
+
+func TestGrantsToGitHubUserUsesItsIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// The table is empty, so say what a large one would: scanning it all
+	// is expensive.
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN "+store.GrantsToGitHubUserSQL, int64(42), "alice", uuid.NewString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	for _, idx := range []string{"access_grants_github_user_idx", "access_grants_github_login_idx"} {
+		if !strings.Contains(text, idx) {
+			t.Errorf("the plan does not use %s:\n%s", idx, text)
+		}
+	}
+}
