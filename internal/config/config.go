@@ -263,7 +263,7 @@ func Defaults() *Config {
 			CancelURL:  "http://localhost:8080/"},
 		Reconcile: Reconcile{Schedule: "@every 1m", DeepSchedule: "@daily", DeepWindow: 30 * 24 * time.Hour,
 			Overlap: 10 * time.Minute, AccessSchedule: "@hourly"},
-		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, Timeout: 5 * time.Minute, PollInterval: time.Second,
+		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, Timeout: 4 * time.Minute, PollInterval: time.Second,
 			BackoffBase: 10 * time.Second, BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
 		GitHub: GitHub{Permission: "pull"},
@@ -491,6 +491,9 @@ func (c *Config) validate() Problems {
 	}
 	positive("steps.lease", c.Steps.Lease)
 	positive("steps.timeout", c.Steps.Timeout)
+	if c.Steps.Lease > 0 && c.Steps.Timeout >= c.Steps.Lease {
+		add("steps.timeout", "must be below steps.lease, so a step's run ends before its claim could lapse")
+	}
 	positive("steps.poll_interval", c.Steps.PollInterval)
 	positive("steps.backoff_base", c.Steps.BackoffBase)
 	positive("steps.shutdown_grace", c.Steps.ShutdownGrace)

@@ -147,14 +147,14 @@ func TestRetentionAndStepTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Retention != 2160*time.Hour || cfg.Steps.Timeout != 5*time.Minute {
-		t.Errorf("retention %s, steps.timeout %s; want 2160h and 5m", cfg.Retention, cfg.Steps.Timeout)
+	if cfg.Retention != 2160*time.Hour || cfg.Steps.Timeout != 4*time.Minute {
+		t.Errorf("retention %s, steps.timeout %s; want 2160h and 4m", cfg.Retention, cfg.Steps.Timeout)
 	}
 	without := strings.Replace(string(base), "retention: 2160h", "", 1)
 	if cfg, err := config.Parse([]byte(without), noEnv); err != nil || cfg.Retention != 90*24*time.Hour {
 		t.Errorf("retention without the key = %v, %v; want the 90-day default", cfg, err)
 	}
-	bad := strings.NewReplacer("retention: 2160h", "retention: 1h", "timeout: 5m", "timeout: 0s").Replace(string(base))
+	bad := strings.NewReplacer("retention: 2160h", "retention: 1h", "timeout: 4m", "timeout: 0s").Replace(string(base))
 	_, err = config.Parse([]byte(bad), noEnv)
 	var problems config.Problems
 	if !errors.As(err, &problems) || len(problems) != 2 ||
