@@ -108,7 +108,7 @@ func TestClaimAPaidSession(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM purchases WHERE stripe_session_id = $1`, sid); n != 1 {
 		t.Errorf("%d purchases for the session", n)
 	}
-	if n := h.count(`SELECT count(*) FROM steps WHERE purchase_id = $1 AND pipeline = 'purchase'`, p.ID); n != 2 || ful.completed.Load() != 1 {
+	if n := h.count(`SELECT count(*) FROM steps WHERE subject_id = $1 AND pipeline = 'purchase'`, p.ID); n != 2 || ful.completed.Load() != 1 {
 		t.Errorf("%d purchase steps from %d Completed calls; want one pipeline of 2 steps", n, ful.completed.Load())
 	}
 }
@@ -153,7 +153,7 @@ func TestConcurrentClaimsMakeOnePipeline(t *testing.T) {
 	if c := h.count(`SELECT count(*) FROM purchases`); c != 1 {
 		t.Errorf("%d purchases after %d claims", c, n)
 	}
-	if c := h.count(`SELECT count(*) FROM steps WHERE purchase_id = $1 AND pipeline = 'purchase'`, p.ID); c != 2 || ful.completed.Load() != 1 {
+	if c := h.count(`SELECT count(*) FROM steps WHERE subject_id = $1 AND pipeline = 'purchase'`, p.ID); c != 2 || ful.completed.Load() != 1 {
 		t.Errorf("%d purchase steps from %d Completed calls; want one pipeline of 2 steps", c, ful.completed.Load())
 	}
 }

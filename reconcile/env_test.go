@@ -141,7 +141,7 @@ func (e *env) pass(o reconcile.PassOptions) *reconcile.Report {
 // pipelines counts scheduled pipelines by purchase and name.
 func (e *env) pipelines() map[string]map[string]int {
 	e.t.Helper()
-	rows, err := e.db.Pool.Query(e.ctx, `SELECT purchase_id::text, pipeline, count(*) FROM steps GROUP BY 1, 2`)
+	rows, err := e.db.Pool.Query(e.ctx, `SELECT subject_id::text, pipeline, count(*) FROM steps GROUP BY 1, 2`)
 	if err != nil {
 		e.t.Fatal(err)
 	}

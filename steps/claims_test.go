@@ -179,7 +179,7 @@ func TestLongStepKeepsItsLease(t *testing.T) {
 		var expires, now time.Time
 		var tok *int64
 		if err := db.Pool.QueryRow(ctx, `SELECT status, lease_expires_at, claim_token, clock_timestamp() FROM steps
-			WHERE purchase_id = $1`, id).Scan(&status, &expires, &tok, &now); err != nil {
+			WHERE subject_id = $1`, id).Scan(&status, &expires, &tok, &now); err != nil {
 			t.Fatal(err)
 		}
 		if first.IsZero() {

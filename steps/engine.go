@@ -183,7 +183,8 @@ func (e *Engine) rescue(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for _, s := range rescued {
-		e.log.Warn("rescued step whose lease lapsed", "step_id", s.ID, "step", s.Name, "status", s.Status)
+		e.log.Warn("rescued step whose lease lapsed", append([]any{"step_id", s.ID, "step", s.Name, "status", s.Status},
+			subjectAttrs(subjectOf(s))...)...)
 	}
 	if len(rescued) > 0 {
 		e.Wake()

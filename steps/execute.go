@@ -82,17 +82,30 @@ func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time,
 }
 
 func (e *Engine) newJob(s store.Step) *Job {
+	subject := subjectOf(s)
 	job := &Job{
-		ID: s.ID, Pipeline: s.Pipeline, Name: s.Name, Attempt: s.Attempts, MaxAttempts: s.MaxAttempts,
-		Args: s.Args, IdempotencyKey: idempotencyKey(s), db: e.db,
+		ID: s.ID, Subject: subject, Pipeline: s.Pipeline, Name: s.Name, Attempt: s.Attempts, MaxAttempts: s.MaxAttempts,
+		Args: s.Args, IdempotencyKey: idempotencyKey(subject, s.Pipeline, s.Name), db: e.db,
 	}
-	attrs := []any{"step_id", s.ID, "step", s.Name, "pipeline", s.Pipeline, "attempt", s.Attempts}
-	if s.PurchaseID != nil {
-		job.PurchaseID = *s.PurchaseID
-		attrs = append(attrs, "purchase_id", job.PurchaseID)
+	if subject.Kind == store.SubjectPurchase {
+		job.PurchaseID = subject.ID
 	}
+	attrs := append([]any{"step_id", s.ID, "step", s.Name, "pipeline", s.Pipeline, "attempt", s.Attempts},
+		subjectAttrs(subject)...)
 	job.Logger = e.log.With(attrs...)
 	return job
+}
+
+// subjectAttrs are the log attributes naming a subject: purchase_id for a
+// purchase, as before subjects; subject_kind and subject_id for the others.
+func subjectAttrs(s Subject) []any {
+	switch s.Kind {
+	case store.SubjectPurchase:
+		return []any{"purchase_id", s.ID}
+	case store.SubjectGlobal:
+		return nil
+	}
+	return []any{"subject_kind", string(s.Kind), "subject_id", s.ID}
 }
 
 func (e *Engine) call(ctx context.Context, job *Job) (result any, err error) {
@@ -221,29 +234,31 @@ func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.St
 	if s.Name == AlertStep {
 		return nil
 	}
-	purchase := ""
-	if s.PurchaseID != nil {
-		purchase = *s.PurchaseID
+	subject := subjectOf(s)
+	args := AlertArgs{StepID: s.ID, SubjectKind: subject.Kind, SubjectID: subject.ID, Pipeline: s.Pipeline, Step: s.Name,
+		Attempts: s.Attempts, LastError: errText}
+	if subject.Kind == store.SubjectPurchase {
+		args.PurchaseID = subject.ID
 	}
 	_, err := e.Schedule(ctx, q, Pipeline{
-		PurchaseID: purchase,
-		Name:       "alert:" + strconv.FormatInt(s.ID, 10),
-		Steps: []Step{{Name: AlertStep, Args: AlertArgs{
-			StepID: s.ID, PurchaseID: purchase, Pipeline: s.Pipeline, Step: s.Name,
-			Attempts: s.Attempts, LastError: errText,
-		}}},
+		Subject: subject,
+		Name:    "alert:" + strconv.FormatInt(s.ID, 10),
+		Steps:   []Step{{Name: AlertStep, Args: args}},
 	})
 	return err
 }
 
-// AlertArgs is the input of an operator_alert step.
+// AlertArgs is the input of an operator_alert step: the step that failed
+// for good and its subject. The alert runs as a step of the same subject.
 type AlertArgs struct {
-	StepID     int64  `json:"step_id"`
-	PurchaseID string `json:"purchase_id,omitempty"`
-	Pipeline   string `json:"pipeline"`
-	Step       string `json:"step"`
-	Attempts   int    `json:"attempts"`
-	LastError  string `json:"last_error"`
+	StepID      int64             `json:"step_id"`
+	SubjectKind store.SubjectKind `json:"subject_kind"`
+	SubjectID   string            `json:"subject_id,omitempty"`  // "" for a global step
+	PurchaseID  string            `json:"purchase_id,omitempty"` // SubjectID for a purchase's step
+	Pipeline    string            `json:"pipeline"`
+	Step        string            `json:"step"`
+	Attempts    int               `json:"attempts"`
+	LastError   string            `json:"last_error"`
 }
 
 // Backoff returns the delay before retrying after attempt (1-based):

@@ -19,8 +19,11 @@ type Handler func(ctx context.Context, job *Job) (any, error)
 
 // Job describes the step a handler is running.
 type Job struct {
-	ID          int64
-	PurchaseID  string // "" for a global step
+	ID int64
+	// Subject is what the step belongs to (Kind global for a global step).
+	Subject Subject
+	// PurchaseID is Subject.ID for a purchase's step, "" for any other.
+	PurchaseID  string
 	Pipeline    string
 	Name        string
 	Attempt     int // 1 on the first run
@@ -47,9 +50,9 @@ func (j *Job) DecodeArgs(v any) error {
 }
 
 // Prior decodes into v the result of the done step name of the same
-// pipeline. It returns ErrNoResult when that step is not done.
+// pipeline and subject. It returns ErrNoResult when that step is not done.
 func (j *Job) Prior(ctx context.Context, name string, v any) error {
-	raw, err := j.db.StepResult(ctx, j.PurchaseID, j.Pipeline, name)
+	raw, err := j.db.StepResult(ctx, j.Subject.ID, j.Pipeline, name)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && len(raw) == 0) {
 		return ErrNoResult
 	}
@@ -66,12 +69,18 @@ func (j *Job) OnCommit(fn func(ctx context.Context, q *store.Queries) error) {
 	j.onCommit = append(j.onCommit, fn)
 }
 
-func idempotencyKey(s store.Step) string {
-	purchase := "global"
-	if s.PurchaseID != nil {
-		purchase = *s.PurchaseID
+// idempotencyKey is paymentd:<kind>:<id>:<pipeline>:<name>, except for the
+// keys in use before steps had subjects, which receivers (SendGrid, GitHub,
+// webhooks) may have seen already and so must not change:
+// paymentd:<purchase id>:<pipeline>:<name> and paymentd:global:<pipeline>:<name>.
+func idempotencyKey(s Subject, pipeline, name string) string {
+	switch s.Kind {
+	case store.SubjectPurchase:
+		return fmt.Sprintf("paymentd:%s:%s:%s", s.ID, pipeline, name)
+	case store.SubjectGlobal:
+		return fmt.Sprintf("paymentd:global:%s:%s", pipeline, name)
 	}
-	return fmt.Sprintf("paymentd:%s:%s:%s", purchase, s.Pipeline, s.Name)
+	return fmt.Sprintf("paymentd:%s:%s:%s:%s", s.Kind, s.ID, pipeline, name)
 }
 
 func (j *Job) commit(ctx context.Context, q *store.Queries) error {

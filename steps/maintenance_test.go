@@ -98,7 +98,7 @@ func TestRetentionPrunesOnlyWhatNothingNeeds(t *testing.T) {
 	left := func(purchase string) int {
 		t.Helper()
 		var n int
-		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM steps WHERE purchase_id IS NOT DISTINCT FROM $1::uuid`,
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM steps WHERE subject_id IS NOT DISTINCT FROM $1::uuid`,
 			nilIfEmpty(purchase)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +120,7 @@ func TestRetentionPrunesOnlyWhatNothingNeeds(t *testing.T) {
 		}
 	}
 	var globals []string
-	rows, _ := db.Pool.Query(ctx, `SELECT DISTINCT pipeline FROM steps WHERE purchase_id IS NULL ORDER BY 1`)
+	rows, _ := db.Pool.Query(ctx, `SELECT DISTINCT pipeline FROM steps WHERE subject_id IS NULL ORDER BY 1`)
 	for rows.Next() {
 		var g string
 		rows.Scan(&g)

@@ -1,13 +1,15 @@
 // Package steps is paymentd's durable step engine. Every side effect runs as
 // a step: recorded in Postgres before it runs, claimed by one worker at a
 // time under a lease, retried on its own with backoff, and never run again
-// once done. A purchase's work is a pipeline: an ordered list of named steps,
-// each of which may wait for an earlier one.
+// once done. A subject's work (a purchase's, a subscription's, an order's) is
+// a pipeline: an ordered list of named steps, each of which may wait for an
+// earlier one.
 package steps
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,10 +37,14 @@ type Step struct {
 	MaxAttempts int
 }
 
-// Pipeline is a set of steps scheduled together for one purchase (or none,
+// Pipeline is a set of steps scheduled together for one subject (or none,
 // for global work). Scheduling the same pipeline twice records it once.
 type Pipeline struct {
-	PurchaseID string // "" for a global pipeline
+	// Subject is what the steps belong to; the zero Subject (and no
+	// PurchaseID) makes a global pipeline.
+	Subject Subject
+	// PurchaseID is shorthand for Subject: PurchaseSubject(PurchaseID).
+	PurchaseID string
 	// Name distinguishes pipeline instances: "purchase", "refund:re_123".
 	Name string
 	// Anchor is the time Delays count from; zero means now.
@@ -58,8 +64,15 @@ func Chain(steps ...Step) []Step {
 
 // Schedule records p's steps through q (the pool or a caller's transaction)
 // and returns how many steps were new. Steps already recorded under the same
-// purchase, pipeline and name are left alone, so scheduling is idempotent.
+// subject, pipeline and name are left alone, so scheduling is idempotent.
+// Schedule a subject's steps under its row lock (SELECT ... FOR UPDATE in
+// q's transaction): retention takes that lock before it prunes a subject's
+// steps, so none is added while its old ones go.
 func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (int, error) {
+	subject, err := p.subject()
+	if err != nil {
+		return 0, fmt.Errorf("schedule %s: %w", p.Name, err)
+	}
 	now := e.clock.Now()
 	anchor := p.Anchor
 	if anchor.IsZero() {
@@ -91,7 +104,7 @@ func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (in
 			max = e.cfg.MaxAttempts
 		}
 		rows = append(rows, store.NewStep{
-			PurchaseID: p.PurchaseID, Pipeline: p.Name, Name: s.Name, After: s.After, Blocking: awaited[s.Name], Tags: s.Tags,
+			SubjectKind: subject.Kind, SubjectID: subject.ID, Pipeline: p.Name, Name: s.Name, After: s.After, Blocking: awaited[s.Name], Tags: s.Tags,
 			Args: args, RunAt: anchor.Add(s.Delay), MaxAttempts: max,
 		})
 	}
@@ -102,7 +115,32 @@ func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (in
 	return n, nil
 }
 
-// Cancel cancels the purchase's steps tagged tag that have not run yet.
+// subject resolves the PurchaseID shorthand and checks the subject.
+func (p Pipeline) subject() (Subject, error) {
+	s := p.Subject
+	if p.PurchaseID != "" {
+		if s != (Subject{}) && s != PurchaseSubject(p.PurchaseID) {
+			return s, fmt.Errorf("pipeline names two subjects: %s and purchase %s", s, p.PurchaseID)
+		}
+		s = PurchaseSubject(p.PurchaseID)
+	}
+	return s.normalize()
+}
+
+// Cancel cancels the purchase's steps tagged tag that have not run yet: it
+// is CancelSubject for PurchaseSubject(purchaseID).
 func (e *Engine) Cancel(ctx context.Context, q *store.Queries, purchaseID, tag string) (int, error) {
-	return q.CancelSteps(ctx, purchaseID, tag, e.clock.Now())
+	return e.CancelSubject(ctx, q, PurchaseSubject(purchaseID), tag)
+}
+
+// CancelSubject cancels the subject's steps tagged tag that have not run yet.
+func (e *Engine) CancelSubject(ctx context.Context, q *store.Queries, subject Subject, tag string) (int, error) {
+	subject, err := subject.normalize()
+	if err == nil && subject.Global() {
+		err = errors.New("global steps are not canceled by tag")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cancel %s steps: %w", tag, err)
+	}
+	return q.CancelSteps(ctx, subject.ID, tag, e.clock.Now())
 }

@@ -200,8 +200,8 @@ const grantsToGitHubUserSQL = `SELECT ` + grantColumns + ` FROM access_grants g
 // yet run, other than follow-ups: work in flight that the access drift
 // check must not second-guess.
 func (q *Queries) PurchasesWithOpenWork(ctx context.Context, purchaseIDs []string) (map[string]bool, error) {
-	rows, err := q.db.Query(ctx, `SELECT DISTINCT purchase_id::text FROM steps
-		WHERE purchase_id = ANY($1::uuid[]) AND status IN ('waiting', 'pending', 'running')
+	rows, err := q.db.Query(ctx, `SELECT DISTINCT subject_id::text FROM steps
+		WHERE subject_id = ANY($1::uuid[]) AND status IN ('waiting', 'pending', 'running')
 			AND NOT ('followup' = ANY(tags))`, purchaseIDs)
 	if err != nil {
 		return nil, fmt.Errorf("look up open steps: %w", err)

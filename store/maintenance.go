@@ -23,15 +23,15 @@ type PruneCursor struct {
 }
 
 // PruneSteps visits the next limit done or canceled steps after cursor that
-// finished before cutoff, and deletes the steps of every purchase (or global
+// finished before cutoff, and deletes the steps of every subject (or global
 // pipeline) among them whose steps are all done or canceled and all finished
-// before cutoff. Nothing else is deleted: a purchase with a step still open,
+// before cutoff. Nothing else is deleted: a subject with a step still open,
 // failed, or finished recently keeps every step, because later steps read
 // earlier results (Job.Prior) and pipelines are named by what exists.
 //
-// It runs in one short transaction, which first locks the purchases it
+// It runs in one short transaction, which first locks the subjects it
 // considers (skipping those another transaction holds): step scheduling
-// happens under the purchase's row lock, so no step is added to a purchase
+// happens under the subject's row lock, so no step is added to a subject
 // while its old ones go. It returns how many steps it deleted, the cursor
 // for the next call, and whether more candidates may follow.
 func (db *DB) PruneSteps(ctx context.Context, cutoff time.Time, after PruneCursor, limit int) (deleted int, next PruneCursor, more bool, err error) {
@@ -39,25 +39,27 @@ func (db *DB) PruneSteps(ctx context.Context, cutoff time.Time, after PruneCurso
 	err = db.InTx(ctx, func(q *Queries) error {
 		deleted = 0
 		rows, err := q.db.Query(ctx, `
-			SELECT id, purchase_id, pipeline, finished_at FROM steps
+			SELECT id, subject_kind, subject_id, pipeline, finished_at FROM steps
 			WHERE status IN ('done', 'canceled') AND finished_at < $1 AND (finished_at, id) > ($2, $3)
 			ORDER BY finished_at, id LIMIT $4`, cutoff.UTC(), after.FinishedAt.UTC(), after.ID, limit)
 		if err != nil {
 			return err
 		}
-		var purchases, pipelines []string
-		seenP, seenG := map[string]bool{}, map[string]bool{}
+		subjects := map[SubjectKind][]string{}
+		var pipelines []string
+		seen := map[string]bool{}
 		n := 0
-		var purchase *string
+		var kind SubjectKind
+		var subject *string
 		var pipeline string
-		_, err = pgx.ForEachRow(rows, []any{&next.ID, &purchase, &pipeline, &next.FinishedAt}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&next.ID, &kind, &subject, &pipeline, &next.FinishedAt}, func() error {
 			n++
 			switch {
-			case purchase != nil && !seenP[*purchase]:
-				seenP[*purchase] = true
-				purchases = append(purchases, *purchase)
-			case purchase == nil && !seenG[pipeline]:
-				seenG[pipeline] = true
+			case subject != nil && !seen[*subject]:
+				seen[*subject] = true
+				subjects[kind] = append(subjects[kind], *subject)
+			case subject == nil && !seen["global:"+pipeline]:
+				seen["global:"+pipeline] = true
 				pipelines = append(pipelines, pipeline)
 			}
 			return nil
@@ -66,28 +68,19 @@ func (db *DB) PruneSteps(ctx context.Context, cutoff time.Time, after PruneCurso
 			return err
 		}
 		more = n == limit
-		if len(purchases) > 0 {
-			rows, err := q.db.Query(ctx, `SELECT id::text FROM purchases WHERE id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED`, purchases)
-			if err != nil {
-				return err
+		for _, kind := range SubjectKinds { // a fixed order, so replicas lock alike
+			if len(subjects[kind]) > 0 {
+				d, err := q.pruneSubjects(ctx, kind, subjects[kind], cutoff)
+				if err != nil {
+					return err
+				}
+				deleted += d
 			}
-			locked, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				return err
-			}
-			tag, err := q.db.Exec(ctx, `
-				DELETE FROM steps s WHERE s.purchase_id = ANY($1::uuid[])
-					AND NOT EXISTS (SELECT 1 FROM steps o WHERE o.purchase_id = s.purchase_id
-						AND (o.status NOT IN ('done', 'canceled') OR o.finished_at >= $2))`, locked, cutoff.UTC())
-			if err != nil {
-				return err
-			}
-			deleted += int(tag.RowsAffected())
 		}
 		if len(pipelines) > 0 {
 			tag, err := q.db.Exec(ctx, `
-				DELETE FROM steps s WHERE s.purchase_id IS NULL AND s.pipeline = ANY($1)
-					AND NOT EXISTS (SELECT 1 FROM steps o WHERE o.purchase_id IS NULL AND o.pipeline = s.pipeline
+				DELETE FROM steps s WHERE s.subject_id IS NULL AND s.pipeline = ANY($1)
+					AND NOT EXISTS (SELECT 1 FROM steps o WHERE o.subject_id IS NULL AND o.pipeline = s.pipeline
 						AND (o.status NOT IN ('done', 'canceled') OR o.finished_at >= $2))`, pipelines, cutoff.UTC())
 			if err != nil {
 				return err
@@ -100,4 +93,30 @@ func (db *DB) PruneSteps(ctx context.Context, cutoff time.Time, after PruneCurso
 		return 0, after, false, fmt.Errorf("prune steps: %w", err)
 	}
 	return deleted, next, more, nil
+}
+
+// pruneSubjects locks the subjects of one kind that no other transaction
+// holds and deletes their steps if all are finished before cutoff. A kind
+// whose table does not exist yet keeps its steps.
+func (q *Queries) pruneSubjects(ctx context.Context, kind SubjectKind, ids []string, cutoff time.Time) (int, error) {
+	table := subjectTables[kind]
+	if exists, err := q.tableExists(ctx, table); err != nil || !exists {
+		return 0, err
+	}
+	rows, err := q.db.Query(ctx, `SELECT id::text FROM `+table+` WHERE id = ANY($1::uuid[]) FOR UPDATE SKIP LOCKED`, ids)
+	if err != nil {
+		return 0, err
+	}
+	locked, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, err
+	}
+	tag, err := q.db.Exec(ctx, `
+		DELETE FROM steps s WHERE s.subject_id = ANY($1::uuid[])
+			AND NOT EXISTS (SELECT 1 FROM steps o WHERE o.subject_id = s.subject_id
+				AND (o.status NOT IN ('done', 'canceled') OR o.finished_at >= $2))`, locked, cutoff.UTC())
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
 }

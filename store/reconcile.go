@@ -198,7 +198,7 @@ func (q *Queries) AccessCandidates(ctx context.Context, productKeys []string, af
 // second-guess.
 func (q *Queries) HasOpenWork(ctx context.Context, purchaseID string) (bool, error) {
 	var yes bool
-	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM steps WHERE purchase_id = $1
+	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM steps WHERE subject_id = $1
 		AND status IN ('waiting', 'pending', 'running') AND NOT ('followup' = ANY(tags)))`, purchaseID).Scan(&yes)
 	if err != nil {
 		return false, fmt.Errorf("look up open steps: %w", err)

@@ -38,13 +38,39 @@ var StepStatuses = []StepStatus{StepWaiting, StepPending, StepRunning, StepDone,
 // Final reports whether a step in status s will never run again.
 func (s StepStatus) Final() bool { return s == StepDone || s == StepFailed || s == StepCanceled }
 
+// SubjectKind says what a step belongs to: the table its subject id names,
+// or none for a global step. The steps table's CHECK lists the same values
+// (TestStatesMatchChecks).
+type SubjectKind string
+
+// Subject kinds.
+const (
+	SubjectPurchase     SubjectKind = "purchase"
+	SubjectSubscription SubjectKind = "subscription"
+	SubjectOrder        SubjectKind = "order"
+	SubjectGlobal       SubjectKind = "global" // no subject id
+)
+
+// SubjectKinds lists every SubjectKind.
+var SubjectKinds = []SubjectKind{SubjectPurchase, SubjectSubscription, SubjectOrder, SubjectGlobal}
+
+// subjectTables names the table that holds each kind's subjects, by id.
+var subjectTables = map[SubjectKind]string{
+	SubjectPurchase:     "purchases",
+	SubjectSubscription: "subscriptions",
+	SubjectOrder:        "orders",
+}
+
 // StepsChannel is the LISTEN/NOTIFY channel that announces new due work.
 const StepsChannel = "paymentd_steps"
 
 // Step is one row of the steps table.
 type Step struct {
-	ID             int64           `json:"id"`
-	PurchaseID     *string         `json:"purchase_id"`
+	ID          int64       `json:"id"`
+	SubjectKind SubjectKind `json:"subject_kind"`
+	SubjectID   *string     `json:"subject_id"` // nil for a global step
+	// PurchaseID is SubjectID for a purchase's step, nil for any other.
+	PurchaseID     *string         `json:"purchase_id,omitempty"`
 	Pipeline       string          `json:"pipeline"`
 	Name           string          `json:"name"`
 	AfterName      *string         `json:"after,omitempty"`
@@ -65,14 +91,17 @@ type Step struct {
 	FinishedAt     *time.Time      `json:"finished_at,omitempty"`
 }
 
-const stepColumns = `id, purchase_id, pipeline, name, after_name, blocking, tags, args, status, run_at, attempts,
+const stepColumns = `id, subject_kind, subject_id, pipeline, name, after_name, blocking, tags, args, status, run_at, attempts,
 	max_attempts, lease_owner, lease_expires_at, claim_token, last_error, result, created_at, updated_at, finished_at`
 
 func scanStep(row pgx.CollectableRow) (Step, error) {
 	var s Step
-	err := row.Scan(&s.ID, &s.PurchaseID, &s.Pipeline, &s.Name, &s.AfterName, &s.Blocking, &s.Tags, &s.Args, &s.Status,
+	err := row.Scan(&s.ID, &s.SubjectKind, &s.SubjectID, &s.Pipeline, &s.Name, &s.AfterName, &s.Blocking, &s.Tags, &s.Args, &s.Status,
 		&s.RunAt, &s.Attempts, &s.MaxAttempts, &s.LeaseOwner, &s.LeaseExpiresAt, &s.ClaimToken, &s.LastError, &s.Result,
 		&s.CreatedAt, &s.UpdatedAt, &s.FinishedAt)
+	if s.SubjectKind == SubjectPurchase {
+		s.PurchaseID = s.SubjectID
+	}
 	return s, err
 }
 
@@ -86,7 +115,9 @@ func (q *Queries) collectSteps(ctx context.Context, sql string, args ...any) ([]
 
 // NewStep is a step to record.
 type NewStep struct {
-	PurchaseID  string // "" for a global step
+	SubjectKind SubjectKind // "" with no SubjectID: global
+	SubjectID   string      // "" for a global step
+	PurchaseID  string      // shorthand for SubjectKind purchase and SubjectID
 	Pipeline    string
 	Name        string
 	After       string // "" when the step does not wait for another
@@ -98,7 +129,7 @@ type NewStep struct {
 }
 
 // InsertSteps records steps, skipping any already recorded under the same
-// purchase, pipeline and name, and returns how many it inserted. A step with
+// subject, pipeline and name, and returns how many it inserted. A step with
 // After set starts waiting; the others are pending at RunAt. When a step
 // became due it notifies StepsChannel at commit.
 func (q *Queries) InsertSteps(ctx context.Context, now time.Time, steps []NewStep) (int, error) {
@@ -112,9 +143,16 @@ func (q *Queries) InsertSteps(ctx context.Context, now time.Time, steps []NewSte
 		if s.After != "" {
 			status, after = StepWaiting, &s.After
 		}
-		var purchase *string
+		kind, id := s.SubjectKind, s.SubjectID
 		if s.PurchaseID != "" {
-			purchase = &s.PurchaseID
+			kind, id = SubjectPurchase, s.PurchaseID
+		}
+		var subject *string
+		if id != "" {
+			subject = &id
+		}
+		if kind == "" && subject == nil {
+			kind = SubjectGlobal
 		}
 		args := s.Args
 		if len(args) == 0 {
@@ -124,11 +162,12 @@ func (q *Queries) InsertSteps(ctx context.Context, now time.Time, steps []NewSte
 		if tags == nil {
 			tags = []string{}
 		}
-		batch.Queue(`INSERT INTO steps (purchase_id, pipeline, name, after_name, blocking, tags, args, status, run_at,
-				max_attempts, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+		batch.Queue(`INSERT INTO steps (subject_kind, subject_id, pipeline, name, after_name, blocking, tags, args, status,
+				run_at, max_attempts, created_at, updated_at)
+			VALUES ($12, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
 			ON CONFLICT DO NOTHING`,
-			purchase, s.Pipeline, s.Name, after, s.Blocking, tags, args, status, s.RunAt.UTC(), s.MaxAttempts, now.UTC())
+			subject, s.Pipeline, s.Name, after, s.Blocking, tags, args, status, s.RunAt.UTC(), s.MaxAttempts, now.UTC(),
+			kind)
 	}
 	res := q.db.SendBatch(ctx, batch)
 	inserted := 0
@@ -237,7 +276,7 @@ const completeSQL = `
 			claim_token = NULL, last_error = NULL, updated_at = $4, finished_at = $4
 		FROM input i
 		WHERE s.id = i.id AND s.claim_token = i.token
-		RETURNING s.id, s.purchase_id, s.pipeline, s.name, s.blocking
+		RETURNING s.id, s.subject_id, s.pipeline, s.name, s.blocking
 	)`
 
 // completeOneSQL is completeSQL for a single step, the common case when
@@ -248,7 +287,7 @@ const completeOneSQL = `
 		UPDATE steps SET status = 'done', result = $3, lease_owner = NULL, lease_expires_at = NULL,
 			claim_token = NULL, last_error = NULL, updated_at = $4, finished_at = $4
 		WHERE id = $1 AND claim_token = $2
-		RETURNING id, purchase_id, pipeline, name, blocking
+		RETURNING id, subject_id, pipeline, name, blocking
 	)`
 
 // releaseSQL, after completeSQL or completeOneSQL, makes due the steps that
@@ -258,7 +297,7 @@ const releaseSQL = `, released AS (
 		UPDATE steps w SET status = 'pending', run_at = greatest(w.run_at, $4), updated_at = $4
 		FROM done d
 		WHERE d.blocking AND w.status = 'waiting' AND w.pipeline = d.pipeline AND w.after_name = d.name
-			AND w.purchase_id IS NOT DISTINCT FROM d.purchase_id
+			AND w.subject_id IS NOT DISTINCT FROM d.subject_id
 		RETURNING w.run_at
 	)
 	SELECT id, (SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM released WHERE run_at <= $4 LIMIT 1) due)
@@ -377,17 +416,17 @@ func (q *Queries) RetryStep(ctx context.Context, c Claim, now, runAt time.Time, 
 }
 
 // dependentsSQL extends a statement whose CTE "roots" yields failed steps
-// (id, purchase_id, pipeline, name): it cancels every step waiting on one of
+// (id, subject_id, pipeline, name): it cancels every step waiting on one of
 // them, directly or through other waiting steps, naming the root in
 // canceled_by and last_error. $1 is the time.
 const dependentsSQL = `, waiting AS (
-		SELECT w.id, w.purchase_id, w.pipeline, w.name, r.id AS root_id, r.name AS root_name
+		SELECT w.id, w.subject_id, w.pipeline, w.name, r.id AS root_id, r.name AS root_name
 		FROM roots r JOIN steps w ON w.status = 'waiting' AND w.pipeline = r.pipeline AND w.after_name = r.name
-			AND w.purchase_id IS NOT DISTINCT FROM r.purchase_id
+			AND w.subject_id IS NOT DISTINCT FROM r.subject_id
 		UNION
-		SELECT w.id, w.purchase_id, w.pipeline, w.name, d.root_id, d.root_name
+		SELECT w.id, w.subject_id, w.pipeline, w.name, d.root_id, d.root_name
 		FROM waiting d JOIN steps w ON w.status = 'waiting' AND w.pipeline = d.pipeline AND w.after_name = d.name
-			AND w.purchase_id IS NOT DISTINCT FROM d.purchase_id
+			AND w.subject_id IS NOT DISTINCT FROM d.subject_id
 	), canceled AS (
 		UPDATE steps s SET status = 'canceled', canceled_by = w.root_id, updated_at = $1, finished_at = $1,
 			last_error = 'canceled: ' || w.root_name || ' (step ' || w.root_id || ') failed'
@@ -406,7 +445,7 @@ func (q *Queries) FailStep(ctx context.Context, c Claim, now time.Time, errText 
 			UPDATE steps SET status = 'failed', last_error = $4, lease_owner = NULL, lease_expires_at = NULL,
 				claim_token = NULL, updated_at = $1, finished_at = $1
 			WHERE id = $2 AND claim_token = $3 AND status = 'running'
-			RETURNING id, purchase_id, pipeline, name
+			RETURNING id, subject_id, pipeline, name
 		)`+dependentsSQL+`
 		SELECT (SELECT count(*) FROM roots), (SELECT count(*) FROM canceled)`,
 		now.UTC(), c.ID, c.Token, errText).Scan(&failed, &canceled)
@@ -476,7 +515,7 @@ func (q *Queries) RescueExpiredSteps(ctx context.Context, now time.Time) ([]Step
 			FROM expired WHERE s.id = expired.id
 			RETURNING s.*
 		), roots AS (
-			SELECT id, purchase_id, pipeline, name FROM rescued WHERE status = 'failed'
+			SELECT id, subject_id, pipeline, name FROM rescued WHERE status = 'failed'
 		)`+dependentsSQL+`
 		SELECT `+stepColumns+` FROM rescued`, now.UTC())
 	if err != nil {
@@ -485,11 +524,12 @@ func (q *Queries) RescueExpiredSteps(ctx context.Context, now time.Time) ([]Step
 	return steps, nil
 }
 
-// CancelSteps cancels the not-yet-run steps of a purchase that carry tag.
-// It finds them by purchase (a handful of rows through the unique index on
-// purchase, pipeline and name; TestCancelByTagUsesAnIndex), then by tag.
-func (q *Queries) CancelSteps(ctx context.Context, purchaseID, tag string, now time.Time) (int, error) {
-	res, err := q.db.Exec(ctx, cancelByTagSQL, purchaseID, tag, now.UTC())
+// CancelSteps cancels the not-yet-run steps of a subject that carry tag.
+// It finds them by subject (a handful of rows through the unique index on
+// subject, pipeline and name; TestCancelByTagUsesAnIndex), then by tag.
+// Subject ids are uuids, unique across kinds, so the id alone names one.
+func (q *Queries) CancelSteps(ctx context.Context, subjectID, tag string, now time.Time) (int, error) {
+	res, err := q.db.Exec(ctx, cancelByTagSQL, subjectID, tag, now.UTC())
 	if err != nil {
 		return 0, fmt.Errorf("cancel steps: %w", err)
 	}
@@ -498,19 +538,20 @@ func (q *Queries) CancelSteps(ctx context.Context, purchaseID, tag string, now t
 
 const cancelByTagSQL = `
 	UPDATE steps SET status = 'canceled', updated_at = $3, finished_at = $3, last_error = 'canceled: ' || $2
-	WHERE purchase_id = $1 AND status IN ('waiting', 'pending') AND tags @> ARRAY[$2::text]`
+	WHERE subject_id = $1 AND status IN ('waiting', 'pending') AND tags @> ARRAY[$2::text]`
 
-// StepResult returns the stored result of a done step of the same pipeline.
-func (q *Queries) StepResult(ctx context.Context, purchaseID, pipeline, name string) (json.RawMessage, error) {
+// StepResult returns the stored result of a done step of a subject's
+// pipeline (subjectID "" for a global one).
+func (q *Queries) StepResult(ctx context.Context, subjectID, pipeline, name string) (json.RawMessage, error) {
 	var result json.RawMessage
-	var purchase *string
-	if purchaseID != "" {
-		purchase = &purchaseID
+	var subject *string
+	if subjectID != "" {
+		subject = &subjectID
 	}
 	err := q.db.QueryRow(ctx, `
 		SELECT result FROM steps
-		WHERE purchase_id IS NOT DISTINCT FROM $1 AND pipeline = $2 AND name = $3 AND status = 'done'`,
-		purchase, pipeline, name).Scan(&result)
+		WHERE subject_id IS NOT DISTINCT FROM $1 AND pipeline = $2 AND name = $3 AND status = 'done'`,
+		subject, pipeline, name).Scan(&result)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -532,11 +573,56 @@ func (q *Queries) GetStep(ctx context.Context, id int64) (Step, error) {
 
 // PurchaseSteps returns every step of a purchase, in the order they were recorded.
 func (q *Queries) PurchaseSteps(ctx context.Context, purchaseID string) ([]Step, error) {
-	steps, err := q.collectSteps(ctx, `SELECT `+stepColumns+` FROM steps WHERE purchase_id = $1 ORDER BY id`, purchaseID)
+	return q.SubjectSteps(ctx, purchaseID)
+}
+
+// SubjectSteps returns every step of a subject (a purchase, a subscription,
+// an order: ids are unique across kinds), in the order they were recorded.
+func (q *Queries) SubjectSteps(ctx context.Context, subjectID string) ([]Step, error) {
+	steps, err := q.collectSteps(ctx, `SELECT `+stepColumns+` FROM steps WHERE subject_id = $1 ORDER BY id`, subjectID)
 	if err != nil {
-		return nil, fmt.Errorf("list purchase steps: %w", err)
+		return nil, fmt.Errorf("list subject steps: %w", err)
 	}
 	return steps, nil
+}
+
+// StepsWithoutSubject returns the steps whose subject is not a row of its
+// kind's table (every step of a kind whose table does not exist yet). It
+// stands in for a foreign key, which cannot point into one of several
+// tables: subjects are never deleted, so tests that run real flows assert it
+// returns nothing.
+func (q *Queries) StepsWithoutSubject(ctx context.Context) ([]Step, error) {
+	var orphans []Step
+	for _, kind := range SubjectKinds {
+		table, ok := subjectTables[kind]
+		if !ok {
+			continue
+		}
+		exists, err := q.tableExists(ctx, table)
+		if err != nil {
+			return nil, err
+		}
+		sql := `SELECT ` + stepColumns + ` FROM steps s WHERE subject_kind = $1`
+		if exists {
+			sql += ` AND NOT EXISTS (SELECT 1 FROM ` + table + ` t WHERE t.id = s.subject_id)`
+		}
+		steps, err := q.collectSteps(ctx, sql+` ORDER BY id`, kind)
+		if err != nil {
+			return nil, fmt.Errorf("find %s steps without a subject: %w", kind, err)
+		}
+		orphans = append(orphans, steps...)
+	}
+	return orphans, nil
+}
+
+// tableExists reports whether the table is in the database (a subject kind's
+// table may come with a later migration than the kind).
+func (q *Queries) tableExists(ctx context.Context, table string) (bool, error) {
+	var exists bool
+	if err := q.db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+		return false, fmt.Errorf("look up table %s: %w", table, err)
+	}
+	return exists, nil
 }
 
 // StepsByStatus returns up to limit steps in status, most recently updated first.

@@ -105,8 +105,8 @@ func TestCancelByTagUsesAnIndex(t *testing.T) {
 		SELECT gen_random_uuid(), 'pro', 'cs_' || g, 'usd', $1, $1 FROM generate_series(1, 5000) AS g`, t0)
 	if err == nil {
 		_, err = db.Pool.Exec(ctx, `
-		INSERT INTO steps (purchase_id, pipeline, name, tags, status, run_at, max_attempts, created_at, updated_at, finished_at)
-		SELECT p.id, 'purchase', n.name, n.tags, n.status, $1, 10, $1, $1, CASE WHEN n.status = 'done' THEN $1::timestamptz END
+		INSERT INTO steps (subject_kind, subject_id, pipeline, name, tags, status, run_at, max_attempts, created_at, updated_at, finished_at)
+		SELECT 'purchase', p.id, 'purchase', n.name, n.tags, n.status, $1, 10, $1, $1, CASE WHEN n.status = 'done' THEN $1::timestamptz END
 		FROM purchases p CROSS JOIN (VALUES
 			('confirmation', '{}'::text[], 'done'), ('admin', '{}', 'done'), ('grant_access', '{access}', 'done'),
 			('access_email', '{access}', 'done'), ('analytics', '{}', 'done'), ('followup_7', '{followup}', 'pending'),
@@ -161,7 +161,7 @@ func TestCancelByTagUsesAnIndex(t *testing.T) {
 	}
 	for _, generic := range []bool{false, true} {
 		p := plan(generic)
-		// An Index Scan or a Bitmap Index Scan, on the index that leads with purchase_id.
+		// An Index Scan or a Bitmap Index Scan, on the index that leads with subject_id.
 		if strings.Contains(p, "Seq Scan") || !strings.Contains(p, "Index Scan") ||
 			!strings.Contains(p, "steps_purchase_pipeline_name_key") {
 			t.Errorf("cancel by tag (generic plan %v) does not use the purchase index:\n%s", generic, p)

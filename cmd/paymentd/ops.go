@@ -148,11 +148,11 @@ func printPurchase(w io.Writer, v purchaseView) {
 	printSteps(w, v.Steps, false)
 }
 
-func printSteps(w io.Writer, steps []store.Step, withPurchase bool) {
+func printSteps(w io.Writer, steps []store.Step, withSubject bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	header := "  ID\tPIPELINE\tSTEP\tSTATUS\tATTEMPTS\tNEXT RUN / FINISHED\tLAST ERROR"
-	if withPurchase {
-		header = "  ID\tPURCHASE\tPIPELINE\tSTEP\tSTATUS\tATTEMPTS\tNEXT RUN / FINISHED\tLAST ERROR"
+	if withSubject {
+		header = "  ID\tSUBJECT\tPIPELINE\tSTEP\tSTATUS\tATTEMPTS\tNEXT RUN / FINISHED\tLAST ERROR"
 	}
 	fmt.Fprintln(tw, header)
 	for _, s := range steps {
@@ -165,8 +165,8 @@ func printSteps(w io.Writer, steps []store.Step, withPurchase bool) {
 			errText = errText[:77] + "..."
 		}
 		cols := []string{strconv.FormatInt(s.ID, 10)}
-		if withPurchase {
-			cols = append(cols, deref(s.PurchaseID))
+		if withSubject {
+			cols = append(cols, subject(s))
 		}
 		cols = append(cols, s.Pipeline, s.Name, string(s.Status), fmt.Sprintf("%d/%d", s.Attempts, s.MaxAttempts), when, errText)
 		fmt.Fprintln(tw, "  "+strings.Join(cols, "\t"))
@@ -256,6 +256,9 @@ func runSteps(ctx context.Context, env *cliEnv, args []string) error {
 				return withCode(exitUsage, fmt.Errorf("step %d is %s; only failed steps can be retried", id, s.Status))
 			}
 			ids = []int64{id}
+			if !*asJSON {
+				fmt.Fprintf(env.stdout, "step %d: %s %s of %s\n", id, s.Pipeline, s.Name, subject(s))
+			}
 		}
 		if *asJSON {
 			return writeJSONOut(env.stdout, map[string][]int64{"retried": ids})
@@ -264,6 +267,15 @@ func runSteps(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	return withCode(exitUsage, errors.New(usage))
+}
+
+// subject names what a step belongs to: "purchase <id>", "subscription
+// <id>", "order <id>", or "global".
+func subject(s store.Step) string {
+	if s.SubjectID == nil {
+		return string(store.SubjectGlobal)
+	}
+	return string(s.SubjectKind) + " " + *s.SubjectID
 }
 
 func writeJSONOut(w io.Writer, v any) error {

@@ -65,6 +65,9 @@ func TestPurchasesShowAndRetryAFailedStep(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &failed) != nil || len(failed) != 1 || failed[0].Name != "grant_access" {
 		t.Fatalf("steps list --failed = %d %s %s", code, out, errOut)
 	}
+	if code, out, _ := runCLI(t, dbURL, "steps", "list", "--failed"); code != 0 || !strings.Contains(out, "purchase "+id) {
+		t.Errorf("steps list --failed (exit %d) does not name the step's subject:\n%s", code, out)
+	}
 	code, out, _ = runCLI(t, dbURL, "purchases", "show", email)
 	for _, want := range []string{id, "grant_access", "failed", "2/2", "github: 502 bad gateway", "operator_alert"} {
 		if code != 0 || !strings.Contains(out, want) {
@@ -77,7 +80,7 @@ func TestPurchasesShowAndRetryAFailedStep(t *testing.T) {
 
 	githubDown = false
 	code, out, errOut = runCLI(t, dbURL, "steps", "retry", fmt.Sprint(failed[0].ID))
-	if code != 0 || !strings.Contains(out, "retrying 1 step") {
+	if code != 0 || !strings.Contains(out, "retrying 1 step") || !strings.Contains(out, "grant_access of purchase "+id) {
 		t.Fatalf("steps retry = %d %s %s", code, out, errOut)
 	}
 	if n, err := eng.RunDue(ctx); err != nil || n != 1 {

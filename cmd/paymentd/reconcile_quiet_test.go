@@ -48,7 +48,7 @@ func TestReconcileQuietSchedulesNoCustomerEmail(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("reconcile %v: exit %d\n%s\n%s", args, code, out.String(), errOut.String())
 		}
-		rows, err := db.Pool.Query(ctx, `SELECT name FROM steps WHERE purchase_id IS NOT NULL ORDER BY name`)
+		rows, err := db.Pool.Query(ctx, `SELECT name FROM steps WHERE subject_id IS NOT NULL ORDER BY name`)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -314,7 +314,9 @@ func (f *Fulfillment) operatorAlert(ctx context.Context, job *steps.Job) (any, e
 		StepName:   args.Step + " (pipeline " + args.Pipeline + ")",
 		LastError:  fmt.Sprintf("%s\n\n(step id %d, %d attempt(s))", args.LastError, args.StepID, args.Attempts),
 	}
-	if args.PurchaseID == "" {
+	if args.PurchaseID == "" && args.SubjectID != "" {
+		d.PurchaseID = fmt.Sprintf("none (%s %s)", args.SubjectKind, args.SubjectID) // a subscription's or an order's step
+	} else if args.PurchaseID == "" {
 		d.PurchaseID = "none (a global step)"
 	} else if p, err := f.db.GetPurchase(ctx, args.PurchaseID); err == nil {
 		email, err := f.email(ctx, p)

@@ -237,6 +237,17 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	t.Helper()
 	h := &harness{t: t, ctx: context.Background(), db: pgtest.New(t), clk: clock.NewFake(t0),
 		mail: &sendGridFake{}, hook: &receiver{}}
+	// steps.subject_id has no foreign key (it names a row of one of several
+	// tables): every step a flow schedules must belong to a real subject.
+	t.Cleanup(func() {
+		orphans, err := h.db.StepsWithoutSubject(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		for _, s := range orphans {
+			t.Errorf("step %d %s/%s belongs to %s %v, which does not exist", s.ID, s.Pipeline, s.Name, s.SubjectKind, *s.SubjectID)
+		}
+	})
 	h.gh = githubfake.New(githubfake.Options{Owner: "acme", Repo: "acme-pro", Token: githubToken, Clock: h.clk.Now})
 	ghSrv, sgSrv, hookSrv := serve(t, h.gh), serve(t, h.mail), serve(t, h.hook)
 
