@@ -39,6 +39,7 @@ type Config struct {
 	Fulfillment Fulfillment `yaml:"fulfillment"`
 	Products    []Product   `yaml:"products"`
 	Log         Log         `yaml:"log"`
+	Console     Console     `yaml:"console"`
 }
 
 // Database says where Postgres is.
@@ -268,7 +269,8 @@ func Defaults() *Config {
 			{Delay: 14 * 24 * time.Hour, Template: "followup_feedback"},
 			{Delay: 30 * 24 * time.Hour, Template: "followup_testimonial"},
 		}},
-		Log: Log{Format: "text", Level: "info"},
+		Log:     Log{Format: "text", Level: "info"},
+		Console: defaultConsole(),
 	}
 }
 
@@ -607,6 +609,8 @@ func (c *Config) validate() Problems {
 			add("email.provider", "is the dev outbox while stripe.secret_key is live: customers would get no email; use sendgrid")
 		}
 	}
+
+	c.validateConsole(add)
 
 	switch c.Log.Format {
 	case "text", "json":
