@@ -531,3 +531,14 @@ func (q *Queries) PeekRate(ctx context.Context, key string, r Rate, now time.Tim
 	_, d := DecideRate(tat, now.UTC(), r)
 	return d, nil
 }
+
+// AuditByIDs returns the audit entries with the given ids that operator
+// recorded, oldest first: what the page after an action reports as done.
+func (q *Queries) AuditByIDs(ctx context.Context, ids []int64, operator string) ([]AuditEntry, error) {
+	as, err := q.audits(ctx, `SELECT `+auditColumns+` FROM operator_audit WHERE id = ANY($1) AND operator = $2
+		ORDER BY id`, ids, operator)
+	if err != nil {
+		return nil, fmt.Errorf("look up audit entries: %w", err)
+	}
+	return as, nil
+}
