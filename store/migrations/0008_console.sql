@@ -51,14 +51,19 @@ CREATE INDEX reconcile_passes_started_idx ON reconcile_passes (started_at DESC, 
 
 -- Search and lists: newest first, by keyset (created_at, id), with or
 -- without a status; and the Stripe ids that had no index yet. Most
--- purchases are paid, so a list of paid ones walks purchases_created_idx and
--- finds a page at once; the rarer statuses (pending, expired, failed,
--- refunded) have their own index. Leaving the paid statuses out keeps it
--- small and keeps the planner from driving lookups of paid purchases (such
--- as GrantsToGitHubUser's) from it.
+-- purchases are completed, so a list of completed ones walks
+-- purchases_created_idx and finds a page at once; the other statuses have
+-- their own index, which also counts them for the overview. Leaving
+-- completed out keeps it small and keeps the planner from driving lookups
+-- of paid purchases (such as GrantsToGitHubUser's) from it.
 CREATE INDEX purchases_created_idx ON purchases (created_at DESC, id DESC);
 CREATE INDEX purchases_status_created_idx ON purchases (status, created_at DESC, id DESC)
-    WHERE status NOT IN ('completed', 'partially_refunded');
+    WHERE status <> 'completed';
+-- The overview counts the completed from this one: every key is the same,
+-- so B-tree deduplication keeps it to a few bytes a row, and an index-only
+-- count reads a seventh of what counting the table's smallest other index
+-- would.
+CREATE INDEX purchases_completed_idx ON purchases (status) WHERE status = 'completed';
 CREATE INDEX purchases_charge_idx ON purchases (stripe_charge_id) WHERE stripe_charge_id IS NOT NULL;
 CREATE INDEX purchases_customer_idx ON purchases (stripe_customer_id, created_at DESC)
     WHERE stripe_customer_id IS NOT NULL;
