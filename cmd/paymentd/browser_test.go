@@ -304,6 +304,34 @@ func TestBrowserStorefrontAndConsole(t *testing.T) {
 	if s := waitForStep(t, info.app.db, p.ID, "grant_access", "done"); s.ID != grant.ID {
 		t.Errorf("a new grant step %d, not the retried %d", s.ID, grant.ID)
 	}
+	// Its preview opens in the timeline (a sandboxed frame the session's
+	// cookie still reaches).
+	email := waitForStep(t, info.app.db, p.ID, "access_email", "done")
+	step := fmt.Sprintf("#step-%d", email.ID)
+	b.run("open the preview", chromedp.Click(chromedp.CSS(step+" details summary")),
+		chromedp.WaitVisible(chromedp.CSS(step+" iframe.preview")))
+	b.eventually("the access email's preview", 20*time.Second, false, func() bool {
+		// The frame is sandboxed: its own process (a target of its own),
+		// and no script, so its text is read from the DOM tree the
+		// protocol returns. Had the session's cookie not reached it, it
+		// would have gone to the sign-in page instead.
+		targets, err := chromedp.Targets(b.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tg := range targets {
+			if tg.Type != "iframe" || !strings.HasSuffix(tg.URL, fmt.Sprintf("/steps/%d/email", email.ID)) {
+				continue
+			}
+			fctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithTargetID(tg.TargetID), chromedp.WithDetachOnCancel())
+			defer cancel()
+			tctx, cancelT := context.WithTimeout(fctx, 5*time.Second)
+			defer cancelT()
+			nodes, err := chromedp.Run(tctx, chromedp.Nodes(chromedp.CSS("body"), chromedp.Populate(-1, false)))
+			return err == nil && len(nodes) == 1 && strings.Contains(nodeText(nodes[0]), "@octocat")
+		}
+		return false
+	})
 	audit, err := info.app.db.PurchaseAudit(b.ctx, p.ID, 10)
 	if err != nil || len(audit) != 1 || audit[0].Operator != info.operator || audit[0].Action != "retry_step" {
 		t.Errorf("audit = %+v, %v", audit, err)
@@ -319,6 +347,22 @@ func TestBrowserStorefrontAndConsole(t *testing.T) {
 	if loc := b.location(); loc != console {
 		t.Errorf("after the refused sign-out the console led to %s", loc)
 	}
+}
+
+// nodeText is the text of n's subtree, from the nodes' values.
+func nodeText(n *chromedp.Node) string {
+	if n == nil {
+		return ""
+	}
+	var b strings.Builder
+	if n.NodeType == chromedp.NodeTypeText {
+		b.WriteString(n.NodeValue)
+	}
+	for _, c := range n.Children {
+		b.WriteString(nodeText(c))
+	}
+	b.WriteString(nodeText(n.ContentDocument))
+	return b.String()
 }
 
 // waitForStep waits until the purchase's step name has status.
