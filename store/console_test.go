@@ -423,3 +423,35 @@ func TestConsoleQueriesUseTheirIndexes(t *testing.T) {
 		}
 	}
 }
+
+// The benchmarks' synthetic load has every kind of row the overview shows.
+func TestSyntheticLoad(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	now := time.Now()
+	if err := db.GenerateSyntheticLoad(ctx, store.SyntheticLoad{Purchases: 2000, Buyers: 100, StepsPerPurchase: 10,
+		Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := db.ConsoleOverview(ctx, now, now.Add(-time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var purchases int64
+	for _, n := range o.Purchases {
+		purchases += n
+	}
+	if purchases != 2000 || o.Purchases[store.PurchaseCompleted] != 1700 {
+		t.Errorf("purchases = %v", o.Purchases)
+	}
+	s := o.Steps
+	if s.Failed == 0 || s.Waiting == 0 || s.Running == 0 || s.StuckRunning == 0 || s.StuckRunning == s.Running ||
+		s.StuckPending == 0 || len(o.Alerts) != 10 || len(o.Passes) != 10 || len(o.Failing) != 10 || len(o.Audit) != 10 {
+		t.Errorf("overview = %+v", o)
+	}
+	ps, _, err := db.SearchPurchases(ctx, store.PurchaseSearch{Field: store.SearchEmail, Value: "buyer7@example.com", Limit: 50})
+	if err != nil || len(ps) != 20 {
+		t.Errorf("buyer7's purchases: %d, %v", len(ps), err)
+	}
+}

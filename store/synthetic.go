@@ -17,7 +17,8 @@ type SyntheticLoad struct {
 	Purchases, Buyers int
 	// StepsPerPurchase steps each, of which about 0.5% failed (each with
 	// its operator alert), 0.3% pending long past their run_at, 0.2%
-	// running, 2% waiting, 7% pending later, and the rest done.
+	// running (half past their lease), 2% waiting, 7% pending later, and
+	// the rest done. Running steps are made by the engine's claim.
 	StepsPerPurchase int
 	Now              time.Time
 }
@@ -63,19 +64,18 @@ func (db *DB) GenerateSyntheticLoad(ctx context.Context, l SyntheticLoad) error 
 				lease_expires_at, last_error, result, created_at, updated_at, finished_at)
 			SELECT p.id, 'purchase', n.name, '{}', s.status,
 				CASE WHEN s.status = 'pending' AND s.h % 1000 < 8 THEN $4::timestamptz - interval '3 hours'
+					WHEN s.status = 'pending' AND s.h % 1000 < 10 THEN $4::timestamptz - interval '6 hours'
 					WHEN s.status = 'pending' THEN $4::timestamptz + interval '7 days' ELSE p.created_at END,
 				CASE WHEN s.status IN ('pending', 'waiting') THEN 0 ELSE 1 END, 10,
-				CASE WHEN s.status = 'running' THEN 'bench-worker' END,
-				CASE WHEN s.status = 'running' THEN $4::timestamptz + (CASE WHEN s.h % 2 = 0 THEN -1 ELSE 1 END) * interval '1 hour' END,
+				NULL, NULL,
 				CASE WHEN s.status = 'failed' THEN 'github: add collaborator: 502 Bad Gateway' END,
 				CASE WHEN s.status = 'done' THEN '{"sent": true, "template": "purchase_confirmation", "to": "buyer@example.com"}'::jsonb END,
 				p.created_at, p.created_at,
 				CASE WHEN s.status IN ('done', 'failed') THEN p.created_at + interval '1 minute' END
 			FROM purchases p
 			CROSS JOIN LATERAL unnest($3::text[]) WITH ORDINALITY AS n(name, k)
-			CROSS JOIN LATERAL (SELECT h, CASE WHEN h % 1000 < 5 THEN 'failed' WHEN h % 1000 < 8 THEN 'pending'
-					WHEN h % 1000 < 10 THEN 'running' WHEN h % 1000 < 30 THEN 'waiting' WHEN h % 1000 < 100 THEN 'pending'
-					ELSE 'done' END AS status
+			CROSS JOIN LATERAL (SELECT h, CASE WHEN h % 1000 < 5 THEN 'failed' WHEN h % 1000 < 10 THEN 'pending'
+					WHEN h % 1000 < 30 THEN 'waiting' WHEN h % 1000 < 100 THEN 'pending' ELSE 'done' END AS status
 				FROM (SELECT (substr(p.stripe_session_id, 10)::bigint * 7919 + n.k * 104729) AS h) x) s
 			WHERE p.stripe_session_id LIKE 'cs_bench_%' AND substr(p.stripe_session_id, 10)::int >= $1
 				AND substr(p.stripe_session_id, 10)::int < $2`,
@@ -97,9 +97,6 @@ func (db *DB) GenerateSyntheticLoad(ctx context.Context, l SyntheticLoad) error 
 		SELECT CASE WHEN i % 60 = 0 THEN 'deep' ELSE 'incremental' END, $1::timestamptz - i * interval '1 minute',
 			200000 + i % 7 * 10000, 40 + i % 13, i % 3, i % 5 / 4, i % 50 / 49, 'synthetic'
 		FROM generate_series(1, 5000) i`,
-		`INSERT INTO reconcile_errors (kind, object_id, error, attempts, first_seen, last_seen)
-		SELECT 'session', 'cs_bench_broken_' || i, 'stripe: 500 Internal Server Error', i, $1::timestamptz - interval '1 day',
-			$1::timestamptz FROM generate_series(1, 30) i`,
 		`INSERT INTO operator_audit (at, operator, action, object_kind, object_id, purchase_id, before, after)
 		SELECT $1::timestamptz - i * interval '1 hour', 'alice', 'retry_step', 'step', s.id::text, s.purchase_id,
 			'{"status": "failed"}', '{"status": "pending"}'
@@ -111,6 +108,23 @@ func (db *DB) GenerateSyntheticLoad(ctx context.Context, l SyntheticLoad) error 
 		}
 		if _, err := db.Pool.Exec(ctx, sql, args...); err != nil {
 			return fmt.Errorf("generate load: %w", err)
+		}
+	}
+	// The running steps are claimed as workers claim them (the oldest due,
+	// six hours overdue): half by a worker whose lease has lapsed.
+	running := int(int64(l.Purchases) * int64(l.StepsPerPurchase) / 500)
+	for _, lease := range []time.Duration{-time.Hour, time.Hour} {
+		if _, err := db.ClaimSteps(ctx, "bench-worker", now, lease, running/2); err != nil {
+			return fmt.Errorf("generate running steps: %w", err)
+		}
+	}
+	// Objects that keep failing, through the reconciler's own statement.
+	for i := range 30 {
+		for range i + 1 {
+			if err := db.RecordReconcileError(ctx, "session", fmt.Sprintf("cs_bench_broken_%d", i),
+				"stripe: 500 Internal Server Error", now); err != nil {
+				return err
+			}
 		}
 	}
 	for _, table := range []string{"purchases", "steps", "reconcile_passes", "operator_audit", "reconcile_errors"} {
