@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,6 +106,7 @@ func New(o Options) (*Console, error) {
 		}
 	}
 	if len(missing) > 0 {
+		slices.Sort(missing)
 		return nil, fmt.Errorf("new console: missing %s", strings.Join(missing, ", "))
 	}
 	c := &Console{db: o.DB, clock: o.Clock, log: o.Log, cfg: o.Config.Console, products: map[string]config.Product{},

@@ -406,7 +406,7 @@ func (c *Console) funcs() template.FuncMap {
 func ago(d time.Duration) string {
 	switch {
 	case d < 0:
-		return "in " + ago(-d)[:len(ago(-d))-4]
+		return "in " + strings.TrimSuffix(ago(-d), " ago")
 	case d < time.Minute:
 		return strconv.Itoa(int(d/time.Second)) + "s ago"
 	case d < time.Hour:

@@ -186,3 +186,13 @@ func TestResendPipelineAndInFlight(t *testing.T) {
 		}
 	}
 }
+
+func TestAgo(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{30 * time.Second: "30s ago", 5 * time.Minute: "5m ago",
+		3 * time.Hour: "3h ago", 72 * time.Hour: "3d ago", -2 * time.Minute: "in 2m"} {
+		if got := ago(d); got != want {
+			t.Errorf("ago(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
