@@ -21,7 +21,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paymentd_steps_total", Help: "Steps run, by step name and outcome (done, retry, failed, released, lost_lease).",
+			Name: "paymentd_steps_total", Help: "Steps run, by step name and outcome (done, retry, failed, released, lost_lease, unrecorded).",
 		}, []string{"step", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "paymentd_step_duration_seconds", Help: "Time a step handler took, by step name.",

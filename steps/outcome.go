@@ -44,7 +44,9 @@ func (e *retryAfterError) Unwrap() error { return e.err }
 
 // RetryAfter wraps err so the next attempt waits d (for example a 429's
 // Retry-After or a rate limit's reset time) instead of the backoff schedule.
-// The attempt still counts towards the step's maximum.
+// A d of zero or less (a reset time already past) takes the backoff
+// schedule, so a stale reset time cannot burn every attempt in seconds. The
+// attempt still counts towards the step's maximum.
 func RetryAfter(d time.Duration, err error) error {
 	if err == nil {
 		err = errors.New("retry requested")
@@ -55,7 +57,8 @@ func RetryAfter(d time.Duration, err error) error {
 	return &retryAfterError{after: d, err: err}
 }
 
-// RetryDelay returns the delay requested through RetryAfter, if any.
+// RetryDelay returns the delay requested through RetryAfter, if any (zero
+// for a time already past).
 func RetryDelay(err error) (time.Duration, bool) {
 	var r *retryAfterError
 	if errors.As(err, &r) {

@@ -126,7 +126,7 @@ func insertStep(t *testing.T, db *store.DB, purchaseID, pipeline, name, after st
 	case store.StepWaiting, store.StepPending:
 	case store.StepRunning:
 		_, err := db.Pool.Exec(ctx, `UPDATE steps SET status = 'running', attempts = 1, lease_owner = 'w',
-			lease_expires_at = $2 WHERE id = $1`, id, runAt.Add(time.Minute))
+			lease_expires_at = $2, claim_token = nextval('steps_claim_seq') WHERE id = $1`, id, runAt.Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}

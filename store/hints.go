@@ -35,3 +35,16 @@ func (q *Queries) InsertHint(ctx context.Context, eventID, eventType, objectID s
 	}
 	return n == 1, nil
 }
+
+// PruneHints deletes up to limit webhook hints handled before cutoff, oldest
+// first, and returns how many it deleted. Unhandled hints are never pruned.
+func (q *Queries) PruneHints(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	tag, err := q.db.Exec(ctx, `
+		DELETE FROM webhook_hints WHERE event_id IN (
+			SELECT event_id FROM webhook_hints WHERE handled_at < $1 ORDER BY handled_at LIMIT $2)`,
+		cutoff.UTC(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune hints: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

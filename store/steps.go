@@ -1,7 +1,9 @@
 // Steps: the rows of the durable step engine. Claiming uses one UPDATE over
 // a SELECT ... FOR UPDATE SKIP LOCKED, so any number of workers on any number
-// of replicas share the table without taking each other's work; every write
-// to a running step is fenced by its lease owner.
+// of replicas share the table without taking each other's work. Every claim
+// draws a fresh token, and every write to a running step is fenced by it: a
+// worker that lost its claim (its lease lapsed and another worker took the
+// step) can no longer complete, retry, fail, release or renew it.
 package store
 
 import (
@@ -55,6 +57,7 @@ type Step struct {
 	MaxAttempts    int             `json:"max_attempts"`
 	LeaseOwner     *string         `json:"lease_owner,omitempty"`
 	LeaseExpiresAt *time.Time      `json:"lease_expires_at,omitempty"`
+	ClaimToken     *int64          `json:"-"`
 	LastError      *string         `json:"last_error,omitempty"`
 	Result         json.RawMessage `json:"result,omitempty"`
 	CreatedAt      time.Time       `json:"created_at"`
@@ -63,12 +66,12 @@ type Step struct {
 }
 
 const stepColumns = `id, purchase_id, pipeline, name, after_name, blocking, tags, args, status, run_at, attempts,
-	max_attempts, lease_owner, lease_expires_at, last_error, result, created_at, updated_at, finished_at`
+	max_attempts, lease_owner, lease_expires_at, claim_token, last_error, result, created_at, updated_at, finished_at`
 
 func scanStep(row pgx.CollectableRow) (Step, error) {
 	var s Step
 	err := row.Scan(&s.ID, &s.PurchaseID, &s.Pipeline, &s.Name, &s.AfterName, &s.Blocking, &s.Tags, &s.Args, &s.Status,
-		&s.RunAt, &s.Attempts, &s.MaxAttempts, &s.LeaseOwner, &s.LeaseExpiresAt, &s.LastError, &s.Result,
+		&s.RunAt, &s.Attempts, &s.MaxAttempts, &s.LeaseOwner, &s.LeaseExpiresAt, &s.ClaimToken, &s.LastError, &s.Result,
 		&s.CreatedAt, &s.UpdatedAt, &s.FinishedAt)
 	return s, err
 }
@@ -157,10 +160,36 @@ func (q *Queries) NotifySteps(ctx context.Context) error {
 	return nil
 }
 
-// ClaimSteps leases up to limit due steps to owner until now+lease, counting
-// an attempt on each, oldest due first.
+// Claim identifies one claim of a running step: the step and the token drawn
+// when it was claimed. A step claimed again (after its lease lapsed, or after
+// it was released) has a new token, so an old claim fences nothing in.
+type Claim struct {
+	ID    int64
+	Token int64
+}
+
+// Claim returns the claim under which s is running; the zero Claim (which
+// matches no row) when s is not running.
+func (s Step) Claim() Claim {
+	if s.ClaimToken == nil {
+		return Claim{ID: s.ID}
+	}
+	return Claim{ID: s.ID, Token: *s.ClaimToken}
+}
+
+// micros turns a duration into the microseconds the lease statements
+// multiply by interval '1 microsecond'.
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// ClaimSteps leases up to limit steps due at now to owner, counting an
+// attempt on each, oldest due first. Each claim draws a fresh token, and its
+// lease runs for lease from the database's clock: leases are compared with
+// that clock only, so replicas whose clocks disagree still agree on them.
 func (q *Queries) ClaimSteps(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Step, error) {
-	steps, err := q.collectSteps(ctx, claimSQL(limit), now.UTC(), owner, now.Add(lease).UTC())
+	if limit < 1 {
+		return nil, nil
+	}
+	steps, err := q.collectSteps(ctx, claimSQL(limit), now.UTC(), owner, micros(lease))
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
@@ -180,135 +209,276 @@ func claimSQL(limit int) string {
 			FOR UPDATE SKIP LOCKED
 		)
 		UPDATE steps s SET status = 'running', attempts = s.attempts + 1, lease_owner = $2,
-			lease_expires_at = $3, updated_at = $1
+			lease_expires_at = clock_timestamp() + $3 * interval '1 microsecond',
+			claim_token = nextval('steps_claim_seq'), updated_at = $1
 		FROM due WHERE s.id = due.id
 		RETURNING ` + prefixed("s.", stepColumns)
 }
 
-const completeSQL = `UPDATE steps SET status = 'done', result = $4, lease_owner = NULL,
-		lease_expires_at = NULL, last_error = NULL, updated_at = $3, finished_at = $3
-	WHERE id = $1 AND lease_owner = $2 AND status = 'running'`
+// Completion is the successful outcome of one claim: the result to store.
+// Blocking says another step waits for this one (Step.Blocking).
+type Completion struct {
+	Claim
+	Blocking bool
+	Result   json.RawMessage
+}
 
-// completeReleaseSQL also makes due the steps that waited for this one, and
-// notifies listeners when any of them is due now.
-const completeReleaseSQL = `
+// completeSQL marks the claimed steps done, fenced by their tokens. The
+// input arrives as arrays, so a whole batch is one statement. A step has a
+// claim token only while running (a CHECK), so the token match implies
+// status = 'running'; saying so in the join would let the planner walk the
+// lease index, whose dead entries pile up on a busy queue, instead of looking
+// each id up by primary key.
+const completeSQL = `
+	WITH input AS (
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS i (id, token, result)
+	), done AS (
+		UPDATE steps s SET status = 'done', result = i.result, lease_owner = NULL, lease_expires_at = NULL,
+			claim_token = NULL, last_error = NULL, updated_at = $4, finished_at = $4
+		FROM input i
+		WHERE s.id = i.id AND s.claim_token = i.token
+		RETURNING s.id, s.purchase_id, s.pipeline, s.name, s.blocking
+	)`
+
+// completeOneSQL is completeSQL for a single step, the common case when
+// steps are few; a plain update by primary key costs less than unnesting
+// arrays.
+const completeOneSQL = `
 	WITH done AS (
-		UPDATE steps SET status = 'done', result = $4, lease_owner = NULL, lease_expires_at = NULL,
-			last_error = NULL, updated_at = $3, finished_at = $3
-		WHERE id = $1 AND lease_owner = $2 AND status = 'running'
-		RETURNING purchase_id, pipeline, name
-	), released AS (
-		UPDATE steps s SET status = 'pending', run_at = greatest(s.run_at, $3), updated_at = $3
-		FROM done
-		WHERE s.status = 'waiting' AND s.pipeline = done.pipeline AND s.after_name = done.name
-			AND s.purchase_id IS NOT DISTINCT FROM done.purchase_id
-		RETURNING s.run_at
+		UPDATE steps SET status = 'done', result = $3, lease_owner = NULL, lease_expires_at = NULL,
+			claim_token = NULL, last_error = NULL, updated_at = $4, finished_at = $4
+		WHERE id = $1 AND claim_token = $2
+		RETURNING id, purchase_id, pipeline, name, blocking
+	)`
+
+// releaseSQL, after completeSQL or completeOneSQL, makes due the steps that
+// waited for the completed ones, notifies listeners when any of them is due
+// now, and returns the ids completed.
+const releaseSQL = `, released AS (
+		UPDATE steps w SET status = 'pending', run_at = greatest(w.run_at, $4), updated_at = $4
+		FROM done d
+		WHERE d.blocking AND w.status = 'waiting' AND w.pipeline = d.pipeline AND w.after_name = d.name
+			AND w.purchase_id IS NOT DISTINCT FROM d.purchase_id
+		RETURNING w.run_at
 	)
-	SELECT (SELECT count(*) FROM done),
-		(SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM released WHERE run_at <= $3 LIMIT 1) due)`
+	SELECT id, (SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM released WHERE run_at <= $4 LIMIT 1) due)
+	FROM done`
 
-// CompleteStep marks a running step done with its result, and makes due the
-// steps of its pipeline that waited for it. It reports false when owner no
-// longer holds the lease (the step was rescued and belongs to another worker).
-func (q *Queries) CompleteStep(ctx context.Context, s Step, owner string, now time.Time, result json.RawMessage) (bool, error) {
-	var done int64
-	var err error
-	if s.Blocking {
-		err = q.db.QueryRow(ctx, completeReleaseSQL, s.ID, owner, now.UTC(), result, StepsChannel).Scan(&done, new(int))
-	} else {
-		// Nothing waits for it: the common case is one plain update.
-		var tag pgconn.CommandTag
-		tag, err = q.db.Exec(ctx, completeSQL, s.ID, owner, now.UTC(), result)
-		done = tag.RowsAffected()
+// queueComplete queues on b the statement that records cs (nothing waits
+// for the steps: skip the search for waiting steps; one step: no arrays),
+// which appends the ids it completed to done.
+func queueComplete(b *pgx.Batch, now time.Time, cs []Completion, done *[]int64) {
+	blocking := false
+	for _, c := range cs {
+		blocking = blocking || c.Blocking
 	}
-	if err != nil {
-		return false, fmt.Errorf("complete step %d: %w", s.ID, err)
+	result := func(r json.RawMessage) json.RawMessage {
+		if len(r) == 0 {
+			return json.RawMessage("null")
+		}
+		return r
 	}
-	return done == 1, nil
+	switch {
+	case len(cs) == 1 && !blocking:
+		c := cs[0]
+		b.Queue(`UPDATE steps SET status = 'done', result = $3, lease_owner = NULL, lease_expires_at = NULL,
+				claim_token = NULL, last_error = NULL, updated_at = $4, finished_at = $4
+			WHERE id = $1 AND claim_token = $2`, c.ID, c.Token, result(c.Result), now.UTC()).
+			Exec(func(tag pgconn.CommandTag) error {
+				if tag.RowsAffected() == 1 {
+					*done = append(*done, c.ID)
+				}
+				return nil
+			})
+		return
+	case len(cs) == 1:
+		c := cs[0]
+		b.Queue(completeOneSQL+releaseSQL, c.ID, c.Token, result(c.Result), now.UTC(), StepsChannel).
+			Query(func(rows pgx.Rows) error { return collectIDs(rows, done) })
+		return
+	}
+	ids, tokens := make([]int64, len(cs)), make([]int64, len(cs))
+	results := make([]json.RawMessage, len(cs))
+	for i, c := range cs {
+		ids[i], tokens[i], results[i] = c.ID, c.Token, result(c.Result)
+	}
+	if blocking {
+		b.Queue(completeSQL+releaseSQL, ids, tokens, results, now.UTC(), StepsChannel).
+			Query(func(rows pgx.Rows) error { return collectIDs(rows, done) })
+		return
+	}
+	b.Queue(completeSQL+` SELECT id, 0 FROM done`, ids, tokens, results, now.UTC()).
+		Query(func(rows pgx.Rows) error { return collectIDs(rows, done) })
 }
 
-// CompleteAndClaim is CompleteStep followed by ClaimSteps for one more
-// step, sent together in one round trip and run in one implicit transaction.
-func (q *Queries) CompleteAndClaim(ctx context.Context, s Step, owner string, now time.Time, result json.RawMessage,
-	lease time.Duration) (completed bool, next []Step, err error) {
-	batch := &pgx.Batch{}
-	var done int64
-	if s.Blocking {
-		batch.Queue(completeReleaseSQL, s.ID, owner, now.UTC(), result, StepsChannel).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&done, new(int))
-		})
-	} else {
-		batch.Queue(completeSQL, s.ID, owner, now.UTC(), result).Exec(func(tag pgconn.CommandTag) error {
-			done = tag.RowsAffected()
-			return nil
-		})
-	}
-	batch.Queue(claimSQL(1), now.UTC(), owner, now.Add(lease).UTC()).Query(func(rows pgx.Rows) error {
-		next, err = pgx.CollectRows(rows, scanStep)
-		return err
+// collectIDs appends the first column of rows (id, notified) to ids.
+func collectIDs(rows pgx.Rows, ids *[]int64) error {
+	var id int64
+	_, err := pgx.ForEachRow(rows, []any{&id, new(int64)}, func() error {
+		*ids = append(*ids, id)
+		return nil
 	})
-	if err := q.db.SendBatch(ctx, batch).Close(); err != nil {
-		return false, nil, fmt.Errorf("complete step %d and claim: %w", s.ID, err)
-	}
-	return done == 1, next, nil
+	return err
 }
 
-// RetryStep puts a running step back to pending at runAt with its error.
-func (q *Queries) RetryStep(ctx context.Context, id int64, owner string, now, runAt time.Time, errText string) (bool, error) {
+// CompleteSteps marks each claimed step done with its result, in one
+// statement, and makes due the steps that waited for them. It returns the ids
+// it completed; a claim missing from them was lost (another worker holds the
+// step now, or it is no longer running) and changed nothing.
+func (q *Queries) CompleteSteps(ctx context.Context, now time.Time, cs []Completion) ([]int64, error) {
+	done, _, err := q.CompleteAndClaim(ctx, now, cs, "", 0, 0)
+	return done, err
+}
+
+// CompleteAndClaim records completions (as CompleteSteps) and claims up to
+// limit more steps for owner (as ClaimSteps) in one round trip and one
+// implicit transaction: a step the completions made due may be claimed at
+// once. Either part may be empty.
+func (q *Queries) CompleteAndClaim(ctx context.Context, now time.Time, cs []Completion, owner string, lease time.Duration,
+	limit int) (done []int64, claimed []Step, err error) {
+	if len(cs) == 0 && limit < 1 {
+		return nil, nil, nil
+	}
+	batch := &pgx.Batch{}
+	if len(cs) > 0 {
+		queueComplete(batch, now, cs, &done)
+	}
+	if limit > 0 {
+		batch.Queue(claimSQL(limit), now.UTC(), owner, micros(lease)).Query(func(rows pgx.Rows) error {
+			claimed, err = pgx.CollectRows(rows, scanStep)
+			return err
+		})
+	}
+	if err := q.db.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, nil, fmt.Errorf("complete %d steps and claim %d: %w", len(cs), limit, err)
+	}
+	return done, claimed, nil
+}
+
+// CompleteStep is CompleteSteps for one claim; it reports false when the
+// claim was lost.
+func (q *Queries) CompleteStep(ctx context.Context, c Completion, now time.Time) (bool, error) {
+	done, err := q.CompleteSteps(ctx, now, []Completion{c})
+	return len(done) == 1, err
+}
+
+// RetryStep puts a running step back to pending at runAt with its error. It
+// reports false when the claim was lost.
+func (q *Queries) RetryStep(ctx context.Context, c Claim, now, runAt time.Time, errText string) (bool, error) {
 	tag, err := q.db.Exec(ctx, `
 		UPDATE steps SET status = 'pending', run_at = $4, last_error = $5, lease_owner = NULL,
-			lease_expires_at = NULL, updated_at = $3
-		WHERE id = $1 AND lease_owner = $2 AND status = 'running'`,
-		id, owner, now.UTC(), runAt.UTC(), errText)
+			lease_expires_at = NULL, claim_token = NULL, updated_at = $3
+		WHERE id = $1 AND claim_token = $2 AND status = 'running'`,
+		c.ID, c.Token, now.UTC(), runAt.UTC(), errText)
 	if err != nil {
-		return false, fmt.Errorf("retry step %d: %w", id, err)
+		return false, fmt.Errorf("retry step %d: %w", c.ID, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-// FailStep marks a running step failed for good.
-func (q *Queries) FailStep(ctx context.Context, id int64, owner string, now time.Time, errText string) (bool, error) {
-	tag, err := q.db.Exec(ctx, `
-		UPDATE steps SET status = 'failed', last_error = $4, lease_owner = NULL, lease_expires_at = NULL,
-			updated_at = $3, finished_at = $3
-		WHERE id = $1 AND lease_owner = $2 AND status = 'running'`,
-		id, owner, now.UTC(), errText)
+// dependentsSQL extends a statement whose CTE "roots" yields failed steps
+// (id, purchase_id, pipeline, name): it cancels every step waiting on one of
+// them, directly or through other waiting steps, naming the root in
+// canceled_by and last_error. $1 is the time.
+const dependentsSQL = `, waiting AS (
+		SELECT w.id, w.purchase_id, w.pipeline, w.name, r.id AS root_id, r.name AS root_name
+		FROM roots r JOIN steps w ON w.status = 'waiting' AND w.pipeline = r.pipeline AND w.after_name = r.name
+			AND w.purchase_id IS NOT DISTINCT FROM r.purchase_id
+		UNION
+		SELECT w.id, w.purchase_id, w.pipeline, w.name, d.root_id, d.root_name
+		FROM waiting d JOIN steps w ON w.status = 'waiting' AND w.pipeline = d.pipeline AND w.after_name = d.name
+			AND w.purchase_id IS NOT DISTINCT FROM d.purchase_id
+	), canceled AS (
+		UPDATE steps s SET status = 'canceled', canceled_by = w.root_id, updated_at = $1, finished_at = $1,
+			last_error = 'canceled: ' || w.root_name || ' (step ' || w.root_id || ') failed'
+		FROM waiting w WHERE s.id = w.id AND s.status = 'waiting'
+		RETURNING s.id
+	)`
+
+// FailStep marks a running step failed for good and, in the same
+// statement, cancels the steps waiting on it (transitively): they would
+// otherwise wait forever. It reports false when the claim was lost, and
+// how many steps it canceled.
+func (q *Queries) FailStep(ctx context.Context, c Claim, now time.Time, errText string) (ok bool, canceled int, err error) {
+	var failed int
+	err = q.db.QueryRow(ctx, `
+		WITH RECURSIVE roots AS (
+			UPDATE steps SET status = 'failed', last_error = $4, lease_owner = NULL, lease_expires_at = NULL,
+				claim_token = NULL, updated_at = $1, finished_at = $1
+			WHERE id = $2 AND claim_token = $3 AND status = 'running'
+			RETURNING id, purchase_id, pipeline, name
+		)`+dependentsSQL+`
+		SELECT (SELECT count(*) FROM roots), (SELECT count(*) FROM canceled)`,
+		now.UTC(), c.ID, c.Token, errText).Scan(&failed, &canceled)
 	if err != nil {
-		return false, fmt.Errorf("fail step %d: %w", id, err)
+		return false, 0, fmt.Errorf("fail step %d: %w", c.ID, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return failed == 1, canceled, nil
 }
 
 // ReleaseStep hands a running step back without spending its attempt, for a
-// worker that is shutting down before the handler finished.
-func (q *Queries) ReleaseStep(ctx context.Context, id int64, owner string, now time.Time) (bool, error) {
+// worker that is shutting down before the handler finished. It reports false
+// when the claim was lost.
+func (q *Queries) ReleaseStep(ctx context.Context, c Claim, now time.Time) (bool, error) {
 	tag, err := q.db.Exec(ctx, `
 		UPDATE steps SET status = 'pending', attempts = greatest(attempts - 1, 0), run_at = $3,
-			lease_owner = NULL, lease_expires_at = NULL, updated_at = $3
-		WHERE id = $1 AND lease_owner = $2 AND status = 'running'`,
-		id, owner, now.UTC())
+			lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL, updated_at = $3
+		WHERE id = $1 AND claim_token = $2 AND status = 'running'`,
+		c.ID, c.Token, now.UTC())
 	if err != nil {
-		return false, fmt.Errorf("release step %d: %w", id, err)
+		return false, fmt.Errorf("release step %d: %w", c.ID, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-// RescueExpiredSteps returns running steps whose lease lapsed (their worker
-// died) to pending, or to failed when they have no attempts left, and
-// returns the rows it changed.
+// RenewLeases extends the lease of each claim to lease from the database's
+// clock, and returns the ids it renewed; a claim missing from them was lost.
+// As in completeSQL, the token match alone implies the step is running.
+func (q *Queries) RenewLeases(ctx context.Context, claims []Claim, lease time.Duration) ([]int64, error) {
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	ids, tokens := make([]int64, len(claims)), make([]int64, len(claims))
+	for i, c := range claims {
+		ids[i], tokens[i] = c.ID, c.Token
+	}
+	rows, err := q.db.Query(ctx, `
+		UPDATE steps s SET lease_expires_at = clock_timestamp() + $3 * interval '1 microsecond'
+		FROM unnest($1::bigint[], $2::bigint[]) AS c (id, token)
+		WHERE s.id = c.id AND s.claim_token = c.token
+		RETURNING s.id`, ids, tokens, micros(lease))
+	if err != nil {
+		return nil, fmt.Errorf("renew leases: %w", err)
+	}
+	renewed, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("renew leases: %w", err)
+	}
+	return renewed, nil
+}
+
+// RescueExpiredSteps returns running steps whose lease lapsed by the
+// database's clock (their worker died or stalled) to pending, or to failed
+// when they have no attempts left, canceling the steps waiting on those that
+// failed (a data-modifying CTE runs to completion, read or not). It returns
+// the rows it rescued, as they are now.
 func (q *Queries) RescueExpiredSteps(ctx context.Context, now time.Time) ([]Step, error) {
 	steps, err := q.collectSteps(ctx, `
-		WITH expired AS (
-			SELECT id FROM steps WHERE status = 'running' AND lease_expires_at < $1
+		WITH RECURSIVE expired AS (
+			SELECT id FROM steps WHERE status = 'running' AND lease_expires_at < clock_timestamp()
 			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE steps s SET
-			status = CASE WHEN s.attempts >= s.max_attempts THEN 'failed' ELSE 'pending' END,
-			finished_at = CASE WHEN s.attempts >= s.max_attempts THEN $1::timestamptz END,
-			last_error = coalesce(s.last_error || '; ', '') || 'lease expired (worker ' || s.lease_owner || ' lost)',
-			run_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-		FROM expired WHERE s.id = expired.id
-		RETURNING `+prefixed("s.", stepColumns), now.UTC())
+		), rescued AS (
+			UPDATE steps s SET
+				status = CASE WHEN s.attempts >= s.max_attempts THEN 'failed' ELSE 'pending' END,
+				finished_at = CASE WHEN s.attempts >= s.max_attempts THEN $1::timestamptz END,
+				last_error = coalesce(s.last_error || '; ', '') || 'lease expired (worker ' || s.lease_owner || ' lost)',
+				run_at = $1, lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL, updated_at = $1
+			FROM expired WHERE s.id = expired.id
+			RETURNING s.*
+		), roots AS (
+			SELECT id, purchase_id, pipeline, name FROM rescued WHERE status = 'failed'
+		)`+dependentsSQL+`
+		SELECT `+stepColumns+` FROM rescued`, now.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("rescue expired steps: %w", err)
 	}
@@ -316,17 +486,19 @@ func (q *Queries) RescueExpiredSteps(ctx context.Context, now time.Time) ([]Step
 }
 
 // CancelSteps cancels the not-yet-run steps of a purchase that carry tag.
+// It finds them by purchase (a handful of rows through the unique index on
+// purchase, pipeline and name; TestCancelByTagUsesAnIndex), then by tag.
 func (q *Queries) CancelSteps(ctx context.Context, purchaseID, tag string, now time.Time) (int, error) {
-	res, err := q.db.Exec(ctx, `
-		UPDATE steps SET status = 'canceled', updated_at = $3, finished_at = $3,
-			last_error = 'canceled: ' || $2
-		WHERE purchase_id = $1 AND $2 = ANY(tags) AND status IN ('waiting', 'pending')`,
-		purchaseID, tag, now.UTC())
+	res, err := q.db.Exec(ctx, cancelByTagSQL, purchaseID, tag, now.UTC())
 	if err != nil {
 		return 0, fmt.Errorf("cancel steps: %w", err)
 	}
 	return int(res.RowsAffected()), nil
 }
+
+const cancelByTagSQL = `
+	UPDATE steps SET status = 'canceled', updated_at = $3, finished_at = $3, last_error = 'canceled: ' || $2
+	WHERE purchase_id = $1 AND status IN ('waiting', 'pending') AND tags @> ARRAY[$2::text]`
 
 // StepResult returns the stored result of a done step of the same pipeline.
 func (q *Queries) StepResult(ctx context.Context, purchaseID, pipeline, name string) (json.RawMessage, error) {
@@ -378,18 +550,42 @@ func (q *Queries) StepsByStatus(ctx context.Context, status StepStatus, limit in
 }
 
 // RetryFailedStep makes a failed step pending again with a fresh set of
-// attempts. It reports false when the step is not failed.
+// attempts, and puts the steps its failure canceled back to waiting on it.
+// It reports false when the step is not failed.
 func (q *Queries) RetryFailedStep(ctx context.Context, id int64, now time.Time) (bool, error) {
-	tag, err := q.db.Exec(ctx, `
-		UPDATE steps SET status = 'pending', attempts = 0, run_at = $2, finished_at = NULL, updated_at = $2
-		WHERE id = $1 AND status = 'failed'`, id, now.UTC())
+	ids, err := q.retryFailed(ctx, `id = $1`, id, now.UTC())
 	if err != nil {
 		return false, fmt.Errorf("retry failed step %d: %w", id, err)
 	}
-	if tag.RowsAffected() == 1 {
-		return true, q.NotifySteps(ctx)
+	return len(ids) == 1, nil
+}
+
+// retryFailedSQL makes the failed steps matching a condition on $1 pending
+// at $2, and restores the steps their failure canceled (canceled_by).
+const retryFailedSQL = `
+	WITH retried AS (
+		UPDATE steps SET status = 'pending', attempts = 0, run_at = $2, finished_at = NULL, updated_at = $2
+		WHERE status = 'failed' AND %s
+		RETURNING id
+	), restored AS (
+		UPDATE steps s SET status = 'waiting', canceled_by = NULL, finished_at = NULL, last_error = NULL, updated_at = $2
+		FROM retried r WHERE s.canceled_by = r.id AND s.status = 'canceled'
+	)
+	SELECT id FROM retried`
+
+func (q *Queries) retryFailed(ctx context.Context, cond string, arg any, now time.Time) ([]int64, error) {
+	rows, err := q.db.Query(ctx, fmt.Sprintf(retryFailedSQL, cond), arg, now)
+	if err != nil {
+		return nil, err
 	}
-	return false, nil
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) > 0 {
+		return ids, q.NotifySteps(ctx)
+	}
+	return ids, nil
 }
 
 // StepStats summarises the table for metrics and readiness.
@@ -423,20 +619,12 @@ func prefixed(prefix, columns string) string {
 }
 
 // RetryAllFailedSteps makes every failed step pending again with a fresh set
-// of attempts and returns their ids.
+// of attempts (restoring the steps their failures canceled) and returns their
+// ids.
 func (q *Queries) RetryAllFailedSteps(ctx context.Context, now time.Time) ([]int64, error) {
-	rows, err := q.db.Query(ctx, `
-		UPDATE steps SET status = 'pending', attempts = 0, run_at = $1, finished_at = NULL, updated_at = $1
-		WHERE status = 'failed' RETURNING id`, now.UTC())
+	ids, err := q.retryFailed(ctx, `$1`, true, now.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("retry failed steps: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("retry failed steps: %w", err)
-	}
-	if len(ids) > 0 {
-		return ids, q.NotifySteps(ctx)
 	}
 	return ids, nil
 }

@@ -29,6 +29,9 @@ type app struct {
 	engine *steps.Engine
 	ful    *fulfillment.Fulfillment
 	rec    *reconcile.Reconciler
+
+	// maintainer prunes finished steps and handled hints past the retention.
+	maintainer *steps.Maintainer
 }
 
 // appOptions are what a command may change about the app.
@@ -98,7 +101,9 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 	if gh != nil {
 		opts.Access = gh
 	}
-	return &app{cfg: cfg, log: log, clock: clk, db: db, stripe: stripeAPI, engine: engine, ful: ful, rec: reconcile.New(opts)}, nil
+	maintainer := steps.NewMaintainer(db, clk, log.With("component", "maintenance"), steps.MaintenanceConfig{Retention: cfg.Retention})
+	return &app{cfg: cfg, log: log, clock: clk, db: db, stripe: stripeAPI, engine: engine, maintainer: maintainer, ful: ful,
+		rec: reconcile.New(opts)}, nil
 }
 
 // schedules are the reconciler's cron specs from the config.

@@ -141,6 +141,7 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hoo
 	}
 	if rs["worker"] {
 		g.Go(func() error { return a.engine.Run(gctx) })
+		g.Go(func() error { return a.maintainer.Run(gctx) })
 	}
 	if rs["reconciler"] {
 		g.Go(func() error { return a.rec.Run(gctx, schedules(cfg)) })
@@ -236,7 +237,7 @@ func watchdog(ctx context.Context, db *store.DB, log *slog.Logger) error {
 
 func stepsConfig(cfg *config.Config) steps.Config {
 	return steps.Config{
-		Workers: cfg.Steps.Workers, Lease: cfg.Steps.Lease, PollInterval: cfg.Steps.PollInterval,
+		Workers: cfg.Steps.Workers, Lease: cfg.Steps.Lease, Timeout: cfg.Steps.Timeout, PollInterval: cfg.Steps.PollInterval,
 		BackoffBase: cfg.Steps.BackoffBase, BackoffMax: cfg.Steps.BackoffMax, MaxAttempts: cfg.Steps.MaxAttempts,
 		ShutdownGrace: cfg.Steps.ShutdownGrace,
 	}

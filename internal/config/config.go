@@ -39,7 +39,10 @@ type Config struct {
 	Fulfillment Fulfillment `yaml:"fulfillment"`
 	Products    []Product   `yaml:"products"`
 	Log         Log         `yaml:"log"`
-	Console     Console     `yaml:"console"`
+	// Retention is how long done and canceled steps and handled webhook
+	// hints are kept before the daily maintenance job prunes them.
+	Retention time.Duration `yaml:"retention"`
+	Console   Console       `yaml:"console"`
 }
 
 // Database says where Postgres is.
@@ -97,6 +100,7 @@ type Reconcile struct {
 type Steps struct {
 	Workers       int           `yaml:"workers"`
 	Lease         time.Duration `yaml:"lease"`
+	Timeout       time.Duration `yaml:"timeout"`
 	PollInterval  time.Duration `yaml:"poll_interval"`
 	BackoffBase   time.Duration `yaml:"backoff_base"`
 	BackoffMax    time.Duration `yaml:"backoff_max"`
@@ -260,8 +264,8 @@ func Defaults() *Config {
 			CancelURL:  "http://localhost:8080/"},
 		Reconcile: Reconcile{Schedule: "@every 1m", DeepSchedule: "@daily", DeepWindow: 30 * 24 * time.Hour,
 			Overlap: 10 * time.Minute, AccessSchedule: "@hourly"},
-		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, PollInterval: time.Second, BackoffBase: 10 * time.Second,
-			BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
+		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, Timeout: 4 * time.Minute, PollInterval: time.Second,
+			BackoffBase: 10 * time.Second, BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
 		GitHub: GitHub{Permission: "pull"},
 		Fulfillment: Fulfillment{AbandonedDelay: time.Hour, NotifyWindow: 72 * time.Hour, FollowUps: []FollowUp{
@@ -269,8 +273,10 @@ func Defaults() *Config {
 			{Delay: 14 * 24 * time.Hour, Template: "followup_feedback"},
 			{Delay: 30 * 24 * time.Hour, Template: "followup_testimonial"},
 		}},
-		Log:     Log{Format: "text", Level: "info"},
-		Console: defaultConsole(),
+		Log: Log{Format: "text", Level: "info"},
+
+		Retention: 90 * 24 * time.Hour,
+		Console:   defaultConsole(),
 	}
 }
 
@@ -486,6 +492,10 @@ func (c *Config) validate() Problems {
 		add("steps.workers", "must be between 1 and 256")
 	}
 	positive("steps.lease", c.Steps.Lease)
+	positive("steps.timeout", c.Steps.Timeout)
+	if c.Steps.Lease > 0 && c.Steps.Timeout >= c.Steps.Lease {
+		add("steps.timeout", "must be below steps.lease, so a step's run ends before its claim could lapse")
+	}
 	positive("steps.poll_interval", c.Steps.PollInterval)
 	positive("steps.backoff_base", c.Steps.BackoffBase)
 	positive("steps.shutdown_grace", c.Steps.ShutdownGrace)
@@ -494,6 +504,9 @@ func (c *Config) validate() Problems {
 	}
 	if c.Steps.MaxAttempts < 1 {
 		add("steps.max_attempts", "must be at least 1")
+	}
+	if c.Retention < 24*time.Hour {
+		add("retention", "must be at least 24h (it is how long finished steps and handled webhook hints are kept)")
 	}
 
 	switch c.Email.Provider {

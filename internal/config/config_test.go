@@ -138,6 +138,31 @@ func TestLiveKeysRefuseDevPlaceholders(t *testing.T) {
 	}
 }
 
+func TestRetentionAndStepTimeout(t *testing.T) {
+	base, err := os.ReadFile("../../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(base, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Retention != 2160*time.Hour || cfg.Steps.Timeout != 4*time.Minute {
+		t.Errorf("retention %s, steps.timeout %s; want 2160h and 4m", cfg.Retention, cfg.Steps.Timeout)
+	}
+	without := strings.Replace(string(base), "retention: 2160h", "", 1)
+	if cfg, err := config.Parse([]byte(without), noEnv); err != nil || cfg.Retention != 90*24*time.Hour {
+		t.Errorf("retention without the key = %v, %v; want the 90-day default", cfg, err)
+	}
+	bad := strings.NewReplacer("retention: 2160h", "retention: 1h", "timeout: 4m", "timeout: 0s").Replace(string(base))
+	_, err = config.Parse([]byte(bad), noEnv)
+	var problems config.Problems
+	if !errors.As(err, &problems) || len(problems) != 2 ||
+		!strings.HasPrefix(problems[0], "retention:") || !strings.HasPrefix(problems[1], "steps.timeout:") {
+		t.Errorf("problems = %v, want retention and steps.timeout", err)
+	}
+}
+
 func TestHTTPListenersAndCheckoutRate(t *testing.T) {
 	cfg, err := config.Load("../../config.yaml", noEnv)
 	if err != nil {

@@ -249,8 +249,8 @@ func TestUnknownGitHubUserFailsAtOnceAndAlertsTheOperator(t *testing.T) {
 	if got := h.reload(p); got.AccessState != store.AccessFailed {
 		t.Errorf("access = %s, want failed", got.AccessState)
 	}
-	if s := h.step(p, fulfillment.PipelinePurchase, fulfillment.StepAccessEmail); s.Status != store.StepWaiting {
-		t.Errorf("access email = %s, want waiting", s.Status)
+	if s := h.step(p, fulfillment.PipelinePurchase, fulfillment.StepAccessEmail); s.Status != store.StepCanceled {
+		t.Errorf("access email = %s, want canceled with the grant it waited for", s.Status)
 	}
 	if n := len(h.mails(mail.AccessGranted)); n != 0 {
 		t.Errorf("%d access emails without access", n)

@@ -3,6 +3,7 @@ package stripeapi_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -249,6 +250,326 @@ func TestUsesEventType(t *testing.T) {
 	for _, typ := range []string{"customer.created", "checkout.session", "", "charge.refunded.extra"} {
 		if stripeapi.UsesEventType(typ) {
 			t.Errorf("UsesEventType(%q) = true", typ)
+		}
+	}
+}
+
+// subscriptionRequest is what subscription checkout builds, in its
+// variants.
+func subscriptionRequest(customerID, promo string, trialDays int64) stripeapi.SubscriptionCheckoutRequest {
+	r := stripeapi.SubscriptionCheckoutRequest{
+		PriceID:              "price_contract",
+		Quantity:             1,
+		SuccessURL:           "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
+		CancelURL:            "http://localhost:8080/",
+		Metadata:             map[string]string{"user_id": "user-1", "product": "pro_monthly", "subscription_checkout_id": "0b6c3f5e"},
+		SubscriptionMetadata: map[string]string{"user_id": "user-1", "product": "pro_monthly", "organization_id": "org-1"},
+		ClientReferenceID:    "user-1",
+		CustomerID:           customerID,
+		TrialDays:            trialDays,
+		PromotionCodeID:      promo,
+	}
+	if customerID == "" {
+		r.CustomerEmail = "ada@example.com"
+	}
+	return r
+}
+
+// subscriptionContract holds the calls of subscriptions.go; init merges
+// them into contract, so TestContractCoversEveryMethod counts them.
+var subscriptionContract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi.API){
+	"CreateRecurringPrice": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, interval := range []string{"month", "year"} {
+			p := stripeapi.RecurringPriceSpec{PriceSpec: stripeapi.PriceSpec{ProductID: "prod_contract", LookupKey: "pro_" + interval,
+				Currency: "usd", Nickname: "Acme Pro", Amount: 2900, TransferLookupKey: interval == "year"}, Interval: interval}
+			got, err := api.CreateRecurringPrice(ctx, p, "paymentd-catalog-price-0123456789abcdef")
+			if err != nil || got.ID == "" {
+				t.Fatalf("CreateRecurringPrice(%s) = %+v, %v", interval, got, err)
+			}
+		}
+	},
+	"CreateSubscriptionCheckoutSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		variants := map[string]stripeapi.SubscriptionCheckoutRequest{
+			"new customer":          subscriptionRequest("", "", 0),
+			"known customer, trial": subscriptionRequest("cus_contract", "", 14),
+			"promotion code":        subscriptionRequest("cus_contract", "promo_contract", 0),
+			"no metadata, no reference": func() stripeapi.SubscriptionCheckoutRequest {
+				r := subscriptionRequest("", "", 7)
+				r.Metadata, r.SubscriptionMetadata, r.ClientReferenceID = nil, nil, ""
+				return r
+			}(),
+		}
+		for name, req := range variants {
+			s, err := api.CreateSubscriptionCheckoutSession(ctx, req, "paymentd-subscription-checkout-0b6c3f5e")
+			if err != nil || s.ID == "" {
+				t.Errorf("CreateSubscriptionCheckoutSession(%s) = %v", name, err)
+			}
+		}
+		both := subscriptionRequest("cus_contract", "", 0)
+		both.CustomerEmail = "ada@example.com"
+		if _, err := api.CreateSubscriptionCheckoutSession(ctx, both, ""); err == nil {
+			t.Error("customer and customer email together were sent")
+		}
+	},
+	"CreateCustomer": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		c, err := api.CreateCustomer(ctx, stripeapi.CustomerSpec{Email: "ada@example.com", Name: "Ada", Metadata: map[string]string{"user_id": "user-1"}},
+			"paymentd-customer-user-1")
+		if err != nil || c.ID == "" {
+			t.Fatalf("CreateCustomer = %v", err)
+		}
+	},
+	"Customer": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if c, err := api.Customer(ctx, "cus_contract"); err != nil || c.ID == "" {
+			t.Fatalf("Customer = %v", err)
+		}
+	},
+	"UpdateCustomer": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if _, err := api.UpdateCustomer(ctx, "cus_contract", stripeapi.CustomerSpec{Email: "ada@new.example", Metadata: map[string]string{"user_id": "user-1"}}); err != nil {
+			t.Fatalf("UpdateCustomer = %v", err)
+		}
+	},
+	"CustomersByEmail": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.CustomersByEmail(ctx, "ada@example.com", collect[*stripe.Customer](&n)); err != nil || n == 0 {
+			t.Fatalf("CustomersByEmail saw %d, %v", n, err)
+		}
+	},
+	"CustomersByMetadata": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if _, err := api.CustomersByMetadata(ctx, "user_id", "user-1"); err != nil {
+			t.Fatalf("CustomersByMetadata = %v", err)
+		}
+		if _, err := api.CustomersByMetadata(ctx, "user_id", "x' OR email:'y"); err == nil {
+			t.Fatal("a value that would break out of the query was sent")
+		}
+	},
+	"Subscription": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if s, err := api.Subscription(ctx, "sub_contract"); err != nil || s.ID == "" {
+			t.Fatalf("Subscription = %v", err)
+		}
+	},
+	"ListSubscriptions": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, from := range []time.Time{since, {}} {
+			var n int
+			if err := api.ListSubscriptions(ctx, from, collect[*stripe.Subscription](&n)); err != nil || n == 0 {
+				t.Fatalf("ListSubscriptions(%v) saw %d, %v", from, n, err)
+			}
+		}
+	},
+	"Invoice": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if inv, err := api.Invoice(ctx, "in_contract"); err != nil || inv.ID == "" {
+			t.Fatalf("Invoice = %v", err)
+		}
+	},
+	"ListInvoices": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListInvoices(ctx, since, collect[*stripe.Invoice](&n)); err != nil || n == 0 {
+			t.Fatalf("ListInvoices saw %d, %v", n, err)
+		}
+	},
+	"SubscriptionInvoices": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.SubscriptionInvoices(ctx, "sub_contract", collect[*stripe.Invoice](&n)); err != nil || n == 0 {
+			t.Fatalf("SubscriptionInvoices saw %d, %v", n, err)
+		}
+	},
+	"CreatePortalSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, ret := range []string{"http://localhost:8080/account", ""} {
+			if s, err := api.CreatePortalSession(ctx, "cus_contract", ret); err != nil || s.URL == "" {
+				t.Fatalf("CreatePortalSession(%q) = %v", ret, err)
+			}
+		}
+	},
+}
+
+func init() { maps.Copy(contract, subscriptionContract) }
+
+func TestSubscriptionEventTypes(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, typ := range stripeapi.EventTypes {
+		seen[typ] = true
+	}
+	for _, typ := range stripeapi.SubscriptionEventTypes {
+		if seen[typ] {
+			t.Errorf("%s is in both lists", typ)
+		}
+		seen[typ] = true
+		if !stripeapi.UsesSubscriptionEventType(typ) || stripeapi.UsesEventType(typ) {
+			t.Errorf("%s: subscription %v, purchase %v", typ, stripeapi.UsesSubscriptionEventType(typ), stripeapi.UsesEventType(typ))
+		}
+	}
+	// One events request can carry both lists.
+	if len(seen) > stripeapi.MaxEventTypesPerList {
+		t.Errorf("%d event types in all; one events list request takes %d", len(seen), stripeapi.MaxEventTypesPerList)
+	}
+	for _, typ := range []string{"checkout.session.completed", "invoice.upcoming", "customer.subscription", ""} {
+		if stripeapi.UsesSubscriptionEventType(typ) {
+			t.Errorf("UsesSubscriptionEventType(%q) = true", typ)
+		}
+	}
+}
+
+// paymentIntentRequest is what the embedded cart checkout builds.
+func paymentIntentRequest(customerID string) stripeapi.PaymentIntentRequest {
+	return stripeapi.PaymentIntentRequest{Amount: 6998, Currency: "usd", CustomerID: customerID,
+		Metadata:    map[string]string{"order_id": "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f", "user_id": "user-1"},
+		Description: "Order 0b6c3f5e", ReceiptEmail: "ada@example.com"}
+}
+
+// cartRequest is what the hosted cart checkout builds, in its variants.
+func cartRequest(customerID, promo string, tax bool) stripeapi.CartCheckoutRequest {
+	r := stripeapi.CartCheckoutRequest{
+		Lines:             []stripeapi.CartLine{{PriceID: "price_contract", Quantity: 2}, {PriceID: "price_contract_2", Quantity: 1}},
+		SuccessURL:        "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
+		CancelURL:         "http://localhost:8080/cart",
+		Metadata:          map[string]string{"order_id": "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f", "user_id": "user-1"},
+		ClientReferenceID: "user-1",
+		CustomerID:        customerID,
+		PromotionCode:     promo,
+		AutomaticTax:      tax,
+		ExpiresAt:         time.Now().Add(time.Hour),
+	}
+	if customerID == "" {
+		r.CustomerEmail = "ada@example.com"
+	}
+	return r
+}
+
+// taxRequest is an embedded cart's tax calculation, discounted lines.
+func taxRequest() stripeapi.TaxCalculationRequest {
+	return stripeapi.TaxCalculationRequest{Currency: "usd",
+		Lines:   []stripeapi.TaxLine{{Reference: "pro_one_time", Amount: 3199, Quantity: 2}, {Reference: "team_one_time", Amount: 799, Quantity: 1, TaxCode: "txcd_10103001"}},
+		Address: &stripeapi.TaxAddress{Line1: "510 Townsend St", City: "San Francisco", State: "CA", PostalCode: "94103", Country: "US"}, AddressSource: "billing"}
+}
+
+// paymentContract holds the calls of payments.go; init merges them into
+// contract, so TestContractCoversEveryMethod counts them.
+var paymentContract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi.API){
+	"CreatePaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, cust := range []string{"cus_contract", ""} {
+			pi, err := api.CreatePaymentIntent(ctx, paymentIntentRequest(cust), "paymentd-order-0b6c3f5e-intent")
+			if err != nil || pi.ID == "" {
+				t.Fatalf("CreatePaymentIntent(%q) = %v", cust, err)
+			}
+		}
+		bare := stripeapi.PaymentIntentRequest{Amount: 500, Currency: "EUR"}
+		if _, err := api.CreatePaymentIntent(ctx, bare, ""); err != nil {
+			t.Fatalf("CreatePaymentIntent(bare) = %v", err)
+		}
+		if _, err := api.CreatePaymentIntent(ctx, stripeapi.PaymentIntentRequest{Currency: "usd"}, ""); err == nil {
+			t.Fatal("an intent without an amount was sent")
+		}
+	},
+	"UpdatePaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, u := range []stripeapi.PaymentIntentUpdate{{Amount: 7500, Metadata: map[string]string{"cart_version": "2", "stale": ""}}, {Description: "Order 0b6c3f5e"}} {
+			if _, err := api.UpdatePaymentIntent(ctx, "pi_contract", u, "paymentd-order-0b6c3f5e-v2"); err != nil {
+				t.Fatalf("UpdatePaymentIntent(%+v) = %v", u, err)
+			}
+		}
+	},
+	"CancelPaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, reason := range append([]string{""}, stripeapi.CancellationReasons...) {
+			if _, err := api.CancelPaymentIntent(ctx, "pi_contract", reason); err != nil {
+				t.Fatalf("CancelPaymentIntent(%q) = %v", reason, err)
+			}
+		}
+		if _, err := api.CancelPaymentIntent(ctx, "pi_contract", "bored"); err == nil {
+			t.Fatal("an unknown cancellation reason was sent")
+		}
+	},
+	"ListPaymentIntents": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListPaymentIntents(ctx, since, collect[*stripe.PaymentIntent](&n)); err != nil || n == 0 {
+			t.Fatalf("ListPaymentIntents saw %d, %v", n, err)
+		}
+	},
+	"PaymentIntentsByMetadata": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		if _, err := api.PaymentIntentsByMetadata(ctx, "order_id", "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e6f"); err != nil {
+			t.Fatalf("PaymentIntentsByMetadata = %v", err)
+		}
+		if _, err := api.PaymentIntentsByMetadata(ctx, "order_id", "x' OR status:'succeeded"); err == nil {
+			t.Fatal("a value that would break out of the query was sent")
+		}
+	},
+	"CreateCartCheckoutSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		variants := map[string]stripeapi.CartCheckoutRequest{
+			"new customer, promotion code, tax": cartRequest("", "promo_contract", true),
+			"known customer, no tax":            cartRequest("cus_contract", "", false),
+			"codes on the page, consent": func() stripeapi.CartCheckoutRequest {
+				r := cartRequest("", "", true)
+				r.AllowPromotionCodes, r.ConsentPromotions, r.ExpiresAt = true, true, time.Time{}
+				return r
+			}(),
+		}
+		for name, req := range variants {
+			s, err := api.CreateCartCheckoutSession(ctx, req, "paymentd-order-0b6c3f5e-session")
+			if err != nil || s.ID == "" {
+				t.Errorf("CreateCartCheckoutSession(%s) = %v", name, err)
+			}
+		}
+		both := cartRequest("cus_contract", "", false)
+		both.CustomerEmail = "ada@example.com"
+		empty := cartRequest("", "", false)
+		empty.Lines = nil
+		for _, bad := range []stripeapi.CartCheckoutRequest{both, empty} {
+			if _, err := api.CreateCartCheckoutSession(ctx, bad, ""); err == nil {
+				t.Error("a refused cart session was sent")
+			}
+		}
+	},
+	"ListCheckoutSessionLineItems": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListCheckoutSessionLineItems(ctx, "cs_test_contract", collect[*stripe.LineItem](&n)); err != nil || n == 0 {
+			t.Fatalf("ListCheckoutSessionLineItems saw %d, %v", n, err)
+		}
+	},
+	"CreateTaxCalculation": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		byAddress, byCustomer, byIP := taxRequest(), taxRequest(), taxRequest()
+		byCustomer.Address, byCustomer.AddressSource, byCustomer.CustomerID = nil, "", "cus_contract"
+		byIP.Address, byIP.AddressSource, byIP.IPAddress = nil, "", "203.0.113.9"
+		byIP.Lines[0].Inclusive = true
+		for name, req := range map[string]stripeapi.TaxCalculationRequest{"address": byAddress, "customer": byCustomer, "ip": byIP} {
+			if c, err := api.CreateTaxCalculation(ctx, req, "paymentd-order-0b6c3f5e-tax"); err != nil || c.ID == "" {
+				t.Errorf("CreateTaxCalculation(%s) = %v", name, err)
+			}
+		}
+	},
+	"CreateTaxTransaction": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		tx, err := api.CreateTaxTransaction(ctx, "taxcalc_contract", "pi_contract", map[string]string{"order_id": "0b6c3f5e"}, "paymentd-order-0b6c3f5e-tax-txn")
+		if err != nil || tx.ID == "" {
+			t.Fatalf("CreateTaxTransaction = %v", err)
+		}
+	},
+	"ReverseTaxTransaction": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		for _, amount := range []int64{0, 1000} {
+			if tx, err := api.ReverseTaxTransaction(ctx, "tax_contract", "re_contract", amount, "paymentd-refund-re_contract-tax"); err != nil || tx.ID == "" {
+				t.Fatalf("ReverseTaxTransaction(%d) = %v", amount, err)
+			}
+		}
+	},
+}
+
+func init() { maps.Copy(contract, paymentContract) }
+
+func TestPaymentIntentEventTypes(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, typ := range append(slices.Clone(stripeapi.EventTypes), stripeapi.SubscriptionEventTypes...) {
+		seen[typ] = true
+	}
+	for _, typ := range stripeapi.PaymentIntentEventTypes {
+		if seen[typ] || !stripeapi.UsesPaymentIntentEventType(typ) || stripeapi.UsesEventType(typ) || stripeapi.UsesSubscriptionEventType(typ) {
+			t.Errorf("%s: in another list, or not recognised", typ)
+		}
+	}
+	// They fit in one events request with the purchase types, not with
+	// the subscription types as well.
+	if n := len(stripeapi.PaymentIntentEventTypes) + len(stripeapi.EventTypes); n > stripeapi.MaxEventTypesPerList {
+		t.Errorf("payment intent and purchase types: %d, more than one request takes", n)
+	}
+	for _, typ := range []string{"payment_intent.created", "payment_intent.requires_action", "payment_intent", ""} {
+		if stripeapi.UsesPaymentIntentEventType(typ) {
+			t.Errorf("UsesPaymentIntentEventType(%q) = true", typ)
 		}
 	}
 }

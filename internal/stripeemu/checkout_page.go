@@ -26,11 +26,17 @@ type pageData struct {
 	Lines       []pageLine
 	Subtotal    string
 	Discount    string
+	Tax         string // automatic tax, when any
+	TaxIncluded bool   // the tax is inside the prices, not added
 	Total       string
 	Email       string
 	AskConsent  bool
 	ReturnURL   string
 	ReturnLabel string
+	// Subscription mode: what is billed after today, and the card options.
+	Recurring string
+	Trial     string
+	SkipCard  bool
 }
 
 // checkoutTemplate renders the hosted page. It is parsed per request: the
@@ -43,7 +49,9 @@ const checkoutTemplate = `<!doctype html>
 <p style="margin:0 0 4px;font-size:12px;color:#697386;text-transform:uppercase;letter-spacing:.05em">Test mode &middot; Stripe emulator</p>
 {{range .Lines}}<div style="display:flex;justify-content:space-between;margin:12px 0"><span style="font-weight:600">{{.Name}}{{if gt .Quantity 1}} &times; {{.Quantity}}{{end}}</span><span>{{.Amount}}</span></div>
 {{end}}{{if .Discount}}<div style="display:flex;justify-content:space-between;color:#697386"><span>Discount</span><span>&minus;{{.Discount}}</span></div>
+{{end}}{{if .Tax}}<div style="display:flex;justify-content:space-between;color:#697386"><span>{{if .TaxIncluded}}Includes tax{{else}}Tax{{end}}</span><span id="tax">{{.Tax}}</span></div>
 {{end}}<div style="display:flex;justify-content:space-between;border-top:1px solid #e3e8ee;margin-top:12px;padding-top:12px;font-size:20px;font-weight:700"><span>Total</span><span id="total">{{.Total}}</span></div>
+{{if .Trial}}<p id="trial" style="margin:8px 0 0;color:#697386">{{.Trial}}</p>{{end}}{{if .Recurring}}<p id="recurring" style="margin:8px 0 0;color:#697386">{{.Recurring}}</p>{{end}}
 {{if .Open}}
 <form method="post" action="/checkout/{{.ID}}/pay" style="margin-top:20px">
 <label style="display:block;font-size:14px;margin-bottom:4px" for="email">Email</label>
@@ -51,7 +59,9 @@ const checkoutTemplate = `<!doctype html>
 <label style="display:block;font-size:14px;margin:12px 0 4px" for="name">Name</label>
 <input id="name" name="name" type="text" style="width:100%;box-sizing:border-box;padding:8px;border:1px solid #cfd7df;border-radius:4px;font-size:15px">
 {{if .AskConsent}}<label style="display:block;font-size:14px;margin-top:12px"><input type="checkbox" name="promotions" value="opt_in"> Send me promotional emails</label>{{end}}
-<label style="display:block;font-size:14px;margin-top:12px"><input type="checkbox" name="async" value="1"> Async payment (settles later)</label>
+{{if .Recurring}}<label style="display:block;font-size:14px;margin-top:12px"><input type="checkbox" name="decline" value="1"> Use a card that declines (4000 0000 0000 0002)</label>
+{{if .SkipCard}}<label style="display:block;font-size:14px;margin-top:12px"><input type="checkbox" name="nocard" value="1"> Start the trial without a card</label>{{end}}
+{{else}}<label style="display:block;font-size:14px;margin-top:12px"><input type="checkbox" name="async" value="1"> Async payment (settles later)</label>{{end}}
 <button type="submit" style="width:100%;margin-top:20px;padding:12px;border:0;border-radius:4px;background:#635bff;color:#fff;font-size:16px;font-weight:600;cursor:pointer">Pay {{.Total}}</button>
 </form>
 <form method="post" action="/checkout/{{.ID}}/cancel"><button type="submit" style="width:100%;margin-top:8px;padding:10px;border:1px solid #cfd7df;border-radius:4px;background:#fff;color:#1a1f36;font-size:15px;cursor:pointer">Cancel</button></form>
@@ -75,11 +85,18 @@ func (e *Emulator) checkoutPage(w http.ResponseWriter, r *http.Request) {
 	if s.TotalDetails.AmountDiscount > 0 {
 		d.Discount = formatAmount(s.TotalDetails.AmountDiscount, s.Currency)
 	}
+	if s.TotalDetails.AmountTax > 0 {
+		d.Tax = formatAmount(s.TotalDetails.AmountTax, s.Currency)
+		d.TaxIncluded = s.AmountTotal == s.AmountSubtotal-s.TotalDetails.AmountDiscount
+	}
 	for _, li := range s.lineItems {
 		d.Lines = append(d.Lines, pageLine{Name: li.description, Quantity: li.quantity, Amount: formatAmount(li.amountSubtotal, s.Currency)})
 	}
 	if s.Status == "complete" && s.SuccessURL != nil {
 		d.ReturnURL, d.ReturnLabel = successURL(*s.SuccessURL, s.ID), "Return to the merchant"
+	}
+	if s.Mode == "subscription" {
+		d.Recurring, d.Trial, d.SkipCard = e.subscriptionPageTermsLocked(s)
 	}
 	e.mu.Unlock()
 
@@ -103,7 +120,8 @@ func (e *Emulator) checkoutPay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	p := Pay{Email: strings.TrimSpace(r.PostForm.Get("email")), Name: strings.TrimSpace(r.PostForm.Get("name")), Async: r.PostForm.Get("async") != ""}
+	p := Pay{Email: strings.TrimSpace(r.PostForm.Get("email")), Name: strings.TrimSpace(r.PostForm.Get("name")), Async: r.PostForm.Get("async") != "",
+		Decline: r.PostForm.Get("decline") != "", NoPaymentMethod: r.PostForm.Get("nocard") != ""}
 	e.mu.Lock()
 	s, ok := e.sessions.get(id)
 	if !ok {
@@ -124,7 +142,11 @@ func (e *Emulator) checkoutPay(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Unlock()
 	if ae != nil {
-		http.Error(w, ae.Msg, http.StatusConflict)
+		status := http.StatusConflict
+		if ae.status == http.StatusPaymentRequired {
+			status = ae.status // a declined card; the session stays open for another try
+		}
+		http.Error(w, ae.Msg, status)
 		return
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)

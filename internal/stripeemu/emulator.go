@@ -1,10 +1,14 @@
 // Package stripeemu is a stateful, in-process fake of the Stripe API
-// endpoints paymentd uses: products, prices, coupons, promotion codes,
-// Checkout Sessions, payment intents, charges, refunds, disputes and events.
-// It speaks Stripe's wire format (form-encoded requests, JSON responses in
-// the 2023-10-16 API shapes) so the official stripe-go v76 client talks to it
+// endpoints paymentd uses: products, prices (one-time and recurring),
+// coupons, promotion codes, Checkout Sessions, payment intents, charges,
+// refunds, disputes, customers, subscriptions, invoices, billing portal
+// sessions, tax calculations and transactions, and events (billing.go
+// describes the subscription model, intents.go the payment intent one). It
+// speaks Stripe's wire format (form-encoded requests, JSON responses in the
+// 2023-10-16 API shapes) so the official stripe-go v76 client talks to it
 // unchanged, records events for every state change, delivers them as signed
-// webhooks, and serves a minimal hosted checkout page for local development.
+// webhooks, and serves hosted checkout, Elements, portal and invoice pages
+// for local development.
 //
 // The Emulator is an http.Handler: mount it with httptest.NewServer (tests)
 // or an http.Server (dev mode) and point stripe-go's API backend at its URL.
@@ -146,6 +150,8 @@ type Emulator struct {
 	refundsByCharge  map[string][]*refund
 	disputesByCharge map[string][]*dispute
 	expiry           expiryHeap
+	bill             *billing  // subscriptions, invoices, portal sessions and their clock
+	pay              *payments // API payment intents' timers, Stripe Tax settings and objects
 }
 
 // idemEntry is a stored response to an idempotent POST.
@@ -175,8 +181,11 @@ func New(opts Options) *Emulator {
 		httpClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	seed := uint64(opts.Seed)
+	vclk := &virtualClock{base: clk} // object times; webhooks are signed on clk
 	e := &Emulator{
-		clock:            clk,
+		clock:            vclk,
+		bill:             newBilling(vclk),
+		pay:              newPayments(),
 		log:              logger,
 		baseURL:          strings.TrimRight(opts.BaseURL, "/"),
 		idRNG:            rand.New(rand.NewPCG(seed, 0x1d5)),
@@ -288,13 +297,19 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.mux.ServeHTTP(w, r)
 }
 
-// apiError is a Stripe error response.
+// apiError is a Stripe error response. A payment that failed also names
+// the charge and decline code, and carries the payment intent as it now is.
 type apiError struct {
-	status int
-	Type   string `json:"type"`
-	Code   string `json:"code,omitempty"`
-	Msg    string `json:"message"`
-	Param  string `json:"param,omitempty"`
+	status        int
+	Type          string `json:"type"`
+	Charge        string `json:"charge,omitempty"`
+	Code          string `json:"code,omitempty"`
+	DeclineCode   string `json:"decline_code,omitempty"`
+	DocURL        string `json:"doc_url,omitempty"`
+	Msg           string `json:"message"`
+	Param         string `json:"param,omitempty"`
+	PaymentIntent any    `json:"payment_intent,omitempty"`
+	PaymentMethod any    `json:"payment_method,omitempty"`
 }
 
 // Error describes the Stripe error.
@@ -350,7 +365,7 @@ func (e *Emulator) api(fn apiFunc) http.Handler {
 		e.mu.Lock()
 		c.requestID = e.newIDLocked("req_")
 		e.requests = append(e.requests, Request{Method: r.Method, Path: r.URL.Path, Form: cloneValues(r.Form), IdempotencyKey: c.idemKey, At: e.clock.Now()})
-		authed := authorized(r)
+		authed := authorized(r) || publishableRetrieve(r)
 		var fault *injected
 		var latency time.Duration
 		if authed {
@@ -414,7 +429,9 @@ func (e *Emulator) api(fn apiFunc) http.Handler {
 		}
 		if idempotent {
 			delete(e.inflight, c.idemKey)
-			if status < 300 {
+			// A declined card is a result, replayed like a success; a
+			// refused request is not (Stripe saves no result for it).
+			if status < 300 || status == http.StatusPaymentRequired {
 				e.idemStoreLocked(&idemEntry{key: c.idemKey, method: r.Method, path: r.URL.Path, params: params, status: status, requestID: c.requestID}, body)
 			}
 		}

@@ -375,7 +375,7 @@ func TestSessionValidation(t *testing.T) {
 		t.Fatalf("PaySession(missing) = %v", err)
 	}
 
-	res, body := f.raw(http.MethodGet, "/v1/subscriptions", nil, http.Header{"Authorization": {"Bearer sk_test_x"}})
+	res, body := f.raw(http.MethodGet, "/v1/quotes", nil, http.Header{"Authorization": {"Bearer sk_test_x"}})
 	if res.StatusCode != 404 || !strings.Contains(body, "Unrecognized request URL") {
 		t.Fatalf("unknown endpoint: %d %s", res.StatusCode, body)
 	}

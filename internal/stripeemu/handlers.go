@@ -28,7 +28,6 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/checkout/sessions/{id}", e.getSession)
 	h("GET /v1/checkout/sessions/{id}/line_items", e.listLineItems)
 	h("POST /v1/checkout/sessions/{id}/expire", e.expireSession)
-	h("GET /v1/payment_intents/{id}", e.getIntent)
 	h("GET /v1/charges", e.listCharges)
 	h("GET /v1/charges/{id}", e.getCharge)
 	h("POST /v1/refunds", e.createRefund)
@@ -39,6 +38,10 @@ func (e *Emulator) routes() *http.ServeMux {
 	h("GET /v1/events", e.listEvents)
 	h("GET /v1/events/{id}", e.getEvent)
 	e.promotionRoutes(h)
+	e.billingRoutes(h, mux)
+	e.intentRoutes(h)
+	e.taxRoutes(h)
+	e.elementsRoutes(mux)
 	h("/v1/", func(c *call) (any, error) {
 		return nil, &apiError{status: http.StatusNotFound, Type: "invalid_request_error",
 			Msg: "Unrecognized request URL (" + c.r.Method + ": " + c.r.URL.Path + "). The Stripe emulator does not implement this endpoint."}
@@ -215,10 +218,9 @@ func (e *Emulator) createPrice(c *call) (any, error) {
 	if amount < 0 {
 		return nil, invalid("unit_amount", "", "This value must be greater than or equal to 0.")
 	}
-	for k := range c.form {
-		if strings.HasPrefix(k, "recurring[") {
-			return nil, invalid("recurring", "", "The Stripe emulator supports one-time prices only.")
-		}
+	recurring, ae := recurringFromForm(c.form)
+	if ae != nil {
+		return nil, ae
 	}
 	active, hasActive, ae := formBool(c.form, "active")
 	if ae != nil {
@@ -238,6 +240,9 @@ func (e *Emulator) createPrice(c *call) (any, error) {
 		Currency: strings.ToLower(currency), Metadata: applyMetadata(nil, c.form), Nickname: optString(c.form.Get("nickname")),
 		TaxBehavior: orDefault(c.form.Get("tax_behavior"), "unspecified"), Type: "one_time", UnitAmount: amount,
 		UnitAmountDecimal: strconv.FormatInt(amount, 10),
+	}
+	if recurring != nil {
+		p.Recurring, p.Type = recurring, "recurring"
 	}
 	if ae := e.setLookupKeyLocked(p, key, transfer); ae != nil {
 		return nil, ae
@@ -337,8 +342,14 @@ func sessionSpecFromForm(c *call) (sessionSpec, *apiError) {
 	if ae != nil {
 		return spec, ae
 	}
-	if mode != "payment" {
-		return spec, invalid("mode", "", "The Stripe emulator supports only mode=payment (got %q).", mode)
+	if mode != "payment" && mode != "subscription" {
+		return spec, invalid("mode", "", "The Stripe emulator supports only mode=payment and mode=subscription (got %q).", mode)
+	}
+	if ae := billingSpecFromForm(f, mode, &spec); ae != nil {
+		return spec, ae
+	}
+	if ae := taxCheckoutSpec(c, &spec); ae != nil {
+		return spec, ae
 	}
 	for i, g := range formIndexed(f, "line_items") {
 		if g["price"] == "" {
@@ -448,7 +459,7 @@ func (e *Emulator) listLineItems(c *call) (any, error) {
 	if ae != nil {
 		return nil, ae
 	}
-	return e.renderLineItems(s, c.expand), nil
+	return e.pageLineItems(c, s)
 }
 
 func (e *Emulator) listSessions(c *call) (any, error) {
@@ -477,14 +488,6 @@ func (e *Emulator) listSessions(c *call) (any, error) {
 	}
 	x := c.expand.sub("data")
 	return renderList("/v1/checkout/sessions", items, more, func(s *session) any { return e.renderSession(s, x) }), nil
-}
-
-func (e *Emulator) getIntent(c *call) (any, error) {
-	pi, ok := e.intents.get(c.r.PathValue("id"))
-	if !ok {
-		return nil, missing("payment_intent", c.r.PathValue("id"))
-	}
-	return e.renderIntent(pi, c.expand), nil
 }
 
 func (e *Emulator) getCharge(c *call) (any, error) {

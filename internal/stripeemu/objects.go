@@ -160,11 +160,13 @@ type customerDetailsJSON struct {
 	TaxIDs    []any   `json:"tax_ids"`
 }
 
-// totalDetailsJSON is a session's total_details.
+// totalDetailsJSON is a session's total_details; breakdown only when
+// expanded (tax.go).
 type totalDetailsJSON struct {
 	AmountDiscount int64 `json:"amount_discount"`
 	AmountShipping int64 `json:"amount_shipping"`
 	AmountTax      int64 `json:"amount_tax"`
+	Breakdown      any   `json:"breakdown,omitempty"`
 }
 
 // sessionJSON is a Stripe Checkout Session in payment mode.
@@ -222,7 +224,8 @@ type sessionJSON struct {
 	URL                               *string                `json:"url"`
 }
 
-// lineItem is one line of a session.
+// lineItem is one line of a session. Its tax (automatic tax only) is
+// included in amountSubtotal when taxInclusive, else added on top.
 type lineItem struct {
 	id             string
 	priceID        string
@@ -230,20 +233,8 @@ type lineItem struct {
 	quantity       int64
 	amountSubtotal int64
 	amountDiscount int64
-}
-
-// lineItemJSON is a Stripe checkout line item.
-type lineItemJSON struct {
-	ID             string `json:"id"`
-	Object         string `json:"object"`
-	AmountDiscount int64  `json:"amount_discount"`
-	AmountSubtotal int64  `json:"amount_subtotal"`
-	AmountTax      int64  `json:"amount_tax"`
-	AmountTotal    int64  `json:"amount_total"`
-	Currency       string `json:"currency"`
-	Description    string `json:"description"`
-	Price          any    `json:"price"`
-	Quantity       int64  `json:"quantity"`
+	amountTax      int64
+	taxInclusive   bool
 }
 
 // session is a stored Checkout Session.
@@ -255,6 +246,8 @@ type session struct {
 	spec        sessionSpec // the creation request, reused for recovery
 	async       bool        // paid with a delayed payment method
 	recoveredBy string      // session created from this one's recovery URL
+	discountID  string      // di_ id of the session's discount, if any
+	taxPercent  int64       // automatic tax rate, hundredths of a percent
 }
 
 func (s *session) sortKey() (int64, string) { return s.Created, s.ID }
@@ -290,19 +283,22 @@ func (e *Emulator) renderSession(s *session, x expander) any {
 	if x.has("line_items") {
 		w.LineItems = e.renderLineItems(s, x.sub("line_items"))
 	}
+	if x.sub("total_details").has("breakdown") {
+		w.TotalDetails.Breakdown = e.renderBreakdown(s)
+	}
 	return w
 }
 
-// renderLineItems renders all of a session's line items as a list; the price
-// inside each is always expanded, as on Stripe.
+// renderLineItems renders a session's expanded line_items: the first page
+// of ten, as Stripe embeds lists (GET .../line_items pages through all);
+// the price inside each is always expanded, as on Stripe.
 func (e *Emulator) renderLineItems(s *session, x expander) listJSON {
-	return renderList("/v1/checkout/sessions/"+s.ID+"/line_items", s.lineItems, false, func(li lineItem) any {
-		var pr any = li.priceID
-		if p, ok := e.prices.get(li.priceID); ok {
-			pr = e.renderPrice(p, x.sub("data.price"))
-		}
-		return lineItemJSON{ID: li.id, Object: "item", AmountDiscount: li.amountDiscount, AmountSubtotal: li.amountSubtotal,
-			AmountTotal: li.amountSubtotal - li.amountDiscount, Currency: s.Currency, Description: li.description, Price: pr, Quantity: li.quantity}
+	items, more := s.lineItems, false
+	if len(items) > embeddedListLimit {
+		items, more = items[:embeddedListLimit], true
+	}
+	return renderList("/v1/checkout/sessions/"+s.ID+"/line_items", items, more, func(li lineItem) any {
+		return e.renderLineItem(s, li, x.sub("data"))
 	})
 }
 
@@ -320,11 +316,16 @@ func (e *Emulator) ref(id string, x expander, field string, expand func(id strin
 	return id
 }
 
-// paymentErrorJSON is a payment intent's last_payment_error.
+// paymentErrorJSON is a payment intent's last_payment_error; a declined
+// card also names the charge, the decline code and the payment method.
 type paymentErrorJSON struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Type    string `json:"type"`
+	Charge        string `json:"charge,omitempty"`
+	Code          string `json:"code"`
+	DeclineCode   string `json:"decline_code,omitempty"`
+	DocURL        string `json:"doc_url,omitempty"`
+	Message       string `json:"message"`
+	PaymentMethod any    `json:"payment_method,omitempty"`
+	Type          string `json:"type"`
 }
 
 // intentJSON is a Stripe payment intent.
@@ -362,7 +363,6 @@ type intentJSON struct {
 	Review                    any               `json:"review"`
 	SetupFutureUsage          any               `json:"setup_future_usage"`
 	Shipping                  any               `json:"shipping"`
-	Source                    any               `json:"source"`
 	StatementDescriptor       any               `json:"statement_descriptor"`
 	StatementDescriptorSuffix any               `json:"statement_descriptor_suffix"`
 	Status                    string            `json:"status"`
@@ -370,12 +370,14 @@ type intentJSON struct {
 	TransferGroup             any               `json:"transfer_group"`
 }
 
-// paymentIntent is a stored payment intent.
+// paymentIntent is a stored payment intent. flow is set on intents
+// created through the API (intents.go), not on Checkout's or invoices'.
 type paymentIntent struct {
 	intentJSON
 	customerID string
 	chargeID   string
 	sessionID  string
+	flow       *intentFlow
 }
 
 func (p *paymentIntent) sortKey() (int64, string) { return p.Created, p.ID }
@@ -438,7 +440,6 @@ type chargeJSON struct {
 	Refunds                       *listJSON         `json:"refunds,omitempty"`
 	Review                        any               `json:"review"`
 	Shipping                      any               `json:"shipping"`
-	Source                        any               `json:"source"`
 	SourceTransfer                any               `json:"source_transfer"`
 	StatementDescriptor           any               `json:"statement_descriptor"`
 	StatementDescriptorSuffix     any               `json:"statement_descriptor_suffix"`

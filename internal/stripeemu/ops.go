@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 var ErrNotFound = errors.New("stripeemu: no such object")
 
 // ErrInvalid matches (with errors.Is) errors for an operation Stripe would
-// reject: wrong state, bad amount, bad parameters.
+// reject: wrong state, bad amount, bad parameters (not a declined card:
+// see ErrCardDeclined).
 var ErrInvalid = errors.New("stripeemu: invalid request")
 
 // Is lets Go operation errors match ErrNotFound and ErrInvalid.
@@ -29,7 +31,9 @@ func (a *apiError) Is(target error) bool {
 	case ErrNotFound:
 		return a.Code == "resource_missing"
 	case ErrInvalid:
-		return a.Code != "resource_missing"
+		return a.Code != "resource_missing" && a.Code != "card_declined"
+	case ErrCardDeclined:
+		return a.Code == "card_declined"
 	}
 	return false
 }
@@ -78,6 +82,11 @@ type Pay struct {
 	Name string
 	// ConsentPromotions is "opt_in", "opt_out" or "" (not collected).
 	ConsentPromotions string
+	// Decline pays a subscription-mode session with a card that declines.
+	Decline bool
+	// NoPaymentMethod completes a trial without a card, where the session
+	// allows it (payment_method_collection=if_required).
+	NoPaymentMethod bool
 }
 
 // sessionSpec is a validated request to create a session.
@@ -100,6 +109,10 @@ type sessionSpec struct {
 	recoveryPromo     bool
 	expiresAt         int64
 	recoveredFrom     string
+	mode              string          // payment (the default) or subscription
+	customer          string          // an existing customer to use
+	sub               *subSessionSpec // subscription mode only
+	automaticTax      bool            // automatic_tax[enabled]
 }
 
 // specItem is a requested line item.
@@ -171,6 +184,10 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 		return nil, ae
 	}
 	spreadDiscount(items, discount, subtotal)
+	var taxExclusive, tax int64
+	if spec.automaticTax {
+		taxExclusive, tax = e.sessionTaxLocked(items)
+	}
 	expiresAt := now + int64((24 * time.Hour).Seconds())
 	if spec.expiresAt != 0 {
 		switch {
@@ -183,13 +200,19 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 	}
 
 	s := &session{lineItems: items}
+	if spec.automaticTax {
+		s.taxPercent = e.pay.tax.percentBP
+	}
+	if spec.coupon != "" || spec.promotionCode != "" {
+		s.discountID = "di_" + e.newIDLocked("")[:24]
+	}
 	s.sessionJSON = sessionJSON{
 		ID:                      e.newIDLocked("cs_test_"),
 		Object:                  "checkout.session",
 		AllowPromotionCodes:     spec.allowPromo,
 		AmountSubtotal:          subtotal,
-		AmountTotal:             subtotal - discount,
-		AutomaticTax:            map[string]any{"enabled": false, "liability": nil, "status": nil},
+		AmountTotal:             subtotal - discount + taxExclusive,
+		AutomaticTax:            sessionAutomaticTax(spec.automaticTax),
 		CancelURL:               optString(spec.cancelURL),
 		ClientReferenceID:       optString(spec.clientRef),
 		Created:                 now,
@@ -212,7 +235,7 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 		ShippingOptions:         []any{},
 		Status:                  "open",
 		SuccessURL:              optString(spec.successURL),
-		TotalDetails:            totalDetailsJSON{AmountDiscount: discount},
+		TotalDetails:            totalDetailsJSON{AmountDiscount: discount, AmountTax: tax},
 		UIMode:                  "hosted",
 	}
 	if spec.customerEmail != "" {
@@ -224,6 +247,9 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 	if spec.recovery {
 		s.AfterExpiration = &afterExpirationJSON{Recovery: &recoveryJSON{Enabled: true, AllowPromotionCodes: spec.recoveryPromo}}
 	}
+	if ae := e.billingSessionLocked(s, spec); ae != nil {
+		return nil, ae
+	}
 	s.spec = spec
 	e.sessions.add(s)
 	heap.Push(&e.expiry, s)
@@ -231,19 +257,28 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 }
 
 // spreadDiscount allocates a session discount over its line items in
-// proportion to their subtotals, the remainder going to the last line.
+// proportion to their subtotals: each line gets the whole minor units of
+// its share, and the units left over go one each to the lines with the
+// largest remainders (the earlier line on a tie), so the lines add up to
+// the discount and none is off its share by a unit or more.
 func spreadDiscount(items []lineItem, discount, subtotal int64) {
 	if subtotal == 0 {
 		return
 	}
 	left := discount
+	rem := make([]int64, len(items))
 	for i := range items {
-		d := discount * items[i].amountSubtotal / subtotal
-		if i == len(items)-1 {
-			d = left
-		}
-		items[i].amountDiscount = d
-		left -= d
+		share := discount * items[i].amountSubtotal
+		items[i].amountDiscount, rem[i] = share/subtotal, share%subtotal
+		left -= items[i].amountDiscount
+	}
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return rem[order[a]] > rem[order[b]] })
+	for _, i := range order[:left] {
+		items[i].amountDiscount++
 	}
 }
 
@@ -280,21 +315,27 @@ func (e *Emulator) payLocked(s *session, p Pay) *apiError {
 	default:
 		return invalid("consent[promotions]", "", "Invalid consent %q.", p.ConsentPromotions)
 	}
+	if s.Mode == "subscription" {
+		return e.paySubscriptionSessionLocked(s, p)
+	}
 	if ae := e.redeemLocked(s); ae != nil {
 		return ae
 	}
 	now := e.nowUnix()
 	email := orDefault(p.Email, ptrValue(s.CustomerEmail))
 
-	cu := &customer{customerJSON{
-		ID: e.newIDLocked("cus_"), Object: "customer", Created: now, Email: optString(email), Name: optString(p.Name),
-		InvoicePrefix:       strings.ToUpper(e.newIDLocked("")[16:24]),
-		InvoiceSettings:     map[string]any{"custom_fields": nil, "default_payment_method": nil, "footer": nil, "rendering_options": nil},
-		Metadata:            map[string]string{},
-		NextInvoiceSequence: 1, PreferredLocales: []string{}, TaxExempt: "none",
-	}}
-	e.customers.add(cu)
-	s.customerID = cu.ID
+	cu, ok := e.customers.get(s.customerID) // the session's customer parameter
+	if !ok {
+		cu = &customer{customerJSON{
+			ID: e.newIDLocked("cus_"), Object: "customer", Created: now, Email: optString(email), Name: optString(p.Name),
+			InvoicePrefix:       strings.ToUpper(e.newIDLocked("")[16:24]),
+			InvoiceSettings:     map[string]any{"custom_fields": nil, "default_payment_method": nil, "footer": nil, "rendering_options": nil},
+			Metadata:            map[string]string{},
+			NextInvoiceSequence: 1, PreferredLocales: []string{}, TaxExempt: "none",
+		}}
+		e.customers.add(cu)
+		s.customerID = cu.ID
+	}
 	s.CustomerDetails = &customerDetailsJSON{Email: optString(email), Name: optString(p.Name), TaxExempt: "none", TaxIDs: []any{}}
 	if s.ConsentCollection != nil || p.ConsentPromotions != "" {
 		s.Consent = &consentJSON{Promotions: optString(p.ConsentPromotions)}
@@ -418,7 +459,8 @@ func (e *Emulator) expireLocked(s *session, req eventRequestJSON) *apiError {
 	return nil
 }
 
-// tickLocked expires every open session whose expires_at has passed.
+// tickLocked expires every open session whose expires_at has passed, then
+// applies the billing transitions that came due (billing.go).
 func (e *Emulator) tickLocked() {
 	now := e.nowUnix()
 	for len(e.expiry) > 0 && e.expiry[0].ExpiresAt <= now {
@@ -427,6 +469,8 @@ func (e *Emulator) tickLocked() {
 			_ = e.expireLocked(s, eventRequestJSON{}) // cannot fail: s is open
 		}
 	}
+	e.tickBillingLocked()
+	e.tickIntentsLocked()
 }
 
 // expiryHeap orders sessions by expires_at.

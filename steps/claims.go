@@ -1,0 +1,184 @@
+// Claims in flight and their heartbeat. A step that runs long keeps its
+// lease: every claim whose last renewal is a third of a lease old is renewed,
+// all in one statement, fenced by its token. A claim the database no longer
+// knows (another worker took the step) cancels its handler at once; one that
+// could not be renewed for two thirds of a lease cancels its handler too,
+// so no handler runs on past a lease it may have lost. Lease ages are
+// measured on this process's monotonic clock from the moment the claim or
+// renewal was sent, which is never later than the database set the expiry.
+package steps
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/paymentd/paymentd/store"
+)
+
+var (
+	errLeaseLost    = errors.New("lease lost: another worker claimed the step")
+	errLeaseLapsing = errors.New("lease about to lapse: could not renew it")
+)
+
+// claim is one step claimed by this engine, from the claim until its
+// outcome is recorded.
+type claim struct {
+	store.Claim
+	renewed  time.Time // when the claim or its last successful renewal was sent
+	started  bool      // its handler is running or has run
+	deadline time.Time // when started: past it the handler has timed out, and the lease is let lapse
+	finished bool      // the handler returned; its outcome is being recorded
+	lost     bool
+	cancel   context.CancelCauseFunc
+	stop     context.CancelFunc // releases the timeout's timer
+}
+
+// claims is the registry of claims in flight.
+type claims struct {
+	mu sync.Mutex
+	m  map[int64]*claim
+}
+
+// hold registers steps just claimed (at claimedAt), so their leases are
+// renewed even before a worker starts them.
+func (cs *claims) hold(claimedAt time.Time, steps ...store.Step) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, s := range steps {
+		cs.m[s.ID] = &claim{Claim: s.Claim(), renewed: claimedAt}
+	}
+}
+
+// start marks a held claim's handler started and returns the context it
+// runs under: canceled after timeout, when the claim is lost, or when its
+// lease is about to lapse. It returns false, and no context, when the claim
+// was lost before its handler started.
+func (cs *claims) start(ctx context.Context, s store.Step, claimedAt time.Time, timeout time.Duration) (context.Context, *claimHandle, bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	c := cs.m[s.ID]
+	if c == nil || c.Token != s.Claim().Token {
+		c = &claim{Claim: s.Claim(), renewed: claimedAt}
+		cs.m[s.ID] = c
+	}
+	if c.lost {
+		return nil, nil, false
+	}
+	cctx, cancel := context.WithCancelCause(ctx)
+	hctx, stop := context.WithTimeout(cctx, timeout)
+	c.started, c.deadline, c.cancel, c.stop = true, time.Now().Add(timeout), cancel, stop
+	return hctx, &claimHandle{cs: cs, c: c}, true
+}
+
+// claimHandle lets the worker mark its handler finished.
+type claimHandle struct {
+	cs *claims
+	c  *claim
+}
+
+// finish marks the handler returned: its context is released, and the
+// lease is still renewed until the outcome is recorded.
+func (h *claimHandle) finish() {
+	h.cs.mu.Lock()
+	h.c.finished = true
+	h.cs.mu.Unlock()
+	h.c.stop()
+	h.c.cancel(context.Canceled)
+}
+
+// remove forgets the claim of step id once its outcome is recorded.
+func (cs *claims) remove(id int64) {
+	cs.mu.Lock()
+	delete(cs.m, id)
+	cs.mu.Unlock()
+}
+
+// due returns the claims to renew at now: those whose last renewal is a
+// third of a lease old, unless lost or timed out (their lease is let lapse).
+func (cs *claims) due(now time.Time, lease time.Duration) []store.Claim {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var out []store.Claim
+	for _, c := range cs.m {
+		if c.lost || (c.started && !c.finished && !now.Before(c.deadline)) {
+			continue
+		}
+		if now.Sub(c.renewed) >= lease/3 {
+			out = append(out, c.Claim)
+		}
+	}
+	return out
+}
+
+// lapsing cancels the handlers of running claims not renewed for two thirds
+// of a lease: the lease may lapse before the next renewal succeeds.
+func (cs *claims) lapsing(now time.Time, lease time.Duration) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, c := range cs.m {
+		if c.started && !c.finished && now.Sub(c.renewed) >= 2*lease/3 {
+			c.cancel(errLeaseLapsing)
+		}
+	}
+}
+
+// renewed records which of the claims sent at sent were renewed; the others
+// are lost, and their handlers canceled.
+func (cs *claims) renewed(sent time.Time, asked []store.Claim, renewed []int64) {
+	ok := make(map[int64]bool, len(renewed))
+	for _, id := range renewed {
+		ok[id] = true
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, a := range asked {
+		c := cs.m[a.ID]
+		if c == nil || c.Token != a.Token {
+			continue
+		}
+		if ok[a.ID] {
+			c.renewed = sent
+			continue
+		}
+		c.lost = true
+		if c.cancel != nil {
+			c.cancel(errLeaseLost)
+		}
+	}
+}
+
+// heartbeat renews the leases of claims in flight until ctx ends.
+func (e *Engine) heartbeat(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Lease / 6)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		e.renew(ctx)
+	}
+}
+
+// renew renews the leases that are due, in one statement, then cancels the
+// handlers whose lease it could not renew in time.
+func (e *Engine) renew(ctx context.Context) {
+	sent := time.Now()
+	due := e.claims.due(sent, e.cfg.Lease)
+	if len(due) > 0 {
+		renewed, err := e.db.RenewLeases(ctx, due, e.cfg.Lease)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			e.log.Warn("renew step leases", "err", err, "steps", len(due))
+		case err == nil:
+			e.claims.renewed(sent, due, renewed)
+			if lost := len(due) - len(renewed); lost > 0 {
+				e.log.Warn("lost lease on running steps; their handlers are canceled", "steps", lost)
+			}
+		}
+	}
+	e.claims.lapsing(time.Now(), e.cfg.Lease)
+}

@@ -1,0 +1,261 @@
+// Executing one claimed step: run its handler under the claim, then record
+// the outcome the handler's error names, fenced by the claim. An outcome the
+// database refuses because the claim was lost is a lost lease, never a
+// retry: the step belongs to another worker now.
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/paymentd/paymentd/store"
+)
+
+// Outcomes, as counted in paymentd_steps_total.
+const (
+	outcomeDone       = "done"
+	outcomeRetry      = "retry"
+	outcomeFailed     = "failed"
+	outcomeReleased   = "released"
+	outcomeLostLease  = "lost_lease"
+	outcomeUnrecorded = "unrecorded"
+)
+
+// outcomeTimeout bounds the write of one outcome, which happens even while
+// shutting down.
+const outcomeTimeout = 10 * time.Second
+
+// ran is a handler's run, waiting for its outcome to be recorded.
+type ran struct {
+	step    store.Step
+	job     *Job
+	result  json.RawMessage
+	elapsed time.Duration
+}
+
+// execute runs one claimed step and records its outcome. With batched set,
+// a success that owes no OnCommit write is returned instead, with true, for
+// the dispatcher to record with others.
+func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time, batched bool) (ran, bool) {
+	job := e.newJob(s)
+	hctx, c, ok := e.claims.start(ctx, s, claimedAt, e.cfg.Timeout)
+	if !ok {
+		// Its lease was lost while it waited for a worker: another has it.
+		e.claims.remove(s.ID)
+		e.metrics.observe(s.Name, e.lostLease(job, "run"), 0)
+		return ran{}, false
+	}
+	started := time.Now()
+	result, err := e.call(hctx, job)
+	elapsed := time.Since(started)
+	if err != nil && context.Cause(hctx) != nil && !errors.Is(err, context.Cause(hctx)) {
+		err = fmt.Errorf("%w (%w)", err, context.Cause(hctx))
+	}
+	c.finish() // still renewed until the outcome is recorded
+
+	r := ran{step: s, job: job, elapsed: elapsed}
+	if err == nil {
+		if r.result, err = json.Marshal(result); err != nil {
+			err = Permanent(fmt.Errorf("encode result: %w", err))
+		}
+	}
+	if err == nil && len(job.onCommit) == 0 && batched {
+		return r, true
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
+	outcome, werr := e.record(wctx, ctx, r, err)
+	if werr != nil {
+		job.Logger.Error("record step outcome", "err", werr)
+		outcome = outcomeUnrecorded
+	}
+	e.claims.remove(s.ID)
+	e.metrics.observe(s.Name, outcome, elapsed)
+	return ran{}, false
+}
+
+func (e *Engine) newJob(s store.Step) *Job {
+	job := &Job{
+		ID: s.ID, Pipeline: s.Pipeline, Name: s.Name, Attempt: s.Attempts, MaxAttempts: s.MaxAttempts,
+		Args: s.Args, IdempotencyKey: idempotencyKey(s), db: e.db,
+	}
+	attrs := []any{"step_id", s.ID, "step", s.Name, "pipeline", s.Pipeline, "attempt", s.Attempts}
+	if s.PurchaseID != nil {
+		job.PurchaseID = *s.PurchaseID
+		attrs = append(attrs, "purchase_id", job.PurchaseID)
+	}
+	job.Logger = e.log.With(attrs...)
+	return job
+}
+
+func (e *Engine) call(ctx context.Context, job *Job) (result any, err error) {
+	h, ok := e.handlers[job.Name]
+	if !ok {
+		// Another replica (a newer version) may know this step; retry later.
+		return nil, fmt.Errorf("no handler registered for step %q on this replica", job.Name)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in step %s: %v\n%s", job.Name, r, debug.Stack())
+		}
+	}()
+	return h(ctx, job)
+}
+
+// record writes a run's outcome, fenced by its claim, and returns its name
+// for metrics. runCtx is the context the handler ran under: ended, it means
+// the shutdown grace is over.
+func (e *Engine) record(ctx, runCtx context.Context, r ran, runErr error) (string, error) {
+	s, job := r.step, r.job
+	now := e.clock.Now()
+	switch {
+	case runErr == nil:
+		ok, err := e.completeOne(ctx, r, now)
+		if err != nil {
+			return "", err
+		}
+		return e.completed(r, ok), nil
+	case runCtx.Err() != nil:
+		// Shutting down past the grace period: hand the step back unspent.
+		ok, err := e.db.ReleaseStep(ctx, s.Claim(), now)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return e.lostLease(job, "released"), nil
+		}
+		job.Logger.Info("step handed back at shutdown")
+		return outcomeReleased, nil
+	case IsPermanent(runErr) || s.Attempts >= s.MaxAttempts:
+		return e.fail(ctx, r, runErr, now)
+	}
+	delay, requested := RetryDelay(runErr)
+	if !requested || delay <= 0 {
+		// A Retry-After already past would burn every attempt in seconds.
+		delay = e.Backoff(s.Attempts)
+	}
+	ok, err := e.db.RetryStep(ctx, s.Claim(), now, now.Add(delay), runErr.Error())
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return e.lostLease(job, "retry", "err", runErr), nil
+	}
+	job.Logger.Warn("step will retry", "err", runErr, "retry_in", delay.String())
+	e.metrics.retried(s.Name)
+	return outcomeRetry, nil
+}
+
+// completeOne records one success by itself, with the step's OnCommit writes
+// in the same transaction.
+func (e *Engine) completeOne(ctx context.Context, r ran, now time.Time) (bool, error) {
+	c := store.Completion{Claim: r.step.Claim(), Blocking: r.step.Blocking, Result: r.result}
+	if len(r.job.onCommit) == 0 {
+		return e.db.CompleteStep(ctx, c, now)
+	}
+	var ok bool
+	err := e.db.InTx(ctx, func(q *store.Queries) error {
+		var err error
+		if ok, err = q.CompleteStep(ctx, c, now); err != nil || !ok {
+			return err
+		}
+		return r.job.commit(ctx, q)
+	})
+	return ok, err
+}
+
+// completed reports a recorded (ok) or refused completion.
+func (e *Engine) completed(r ran, ok bool) string {
+	if !ok {
+		return e.lostLease(r.job, "done")
+	}
+	r.job.Logger.Debug("step done")
+	if r.step.Blocking {
+		e.Wake() // steps that waited for this one may be due
+	}
+	return outcomeDone
+}
+
+// lostLease logs an outcome the database refused because the claim was lost.
+func (e *Engine) lostLease(job *Job, discarded string, attrs ...any) string {
+	job.Logger.Warn("lost lease: another worker holds the step now; outcome discarded",
+		append([]any{"discarded", discarded}, attrs...)...)
+	return outcomeLostLease
+}
+
+// fail marks the step failed for good, cancels the steps waiting on it and
+// schedules an operator alert, in one transaction.
+func (e *Engine) fail(ctx context.Context, r ran, runErr error, now time.Time) (string, error) {
+	s := r.step
+	errText := runErr.Error()
+	var ok bool
+	var canceled int
+	err := e.db.InTx(ctx, func(q *store.Queries) error {
+		var err error
+		ok, canceled, err = q.FailStep(ctx, s.Claim(), now, errText)
+		if err != nil || !ok {
+			return err
+		}
+		return e.scheduleAlert(ctx, q, s, errText)
+	})
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return e.lostLease(r.job, "failed", "err", runErr), nil
+	}
+	r.job.Logger.Error("step failed", "err", runErr, "permanent", IsPermanent(runErr), "canceled_waiting", canceled)
+	return outcomeFailed, nil
+}
+
+// scheduleAlert records an operator alert for a step that failed for good.
+// An alert that itself fails is only logged, never alerted again.
+func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.Step, errText string) error {
+	if s.Name == AlertStep {
+		return nil
+	}
+	purchase := ""
+	if s.PurchaseID != nil {
+		purchase = *s.PurchaseID
+	}
+	_, err := e.Schedule(ctx, q, Pipeline{
+		PurchaseID: purchase,
+		Name:       "alert:" + strconv.FormatInt(s.ID, 10),
+		Steps: []Step{{Name: AlertStep, Args: AlertArgs{
+			StepID: s.ID, PurchaseID: purchase, Pipeline: s.Pipeline, Step: s.Name,
+			Attempts: s.Attempts, LastError: errText,
+		}}},
+	})
+	return err
+}
+
+// AlertArgs is the input of an operator_alert step.
+type AlertArgs struct {
+	StepID     int64  `json:"step_id"`
+	PurchaseID string `json:"purchase_id,omitempty"`
+	Pipeline   string `json:"pipeline"`
+	Step       string `json:"step"`
+	Attempts   int    `json:"attempts"`
+	LastError  string `json:"last_error"`
+}
+
+// Backoff returns the delay before retrying after attempt (1-based):
+// BackoffBase doubled per attempt, capped at BackoffMax, spread by ±Jitter.
+func (e *Engine) Backoff(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := float64(e.cfg.BackoffBase) * math.Pow(2, float64(attempt-1))
+	if d > float64(e.cfg.BackoffMax) {
+		d = float64(e.cfg.BackoffMax)
+	}
+	d *= 1 + e.cfg.Jitter*(2*rand.Float64()-1)
+	return time.Duration(d)
+}

@@ -1,0 +1,163 @@
+package steps_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paymentd/paymentd/internal/clock"
+	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/steps"
+	"github.com/paymentd/paymentd/store"
+)
+
+// TestFailedStepCancelsTheStepsWaitingOnIt: a step that fails for good
+// cancels, in the same transaction, every step waiting on it directly or
+// through another, saying why; steps that do not wait on it carry on.
+// Retrying the failed step puts them back.
+func TestFailedStepCancelsTheStepsWaitingOnIt(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{})
+	var grantWorks atomic.Bool
+	eng.Register("grant", func(ctx context.Context, job *steps.Job) (any, error) {
+		if !grantWorks.Load() {
+			return nil, steps.Permanent(errors.New("unknown GitHub user"))
+		}
+		return nil, nil
+	})
+	var ran atomic.Int32
+	for _, name := range []string{"access_email", "welcome_call", "confirmation"} {
+		eng.Register(name, func(ctx context.Context, job *steps.Job) (any, error) { ran.Add(1); return nil, nil })
+	}
+	eng.Register(steps.AlertStep, func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	id := purchases(t, db, 1)[0]
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: id, Name: "purchase", Steps: []steps.Step{
+		{Name: "confirmation"},
+		{Name: "grant"},
+		{Name: "access_email", After: "grant"},
+		{Name: "welcome_call", After: "access_email"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	grant := stepByName(t, db, id, "purchase", "grant")
+	if grant.Status != store.StepFailed {
+		t.Fatalf("grant = %s, want failed", grant.Status)
+	}
+	want := "canceled: grant (step " + strconv.FormatInt(grant.ID, 10) + ") failed"
+	for _, name := range []string{"access_email", "welcome_call"} {
+		s := stepByName(t, db, id, "purchase", name)
+		if s.Status != store.StepCanceled || s.LastError == nil || *s.LastError != want || s.FinishedAt == nil {
+			t.Errorf("%s = %s (%v), want canceled: %q", name, s.Status, s.LastError, want)
+		}
+	}
+	if s := stepByName(t, db, id, "purchase", "confirmation"); s.Status != store.StepDone {
+		t.Errorf("confirmation = %s, want done", s.Status)
+	}
+
+	// The operator fixes the cause and retries the grant: what its failure
+	// canceled waits on it again, and runs after it.
+	grantWorks.Store(true)
+	if ok, err := db.RetryFailedStep(ctx, grant.ID, clk.Now()); err != nil || !ok {
+		t.Fatalf("retry failed step = %v, %v", ok, err)
+	}
+	if s := stepByName(t, db, id, "purchase", "welcome_call"); s.Status != store.StepWaiting || s.LastError != nil {
+		t.Errorf("welcome_call after the retry = %s (%v), want waiting", s.Status, s.LastError)
+	}
+	ran.Store(0)
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"grant", "access_email", "welcome_call"} {
+		if s := stepByName(t, db, id, "purchase", name); s.Status != store.StepDone {
+			t.Errorf("%s after the retry = %s, want done", name, s.Status)
+		}
+	}
+	if ran.Load() != 2 {
+		t.Errorf("%d waiting steps ran after the retry, want 2", ran.Load())
+	}
+}
+
+// TestRescuedIntoFailedCancelsTheStepsWaitingOnIt: a step whose worker died
+// on its last attempt fails when its lease lapses, and takes the steps
+// waiting on it with it.
+func TestRescuedIntoFailedCancelsTheStepsWaitingOnIt(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{})
+	eng.Register(steps.AlertStep, func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	id := purchases(t, db, 1)[0]
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: id, Name: "purchase", Steps: steps.Chain(
+		steps.Step{Name: "grant", MaxAttempts: 1}, steps.Step{Name: "access_email"})}); err != nil {
+		t.Fatal(err)
+	}
+	if claimed, err := db.ClaimSteps(ctx, "doomed", clk.Now(), 200*time.Millisecond, 1); err != nil || len(claimed) != 1 {
+		t.Fatalf("claim = %v, %v", claimed, err)
+	}
+	waitUntil(t, "the lapsed lease to be rescued", func() bool {
+		if _, err := eng.RunDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return stepByName(t, db, id, "purchase", "grant").Status == store.StepFailed
+	})
+	grant := stepByName(t, db, id, "purchase", "grant")
+	email := stepByName(t, db, id, "purchase", "access_email")
+	want := "canceled: grant (step " + strconv.FormatInt(grant.ID, 10) + ") failed"
+	if email.Status != store.StepCanceled || email.LastError == nil || *email.LastError != want {
+		t.Errorf("access_email = %s (%v), want canceled: %q", email.Status, email.LastError, want)
+	}
+	alert := stepByName(t, db, id, "alert:"+strconv.FormatInt(grant.ID, 10), steps.AlertStep)
+	if alert.Status != store.StepDone {
+		t.Errorf("operator alert = %s, want done", alert.Status)
+	}
+}
+
+// TestRetryAfterInThePastFloorsAtTheBackoff: a RetryAfter whose time has
+// passed (a rate limit's reset already behind us) or is zero waits the
+// normal backoff instead of retrying at once; one in the future is kept.
+func TestRetryAfterInThePastFloorsAtTheBackoff(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{BackoffBase: 10 * time.Second, Jitter: 0.2})
+	delays := map[string]time.Duration{"past": -time.Minute, "zero": 0, "future": 90 * time.Second}
+	for name, d := range delays {
+		eng.Register(name, func(ctx context.Context, job *steps.Job) (any, error) {
+			return nil, steps.RetryAfter(d, errors.New("429 too many requests"))
+		})
+	}
+	names := []string{"past", "zero", "future"}
+	ids := purchases(t, db, len(names))
+	for i, name := range names {
+		if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: ids[i], Name: "p",
+			Steps: []steps.Step{{Name: name}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := eng.RunDue(ctx); err != nil || n != len(delays) {
+		t.Fatalf("RunDue = %d, %v; want each step run once", n, err)
+	}
+	for i, name := range names {
+		s := stepByName(t, db, ids[i], "p", name)
+		wait := s.RunAt.Sub(t0)
+		switch {
+		case s.Status != store.StepPending || s.Attempts != 1:
+			t.Errorf("%s: %s after %d attempts, want pending after 1", name, s.Status, s.Attempts)
+		case name == "future" && wait != 90*time.Second:
+			t.Errorf("future: next attempt in %s, want 90s", wait)
+		case name != "future" && (wait < 8*time.Second || wait > 12*time.Second):
+			t.Errorf("%s: next attempt in %s, want the backoff (10s±20%%)", name, wait)
+		}
+	}
+}

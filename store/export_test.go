@@ -1,0 +1,5 @@
+package store
+
+// CancelByTagSQL is the cancel-by-tag statement, for the EXPLAIN in
+// TestCancelByTagUsesAnIndex.
+const CancelByTagSQL = cancelByTagSQL

@@ -1,0 +1,179 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/store"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func insertPurchase(t *testing.T, db *store.DB) string {
+	t.Helper()
+	id := uuid.NewString()
+	if _, err := db.Pool.Exec(context.Background(), `INSERT INTO purchases (id, product_key, stripe_session_id, currency,
+		created_at, updated_at) VALUES ($1, 'pro', $2, 'usd', $3, $3)`, id, "cs_"+id, t0); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestWritesToARunningStepAreFencedByItsClaim: releasing a step gives its
+// attempt back, so the next claim has the same id and attempt number; only
+// the claim token tells the two claims apart, and only the current one may
+// write.
+func TestWritesToARunningStepAreFencedByItsClaim(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	purchase := insertPurchase(t, db)
+	if _, err := db.InsertSteps(ctx, t0, []store.NewStep{
+		{PurchaseID: purchase, Pipeline: "p", Name: "a", Blocking: true, RunAt: t0, MaxAttempts: 3},
+		{PurchaseID: purchase, Pipeline: "p", Name: "b", After: "a", RunAt: t0, MaxAttempts: 3},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(owner string) store.Step {
+		t.Helper()
+		got, err := db.ClaimSteps(ctx, owner, t0, time.Minute, 10)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim: %v, %v", got, err)
+		}
+		return got[0]
+	}
+	first := claim("engine")
+	if ok, err := db.ReleaseStep(ctx, first.Claim(), t0); err != nil || !ok {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	second := claim("engine")
+	if second.ID != first.ID || second.Attempts != first.Attempts || second.Claim() == first.Claim() {
+		t.Fatalf("claims: first %+v attempt %d, second %+v attempt %d", first.Claim(), first.Attempts, second.Claim(), second.Attempts)
+	}
+
+	stale := first.Claim()
+	if renewed, err := db.RenewLeases(ctx, []store.Claim{stale}, time.Hour); err != nil || len(renewed) != 0 {
+		t.Errorf("stale renew = %v, %v", renewed, err)
+	}
+	if ok, err := db.RetryStep(ctx, stale, t0, t0.Add(time.Minute), "boom"); err != nil || ok {
+		t.Errorf("stale retry = %v, %v", ok, err)
+	}
+	if ok, _, err := db.FailStep(ctx, stale, t0, "boom"); err != nil || ok {
+		t.Errorf("stale fail = %v, %v", ok, err)
+	}
+	if ok, err := db.ReleaseStep(ctx, stale, t0); err != nil || ok {
+		t.Errorf("stale release = %v, %v", ok, err)
+	}
+	if ok, err := db.CompleteStep(ctx, store.Completion{Claim: stale, Blocking: true, Result: json.RawMessage(`"stale"`)}, t0); err != nil || ok {
+		t.Errorf("stale complete = %v, %v", ok, err)
+	}
+	if s, _ := db.GetStep(ctx, first.ID); s.Status != store.StepRunning || s.Claim() != second.Claim() {
+		t.Fatalf("after stale writes: %s under %+v", s.Status, s.Claim())
+	}
+
+	if renewed, err := db.RenewLeases(ctx, []store.Claim{second.Claim()}, time.Hour); err != nil || len(renewed) != 1 {
+		t.Errorf("renew = %v, %v", renewed, err)
+	}
+	if ok, err := db.CompleteStep(ctx, store.Completion{Claim: second.Claim(), Blocking: true, Result: json.RawMessage(`"ok"`)}, t0); err != nil || !ok {
+		t.Fatalf("complete = %v, %v", ok, err)
+	}
+	a, _ := db.GetStep(ctx, first.ID)
+	if a.Status != store.StepDone || string(a.Result) != `"ok"` || a.ClaimToken != nil {
+		t.Errorf("a = %s %s token %v", a.Status, a.Result, a.ClaimToken)
+	}
+	if b, _ := db.StepsByStatus(ctx, store.StepPending, 10); len(b) != 1 || b[0].Name != "b" {
+		t.Errorf("pending after completing a: %+v", b)
+	}
+}
+
+// TestCancelByTagUsesAnIndex: on a steps table far too big to scan for one
+// purchase, canceling a purchase's tagged steps goes through an index, in the
+// plan for the values given and in the generic plan a cached statement
+// settles on. Without that index the planner scans, which shows the table is
+// big enough for the test to mean something.
+func TestCancelByTagUsesAnIndex(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `
+		INSERT INTO purchases (id, product_key, stripe_session_id, currency, created_at, updated_at)
+		SELECT gen_random_uuid(), 'pro', 'cs_' || g, 'usd', $1, $1 FROM generate_series(1, 5000) AS g`, t0)
+	if err == nil {
+		_, err = db.Pool.Exec(ctx, `
+		INSERT INTO steps (purchase_id, pipeline, name, tags, status, run_at, max_attempts, created_at, updated_at, finished_at)
+		SELECT p.id, 'purchase', n.name, n.tags, n.status, $1, 10, $1, $1, CASE WHEN n.status = 'done' THEN $1::timestamptz END
+		FROM purchases p CROSS JOIN (VALUES
+			('confirmation', '{}'::text[], 'done'), ('admin', '{}', 'done'), ('grant_access', '{access}', 'done'),
+			('access_email', '{access}', 'done'), ('analytics', '{}', 'done'), ('followup_7', '{followup}', 'pending'),
+			('followup_14', '{followup}', 'pending'), ('followup_30', '{followup}', 'pending')) AS n (name, tags, status)`, t0)
+	}
+	if err == nil {
+		_, err = db.Pool.Exec(ctx, `ANALYZE steps`)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var purchase string
+	if err := db.Pool.QueryRow(ctx, `SELECT id::text FROM purchases LIMIT 1`).Scan(&purchase); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	plan := func(generic bool) string {
+		t.Helper()
+		mode := "force_custom_plan"
+		if generic {
+			mode = "force_generic_plan"
+		}
+		if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `PREPARE cancel_by_tag AS `+store.CancelByTagSQL); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Exec(ctx, `DEALLOCATE cancel_by_tag`)
+		// A utility statement takes no parameters: the values are literals.
+		rows, err := conn.Query(ctx, `EXPLAIN EXECUTE cancel_by_tag('`+purchase+`', 'followup', '2026-03-01 12:00:00Z')`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	for _, generic := range []bool{false, true} {
+		p := plan(generic)
+		// An Index Scan or a Bitmap Index Scan, on the index that leads with purchase_id.
+		if strings.Contains(p, "Seq Scan") || !strings.Contains(p, "Index Scan") ||
+			!strings.Contains(p, "steps_purchase_pipeline_name_key") {
+			t.Errorf("cancel by tag (generic plan %v) does not use the purchase index:\n%s", generic, p)
+		}
+	}
+
+	// The same statement without the index scans the table.
+	if _, err := conn.Exec(ctx, `BEGIN; DROP INDEX steps_purchase_pipeline_name_key`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, `ROLLBACK`)
+	if p := plan(false); !strings.Contains(p, "Seq Scan on steps") {
+		t.Errorf("without the index, the plan is still:\n%s", p)
+	}
+}
