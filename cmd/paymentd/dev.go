@@ -1,13 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
-	"html"
+	"html/template"
 	"io"
+	"mime"
 	"net"
 	"net/http"
+	netmail "net/mail"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,8 +24,10 @@ import (
 	"github.com/paymentd/paymentd/internal/catalog"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/internal/console"
 	"github.com/paymentd/paymentd/internal/devpg"
 	"github.com/paymentd/paymentd/internal/githubfake"
+	"github.com/paymentd/paymentd/internal/mail"
 	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/internal/stripeemu"
@@ -24,8 +35,9 @@ import (
 
 // runDev is `make run`: the whole daemon on config.yaml's dev defaults, with
 // no accounts or keys: a throwaway PostgreSQL cluster under ./.data (unless
-// DATABASE_URL is set), the Stripe emulator, a recording GitHub fake and the
-// file outbox, the catalog synced to the emulator, and a walkthrough.
+// DATABASE_URL is set), the Stripe emulator, a recording GitHub fake, the
+// file outbox, the catalog synced to the emulator, a dev storefront on /,
+// the operator console with a dev operator, and a walkthrough.
 func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	fs, path := flags("dev", env)
 	dataDir := fs.String("data", ".data", "`directory` for the throwaway cluster and the outbox")
@@ -38,9 +50,38 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	return devStack(ctx, env, cfg, devOptions{dataDir: *dataDir, emuAddr: *emuAddr, ghAddr: *ghAddr})
+}
+
+// devOptions are where the dev stack keeps its data and listens, and what
+// to call once it is up (tests).
+type devOptions struct {
+	dataDir, emuAddr, ghAddr string
+	ready                    func(devInfo)
+}
+
+// devInfo is the running dev stack, as the walkthrough and tests see it.
+type devInfo struct {
+	listeners listeners
+	app       *app
+	emu       *stripeemu.Emulator
+	emuURL    string
+	github    *githubfake.Fake
+	ghURL     string
+	outbox    string
+	// operator and password sign in to the console ("" without one).
+	operator, password string
+	token              string // the dev JWT the storefront uses
+}
+
+// devOperator is the console operator the dev stack adds.
+const devOperator = "dev"
+
+// devStack runs the dev stack on cfg until ctx ends.
+func devStack(ctx context.Context, env *cliEnv, cfg *config.Config, o devOptions) error {
 	log := newLogger(cfg.Log, env.stderr)
 	if cfg.Database.URL == "" {
-		cluster, err := devpg.Open(filepath.Join(*dataDir, "pg"))
+		cluster, err := devpg.Open(filepath.Join(o.dataDir, "pg"))
 		if err != nil {
 			return err
 		}
@@ -74,7 +115,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	// The Stripe emulator, delivering signed webhooks to our endpoint.
 	emu := stripeemu.New(stripeemu.Options{Clock: clock.Real{}, Logger: log.With("component", "stripe-emulator")})
 	defer emu.Close()
-	emuURL, stopEmu, err := listenAndServe(ctx, *emuAddr, emu)
+	emuURL, stopEmu, err := listenAndServe(ctx, o.emuAddr, emu)
 	if err != nil {
 		return fmt.Errorf("start the Stripe emulator: %w", err)
 	}
@@ -86,7 +127,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 
 	// A recording GitHub fake for repository access.
 	gh := githubfake.New(githubfake.Options{Owner: cfg.GitHub.Owner, Repo: cfg.GitHub.Repo})
-	ghURL, stopGH, err := listenAndServe(ctx, *ghAddr, gh)
+	ghURL, stopGH, err := listenAndServe(ctx, o.ghAddr, gh)
 	if err != nil {
 		return fmt.Errorf("start the GitHub fake: %w", err)
 	}
@@ -107,15 +148,45 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 
-	outbox, _ := filepath.Abs(cfg.Email.OutboxDir)
+	info := devInfo{emu: emu, emuURL: emuURL, github: gh, ghURL: ghURL, token: devToken(cfg)}
+	info.outbox, _ = filepath.Abs(cfg.Email.OutboxDir)
+	if cfg.HTTP.AdminAddr != "" {
+		if info.operator, info.password, err = addDevOperator(cfg); err != nil {
+			return err
+		}
+	}
+	front, err := newStorefront(cfg, info.token, info.outbox)
+	if err != nil {
+		return err
+	}
 	return serve(ctx, env, cfg, roles{"api": true, "worker": true, "reconciler": true}, hooks{
-		mount: func(api *httpapi.Server) {
-			api.Handle("GET /{$}", devLanding(cfg, outbox))
-		},
-		ready: func(l listeners, _ *app) {
-			walkthrough(env.stdout, cfg, l, emuURL, ghURL, outbox)
+		dev:   true,
+		mount: front.mount,
+		ready: func(l listeners, a *app) {
+			info.listeners, info.app = l, a
+			walkthrough(env.stdout, cfg, info)
+			if o.ready != nil {
+				o.ready(info)
+			}
 		},
 	})
+}
+
+// addDevOperator adds the console operator "dev" with a fresh random
+// password to the dev stack's configuration (never to config.yaml) and
+// returns its name and password.
+func addDevOperator(cfg *config.Config) (name, password string, err error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("dev operator password: %w", err)
+	}
+	password = base64.RawURLEncoding.EncodeToString(b)
+	hash, err := console.HashPassword(password)
+	if err != nil {
+		return "", "", err
+	}
+	cfg.Console.Operators = append(cfg.Console.Operators, config.Operator{Name: devOperator, PasswordHash: hash})
+	return devOperator, password, nil
 }
 
 // devPromotionCode is the promotion code the dev emulator knows: 20% off.
@@ -161,7 +232,8 @@ func devToken(cfg *config.Config) string {
 }
 
 // walkthrough prints how to click through a purchase on the dev stack.
-func walkthrough(w io.Writer, cfg *config.Config, l listeners, emuURL, ghURL, outbox string) {
+func walkthrough(w io.Writer, cfg *config.Config, info devInfo) {
+	l := info.listeners
 	base := "http://" + l.api
 	product := cfg.Products[0].Key
 	metrics := "(set http.admin_addr, or http.public_metrics)"
@@ -171,8 +243,17 @@ func walkthrough(w io.Writer, cfg *config.Config, l listeners, emuURL, ghURL, ou
 	case cfg.HTTP.PublicMetrics:
 		metrics = base + "/metrics"
 	}
+	console := "(set http.admin_addr for the operator console)"
+	if info.operator != "" {
+		console = fmt.Sprintf("http://%s/console/   sign in as %s / %s", l.admin, info.operator, info.password)
+	}
 	fmt.Fprintf(w, `
 paymentd is up on %[1]s  (Stripe emulator %[2]s, GitHub fake %[3]s)
+
+Storefront:        %[1]s/   (buy, pay on the emulator's page, watch the purchase and its emails)
+Operator console:  %[11]s
+
+Or walk the API by hand:
 
 1. A dev JWT for user %[4]s <%[5]s>, valid 24h:
    export TOKEN=%[6]s
@@ -193,24 +274,139 @@ paymentd is up on %[1]s  (Stripe emulator %[2]s, GitHub fake %[3]s)
    Health: %[1]s/readyz   Metrics: %[10]s
    Ctrl-C stops everything.
 
-`, base, emuURL, ghURL, devUser, devEmail, devToken(cfg), product, outbox, devPromotionCode, metrics)
+`, base, info.emuURL, info.ghURL, devUser, devEmail, info.token, product, info.outbox, devPromotionCode, metrics, console)
 }
 
-// devLanding is the page Stripe's success and cancel URLs land on in dev.
-func devLanding(cfg *config.Config, outbox string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		sid := r.URL.Query().Get("session_id")
-		var b strings.Builder
-		b.WriteString(`<!doctype html><html><body style="font-family:sans-serif;max-width:40rem;margin:3rem auto">`)
-		b.WriteString(`<h1>paymentd dev</h1>`)
-		if sid != "" {
-			fmt.Fprintf(&b, `<p>Payment done. Claim it:</p><pre>curl -s -X POST http://%s/api/purchases/claim -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"session_id":"%s"}'</pre>`,
-				html.EscapeString(r.Host), html.EscapeString(sid))
-		} else {
-			b.WriteString(`<p>Checkout canceled or not started. See the walkthrough in the terminal.</p>`)
+// The dev storefront: the page / serves in `paymentd dev`. It is the
+// API's living example for frontend developers, so it uses the public API
+// exactly as a frontend would, with the dev JWT: the products with Buy
+// buttons (POST /api/checkout, then the emulator's page), the buyer's
+// purchases (GET /api/purchases, and POST /api/purchases/claim with the
+// session_id the redirect brings back), and the outbox's emails, which
+// open in the page.
+
+//go:embed storefront.html
+var storefrontHTML string
+
+// storefront serves the dev storefront and the outbox it lists.
+type storefront struct {
+	page   *template.Template
+	data   storefrontData
+	outbox string
+}
+
+type storefrontData struct {
+	Brand, Colour, Background, Text string
+	User, Email, Token              string
+	PromotionCode                   string
+	Products                        []storefrontProduct
+}
+
+type storefrontProduct struct {
+	Key, Name, Description, Price string
+	Features                      []string
+	GitHub                        bool // the buyer names a GitHub account
+}
+
+func newStorefront(cfg *config.Config, token, outbox string) (*storefront, error) {
+	page, err := template.New("storefront").Parse(storefrontHTML)
+	if err != nil {
+		return nil, fmt.Errorf("parse the storefront: %w", err)
+	}
+	b := cfg.Brand
+	d := storefrontData{Brand: b.ProductName, Colour: b.PrimaryColor, Background: b.BackgroundColor, Text: b.TextColor,
+		User: devUser, Email: devEmail, Token: token, PromotionCode: devPromotionCode}
+	for _, p := range cfg.Products {
+		d.Products = append(d.Products, storefrontProduct{Key: p.Key, Name: p.Name, Description: p.Description,
+			Price: mail.FormatMoney(p.Amount, p.Currency), Features: p.Features, GitHub: p.Access == "github"})
+	}
+	return &storefront{page: page, data: d, outbox: outbox}, nil
+}
+
+// mount serves the storefront on the public listener (dev only).
+func (f *storefront) mount(api *httpapi.Server) {
+	api.Handle("GET /{$}", http.HandlerFunc(f.index))
+	api.Handle("GET /dev/outbox", http.HandlerFunc(f.emails))
+	api.Handle("GET /dev/outbox/{name}", http.HandlerFunc(f.email))
+}
+
+func (f *storefront) index(w http.ResponseWriter, r *http.Request) {
+	var buf bytes.Buffer
+	if err := f.page.Execute(&buf, f.data); err != nil {
+		http.Error(w, "render the storefront: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(buf.Bytes())
+}
+
+// outboxEmail is one email of the outbox, as the storefront lists it.
+type outboxEmail struct {
+	Name     string `json:"name"`
+	Template string `json:"template"`
+	To       string `json:"to"`
+	Subject  string `json:"subject"`
+	Date     string `json:"date"`
+	URL      string `json:"url"`
+}
+
+// emails lists the outbox's newest emails (at most 50), newest first.
+func (f *storefront) emails(w http.ResponseWriter, r *http.Request) {
+	paths, err := mail.NewOutbox(f.outbox, nil).List()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	list := []outboxEmail{}
+	for i := len(paths) - 1; i >= 0 && len(list) < 50; i-- {
+		e, err := readOutboxEmail(paths[i])
+		if err != nil {
+			continue // unreadable: left out rather than failing the list
 		}
-		fmt.Fprintf(&b, `<p>Emails are written to <code>%s</code>.</p></body></html>`, html.EscapeString(outbox))
-		io.WriteString(w, b.String())
-	})
+		list = append(list, e)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(map[string]any{"emails": list})
+}
+
+// readOutboxEmail reads the headers of one .eml file of the outbox.
+func readOutboxEmail(path string) (outboxEmail, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return outboxEmail{}, err
+	}
+	defer file.Close()
+	m, err := netmail.ReadMessage(file)
+	if err != nil {
+		return outboxEmail{}, err
+	}
+	name := strings.TrimSuffix(filepath.Base(path), ".eml")
+	subject, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil {
+		subject = m.Header.Get("Subject")
+	}
+	return outboxEmail{Name: name, Template: m.Header.Get("X-Paymentd-Template"), To: m.Header.Get("To"),
+		Subject: subject, Date: m.Header.Get("Date"), URL: "/dev/outbox/" + name + ".html"}, nil
+}
+
+// outboxName is an outbox file's name: a timestamp, a slug, a hash.
+var outboxName = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}\.[0-9]{9}Z-[a-z0-9_-]{1,40}-[0-9a-f]{12}\.html$`)
+
+// email serves one outbox email's HTML, sandboxed.
+func (f *storefront) email(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !outboxName.MatchString(name) {
+		http.NotFound(w, r)
+		return
+	}
+	body, err := os.ReadFile(filepath.Join(f.outbox, name))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'")
+	w.Write(body)
 }

@@ -47,6 +47,8 @@ type command struct {
 type cliEnv struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// stdin is read by commands that take a secret (operators hash).
+	stdin io.Reader
 }
 
 func commands() []command {
@@ -59,6 +61,7 @@ func commands() []command {
 		{"steps", "list or retry steps: steps list --failed, steps retry <id | --all-failed>", runSteps},
 		{"emails", "render every email template to HTML: emails preview --out DIR", runEmails},
 		{"catalog", "make Stripe's products and prices match config.yaml: catalog sync [--dry-run]", runCatalog},
+		{"operators", "print a console operator's password hash: operators hash (password from a prompt or stdin)", runOperators},
 		{"version", "print the version", runVersion},
 		{"healthcheck", "probe /healthz (the container HEALTHCHECK)", runHealthcheck},
 	}
@@ -74,7 +77,7 @@ func usage(w io.Writer) {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], &cliEnv{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	code := run(ctx, os.Args[1:], &cliEnv{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin})
 	stop()
 	os.Exit(code)
 }

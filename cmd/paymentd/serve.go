@@ -65,6 +65,9 @@ func runServe(ctx context.Context, env *cliEnv, args []string) error {
 type hooks struct {
 	mount func(api *httpapi.Server)
 	ready func(l listeners, a *app)
+	// dev marks the dev stack: the console's cookie is not Secure there
+	// (plain-HTTP localhost).
+	dev bool
 }
 
 // listeners are the addresses serve listens on; "" for one it does not run.
@@ -113,6 +116,11 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hoo
 			return err
 		}
 	}
+	// The operator console, on the admin listener only.
+	con, err := newConsole(ctx, cfg, log, a, h.dev)
+	if err != nil {
+		return err
+	}
 	public, admin, err := listenHTTP(cfg, rs)
 	if err != nil {
 		return err
@@ -125,7 +133,11 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hoo
 	}
 	if admin != nil {
 		addrs.admin = admin.Addr().String()
-		g.Go(func() error { return httpapi.Serve(gctx, admin, api.AdminHandler(metrics), cfg.HTTP.ShutdownTimeout) })
+		if con != nil {
+			log.Info("operator console on the admin listener", "url", "http://"+addrs.admin+"/console/")
+		}
+		handler := withConsole(api.AdminHandler(metrics), con)
+		g.Go(func() error { return httpapi.Serve(gctx, admin, handler, cfg.HTTP.ShutdownTimeout) })
 	}
 	if rs["worker"] {
 		g.Go(func() error { return a.engine.Run(gctx) })

@@ -104,6 +104,7 @@ func benchmarks() []benchmark {
 		{"webhook", benchWebhook},
 		{"backfill", benchBackfill},
 		{"access", benchAccessDrift},
+		{"console", benchConsole},
 	}
 }
 

@@ -42,6 +42,7 @@ type Config struct {
 	// Retention is how long done and canceled steps and handled webhook
 	// hints are kept before the daily maintenance job prunes them.
 	Retention time.Duration `yaml:"retention"`
+	Console   Console       `yaml:"console"`
 }
 
 // Database says where Postgres is.
@@ -275,6 +276,7 @@ func Defaults() *Config {
 		Log: Log{Format: "text", Level: "info"},
 
 		Retention: 90 * 24 * time.Hour,
+		Console:   defaultConsole(),
 	}
 }
 
@@ -620,6 +622,8 @@ func (c *Config) validate() Problems {
 			add("email.provider", "is the dev outbox while stripe.secret_key is live: customers would get no email; use sendgrid")
 		}
 	}
+
+	c.validateConsole(add)
 
 	switch c.Log.Format {
 	case "text", "json":

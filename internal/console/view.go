@@ -1,0 +1,341 @@
+// Views: what the pages show, decided by pure functions from rows, so each
+// decision (what a search box means, which actions a step offers, when a
+// step is stuck, the order of a timeline, where the Dashboard link goes)
+// is tested as a table, apart from any HTTP or SQL.
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/store"
+)
+
+// pageSize is how many rows a list shows per page.
+const pageSize = 50
+
+// stripePrefixes maps a Stripe id's prefix to the purchase field it names.
+var stripePrefixes = []struct {
+	prefix string
+	field  store.SearchField
+}{
+	{"cs_", store.SearchSession},
+	{"pi_", store.SearchPaymentIntent},
+	{"ch_", store.SearchCharge},
+	{"py_", store.SearchCharge},
+	{"cus_", store.SearchCustomer},
+}
+
+// parseQuery says what a search box's text names: an email (it has an @),
+// a Stripe id (by its prefix), a purchase id (a UUID), or else a user id.
+func parseQuery(q string) (store.SearchField, string) {
+	q = strings.TrimSpace(q)
+	switch {
+	case q == "":
+		return store.SearchAny, ""
+	case strings.Contains(q, "@"):
+		return store.SearchEmail, q
+	}
+	for _, p := range stripePrefixes {
+		if strings.HasPrefix(q, p.prefix) {
+			return p.field, q
+		}
+	}
+	if u, err := uuid.Parse(q); err == nil {
+		return store.SearchPurchaseID, u.String()
+	}
+	return store.SearchUserID, q
+}
+
+// exactField reports whether a field names at most one purchase, so a
+// search that finds it can open the purchase directly.
+func exactField(f store.SearchField) bool {
+	return f == store.SearchPurchaseID || f == store.SearchSession || f == store.SearchPaymentIntent ||
+		f == store.SearchCharge
+}
+
+// dateLayout is how the search form's dates read (an <input type=date>).
+const dateLayout = "2006-01-02"
+
+// searchForm is the search page's query, as typed.
+type searchForm struct {
+	Q, Status, From, To, After string
+}
+
+// parseSearch turns the search page's parameters into a store search.
+// Bad input is an error that says what is wrong.
+func parseSearch(v url.Values) (searchForm, store.PurchaseSearch, error) {
+	f := searchForm{Q: strings.TrimSpace(v.Get("q")), Status: v.Get("status"), From: v.Get("from"), To: v.Get("to"),
+		After: v.Get("after")}
+	s := store.PurchaseSearch{Limit: pageSize}
+	s.Field, s.Value = parseQuery(f.Q)
+	if len(f.Q) > 200 {
+		return f, s, errors.New("the search text is longer than 200 characters")
+	}
+	if f.Status != "" {
+		if !slices.Contains(store.PurchaseStatuses, store.PurchaseStatus(f.Status)) {
+			return f, s, fmt.Errorf("unknown status %q", f.Status)
+		}
+		s.Status = store.PurchaseStatus(f.Status)
+	}
+	var err error
+	if f.From != "" {
+		if s.From, err = time.Parse(dateLayout, f.From); err != nil {
+			return f, s, fmt.Errorf("the from date %q is not a date like 2026-04-01", f.From)
+		}
+	}
+	if f.To != "" {
+		to, err := time.Parse(dateLayout, f.To)
+		if err != nil {
+			return f, s, fmt.Errorf("the to date %q is not a date like 2026-04-01", f.To)
+		}
+		s.To = to.AddDate(0, 0, 1) // the whole of the last day
+	}
+	if !s.From.IsZero() && !s.To.IsZero() && !s.From.Before(s.To) {
+		return f, s, errors.New("the from date is after the to date")
+	}
+	if f.After != "" {
+		c, err := parsePurchaseCursor(f.After)
+		if err != nil {
+			return f, s, err
+		}
+		s.After = &c
+	}
+	return f, s, nil
+}
+
+// purchaseCursor encodes where a page of purchases ended.
+func purchaseCursor(p store.Purchase) string {
+	return p.CreatedAt.UTC().Format(time.RFC3339Nano) + "_" + p.ID
+}
+
+func parsePurchaseCursor(s string) (store.PurchaseCursor, error) {
+	at, id, ok := strings.Cut(s, "_")
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if !ok || err != nil || uuid.Validate(id) != nil {
+		return store.PurchaseCursor{}, errors.New("the page cursor is malformed; start from the first page")
+	}
+	return store.PurchaseCursor{CreatedAt: t, ID: id}, nil
+}
+
+// stepCursor encodes where a page of steps ended, at the time it is
+// ordered by.
+func stepCursor(at time.Time, id int64) string {
+	return at.UTC().Format(time.RFC3339Nano) + "_" + strconv.FormatInt(id, 10)
+}
+
+func parseStepCursor(s string) (*store.StepCursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	at, id, ok := strings.Cut(s, "_")
+	t, err := time.Parse(time.RFC3339Nano, at)
+	n, nerr := strconv.ParseInt(id, 10, 64)
+	if !ok || err != nil || nerr != nil {
+		return nil, errors.New("the page cursor is malformed; start from the first page")
+	}
+	return &store.StepCursor{At: t, ID: n}, nil
+}
+
+// dashboard builds links to objects in the Stripe Dashboard: test-mode
+// objects live under /test.
+type dashboard struct {
+	base string
+	live bool
+}
+
+func (d dashboard) url(path string) string {
+	base := strings.TrimRight(d.base, "/")
+	if !d.live {
+		base += "/test"
+	}
+	return base + path
+}
+
+// purchase links a purchase: its payment once there is one, else a search
+// for its Checkout Session.
+func (d dashboard) purchase(p store.Purchase) string {
+	if p.StripePaymentIntentID != nil && *p.StripePaymentIntentID != "" {
+		return d.url("/payments/" + url.PathEscape(*p.StripePaymentIntentID))
+	}
+	return d.url("/search?query=" + url.QueryEscape(p.StripeSessionID))
+}
+
+// customer links a customer, or "" for none.
+func (d dashboard) customer(p store.Purchase) string {
+	if p.StripeCustomerID == nil || *p.StripeCustomerID == "" {
+		return ""
+	}
+	return d.url("/customers/" + url.PathEscape(*p.StripeCustomerID))
+}
+
+// Step actions an operator may take.
+const (
+	actionRetry  = "retry"
+	actionCancel = "cancel"
+	actionResend = "resend"
+)
+
+// sentEmail is what an email step's result says it did: the recorded
+// result of every email handler ({"sent", "template", "to", "skipped"}).
+type sentEmail struct {
+	Sent     bool   `json:"sent"`
+	Template string `json:"template"`
+	To       string `json:"to"`
+	Skipped  string `json:"skipped"`
+}
+
+// emailOf reads a step's result as an email's; ok is false for a step
+// that is not an email (or has not finished).
+func emailOf(s store.Step) (sentEmail, bool) {
+	var e sentEmail
+	if s.Status != store.StepDone || len(s.Result) == 0 || json.Unmarshal(s.Result, &e) != nil {
+		return e, false
+	}
+	return e, e.Sent && e.Template != ""
+}
+
+// stepView is a step as the pages show it.
+type stepView struct {
+	store.Step
+	// Email is set for a done step that sent an email.
+	Email *sentEmail
+	// Skipped says why a done step did nothing, when it recorded why.
+	Skipped string
+	// Stuck says why the step is stuck, or "".
+	Stuck   string
+	Actions []string
+}
+
+// viewStep decides how a step shows and what can be done to it: a failed
+// step can be retried, one not yet run canceled, a sent email resent.
+func viewStep(s store.Step, now time.Time, stuckAfter time.Duration) stepView {
+	v := stepView{Step: s}
+	if e, ok := emailOf(s); ok {
+		v.Email = &e
+	} else if s.Status == store.StepDone && len(s.Result) > 0 {
+		var r struct {
+			Skipped string `json:"skipped"`
+		}
+		if json.Unmarshal(s.Result, &r) == nil {
+			v.Skipped = r.Skipped
+		}
+	}
+	switch s.Status {
+	case store.StepFailed:
+		v.Actions = []string{actionRetry}
+	case store.StepWaiting, store.StepPending:
+		v.Actions = []string{actionCancel}
+	case store.StepDone:
+		if v.Email != nil {
+			v.Actions = []string{actionResend}
+		}
+	}
+	switch {
+	case s.Status == store.StepRunning && s.LeaseExpiresAt != nil && s.LeaseExpiresAt.Before(now):
+		v.Stuck = "running past its lease (since " + s.LeaseExpiresAt.UTC().Format(timeLayout) + "): its worker is gone"
+	case s.Status == store.StepPending && s.RunAt.Before(now.Add(-stuckAfter)):
+		v.Stuck = "pending since " + s.RunAt.UTC().Format(timeLayout) + ": no worker has taken it"
+	}
+	return v
+}
+
+// can reports whether v offers action.
+func (v stepView) can(action string) bool { return slices.Contains(v.Actions, action) }
+
+// timeLayout is how the console prints times: always UTC.
+const timeLayout = "2006-01-02 15:04:05Z"
+
+// entry is one line of a purchase's timeline.
+type entry struct {
+	At   time.Time
+	Kind string // purchase, step, grant, refund, dispute, audit
+	Text string // for purchase entries
+	Step *stepView
+	// Grant, Refund, Dispute and Audit are set for their kinds.
+	Grant   *store.Grant
+	Refund  *store.Refund
+	Dispute *store.Dispute
+	Audit   *store.AuditEntry
+}
+
+// purchaseDetail is everything known about one purchase.
+type purchaseDetail struct {
+	Purchase store.Purchase
+	Steps    []store.Step
+	Grants   []store.Grant
+	Refunds  []store.Refund
+	Disputes []store.Dispute
+	Audit    []store.AuditEntry
+}
+
+// timeline orders everything that happened to a purchase, oldest first:
+// its creation and completion, each step (when it was scheduled), each
+// access change, refund and dispute, and each operator action. Entries at
+// the same moment keep that order.
+func timeline(d purchaseDetail, now time.Time, stuckAfter time.Duration) []entry {
+	p := d.Purchase
+	es := []entry{{At: p.CreatedAt, Kind: "purchase", Text: "checkout started (" + p.StripeSessionID + ")"}}
+	if p.CompletedAt != nil {
+		es = append(es, entry{At: *p.CompletedAt, Kind: "purchase", Text: "paid"})
+	}
+	if p.ExpiredAt != nil {
+		es = append(es, entry{At: *p.ExpiredAt, Kind: "purchase", Text: "checkout expired"})
+	}
+	for _, s := range d.Steps {
+		v := viewStep(s, now, stuckAfter)
+		es = append(es, entry{At: s.CreatedAt, Kind: "step", Step: &v})
+	}
+	for i := range d.Grants {
+		es = append(es, entry{At: d.Grants[i].UpdatedAt, Kind: "grant", Grant: &d.Grants[i]})
+	}
+	for i := range d.Refunds {
+		es = append(es, entry{At: d.Refunds[i].CreatedAt, Kind: "refund", Refund: &d.Refunds[i]})
+	}
+	for i := range d.Disputes {
+		es = append(es, entry{At: d.Disputes[i].CreatedAt, Kind: "dispute", Dispute: &d.Disputes[i]})
+	}
+	for i := range d.Audit {
+		es = append(es, entry{At: d.Audit[i].At, Kind: "audit", Audit: &d.Audit[i]})
+	}
+	sort.SliceStable(es, func(i, j int) bool { return es[i].At.Before(es[j].At) })
+	return es
+}
+
+// inFlight reports whether any step of the purchase is due to run within
+// a minute (or running), so its page reloads itself to show the outcome.
+func inFlight(steps []store.Step, now time.Time) bool {
+	for _, s := range steps {
+		if s.Status == store.StepRunning || (s.Status == store.StepPending && s.RunAt.Before(now.Add(time.Minute))) {
+			return true
+		}
+	}
+	return false
+}
+
+// resendPipeline names the pipeline of the n-th resend of a purchase's
+// emails: never a pipeline that exists, so a done step is never run again.
+func resendPipeline(existing []store.Step) string {
+	seen := map[string]bool{}
+	for _, s := range existing {
+		if strings.HasPrefix(s.Pipeline, resendPrefix) {
+			seen[s.Pipeline] = true
+		}
+	}
+	for n := len(seen) + 1; ; n++ {
+		if name := resendPrefix + strconv.Itoa(n); !seen[name] {
+			return name
+		}
+	}
+}
+
+// resendPrefix starts the name of a resend's pipeline.
+const resendPrefix = "resend:"

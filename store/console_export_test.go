@@ -1,0 +1,10 @@
+package store
+
+// Console statements, for the EXPLAIN tests.
+const (
+	CountCompletedSQL = countCompletedSQL
+	CountOthersSQL    = countOthersSQL
+)
+
+// SearchSQL exposes the search statement to the EXPLAIN test.
+var SearchSQL = searchSQL
