@@ -501,12 +501,12 @@ func (q *Queries) StuckSteps(ctx context.Context, now, pendingBefore time.Time, 
 func (q *Queries) CancelStep(ctx context.Context, id int64, now time.Time, reason string) ([]int64, error) {
 	rows, err := q.db.Query(ctx, `
 		WITH RECURSIVE target AS (
-			SELECT id, purchase_id, pipeline, name, 0 AS depth FROM steps
+			SELECT id, subject_id, pipeline, name, 0 AS depth FROM steps
 			WHERE id = $1 AND status IN ('waiting', 'pending')
 			UNION
-			SELECT s.id, s.purchase_id, s.pipeline, s.name, t.depth + 1 FROM steps s JOIN target t
+			SELECT s.id, s.subject_id, s.pipeline, s.name, t.depth + 1 FROM steps s JOIN target t
 				ON s.status = 'waiting' AND s.pipeline = t.pipeline AND s.after_name = t.name
-					AND s.purchase_id IS NOT DISTINCT FROM t.purchase_id
+					AND s.subject_id IS NOT DISTINCT FROM t.subject_id
 		)
 		UPDATE steps SET status = 'canceled', updated_at = $2, finished_at = $2, last_error = $3
 		FROM target WHERE steps.id = target.id AND steps.status IN ('waiting', 'pending')

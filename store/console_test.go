@@ -118,7 +118,7 @@ func insertStep(t *testing.T, db *store.DB, purchaseID, pipeline, name, after st
 		t.Fatal(err)
 	}
 	var id int64
-	if err := db.Pool.QueryRow(ctx, `SELECT id FROM steps WHERE purchase_id = $1 AND pipeline = $2 AND name = $3`,
+	if err := db.Pool.QueryRow(ctx, `SELECT id FROM steps WHERE subject_id = $1 AND pipeline = $2 AND name = $3`,
 		purchaseID, pipeline, name).Scan(&id); err != nil {
 		t.Fatal(err)
 	}

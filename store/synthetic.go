@@ -60,9 +60,9 @@ func (db *DB) GenerateSyntheticLoad(ctx context.Context, l SyntheticLoad) error 
 			return fmt.Errorf("generate purchases: %w", err)
 		}
 		if _, err := db.Pool.Exec(ctx, `
-			INSERT INTO steps (purchase_id, pipeline, name, args, status, run_at, attempts, max_attempts, lease_owner,
-				lease_expires_at, last_error, result, created_at, updated_at, finished_at)
-			SELECT p.id, 'purchase', n.name, '{}', s.status,
+			INSERT INTO steps (subject_id, subject_kind, pipeline, name, args, status, run_at, attempts, max_attempts,
+				lease_owner, lease_expires_at, last_error, result, created_at, updated_at, finished_at)
+			SELECT p.id, 'purchase', 'purchase', n.name, '{}', s.status,
 				CASE WHEN s.status = 'pending' AND s.h % 1000 < 8 THEN $4::timestamptz - interval '3 hours'
 					WHEN s.status = 'pending' AND s.h % 1000 < 10 THEN $4::timestamptz - interval '6 hours'
 					WHEN s.status = 'pending' THEN $4::timestamptz + interval '7 days' ELSE p.created_at END,
@@ -85,10 +85,10 @@ func (db *DB) GenerateSyntheticLoad(ctx context.Context, l SyntheticLoad) error 
 	}
 	for i, sql := range []string{
 		// An operator alert for each failed step, as the engine schedules.
-		`INSERT INTO steps (purchase_id, pipeline, name, args, status, run_at, attempts, max_attempts, result,
-			created_at, updated_at, finished_at)
-		SELECT purchase_id, 'alert:' || id, 'operator_alert',
-			jsonb_build_object('step_id', id, 'purchase_id', purchase_id, 'pipeline', pipeline, 'step', name,
+		`INSERT INTO steps (subject_id, subject_kind, pipeline, name, args, status, run_at, attempts, max_attempts,
+			result, created_at, updated_at, finished_at)
+		SELECT subject_id, subject_kind, 'alert:' || id, 'operator_alert',
+			jsonb_build_object('step_id', id, 'purchase_id', subject_id, 'pipeline', pipeline, 'step', name,
 				'attempts', attempts, 'last_error', last_error),
 			'done', updated_at, 1, 10, '{"sent": true, "template": "operator_alert", "to": "admin@acme.test"}',
 			updated_at, updated_at, updated_at
@@ -100,7 +100,7 @@ func (db *DB) GenerateSyntheticLoad(ctx context.Context, l SyntheticLoad) error 
 		`INSERT INTO operator_audit (at, operator, action, object_kind, object_id, purchase_id, before, after)
 		SELECT $1::timestamptz - i * interval '1 hour', 'alice', 'retry_step', 'step', s.id::text, s.purchase_id,
 			'{"status": "failed"}', '{"status": "pending"}'
-		FROM (SELECT id, purchase_id, row_number() OVER () AS i FROM steps WHERE status = 'failed' LIMIT 2000) s`,
+		FROM (SELECT id, subject_id AS purchase_id, row_number() OVER () AS i FROM steps WHERE status = 'failed' LIMIT 2000) s`,
 	} {
 		var args []any
 		if i > 0 { // the alerts take no argument; the others take now
