@@ -15,6 +15,7 @@ type Metrics struct {
 	healed   *prometheus.CounterVec
 	errors   *prometheus.CounterVec
 	lastPass *prometheus.GaugeVec
+	skipped  *prometheus.CounterVec
 }
 
 // NewMetrics registers the reconciler's collectors with reg.
@@ -37,8 +38,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lastPass: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "paymentd_reconcile_last_pass_timestamp_seconds", Help: "When a pass of each kind last finished.",
 		}, []string{"pass"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paymentd_reconcile_skipped_total",
+			Help: "Checkout Sessions seen that are not paymentd's and were left alone, by reason.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.passes, m.seen, m.healed, m.errors, m.lastPass)
+	reg.MustRegister(m.passes, m.seen, m.healed, m.errors, m.lastPass, m.skipped)
 	return m
 }
 
@@ -53,6 +58,9 @@ func (m *Metrics) observe(pass string, rep *Report, d time.Duration, at time.Tim
 	}
 	for _, e := range rep.Errors {
 		m.errors.WithLabelValues(e.Kind).Inc()
+	}
+	for why, n := range rep.Skipped {
+		m.skipped.WithLabelValues(string(why)).Add(float64(n))
 	}
 	m.lastPass.WithLabelValues(pass).Set(float64(at.Unix()))
 }

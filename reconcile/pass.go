@@ -352,13 +352,13 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 			continue
 		}
 		cur, ok := existing[s.ID]
-		f := sessionFacts{s: s, state: stateOf(s), productKey: s.Metadata["product"]}
+		f := sessionFacts{s: s, state: stateOf(s), paidAt: paidAt(s)}
 		if !ok && f.state == sessionOpen {
 			p.rep.seen(1)
 			continue
 		}
-		if ok && !(f.state == sessionUnpaid && cur.Status == store.PurchasePending) {
-			if next, _ := p.r.nextSessionState(cur, f); equalPurchases(next, cur) {
+		if ok {
+			if next, _ := nextSessionState(cur, f, p.r.clock.Now()); equalPurchases(next, cur) {
 				p.rep.seen(1)
 				p.done[s.ID] = true
 				continue // matches: no write, no extra call

@@ -53,6 +53,8 @@ type Reconciler struct {
 	log     *slog.Logger
 	opts    Options
 	metrics *Metrics
+	// products are the configured product keys (see adopt).
+	products map[string]bool
 
 	passMu   sync.Mutex // one pass at a time in this process
 	lastPass lastPass
@@ -74,8 +76,12 @@ func New(opts Options) *Reconciler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	products := make(map[string]bool, len(opts.Products))
+	for _, p := range opts.Products {
+		products[p.Key] = true
+	}
 	return &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
-		opts: opts, metrics: opts.Metrics, started: opts.Clock.Now()}
+		opts: opts, metrics: opts.Metrics, products: products, started: opts.Clock.Now()}
 }
 
 // Change is one difference the reconciler found and fixed.
@@ -106,14 +112,31 @@ type Report struct {
 	// refunded, partially_refunded, refund_reversed, disputed, access_repaired.
 	Counts map[string]int `json:"counts"`
 	// Healed counts, by kind, changes no webhook had announced.
-	Healed   map[string]int `json:"healed_without_webhook"`
-	Duration time.Duration  `json:"duration_ns"`
+	Healed map[string]int `json:"healed_without_webhook"`
+	// Skipped counts, by reason, the Checkout Sessions seen that are not
+	// paymentd's (see SkipReason): each is left alone.
+	Skipped  map[SkipReason]int `json:"skipped"`
+	Duration time.Duration      `json:"duration_ns"`
 
-	mu sync.Mutex
+	mu          sync.Mutex
+	skippedSeen map[string]bool // sessions counted in Skipped: each once per pass
 }
 
 func newReport(dry bool) *Report {
-	return &Report{DryRun: dry, Counts: map[string]int{}, Healed: map[string]int{}, Changes: []Change{}, Errors: []ObjectError{}}
+	return &Report{DryRun: dry, Counts: map[string]int{}, Healed: map[string]int{}, Skipped: map[SkipReason]int{},
+		Changes: []Change{}, Errors: []ObjectError{}, skippedSeen: map[string]bool{}}
+}
+
+// skip counts a session that is not paymentd's, once per pass however
+// many signals lead to it.
+func (r *Report) skip(sessionID string, why SkipReason) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.skippedSeen[sessionID] {
+		return
+	}
+	r.skippedSeen[sessionID] = true
+	r.Skipped[why]++
 }
 
 func (r *Report) seen(n int) {
@@ -152,6 +175,13 @@ func (r *Report) Summary() string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, r.Counts[k]))
 	}
+	skipped := 0
+	for _, n := range r.Skipped {
+		skipped += n
+	}
+	if skipped > 0 {
+		parts = append(parts, fmt.Sprintf("skipped %d", skipped))
+	}
 	parts = append(parts, fmt.Sprintf("errors %d", len(r.Errors)))
 	return strings.Join(parts, ", ")
 }
@@ -181,15 +211,15 @@ func (r *Reconciler) inTx(ctx context.Context, rep *Report, fn func(q *store.Que
 func kindOf(id string) string {
 	switch {
 	case strings.HasPrefix(id, "cs_"):
-		return "session"
+		return kindSession
 	case strings.HasPrefix(id, "ch_") || strings.HasPrefix(id, "py_"):
-		return "charge"
+		return kindCharge
 	case strings.HasPrefix(id, "re_") || strings.HasPrefix(id, "pyr_"):
-		return "refund"
+		return kindRefund
 	case strings.HasPrefix(id, "dp_") || strings.HasPrefix(id, "du_"):
-		return "dispute"
+		return kindDispute
 	case strings.HasPrefix(id, "pi_"):
-		return "payment_intent"
+		return kindPaymentIntent
 	}
 	return "unknown"
 }
@@ -199,11 +229,11 @@ func kindOf(id string) string {
 func (r *Reconciler) Object(ctx context.Context, id string, rep *Report) error {
 	var err error
 	switch kindOf(id) {
-	case "session":
+	case kindSession:
 		err = r.session(ctx, id, rep)
-	case "charge":
+	case kindCharge:
 		err = r.charge(ctx, id, rep)
-	case "refund":
+	case kindRefund:
 		var re *stripe.Refund
 		if re, err = r.stripe.Refund(ctx, id); err == nil {
 			rep.seen(1)
@@ -212,12 +242,12 @@ func (r *Reconciler) Object(ctx context.Context, id string, rep *Report) error {
 			}
 			err = r.charge(ctx, re.Charge.ID, rep)
 		}
-	case "dispute":
+	case kindDispute:
 		var d *stripe.Dispute
 		if d, err = r.stripe.Dispute(ctx, id); err == nil {
 			err = r.applyDispute(ctx, d, rep)
 		}
-	case "payment_intent":
+	case kindPaymentIntent:
 		var s *stripe.CheckoutSession
 		if s, err = r.stripe.CheckoutSessionByPaymentIntent(ctx, id); err == nil && s != nil {
 			err = r.applySession(ctx, s, nil, rep)

@@ -82,6 +82,18 @@ func printReport(w io.Writer, rep *reconcile.Report) {
 		}
 		fmt.Fprintln(w)
 	}
+	if len(rep.Skipped) > 0 {
+		reasons := make([]string, 0, len(rep.Skipped))
+		for why := range rep.Skipped {
+			reasons = append(reasons, string(why))
+		}
+		sort.Strings(reasons)
+		fmt.Fprint(w, "skipped, not paymentd's:")
+		for _, why := range reasons {
+			fmt.Fprintf(w, " %s %d", why, rep.Skipped[reconcile.SkipReason(why)])
+		}
+		fmt.Fprintln(w)
+	}
 	if len(rep.Changes) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "\nWHAT\tKIND\tOBJECT\tPURCHASE\tWEBHOOK SEEN")

@@ -34,6 +34,14 @@ func TestReconcileCommand(t *testing.T) {
 	if err := emu.PaySession(s.ID, stripeemu.Pay{}); err != nil {
 		t.Fatal(err)
 	}
+	// Not paymentd's: a "save a card" session, paid.
+	setup, err := emu.CreateSession(stripeemu.SessionParams{Mode: "setup", CustomerEmail: "card@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.PaySession(setup.ID, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
 
 	dbURL := pgtest.URL(t)
 	db := pgtest.Open(t, dbURL)
@@ -61,12 +69,16 @@ func TestReconcileCommand(t *testing.T) {
 	if !rep.DryRun || rep.Counts["created"] != 1 || rep.Counts["completed"] != 1 || countPurchases() != 0 {
 		t.Errorf("dry run reported %v and left %d purchases; want created 1, completed 1, nothing written", rep.Counts, countPurchases())
 	}
+	if len(rep.Skipped) != 1 || rep.Skipped[reconcile.SkipNotPaymentMode] != 1 {
+		t.Errorf("--json skipped = %v; want the setup session under not_payment_mode\n%s", rep.Skipped, out)
+	}
 	if w := emu.WriteRequests(); len(w) != 0 {
 		t.Errorf("dry run wrote to Stripe: %+v", w)
 	}
 
 	code, out, _ = reconcileCLI("--since", "72h")
-	if code != 0 || !strings.Contains(out, "completed 1") || !strings.Contains(out, "healed without a webhook: session 2") {
+	if code != 0 || !strings.Contains(out, "completed 1") || !strings.Contains(out, "healed without a webhook: session 2") ||
+		!strings.Contains(out, "skipped, not paymentd's: not_payment_mode 1") {
 		t.Errorf("reconcile: exit %d\n%s", code, out)
 	}
 	if countPurchases() != 1 {

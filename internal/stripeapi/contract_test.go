@@ -121,23 +121,35 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 		}
 	},
 	"CheckoutSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if s, err := api.CheckoutSession(ctx, "cs_test_contract"); err != nil || s.ID == "" {
+		s, err := api.CheckoutSession(ctx, "cs_test_contract")
+		if err != nil || s.ID == "" {
 			t.Fatalf("CheckoutSession = %v", err)
 		}
+		expandedSession(t, s)
 	},
-	"CheckoutSessionLineItems": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if s, err := api.CheckoutSessionLineItems(ctx, "cs_test_contract"); err != nil || s.ID == "" {
-			t.Fatalf("CheckoutSessionLineItems = %v", err)
+	"ListLineItems": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListLineItems(ctx, "cs_test_contract", collect[*stripe.LineItem](&n)); err != nil || n == 0 {
+			t.Fatalf("ListLineItems saw %d, %v", n, err)
 		}
 	},
 	"CheckoutSessionByPaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if _, err := api.CheckoutSessionByPaymentIntent(ctx, "pi_contract"); err != nil {
+		s, err := api.CheckoutSessionByPaymentIntent(ctx, "pi_contract")
+		if err != nil {
 			t.Fatalf("CheckoutSessionByPaymentIntent = %v", err)
+		}
+		if s != nil {
+			expandedSession(t, s)
 		}
 	},
 	"ListCheckoutSessions": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
 		var n int
-		if err := api.ListCheckoutSessions(ctx, since, collect[*stripe.CheckoutSession](&n)); err != nil || n == 0 {
+		if err := api.ListCheckoutSessions(ctx, since, func(s *stripe.CheckoutSession) error {
+			if n == 0 {
+				expandedSession(t, s)
+			}
+			return collect[*stripe.CheckoutSession](&n)(s)
+		}); err != nil || n == 0 {
 			t.Fatalf("ListCheckoutSessions saw %d, %v", n, err)
 		}
 	},
@@ -147,8 +159,12 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 		}
 	},
 	"Charge": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if ch, err := api.Charge(ctx, "ch_contract"); err != nil || ch.ID == "" {
+		ch, err := api.Charge(ctx, "ch_contract")
+		if err != nil || ch.ID == "" {
 			t.Fatalf("Charge = %v", err)
+		}
+		if ch.Refunds == nil || len(ch.Refunds.Data) == 0 {
+			t.Errorf("Charge: refunds not expanded: %+v", ch.Refunds)
 		}
 	},
 	"Refund": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
@@ -188,6 +204,19 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("EventsAfter a cursor: %v", err)
 		}
 	},
+}
+
+// expandedSession checks that the expansions the reconciler relies on came
+// back as objects: the line items, and the payment intent with its charge.
+func expandedSession(t *testing.T, s *stripe.CheckoutSession) {
+	t.Helper()
+	if s.LineItems == nil || len(s.LineItems.Data) == 0 || s.LineItems.Data[0].Price == nil {
+		t.Errorf("session %s: line_items not expanded: %+v", s.ID, s.LineItems)
+	}
+	if s.PaymentIntent == nil || s.PaymentIntent.Status == "" || s.PaymentIntent.LatestCharge == nil ||
+		s.PaymentIntent.LatestCharge.Created == 0 {
+		t.Errorf("session %s: payment_intent.latest_charge not expanded: %+v", s.ID, s.PaymentIntent)
+	}
 }
 
 func TestContractAgainstStripeMock(t *testing.T) {

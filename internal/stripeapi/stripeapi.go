@@ -191,20 +191,36 @@ func (a *API) CreateCheckoutSession(ctx context.Context, r CheckoutRequest, idem
 	return a.sc.CheckoutSessions.New(p)
 }
 
-// CheckoutSession retrieves a Checkout Session.
+// sessionExpansions are expanded on every session paymentd reads, so that
+// one response says everything the reconciler needs: the line items (a
+// Payment Link's product by its price's lookup key, the quantity), and the
+// payment intent with its latest charge (an asynchronous payment's fate,
+// the time of the payment). Stripe includes the first handful of line
+// items; ListLineItems pages through the rest when has_more is set.
+var sessionExpansions = []string{"line_items", "payment_intent.latest_charge"}
+
+// CheckoutSession retrieves a Checkout Session, its line items and its
+// payment intent expanded.
 func (a *API) CheckoutSession(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
 	p := &stripe.CheckoutSessionParams{}
 	p.Context = ctx
+	for _, x := range sessionExpansions {
+		p.AddExpand(x)
+	}
 	return a.sc.CheckoutSessions.Get(id, p)
 }
 
 // ListCheckoutSessions calls fn for every session created at or after
-// since, a page of PageSize at a time, newest first.
+// since, a page of PageSize at a time, newest first, with the same
+// expansions as CheckoutSession (no call per session).
 func (a *API) ListCheckoutSessions(ctx context.Context, since time.Time, fn func(*stripe.CheckoutSession) error) error {
 	p := &stripe.CheckoutSessionListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
 	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	for _, x := range sessionExpansions {
+		p.AddExpand("data." + x)
+	}
 	it := a.sc.CheckoutSessions.List(p)
 	for it.Next() {
 		if err := fn(it.CheckoutSession()); err != nil {
@@ -223,10 +239,12 @@ func (a *API) PaymentIntent(ctx context.Context, id string) (*stripe.PaymentInte
 	return a.sc.PaymentIntents.Get(id, p)
 }
 
-// Charge retrieves a charge.
+// Charge retrieves a charge with its refunds expanded (the first page of
+// them; ChargeRefunds lists them all when has_more is set).
 func (a *API) Charge(ctx context.Context, id string) (*stripe.Charge, error) {
 	p := &stripe.ChargeParams{}
 	p.Context = ctx
+	p.AddExpand("refunds")
 	return a.sc.Charges.Get(id, p)
 }
 
@@ -345,23 +363,32 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 	}
 }
 
-// CheckoutSessionLineItems retrieves a session with its line items and
-// their prices expanded, for sessions not made by paymentd (a Payment
-// Link) whose product must be found from the price's lookup key.
-func (a *API) CheckoutSessionLineItems(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
-	p := &stripe.CheckoutSessionParams{}
+// ListLineItems calls fn for every line item of a session (its price is
+// always included), for a session whose expanded line_items has more.
+func (a *API) ListLineItems(ctx context.Context, sessionID string, fn func(*stripe.LineItem) error) error {
+	p := &stripe.CheckoutSessionListLineItemsParams{Session: stripe.String(sessionID)}
 	p.Context = ctx
-	p.AddExpand("line_items.data.price")
-	return a.sc.CheckoutSessions.Get(id, p)
+	p.Limit = stripe.Int64(PageSize)
+	it := a.sc.CheckoutSessions.ListLineItems(p)
+	for it.Next() {
+		if err := fn(it.LineItem()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
 }
 
 // CheckoutSessionByPaymentIntent returns the session a payment intent paid
-// for, or nil when no session did.
+// for, or nil when no session did, with the same expansions as
+// CheckoutSession.
 func (a *API) CheckoutSessionByPaymentIntent(ctx context.Context, paymentIntentID string) (*stripe.CheckoutSession, error) {
 	p := &stripe.CheckoutSessionListParams{PaymentIntent: stripe.String(paymentIntentID)}
 	p.Context = ctx
 	p.Limit = stripe.Int64(1)
 	p.Single = true
+	for _, x := range sessionExpansions {
+		p.AddExpand("data." + x)
+	}
 	it := a.sc.CheckoutSessions.List(p)
 	if it.Next() {
 		return it.CheckoutSession(), nil
