@@ -4,8 +4,11 @@ package reconcile
 // means for a purchase, without a database or Stripe.
 
 import (
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -55,6 +58,135 @@ func TestAdopt(t *testing.T) {
 			s := &stripe.CheckoutSession{ID: "cs_test_1", Mode: tc.mode, Metadata: tc.metadata}
 			if got := adopt(s, tc.items, products); got != tc.want {
 				t.Errorf("adopt = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func refund(id string, created, amount int64, status stripe.RefundStatus) *stripe.Refund {
+	return &stripe.Refund{ID: id, Created: created, Amount: amount, Currency: "usd", Status: status}
+}
+
+func TestDecideCharge(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	paid := store.Purchase{ID: "p1", Status: store.PurchaseCompleted, AmountTotal: 10000, Currency: "usd"}
+	rec := func(id string, amount int64, status string) store.Refund {
+		return store.Refund{ID: id, PurchaseID: "p1", Amount: amount, Currency: "usd", Status: status, CreatedAt: now}
+	}
+	succeeded, failed := stripe.RefundStatusSucceeded, stripe.RefundStatusFailed
+	type ev struct {
+		id         string
+		what       string
+		cumulative int64
+	}
+	for _, tc := range []struct {
+		name     string
+		p        store.Purchase
+		refunded int64 // the charge's amount_refunded
+		disputed bool
+		refunds  []*stripe.Refund
+		recorded []store.Refund
+		lost     bool
+		status   store.PurchaseStatus
+		upserts  []string
+		events   []ev
+		what     string
+	}{
+		{name: "nothing refunded", p: paid, status: store.PurchaseCompleted},
+		{name: "a partial refund", p: paid, refunded: 3000, refunds: []*stripe.Refund{refund("re_1", 10, 3000, succeeded)},
+			status: store.PurchasePartiallyRefunded, upserts: []string{"re_1"}, events: []ev{{"re_1", whatPartiallyRefunded, 3000}}},
+		{name: "two partials reaching the total, listed newest first", p: paid, refunded: 10000,
+			refunds: []*stripe.Refund{refund("re_2", 20, 7000, succeeded), refund("re_1", 10, 3000, succeeded)},
+			status:  store.PurchaseRefunded, upserts: []string{"re_1", "re_2"},
+			events: []ev{{"re_1", whatPartiallyRefunded, 3000}, {"re_2", whatRefunded, 10000}}},
+		{name: "already recorded: nothing new", p: store.Purchase{ID: "p1", Status: store.PurchaseRefunded, AmountTotal: 10000,
+			AmountRefunded: 10000, Currency: "usd"}, refunded: 10000,
+			refunds: []*stripe.Refund{refund("re_1", 10, 10000, succeeded)}, recorded: []store.Refund{rec("re_1", 10000, "succeeded")},
+			status: store.PurchaseRefunded},
+		{name: "a recorded refund failed: reversed", p: store.Purchase{ID: "p1", Status: store.PurchaseRefunded, AmountTotal: 10000,
+			AmountRefunded: 10000, Currency: "usd"}, refunded: 0,
+			refunds: []*stripe.Refund{refund("re_1", 10, 10000, failed)}, recorded: []store.Refund{rec("re_1", 10000, "succeeded")},
+			status: store.PurchaseCompleted, upserts: []string{"re_1"}, events: []ev{{"re_1", whatRefundReversed, 0}}},
+		{name: "a refund first seen already failed", p: paid, refunds: []*stripe.Refund{refund("re_1", 10, 10000, failed)},
+			status: store.PurchaseCompleted, upserts: []string{"re_1"}},
+		{name: "pending becomes succeeded: row updated, no second event", p: store.Purchase{ID: "p1",
+			Status: store.PurchasePartiallyRefunded, AmountTotal: 10000, AmountRefunded: 2000, Currency: "usd"}, refunded: 2000,
+			refunds: []*stripe.Refund{refund("re_1", 10, 2000, succeeded)}, recorded: []store.Refund{rec("re_1", 2000, "pending")},
+			status: store.PurchasePartiallyRefunded, upserts: []string{"re_1"}},
+		{name: "the amount moved back without a refund row", p: store.Purchase{ID: "p1", Status: store.PurchaseRefunded,
+			AmountTotal: 10000, AmountRefunded: 10000, Currency: "usd"}, status: store.PurchaseCompleted, what: "completed"},
+		{name: "a lost dispute counts as refunded", p: paid, disputed: true, lost: true, status: store.PurchaseRefunded, what: "refunded"},
+		{name: "an unpaid purchase keeps its status", p: store.Purchase{ID: "p1", Status: store.PurchaseExpired, AmountTotal: 10000,
+			Currency: "usd"}, status: store.PurchaseExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recorded := map[string]store.Refund{}
+			for _, r := range tc.recorded {
+				recorded[r.ID] = r
+			}
+			ch := &stripe.Charge{ID: "ch_1", AmountRefunded: tc.refunded, Disputed: tc.disputed}
+			d := decideCharge(tc.p, ch, tc.refunds, recorded, tc.lost, now)
+			if d.next.Status != tc.status || d.next.AmountRefunded != tc.refunded || d.next.StripeChargeID == nil ||
+				*d.next.StripeChargeID != "ch_1" || d.next.Disputed != (tc.disputed || tc.p.Disputed) {
+				t.Errorf("next = %s refunded %d charge %v disputed %v; want %s refunded %d", d.next.Status, d.next.AmountRefunded,
+					d.next.StripeChargeID, d.next.Disputed, tc.status, tc.refunded)
+			}
+			var upserts []string
+			for _, r := range d.upserts {
+				upserts = append(upserts, r.ID)
+			}
+			if !slices.Equal(upserts, tc.upserts) {
+				t.Errorf("upserts = %v, want %v", upserts, tc.upserts)
+			}
+			var events []ev
+			for _, e := range d.events {
+				events = append(events, ev{e.refund.ID, e.what, e.cumulative})
+			}
+			if !slices.Equal(events, tc.events) {
+				t.Errorf("events = %v, want %v", events, tc.events)
+			}
+			if d.what != tc.what {
+				t.Errorf("what = %q, want %q", d.what, tc.what)
+			}
+		})
+	}
+}
+
+func TestDecideDispute(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	paid := store.Purchase{ID: "p1", Status: store.PurchaseCompleted, AmountTotal: 10000, Currency: "usd"}
+	dispute := func(status stripe.DisputeStatus) *stripe.Dispute {
+		return &stripe.Dispute{ID: "dp_1", Amount: 10000, Currency: "usd", Status: status, Reason: "fraudulent", Created: 5}
+	}
+	row := func(status string) *store.Dispute {
+		return &store.Dispute{ID: "dp_1", PurchaseID: "p1", Amount: 10000, Currency: "usd", Status: status}
+	}
+	for _, tc := range []struct {
+		name                string
+		d                   *stripe.Dispute
+		recorded            *store.Dispute
+		write, opened, lost bool
+		status              store.PurchaseStatus
+	}{
+		{"opened", dispute(stripe.DisputeStatusNeedsResponse), nil, true, true, false, store.PurchaseCompleted},
+		{"unchanged", dispute(stripe.DisputeStatusNeedsResponse), row("needs_response"), false, false, false, store.PurchaseCompleted},
+		{"under review", dispute(stripe.DisputeStatusUnderReview), row("needs_response"), true, false, false, store.PurchaseCompleted},
+		{"lost", dispute(stripe.DisputeStatusLost), row("under_review"), true, false, true, store.PurchaseRefunded},
+		{"first seen lost", dispute(stripe.DisputeStatusLost), nil, true, true, true, store.PurchaseRefunded},
+		{"won", dispute(stripe.DisputeStatusWon), row("under_review"), true, false, false, store.PurchaseCompleted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := decideDispute(paid, tc.d, tc.recorded, now)
+			if d.write != tc.write || d.opened != tc.opened || d.lost != tc.lost {
+				t.Errorf("write %v opened %v lost %v; want %v %v %v", d.write, d.opened, d.lost, tc.write, tc.opened, tc.lost)
+			}
+			if d.write && (d.next.Status != tc.status || !d.next.Disputed) {
+				t.Errorf("next = %s disputed %v; want %s disputed", d.next.Status, d.next.Disputed, tc.status)
+			}
+			if !d.write && !equalPurchases(d.next, paid) {
+				t.Errorf("an unchanged dispute changed the purchase: %+v", d.next)
 			}
 		})
 	}
