@@ -191,3 +191,95 @@ func TestDecideDispute(t *testing.T) {
 		})
 	}
 }
+
+func TestNextSessionStateTimes(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
+	unix := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	pending := store.Purchase{ID: "p1", Status: store.PurchasePending, Currency: "usd"}
+	piID := "pi_1"
+	waitingAsync := pending
+	waitingAsync.StripePaymentIntentID = &piID
+	paidSession := func(chargeAt, intentAt int64) *stripe.CheckoutSession {
+		s := &stripe.CheckoutSession{ID: "cs_1", Status: stripe.CheckoutSessionStatusComplete,
+			PaymentStatus: stripe.CheckoutSessionPaymentStatusPaid, ExpiresAt: unix(20 * time.Hour), Currency: "usd"}
+		if intentAt != 0 {
+			s.PaymentIntent = &stripe.PaymentIntent{ID: piID, Status: stripe.PaymentIntentStatusSucceeded, Created: intentAt}
+			if chargeAt != 0 {
+				s.PaymentIntent.LatestCharge = &stripe.Charge{ID: "ch_1", Created: chargeAt}
+			}
+		}
+		return s
+	}
+	free := paidSession(0, 0)
+	free.PaymentStatus = stripe.CheckoutSessionPaymentStatusNoPaymentRequired
+	oldFree := paidSession(0, 0)
+	oldFree.PaymentStatus, oldFree.ExpiresAt = stripe.CheckoutSessionPaymentStatusNoPaymentRequired, unix(-30*24*time.Hour)
+	expired := func(expiresAt int64) *stripe.CheckoutSession {
+		return &stripe.CheckoutSession{ID: "cs_1", Status: stripe.CheckoutSessionStatusExpired, ExpiresAt: expiresAt}
+	}
+	alreadyExpired := pending
+	alreadyExpired.Status, alreadyExpired.ExpiredAt = store.PurchaseExpired, at(-48*time.Hour)
+	legacyExpired := pending
+	legacyExpired.Status = store.PurchaseExpired
+	for _, tc := range []struct {
+		name               string
+		p                  store.Purchase
+		s                  *stripe.CheckoutSession
+		what               string
+		completed, expired *time.Time
+	}{
+		{"paid: the charge's time", pending, paidSession(unix(-10*time.Minute), unix(-11*time.Minute)), whatCompleted, at(-10 * time.Minute), nil},
+		{"paid, no charge expanded: the intent's time", pending, paidSession(0, unix(-11*time.Minute)), whatCompleted, at(-11 * time.Minute), nil},
+		{"paid long ago (a backfill)", pending, paidSession(unix(-20*24*time.Hour), unix(-20*24*time.Hour)), whatCompleted, at(-20 * 24 * time.Hour), nil},
+		{"a charge time ahead of ours: now", pending, paidSession(unix(time.Minute), unix(time.Minute)), whatCompleted, at(0), nil},
+		{"an async payment seen waiting: when first seen paid", waitingAsync, paidSession(unix(-72*time.Hour), unix(-72*time.Hour)), whatCompleted, at(0), nil},
+		{"nothing to pay, fresh: now", pending, free, whatCompleted, at(0), nil},
+		{"nothing to pay, long expired: its expiry at the latest", pending, oldFree, whatCompleted, at(-30 * 24 * time.Hour), nil},
+		{"expired early, seen now", pending, expired(unix(20 * time.Hour)), whatExpired, nil, at(0)},
+		{"expired by the clock, seen late", pending, expired(unix(-3 * time.Hour)), whatExpired, nil, at(-3 * time.Hour)},
+		{"expired and recorded: kept", alreadyExpired, expired(unix(-3 * time.Hour)), "", nil, at(-48 * time.Hour)},
+		{"expired before expired_at existed: filled in", legacyExpired, expired(unix(-3 * time.Hour)), "", nil, at(-3 * time.Hour)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next, what := nextSessionState(tc.p, sessionFacts{s: tc.s, state: stateOf(tc.s), paidAt: paidAt(tc.s)}, now)
+			if what != tc.what {
+				t.Errorf("what = %q, want %q", what, tc.what)
+			}
+			same := func(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+			if !same(next.CompletedAt, tc.completed) || !same(next.ExpiredAt, tc.expired) {
+				t.Errorf("completed_at %v expired_at %v; want %v %v", next.CompletedAt, next.ExpiredAt, tc.completed, tc.expired)
+			}
+		})
+	}
+}
+
+func TestStateOf(t *testing.T) {
+	t.Parallel()
+	complete, open, expiredStatus := stripe.CheckoutSessionStatusComplete, stripe.CheckoutSessionStatusOpen, stripe.CheckoutSessionStatusExpired
+	paid, unpaid := stripe.CheckoutSessionPaymentStatusPaid, stripe.CheckoutSessionPaymentStatusUnpaid
+	intent := func(s stripe.PaymentIntentStatus) *stripe.PaymentIntent {
+		return &stripe.PaymentIntent{ID: "pi_1", Status: s}
+	}
+	for _, tc := range []struct {
+		status  stripe.CheckoutSessionStatus
+		payment stripe.CheckoutSessionPaymentStatus
+		pi      *stripe.PaymentIntent
+		want    sessionState
+	}{
+		{open, unpaid, nil, sessionOpen},
+		{complete, paid, intent(stripe.PaymentIntentStatusSucceeded), sessionPaid},
+		{complete, stripe.CheckoutSessionPaymentStatusNoPaymentRequired, nil, sessionPaid},
+		{complete, unpaid, intent(stripe.PaymentIntentStatusProcessing), sessionUnpaid},
+		{complete, unpaid, &stripe.PaymentIntent{ID: "pi_1"}, sessionUnpaid},
+		{complete, unpaid, intent(stripe.PaymentIntentStatusRequiresPaymentMethod), sessionFailed},
+		{complete, unpaid, intent(stripe.PaymentIntentStatusCanceled), sessionFailed},
+		{expiredStatus, unpaid, nil, sessionExpired},
+	} {
+		s := &stripe.CheckoutSession{Status: tc.status, PaymentStatus: tc.payment, PaymentIntent: tc.pi}
+		if got := stateOf(s); got != tc.want {
+			t.Errorf("stateOf(%s, %s, %v) = %s, want %s", tc.status, tc.payment, tc.pi, got, tc.want)
+		}
+	}
+}
