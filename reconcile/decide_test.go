@@ -283,3 +283,13 @@ func TestStateOf(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryBackoff(t *testing.T) {
+	t.Parallel()
+	for attempts, want := range map[int]time.Duration{0: time.Minute, 1: time.Minute, 2: 2 * time.Minute, 3: 4 * time.Minute,
+		6: 32 * time.Minute, 7: time.Hour, 50: time.Hour, 1000: time.Hour} {
+		if got := retryBackoff(attempts, time.Minute, time.Hour); got != want {
+			t.Errorf("retryBackoff(%d) = %s, want %s", attempts, got, want)
+		}
+	}
+}

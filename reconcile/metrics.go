@@ -16,6 +16,7 @@ type Metrics struct {
 	errors   *prometheus.CounterVec
 	lastPass *prometheus.GaugeVec
 	skipped  *prometheus.CounterVec
+	success  prometheus.Gauge
 }
 
 // NewMetrics registers the reconciler's collectors with reg.
@@ -42,8 +43,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "paymentd_reconcile_skipped_total",
 			Help: "Checkout Sessions seen that are not paymentd's and were left alone, by reason.",
 		}, []string{"reason"}),
+		success: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "paymentd_reconcile_last_success_timestamp_seconds",
+			Help: "When a polling pass (events feed or lists) of this replica last finished without a fatal error; " +
+				"0 until one has. Alert on time() - max() across replicas.",
+		}),
 	}
-	reg.MustRegister(m.passes, m.seen, m.healed, m.errors, m.lastPass, m.skipped)
+	reg.MustRegister(m.passes, m.seen, m.healed, m.errors, m.lastPass, m.skipped, m.success)
 	return m
 }
 
@@ -63,4 +69,10 @@ func (m *Metrics) observe(pass string, rep *Report, d time.Duration, at time.Tim
 		m.skipped.WithLabelValues(string(why)).Add(float64(n))
 	}
 	m.lastPass.WithLabelValues(pass).Set(float64(at.Unix()))
+}
+
+func (m *Metrics) succeeded(at time.Time) {
+	if m != nil {
+		m.success.Set(float64(at.Unix()))
+	}
 }

@@ -7,7 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/paymentd/paymentd/internal/stripeapi"
@@ -28,7 +28,7 @@ type PassOptions struct {
 	Pending bool
 	// Hints handles webhook hints not yet handled.
 	Hints bool
-	// Retries retries objects that failed in earlier passes.
+	// Retries retries objects that failed in earlier passes and are due.
 	Retries bool
 	// Access compares recorded access with what it should be.
 	Access bool
@@ -36,6 +36,10 @@ type PassOptions struct {
 	DryRun bool
 	// Wait waits for the poller lock instead of skipping the pass.
 	Wait bool
+	// Budget bounds the pass's duration (zero: none). Past it the pass
+	// stops; the next one resumes the list walk and the events feed where
+	// this one stopped.
+	Budget time.Duration
 }
 
 // Pass kinds.
@@ -57,8 +61,13 @@ var ErrLocked = errors.New("another replica is polling Stripe")
 // eventsRetention is how long Stripe keeps events.
 const eventsRetention = 30 * 24 * time.Hour
 
+// walkName names the list walk in reconcile_walks.
+const walkName = "lists"
+
 // RunPass runs one pass named name (for logs and metrics) and reports what
-// it found and did. It returns ErrLocked when another replica polls.
+// it found and did. It returns ErrLocked when another replica polls. A
+// polling pass (events or lists) that ends without a fatal error, or that
+// stops at its budget, is a success for the stall check.
 func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*Report, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
@@ -67,49 +76,37 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 	unlock, err := r.lock(ctx, o.Wait)
 	if err != nil {
 		if errors.Is(err, ErrLocked) {
-			r.lastPass.set(name, r.clock.Now())
+			r.health.skipped(r.clock.Now())
 		}
 		return rep, err
 	}
 	defer unlock()
 
+	pctx := ctx
+	if o.Budget > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, o.Budget)
+		defer cancel()
+	}
 	p := &pass{r: r, rep: rep, done: map[string]bool{}, opts: o}
-	if o.Hints {
-		p.hints(ctx)
-	}
-	if o.Retries {
-		p.retries(ctx)
-	}
-	if o.Lists {
-		if err := p.lists(ctx); err != nil {
-			rep.fail("list", "", err)
-		}
-	}
-	if o.Events {
-		if err := p.events(ctx); err != nil {
-			rep.fail("events", "", err)
-		}
-	}
-	if o.Pending {
-		p.pending(ctx)
-	}
-	if o.Access {
-		if err := r.accessPass(ctx, rep); err != nil {
-			rep.fail("access", "", err)
-		}
-	}
-	if o.Hints {
-		p.hints(ctx) // hints that arrived while the pass ran
+	p.run(pctx)
+	if pctx.Err() != nil && ctx.Err() == nil {
+		rep.Interrupted = fmt.Sprintf("stopped at its time budget of %s; the next pass resumes where it stopped", o.Budget)
 	}
 	rep.Duration = time.Since(start)
-	r.lastPass.set(name, r.clock.Now())
-	r.metrics.observe(name, rep, rep.Duration, r.clock.Now())
+	now := r.clock.Now()
+	polled := o.Events || o.Lists
+	if polled && !rep.fatal && ctx.Err() == nil && !o.DryRun {
+		r.health.succeeded(now)
+		r.metrics.succeeded(now)
+	}
+	r.metrics.observe(name, rep, rep.Duration, now)
 	level := r.log.Debug
-	if len(rep.Changes) > 0 || len(rep.Errors) > 0 {
+	if len(rep.Changes) > 0 || len(rep.Errors) > 0 || rep.Interrupted != "" {
 		level = r.log.Info
 	}
 	level("reconcile pass", "pass", name, "summary", rep.Summary(), "healed_without_webhook", rep.Healed,
-		"duration", rep.Duration.String(), "dry_run", o.DryRun)
+		"duration", rep.Duration.String(), "dry_run", o.DryRun, "interrupted", rep.Interrupted)
 	return rep, nil
 }
 
@@ -140,10 +137,39 @@ type pass struct {
 	rep  *Report
 	opts PassOptions
 	done map[string]bool // objects reconciled in this pass: signals coalesce
+	// unrecorded is set when a failed object could not be recorded for a
+	// retry: the list cursor must then stay where it is.
+	unrecorded bool
 }
 
-// object reconciles one object once per pass, recording a failure for the
-// next pass instead of failing this one. It reports success.
+// run runs the parts of the pass in order, each only while ctx allows.
+func (p *pass) run(ctx context.Context) {
+	o := p.opts
+	parts := []struct {
+		on   bool
+		name string
+		fn   func(context.Context) error
+	}{
+		{o.Hints, "hints", p.hints},
+		{o.Retries, "retries", p.retries},
+		{o.Lists, "list", p.lists},
+		{o.Events, "events", p.events},
+		{o.Pending, "pending", p.pending},
+		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
+		{o.Hints, "hints", p.hints}, // hints that arrived while the pass ran
+	}
+	for _, part := range parts {
+		if !part.on || ctx.Err() != nil {
+			continue
+		}
+		if err := part.fn(ctx); err != nil && ctx.Err() == nil {
+			p.rep.failPass(part.name, err)
+		}
+	}
+}
+
+// object reconciles one object once per pass, recording a failure for a
+// later pass instead of failing this one. It reports success.
 func (p *pass) object(ctx context.Context, id string) bool {
 	if p.done[id] {
 		return true
@@ -157,35 +183,41 @@ func (p *pass) object(ctx context.Context, id string) bool {
 	return false
 }
 
-// failed records an object that did not reconcile, for the next pass.
+// failed records an object that did not reconcile, for a later pass (see
+// recordFailure). An object cut short by the end of the pass has not
+// failed: it is simply not done.
 func (p *pass) failed(ctx context.Context, id string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	p.r.log.Warn("reconcile object failed; retried next pass", "object_id", id, "err", err)
+	p.r.log.Warn("reconcile object failed; retried later", "object_id", id, "err", err)
 	p.rep.fail(kindOf(id), id, err)
-	if !p.opts.DryRun {
-		if rerr := p.r.db.RecordReconcileError(ctx, kindOf(id), id, err.Error(), p.r.clock.Now()); rerr != nil {
-			p.r.log.Error("record reconcile error", "object_id", id, "err", rerr)
-		}
+	if p.opts.DryRun {
+		return
+	}
+	if rerr := p.r.recordFailure(ctx, id, err); rerr != nil {
+		p.unrecorded = true
+		p.r.log.Error("record reconcile error", "object_id", id, "err", rerr)
 	}
 }
 
-func (p *pass) hints(ctx context.Context) {
-	hints, err := p.r.db.UnhandledHints(ctx, 1000)
+func (p *pass) hints(ctx context.Context) error {
+	hints, err := p.r.db.UnhandledHints(ctx, p.r.clock.Now(), 1000)
 	if err != nil {
-		p.rep.fail("hints", "", err)
-		return
+		return err
 	}
 	seen := map[string]bool{}
 	for _, h := range hints {
+		if ctx.Err() != nil {
+			return nil
+		}
 		if seen[h.ObjectID] {
 			continue // duplicate hints for one object coalesce
 		}
 		seen[h.ObjectID] = true
 		delete(p.done, h.ObjectID) // a hint always gets a fresh look
 		ok := p.object(ctx, h.ObjectID)
-		if p.opts.DryRun {
+		if p.opts.DryRun || ctx.Err() != nil {
 			continue
 		}
 		// A hint is handled only after its object's reconcile committed.
@@ -198,21 +230,26 @@ func (p *pass) hints(ctx context.Context) {
 			p.rep.fail("hints", h.ObjectID, err)
 		}
 	}
+	return nil
 }
 
-func (p *pass) retries(ctx context.Context) {
-	failed, err := p.r.db.ReconcileErrors(ctx, 500)
+// retries retries the objects whose next attempt is due.
+func (p *pass) retries(ctx context.Context) error {
+	failed, err := p.r.db.ReconcileErrors(ctx, p.r.clock.Now(), 500)
 	if err != nil {
-		p.rep.fail("retries", "", err)
-		return
+		return err
 	}
 	for _, f := range failed {
+		if ctx.Err() != nil {
+			return nil
+		}
 		if p.object(ctx, f.ObjectID) && !p.opts.DryRun {
 			if err := p.r.db.ClearReconcileError(ctx, f.Kind, f.ObjectID); err != nil {
 				p.rep.fail("retries", f.ObjectID, err)
 			}
 		}
 	}
+	return nil
 }
 
 // events reads the events feed from the stored cursor, oldest first, and
@@ -235,11 +272,19 @@ func (p *pass) events(ctx context.Context) error {
 		if p.opts.DryRun || read == 0 {
 			return nil
 		}
-		return r.db.SetCursor(ctx, cur, r.clock.Now())
+		// Saved with a context of its own: an event whose object was
+		// reconciled must not be read again just because the pass ran out
+		// of time right after it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return r.db.SetCursor(sctx, cur, r.clock.Now())
 	}
 	visit := func(ev *stripe.Event) error {
 		if id, ok := ev.Data.Object["id"].(string); ok && stripeapi.UsesEventType(string(ev.Type)) {
 			p.object(ctx, id)
+			if ctx.Err() != nil {
+				return ctx.Err() // not done: the cursor stays before this event
+			}
 		}
 		read++
 		created := time.Unix(ev.Created, 0).UTC()
@@ -267,70 +312,129 @@ func (p *pass) events(ctx context.Context) error {
 }
 
 // lists walks the resource lists: sessions first, so that refunds and
-// disputes find their purchases.
+// disputes find their purchases. Where the walk stands is saved after each
+// page, so a walk that a budget or a restart interrupts is resumed by the
+// next pass whose window it covers. The list cursor moves to when the walk
+// began once it ends, whatever objects failed along the way: those are
+// recorded and retried on their own.
 func (p *pass) lists(ctx context.Context) error {
 	r := p.r
-	started := r.clock.Now()
-	cur, err := r.db.GetCursor(ctx, "lists")
+	now := r.clock.Now()
+	cur, err := r.db.GetCursor(ctx, walkName)
 	if err != nil {
 		return err
 	}
 	since := p.opts.Since
 	if since.IsZero() {
-		since = started.Add(-r.opts.DeepWindow)
+		since = now.Add(-r.opts.DeepWindow)
 		if cur.Position != nil && cur.Position.Add(-r.opts.Overlap).Before(since) {
 			since = cur.Position.Add(-r.opts.Overlap) // an outage longer than the window: backfill
 		}
 	}
-	var page []*stripe.CheckoutSession
-	flush := func() error {
-		err := p.sessionPage(ctx, page)
-		page = page[:0]
+	w := store.Walk{Name: walkName, Since: since, StartedAt: now, Phase: store.WalkSessions}
+	if !p.opts.DryRun { // a dry run computes every difference: from the start
+		switch prev, err := r.db.GetWalk(ctx, walkName); {
+		case err == nil && !prev.Since.After(since):
+			w = prev
+			r.log.Info("resuming an unfinished walk of the lists", "since", prev.Since, "started_at", prev.StartedAt,
+				"phase", prev.Phase, "starting_after", prev.StartingAfter, "seen", prev.Seen)
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
+	for _, phase := range store.WalkPhases[slices.Index(store.WalkPhases, w.Phase):] {
+		if phase != w.Phase {
+			w.Phase, w.StartingAfter = phase, ""
+		}
+		if err := p.walk(ctx, &w); err != nil {
+			return err
+		}
+	}
+	if p.opts.DryRun {
+		return nil
+	}
+	if err := r.db.DeleteWalk(ctx, walkName); err != nil {
 		return err
 	}
-	err = r.stripe.ListCheckoutSessions(ctx, since, func(s *stripe.CheckoutSession) error {
-		page = append(page, s)
-		if len(page) == stripeapi.PageSize {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
+	if p.unrecorded {
+		return nil // an object failed without a record of it: list it again next time
 	}
-	if err != nil {
-		return fmt.Errorf("list checkout sessions: %w", err)
-	}
-	charges := map[string]bool{}
-	if err := r.stripe.ListRefunds(ctx, since, func(re *stripe.Refund) error {
-		p.rep.seen(1)
-		if re.Charge != nil && !charges[re.Charge.ID] {
-			charges[re.Charge.ID] = true
-			p.object(ctx, re.Charge.ID)
-		}
-		return ctx.Err()
-	}); err != nil {
-		return fmt.Errorf("list refunds: %w", err)
-	}
-	if err := r.stripe.ListDisputes(ctx, since, func(d *stripe.Dispute) error {
-		if p.done[d.ID] {
-			return nil
-		}
-		p.done[d.ID] = true
-		if err := r.applyDispute(ctx, d, p.rep); err != nil {
-			p.failed(ctx, d.ID, err)
-		}
-		return ctx.Err()
-	}); err != nil {
-		return fmt.Errorf("list disputes: %w", err)
-	}
-	if p.opts.DryRun || len(p.rep.Errors) > 0 {
-		return nil // a failed object keeps the cursor where it was
-	}
-	if cur.Position != nil && started.Sub(*cur.Position) <= r.opts.Overlap {
+	if cur.Position != nil && w.StartedAt.Sub(*cur.Position) <= r.opts.Overlap {
 		return nil // moving it less than the overlap changes nothing: write nothing
 	}
-	return r.db.SetCursor(ctx, store.Cursor{Kind: "lists", Position: &started}, r.clock.Now())
+	return r.db.SetCursor(ctx, store.Cursor{Kind: walkName, Position: &w.StartedAt}, r.clock.Now())
+}
+
+// walk applies the pages of the walk's phase from where it stands, saving
+// its place after each page.
+func (p *pass) walk(ctx context.Context, w *store.Walk) error {
+	r := p.r
+	for {
+		var (
+			n    int
+			last string
+			more bool
+		)
+		switch w.Phase {
+		case store.WalkSessions:
+			page, hasMore, err := r.stripe.CheckoutSessionsPage(ctx, w.Since, w.StartingAfter)
+			if err != nil {
+				return fmt.Errorf("list checkout sessions: %w", err)
+			}
+			if err := p.sessionPage(ctx, page); err != nil {
+				return err
+			}
+			if n, more = len(page), hasMore; n > 0 {
+				last = page[n-1].ID
+			}
+		case store.WalkRefunds:
+			page, hasMore, err := r.stripe.RefundsPage(ctx, w.Since, w.StartingAfter)
+			if err != nil {
+				return fmt.Errorf("list refunds: %w", err)
+			}
+			for _, re := range page {
+				p.rep.seen(1)
+				if re.Charge != nil {
+					p.object(ctx, re.Charge.ID)
+				}
+			}
+			if n, more = len(page), hasMore; n > 0 {
+				last = page[n-1].ID
+			}
+		case store.WalkDisputes:
+			page, hasMore, err := r.stripe.DisputesPage(ctx, w.Since, w.StartingAfter)
+			if err != nil {
+				return fmt.Errorf("list disputes: %w", err)
+			}
+			for _, d := range page {
+				if p.done[d.ID] {
+					continue
+				}
+				p.done[d.ID] = true
+				if err := r.applyDispute(ctx, d, p.rep); err != nil {
+					p.failed(ctx, d.ID, err)
+				}
+			}
+			if n, more = len(page), hasMore; n > 0 {
+				last = page[n-1].ID
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err // this page may be partly applied: the next pass redoes it
+		}
+		w.Seen += int64(n)
+		if last != "" {
+			w.StartingAfter = last
+		}
+		if !p.opts.DryRun {
+			if err := r.db.SaveWalk(ctx, *w, r.clock.Now()); err != nil {
+				return err
+			}
+		}
+		if !more {
+			return nil
+		}
+	}
 }
 
 // sessionPage applies one page of listed sessions, reading their purchases
@@ -374,15 +478,17 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 
 // pending re-checks open purchases that no signal may ever mention: those
 // past their session's expiry, and those not compared for RecheckAfter.
-func (p *pass) pending(ctx context.Context) {
+func (p *pass) pending(ctx context.Context) error {
 	r := p.r
 	now := r.clock.Now()
 	due, err := r.db.DuePendingPurchases(ctx, now, now.Add(-r.opts.RecheckAfter), 500)
 	if err != nil {
-		p.rep.fail("pending", "", err)
-		return
+		return err
 	}
 	for _, pu := range due {
+		if ctx.Err() != nil {
+			return nil
+		}
 		if !p.object(ctx, pu.StripeSessionID) || p.opts.DryRun {
 			continue
 		}
@@ -390,26 +496,5 @@ func (p *pass) pending(ctx context.Context) {
 			p.rep.fail("pending", pu.ID, err)
 		}
 	}
-}
-
-// lastPass remembers when each pass kind last finished, for readiness.
-type lastPass struct {
-	mu sync.Mutex
-	at map[string]time.Time
-}
-
-func (l *lastPass) set(name string, t time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.at == nil {
-		l.at = map[string]time.Time{}
-	}
-	l.at[name] = t
-}
-
-func (l *lastPass) get(name string) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t, ok := l.at[name]
-	return t, ok
+	return nil
 }

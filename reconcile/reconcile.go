@@ -42,6 +42,20 @@ type Options struct {
 	Access AccessChecker
 	// Metrics may be nil.
 	Metrics *Metrics
+	// PassBudget bounds each scheduled pass: past it the pass stops, and
+	// the next one resumes where it stopped (the list walk and the events
+	// feed keep their place). Zero means no bound (a one-off pass).
+	PassBudget time.Duration
+	// RetryBackoff is how long an object that failed waits before its next
+	// attempt, doubling per failure in a row up to RetryBackoffMax;
+	// defaults 1m and 1h.
+	RetryBackoff, RetryBackoffMax time.Duration
+	// AlertAfterFailures is how many failures in a row of one object alert
+	// the operator (once); default 5.
+	AlertAfterFailures int
+	// StallAfter is how long without a successful polling pass alerts the
+	// operator (once per stall); default five incremental intervals.
+	StallAfter time.Duration
 }
 
 // Reconciler makes the database agree with Stripe.
@@ -56,10 +70,9 @@ type Reconciler struct {
 	// products are the configured product keys (see adopt).
 	products map[string]bool
 
-	passMu   sync.Mutex // one pass at a time in this process
-	lastPass lastPass
+	passMu   sync.Mutex   // one pass at a time in this process
 	interval atomic.Int64 // of the incremental pass in ns, once Run started
-	started  time.Time
+	health   health
 }
 
 // New returns a reconciler.
@@ -76,12 +89,23 @@ func New(opts Options) *Reconciler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = defaultRetryBackoff
+	}
+	if opts.RetryBackoffMax < opts.RetryBackoff {
+		opts.RetryBackoffMax = max(defaultRetryBackoffMax, opts.RetryBackoff)
+	}
+	if opts.AlertAfterFailures <= 0 {
+		opts.AlertAfterFailures = defaultAlertAfter
+	}
 	products := make(map[string]bool, len(opts.Products))
 	for _, p := range opts.Products {
 		products[p.Key] = true
 	}
-	return &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
-		opts: opts, metrics: opts.Metrics, products: products, started: opts.Clock.Now()}
+	r := &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
+		opts: opts, metrics: opts.Metrics, products: products}
+	r.health.alive = opts.Clock.Now()
+	return r
 }
 
 // Change is one difference the reconciler found and fixed.
@@ -117,8 +141,12 @@ type Report struct {
 	// paymentd's (see SkipReason): each is left alone.
 	Skipped  map[SkipReason]int `json:"skipped"`
 	Duration time.Duration      `json:"duration_ns"`
+	// Interrupted says why the pass stopped early ("" when it ran to the
+	// end); the next pass resumes where it stopped.
+	Interrupted string `json:"interrupted,omitempty"`
 
 	mu          sync.Mutex
+	fatal       bool            // a part of the pass failed as a whole (see failPass)
 	skippedSeen map[string]bool // sessions counted in Skipped: each once per pass
 }
 
@@ -158,6 +186,15 @@ func (r *Report) add(c Change) {
 func (r *Report) fail(kind, id string, err error) {
 	r.mu.Lock()
 	r.Errors = append(r.Errors, ObjectError{Kind: kind, ObjectID: id, Error: err.Error()})
+	r.mu.Unlock()
+}
+
+// failPass records that a part of the pass failed as a whole (a listing
+// could not be read, a query failed): the pass is not a success.
+func (r *Report) failPass(part string, err error) {
+	r.mu.Lock()
+	r.Errors = append(r.Errors, ObjectError{Kind: part, Error: err.Error()})
+	r.fatal = true
 	r.mu.Unlock()
 }
 

@@ -50,7 +50,7 @@ func TestStatesMatchChecks(t *testing.T) {
 		return nil
 	}
 	strs := func(vs ...string) []string { slices.Sort(vs); return vs }
-	var purchase, access, step []string
+	var purchase, access, step, walk []string
 	for _, s := range store.PurchaseStatuses {
 		purchase = append(purchase, string(s))
 	}
@@ -60,6 +60,9 @@ func TestStatesMatchChecks(t *testing.T) {
 	for _, s := range store.StepStatuses {
 		step = append(step, string(s))
 	}
+	for _, s := range store.WalkPhases {
+		walk = append(walk, string(s))
+	}
 	for _, c := range []struct {
 		table, column string
 		goValues      []string
@@ -67,6 +70,7 @@ func TestStatesMatchChecks(t *testing.T) {
 		{"purchases", "status", strs(purchase...)},
 		{"purchases", "access_state", strs(access...)},
 		{"steps", "status", strs(step...)},
+		{"reconcile_walks", "phase", strs(walk...)},
 	} {
 		if got := checked(c.table, c.column); !slices.Equal(got, c.goValues) {
 			t.Errorf("%s.%s: CHECK allows %v, Go declares %v", c.table, c.column, got, c.goValues)

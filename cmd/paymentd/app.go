@@ -83,7 +83,7 @@ func newApp(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.R
 
 	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: ful, Clock: clk, Log: log.With("component", "reconcile"),
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,
-		Metrics: reconcile.NewMetrics(reg)}
+		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg)}
 	if gh != nil {
 		opts.Access = gh
 	}

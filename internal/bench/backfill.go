@@ -73,8 +73,15 @@ func benchBackfill(ctx context.Context, env *benchEnv) ([]Result, error) {
 	emu.ResetRequests()
 	t := time.Now()
 	listed := 0
-	if err := api.ListCheckoutSessions(ctx, start.Add(-time.Hour), func(*stripe.CheckoutSession) error { listed++; return nil }); err != nil {
-		return nil, err
+	for after, more := "", true; more; {
+		var page []*stripe.CheckoutSession
+		var err error
+		if page, more, err = api.CheckoutSessionsPage(ctx, start.Add(-time.Hour), after); err != nil {
+			return nil, err
+		}
+		if listed += len(page); len(page) > 0 {
+			after = page[len(page)-1].ID
+		}
 	}
 	listOnly := time.Since(t)
 	if listed != backfillSessions {
@@ -188,6 +195,10 @@ func (p pipelineOnly) DisputeLost(context.Context, *store.Queries, store.Purchas
 }
 func (p pipelineOnly) RepairAccess(context.Context, *store.Queries, store.Purchase, store.AccessState) error {
 	return nil
+}
+func (p pipelineOnly) Alert(ctx context.Context, q *store.Queries, key string, a steps.AlertArgs) error {
+	_, err := p.eng.Schedule(ctx, q, steps.Pipeline{Name: "alert:" + key, Steps: []steps.Step{{Name: steps.AlertStep, Args: a}}})
+	return err
 }
 
 func tableHashes(ctx context.Context, db *store.DB) (map[string]string, error) {

@@ -142,15 +142,14 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			expandedSession(t, s)
 		}
 	},
-	"ListCheckoutSessions": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var n int
-		if err := api.ListCheckoutSessions(ctx, since, func(s *stripe.CheckoutSession) error {
-			if n == 0 {
-				expandedSession(t, s)
-			}
-			return collect[*stripe.CheckoutSession](&n)(s)
-		}); err != nil || n == 0 {
-			t.Fatalf("ListCheckoutSessions saw %d, %v", n, err)
+	"CheckoutSessionsPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.CheckoutSessionsPage(ctx, since, "")
+		if err != nil || len(page) == 0 {
+			t.Fatalf("CheckoutSessionsPage = %d, %v", len(page), err)
+		}
+		expandedSession(t, page[0])
+		if _, _, err := api.CheckoutSessionsPage(ctx, since, page[len(page)-1].ID); err != nil {
+			t.Fatalf("CheckoutSessionsPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
 	"PaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
@@ -178,10 +177,13 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("ChargeRefunds saw %d, %v", n, err)
 		}
 	},
-	"ListRefunds": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var n int
-		if err := api.ListRefunds(ctx, since, collect[*stripe.Refund](&n)); err != nil || n == 0 {
-			t.Fatalf("ListRefunds saw %d, %v", n, err)
+	"RefundsPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.RefundsPage(ctx, since, "")
+		if err != nil || len(page) == 0 {
+			t.Fatalf("RefundsPage = %d, %v", len(page), err)
+		}
+		if _, _, err := api.RefundsPage(ctx, since, page[len(page)-1].ID); err != nil {
+			t.Fatalf("RefundsPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
 	"Dispute": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
@@ -189,10 +191,13 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("Dispute = %v", err)
 		}
 	},
-	"ListDisputes": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var n int
-		if err := api.ListDisputes(ctx, since, collect[*stripe.Dispute](&n)); err != nil || n == 0 {
-			t.Fatalf("ListDisputes saw %d, %v", n, err)
+	"DisputesPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.DisputesPage(ctx, since, "")
+		if err != nil || len(page) == 0 {
+			t.Fatalf("DisputesPage = %d, %v", len(page), err)
+		}
+		if _, _, err := api.DisputesPage(ctx, since, page[len(page)-1].ID); err != nil {
+			t.Fatalf("DisputesPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
 	"EventsAfter": func(t *testing.T, ctx context.Context, api *stripeapi.API) {

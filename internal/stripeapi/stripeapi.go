@@ -210,24 +210,33 @@ func (a *API) CheckoutSession(ctx context.Context, id string) (*stripe.CheckoutS
 	return a.sc.CheckoutSessions.Get(id, p)
 }
 
-// ListCheckoutSessions calls fn for every session created at or after
-// since, a page of PageSize at a time, newest first, with the same
-// expansions as CheckoutSession (no call per session).
-func (a *API) ListCheckoutSessions(ctx context.Context, since time.Time, fn func(*stripe.CheckoutSession) error) error {
+// CheckoutSessionsPage returns one page of the sessions created at or
+// after since, newest first, starting after the session startingAfter (""
+// for the first page), with the same expansions as CheckoutSession (no
+// call per session), and whether more pages follow. The caller pages, so
+// it can remember where it stands and fetch the next page while it writes
+// this one.
+func (a *API) CheckoutSessionsPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.CheckoutSession, bool, error) {
 	p := &stripe.CheckoutSessionListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
+	p.Single = true
 	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	if startingAfter != "" {
+		p.StartingAfter = stripe.String(startingAfter)
+	}
 	for _, x := range sessionExpansions {
 		p.AddExpand("data." + x)
 	}
 	it := a.sc.CheckoutSessions.List(p)
+	out := make([]*stripe.CheckoutSession, 0, PageSize)
 	for it.Next() {
-		if err := fn(it.CheckoutSession()); err != nil {
-			return err
-		}
+		out = append(out, it.CheckoutSession())
 	}
-	return it.Err()
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, it.Meta().HasMore, nil
 }
 
 // --- payments ---
@@ -269,19 +278,27 @@ func (a *API) ChargeRefunds(ctx context.Context, chargeID string, fn func(*strip
 	return it.Err()
 }
 
-// ListRefunds calls fn for every refund created at or after since.
-func (a *API) ListRefunds(ctx context.Context, since time.Time, fn func(*stripe.Refund) error) error {
+// RefundsPage returns one page of the refunds created at or after since,
+// newest first, starting after the refund startingAfter ("" for the first
+// page), and whether more pages follow.
+func (a *API) RefundsPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.Refund, bool, error) {
 	p := &stripe.RefundListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
+	p.Single = true
 	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	it := a.sc.Refunds.List(p)
-	for it.Next() {
-		if err := fn(it.Refund()); err != nil {
-			return err
-		}
+	if startingAfter != "" {
+		p.StartingAfter = stripe.String(startingAfter)
 	}
-	return it.Err()
+	it := a.sc.Refunds.List(p)
+	out := make([]*stripe.Refund, 0, PageSize)
+	for it.Next() {
+		out = append(out, it.Refund())
+	}
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, it.Meta().HasMore, nil
 }
 
 // Dispute retrieves a dispute.
@@ -291,19 +308,27 @@ func (a *API) Dispute(ctx context.Context, id string) (*stripe.Dispute, error) {
 	return a.sc.Disputes.Get(id, p)
 }
 
-// ListDisputes calls fn for every dispute created at or after since.
-func (a *API) ListDisputes(ctx context.Context, since time.Time, fn func(*stripe.Dispute) error) error {
+// DisputesPage returns one page of the disputes created at or after
+// since, newest first, starting after the dispute startingAfter ("" for
+// the first page), and whether more pages follow.
+func (a *API) DisputesPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.Dispute, bool, error) {
 	p := &stripe.DisputeListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
+	p.Single = true
 	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	it := a.sc.Disputes.List(p)
-	for it.Next() {
-		if err := fn(it.Dispute()); err != nil {
-			return err
-		}
+	if startingAfter != "" {
+		p.StartingAfter = stripe.String(startingAfter)
 	}
-	return it.Err()
+	it := a.sc.Disputes.List(p)
+	out := make([]*stripe.Dispute, 0, PageSize)
+	for it.Next() {
+		out = append(out, it.Dispute())
+	}
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, it.Meta().HasMore, nil
 }
 
 // --- events ---

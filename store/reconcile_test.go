@@ -1,0 +1,116 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/store"
+)
+
+func TestReconcileErrorsBackOff(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	first, err := db.RecordReconcileError(ctx, "session", "cs_1", "boom", now, now.Add(time.Minute))
+	if err != nil || first.Attempts != 1 || !first.FirstSeen.Equal(now) || !first.NextAttempt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("first failure: %+v, %v", first, err)
+	}
+	second, err := db.RecordReconcileError(ctx, "session", "cs_1", "boom again", now.Add(time.Minute), now.Add(3*time.Minute))
+	if err != nil || second.Attempts != 2 || !second.FirstSeen.Equal(now) || second.Error != "boom again" {
+		t.Fatalf("second failure: %+v, %v", second, err)
+	}
+	if _, err := db.RecordReconcileError(ctx, "charge", "ch_1", "x", now, now); err != nil {
+		t.Fatal(err)
+	}
+	due, err := db.ReconcileErrors(ctx, now.Add(2*time.Minute), 10)
+	if err != nil || len(due) != 1 || due[0].ObjectID != "ch_1" {
+		t.Fatalf("due at +2m: %+v, %v; want only ch_1 (cs_1 backs off to +3m)", due, err)
+	}
+	if err := db.SetReconcileRetry(ctx, "session", "cs_1", now); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := db.ReconcileErrors(ctx, now.Add(2*time.Minute), 10); len(due) != 2 {
+		t.Errorf("due after moving cs_1's retry: %+v", due)
+	}
+	if err := db.ClearReconcileError(ctx, "session", "cs_1"); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := db.ReconcileErrors(ctx, now.Add(time.Hour), 10); len(due) != 1 {
+		t.Errorf("after clearing: %+v", due)
+	}
+}
+
+func TestHintsOfObjectsBackingOffWait(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for id, obj := range map[string]string{"evt_1": "cs_failing", "evt_2": "cs_fine"} {
+		if _, err := db.InsertHint(ctx, id, "checkout.session.completed", obj, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.RecordReconcileError(ctx, "session", "cs_failing", "boom", now.Add(time.Second), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	objects := func(at time.Time) []string {
+		hs, err := db.UnhandledHints(ctx, at, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range hs {
+			out = append(out, h.ObjectID)
+		}
+		return out
+	}
+	if got := objects(now.Add(time.Minute)); len(got) != 1 || got[0] != "cs_fine" {
+		t.Errorf("while cs_failing backs off: %v", got)
+	}
+	if got := objects(now.Add(2 * time.Hour)); len(got) != 2 {
+		t.Errorf("once it is due: %v", got)
+	}
+	// A hint that arrived after the failure is looked at at once.
+	if _, err := db.InsertHint(ctx, "evt_3", "checkout.session.completed", "cs_failing", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := objects(now.Add(2 * time.Minute)); len(got) != 2 || got[1] != "cs_failing" {
+		t.Errorf("after a fresh hint: %v; want cs_fine and the fresh hint about cs_failing", got)
+	}
+}
+
+func TestWalks(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if _, err := db.GetWalk(ctx, "lists"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("no walk yet: %v", err)
+	}
+	w := store.Walk{Name: "lists", Since: now.Add(-720 * time.Hour), StartedAt: now, Phase: store.WalkSessions}
+	if err := db.SaveWalk(ctx, w, now); err != nil {
+		t.Fatal(err)
+	}
+	w.Phase, w.StartingAfter, w.Seen = store.WalkRefunds, "re_9", 1200
+	if err := db.SaveWalk(ctx, w, now); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.GetWalk(ctx, "lists")
+	if err != nil || got.Phase != store.WalkRefunds || got.StartingAfter != "re_9" || got.Seen != 1200 ||
+		!got.Since.Equal(w.Since) || !got.StartedAt.Equal(now) {
+		t.Fatalf("walk = %+v, %v", got, err)
+	}
+	if err := db.SaveWalk(ctx, store.Walk{Name: "lists", Since: now, StartedAt: now, Phase: "charges"}, now); err == nil {
+		t.Error("a phase the CHECK does not allow was saved")
+	}
+	if err := db.DeleteWalk(ctx, "lists"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetWalk(ctx, "lists"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after delete: %v", err)
+	}
+}
