@@ -7,10 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/paymentd/paymentd/internal/stripeapi"
+	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -67,15 +69,21 @@ const walkName = "lists"
 // RunPass runs one pass named name (for logs and metrics) and reports what
 // it found and did. It returns ErrLocked when another replica polls. A
 // polling pass (events or lists) that ends without a fatal error, or that
-// stops at its budget, is a success for the stall check.
+// stops at its budget, is a success for the stall check. A pass that only
+// handles webhook hints is targeted: it runs beside a long pass instead of
+// waiting for it.
 func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*Report, error) {
-	r.passMu.Lock()
-	defer r.passMu.Unlock()
+	mu, key := &r.passMu, store.PollerLockKey
+	if o.targeted() {
+		mu, key = &r.hintsMu, store.HintsLockKey
+	}
+	mu.Lock()
+	defer mu.Unlock()
 	start := time.Now()
 	rep := newReport(o.DryRun)
-	unlock, err := r.lock(ctx, o.Wait)
+	unlock, err := r.lock(ctx, key, o.Wait)
 	if err != nil {
-		if errors.Is(err, ErrLocked) {
+		if errors.Is(err, ErrLocked) && !o.targeted() {
 			r.health.skipped(r.clock.Now())
 		}
 		return rep, err
@@ -89,6 +97,11 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 		defer cancel()
 	}
 	p := &pass{r: r, rep: rep, done: map[string]bool{}, opts: o}
+	p.work = newWorkers(p, r.opts.Concurrency)
+	if !o.targeted() {
+		r.progress.begin(name, start, rep)
+		defer r.progress.finish()
+	}
 	p.run(pctx)
 	if pctx.Err() != nil && ctx.Err() == nil {
 		rep.Interrupted = fmt.Sprintf("stopped at its time budget of %s; the next pass resumes where it stopped", o.Budget)
@@ -110,10 +123,15 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 	return rep, nil
 }
 
-// lock takes the poller advisory lock, waiting for it when wait is set.
-func (r *Reconciler) lock(ctx context.Context, wait bool) (func(), error) {
+// targeted reports whether a pass only handles webhook hints.
+func (o PassOptions) targeted() bool {
+	return o.Hints && !o.Events && !o.Lists && !o.Pending && !o.Retries && !o.Access
+}
+
+// lock takes the advisory lock key, waiting for it when wait is set.
+func (r *Reconciler) lock(ctx context.Context, key int64, wait bool) (func(), error) {
 	for {
-		release, ok, err := r.db.TryLock(ctx, store.PollerLockKey)
+		release, ok, err := r.db.TryLock(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("take poller lock: %w", err)
 		}
@@ -136,13 +154,17 @@ type pass struct {
 	r    *Reconciler
 	rep  *Report
 	opts PassOptions
-	done map[string]bool // objects reconciled in this pass: signals coalesce
+	work *workers
+
+	mu   sync.Mutex
+	done map[string]bool // objects reconciled in this pass: signals coalesce (see claim)
 	// unrecorded is set when a failed object could not be recorded for a
 	// retry: the list cursor must then stay where it is.
-	unrecorded bool
+	unrecorded atomic.Bool
 }
 
-// run runs the parts of the pass in order, each only while ctx allows.
+// run runs the parts of the pass in order, each only while ctx allows; the
+// objects that failed once are retried before the last look at the hints.
 func (p *pass) run(ctx context.Context) {
 	o := p.opts
 	parts := []struct {
@@ -156,6 +178,7 @@ func (p *pass) run(ctx context.Context) {
 		{o.Events, "events", p.events},
 		{o.Pending, "pending", p.pending},
 		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
+		{true, "retry", func(ctx context.Context) error { p.work.drain(ctx); return nil }},
 		{o.Hints, "hints", p.hints}, // hints that arrived while the pass ran
 	}
 	for _, part := range parts {
@@ -168,68 +191,38 @@ func (p *pass) run(ctx context.Context) {
 	}
 }
 
-// object reconciles one object once per pass, recording a failure for a
-// later pass instead of failing this one. It reports success.
-func (p *pass) object(ctx context.Context, id string) bool {
-	if p.done[id] {
-		return true
-	}
-	p.done[id] = true
-	err := p.r.Object(ctx, id, p.rep)
-	if err == nil {
-		return true
-	}
-	p.failed(ctx, id, err)
-	return false
-}
-
-// failed records an object that did not reconcile, for a later pass (see
-// recordFailure). An object cut short by the end of the pass has not
-// failed: it is simply not done.
-func (p *pass) failed(ctx context.Context, id string, err error) {
-	if ctx.Err() != nil {
-		return
-	}
-	p.r.log.Warn("reconcile object failed; retried later", "object_id", id, "err", err)
-	p.rep.fail(kindOf(id), id, err)
-	if p.opts.DryRun {
-		return
-	}
-	if rerr := p.r.recordFailure(ctx, id, err); rerr != nil {
-		p.unrecorded = true
-		p.r.log.Error("record reconcile error", "object_id", id, "err", rerr)
-	}
-}
-
+// hints reconciles the objects of unhandled webhook hints, each once
+// however many hints name it, and marks them handled once their object's
+// reconcile committed.
 func (p *pass) hints(ctx context.Context) error {
 	hints, err := p.r.db.UnhandledHints(ctx, p.r.clock.Now(), 1000)
 	if err != nil {
 		return err
 	}
 	seen := map[string]bool{}
+	var items []work
 	for _, h := range hints {
-		if ctx.Err() != nil {
-			return nil
-		}
 		if seen[h.ObjectID] {
 			continue // duplicate hints for one object coalesce
 		}
 		seen[h.ObjectID] = true
-		delete(p.done, h.ObjectID) // a hint always gets a fresh look
-		ok := p.object(ctx, h.ObjectID)
-		if p.opts.DryRun || ctx.Err() != nil {
-			continue
-		}
-		// A hint is handled only after its object's reconcile committed.
-		if ok {
-			err = p.r.db.MarkHintsHandled(ctx, h.ObjectID, p.r.clock.Now())
-		} else {
-			err = p.r.db.MarkHintsFailed(ctx, h.ObjectID, "reconcile failed; see reconcile_errors")
-		}
-		if err != nil {
-			p.rep.fail("hints", h.ObjectID, err)
-		}
+		id := h.ObjectID
+		items = append(items, work{id: id, fresh: true, then: func(ctx context.Context, ok bool) {
+			if p.opts.DryRun {
+				return
+			}
+			var err error
+			if ok {
+				err = p.r.db.MarkHintsHandled(ctx, id, p.r.clock.Now())
+			} else {
+				err = p.r.db.MarkHintsFailed(ctx, id, "reconcile failed; see reconcile_errors")
+			}
+			if err != nil {
+				p.rep.fail("hints", id, err)
+			}
+		}})
 	}
+	p.work.each(ctx, items)
 	return nil
 }
 
@@ -239,21 +232,22 @@ func (p *pass) retries(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range failed {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if p.object(ctx, f.ObjectID) && !p.opts.DryRun {
-			if err := p.r.db.ClearReconcileError(ctx, f.Kind, f.ObjectID); err != nil {
-				p.rep.fail("retries", f.ObjectID, err)
-			}
-		}
+	items := make([]work, len(failed))
+	for i, f := range failed {
+		items[i] = work{id: f.ObjectID, recorded: true}
 	}
+	p.work.each(ctx, items)
 	return nil
 }
 
+// eventBatch is how many events are reconciled together before the
+// events cursor moves past them.
+const eventBatch = 100
+
 // events reads the events feed from the stored cursor, oldest first, and
-// reconciles the object each event names (never its payload).
+// reconciles the objects the events name (never their payload), a batch
+// at a time: the cursor moves past a batch once each of its objects has
+// reconciled or been recorded for a retry.
 func (p *pass) events(ctx context.Context) error {
 	r := p.r
 	now := r.clock.Now()
@@ -267,34 +261,40 @@ func (p *pass) events(ctx context.Context) error {
 	}
 	since := now.Add(-eventsRetention)
 	after := cur.Cursor
-	read := 0
-	save := func() error {
-		if p.opts.DryRun || read == 0 {
+	var batch []work
+	var last *stripe.Event
+	flush := func() error {
+		if last == nil {
 			return nil
 		}
-		// Saved with a context of its own: an event whose object was
-		// reconciled must not be read again just because the pass ran out
-		// of time right after it.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return r.db.SetCursor(sctx, cur, r.clock.Now())
-	}
-	visit := func(ev *stripe.Event) error {
-		if id, ok := ev.Data.Object["id"].(string); ok && stripeapi.UsesEventType(string(ev.Type)) {
-			p.object(ctx, id)
-			if ctx.Err() != nil {
-				return ctx.Err() // not done: the cursor stays before this event
-			}
+		p.work.each(ctx, batch)
+		if err := ctx.Err(); err != nil {
+			return err // not all done: the cursor stays before this batch
 		}
-		read++
-		created := time.Unix(ev.Created, 0).UTC()
-		cur = store.Cursor{Kind: "events", Cursor: ev.ID, Position: &created}
-		if read%100 == 0 {
-			return save()
+		batch = batch[:0]
+		created := time.Unix(last.Created, 0).UTC()
+		cur = store.Cursor{Kind: "events", Cursor: last.ID, Position: &created}
+		last = nil
+		if p.opts.DryRun {
+			return nil
+		}
+		return r.db.SetCursor(ctx, cur, r.clock.Now())
+	}
+	queued := map[string]bool{}
+	visit := func(ev *stripe.Event) error {
+		if id, ok := ev.Data.Object["id"].(string); ok && stripeapi.UsesEventType(string(ev.Type)) && !queued[id] {
+			queued[id] = true
+			batch = append(batch, work{id: id})
+		}
+		last = ev
+		if len(batch) >= eventBatch {
+			clear(queued)
+			return flush()
 		}
 		return ctx.Err()
 	}
-	err = r.stripe.EventsAfter(ctx, after, since, visit)
+	lctx := stripeclient.WithRetry(ctx, listRetry)
+	err = r.stripe.EventsAfter(lctx, after, since, visit)
 	if err != nil && isNotFound(err) && after != "" {
 		// The cursor's event is gone (older than Stripe keeps): resume
 		// from its time instead.
@@ -303,177 +303,12 @@ func (p *pass) events(ctx context.Context) error {
 		if cur.Position != nil {
 			from = cur.Position.Add(-r.opts.Overlap)
 		}
-		err = r.stripe.EventsAfter(ctx, "", from, visit)
+		err = r.stripe.EventsAfter(lctx, "", from, visit)
 	}
-	if serr := save(); serr != nil && err == nil {
-		err = serr
+	if ferr := flush(); ferr != nil && err == nil {
+		err = ferr
 	}
 	return err
-}
-
-// lists walks the resource lists: sessions first, so that refunds and
-// disputes find their purchases. Where the walk stands is saved after each
-// page, so a walk that a budget or a restart interrupts is resumed by the
-// next pass whose window it covers. The list cursor moves to when the walk
-// began once it ends, whatever objects failed along the way: those are
-// recorded and retried on their own.
-func (p *pass) lists(ctx context.Context) error {
-	r := p.r
-	now := r.clock.Now()
-	cur, err := r.db.GetCursor(ctx, walkName)
-	if err != nil {
-		return err
-	}
-	since := p.opts.Since
-	if since.IsZero() {
-		since = now.Add(-r.opts.DeepWindow)
-		if cur.Position != nil && cur.Position.Add(-r.opts.Overlap).Before(since) {
-			since = cur.Position.Add(-r.opts.Overlap) // an outage longer than the window: backfill
-		}
-	}
-	w := store.Walk{Name: walkName, Since: since, StartedAt: now, Phase: store.WalkSessions}
-	if !p.opts.DryRun { // a dry run computes every difference: from the start
-		switch prev, err := r.db.GetWalk(ctx, walkName); {
-		case err == nil && !prev.Since.After(since):
-			w = prev
-			r.log.Info("resuming an unfinished walk of the lists", "since", prev.Since, "started_at", prev.StartedAt,
-				"phase", prev.Phase, "starting_after", prev.StartingAfter, "seen", prev.Seen)
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-	}
-	for _, phase := range store.WalkPhases[slices.Index(store.WalkPhases, w.Phase):] {
-		if phase != w.Phase {
-			w.Phase, w.StartingAfter = phase, ""
-		}
-		if err := p.walk(ctx, &w); err != nil {
-			return err
-		}
-	}
-	if p.opts.DryRun {
-		return nil
-	}
-	if err := r.db.DeleteWalk(ctx, walkName); err != nil {
-		return err
-	}
-	if p.unrecorded {
-		return nil // an object failed without a record of it: list it again next time
-	}
-	if cur.Position != nil && w.StartedAt.Sub(*cur.Position) <= r.opts.Overlap {
-		return nil // moving it less than the overlap changes nothing: write nothing
-	}
-	return r.db.SetCursor(ctx, store.Cursor{Kind: walkName, Position: &w.StartedAt}, r.clock.Now())
-}
-
-// walk applies the pages of the walk's phase from where it stands, saving
-// its place after each page.
-func (p *pass) walk(ctx context.Context, w *store.Walk) error {
-	r := p.r
-	for {
-		var (
-			n    int
-			last string
-			more bool
-		)
-		switch w.Phase {
-		case store.WalkSessions:
-			page, hasMore, err := r.stripe.CheckoutSessionsPage(ctx, w.Since, w.StartingAfter)
-			if err != nil {
-				return fmt.Errorf("list checkout sessions: %w", err)
-			}
-			if err := p.sessionPage(ctx, page); err != nil {
-				return err
-			}
-			if n, more = len(page), hasMore; n > 0 {
-				last = page[n-1].ID
-			}
-		case store.WalkRefunds:
-			page, hasMore, err := r.stripe.RefundsPage(ctx, w.Since, w.StartingAfter)
-			if err != nil {
-				return fmt.Errorf("list refunds: %w", err)
-			}
-			for _, re := range page {
-				p.rep.seen(1)
-				if re.Charge != nil {
-					p.object(ctx, re.Charge.ID)
-				}
-			}
-			if n, more = len(page), hasMore; n > 0 {
-				last = page[n-1].ID
-			}
-		case store.WalkDisputes:
-			page, hasMore, err := r.stripe.DisputesPage(ctx, w.Since, w.StartingAfter)
-			if err != nil {
-				return fmt.Errorf("list disputes: %w", err)
-			}
-			for _, d := range page {
-				if p.done[d.ID] {
-					continue
-				}
-				p.done[d.ID] = true
-				if err := r.applyDispute(ctx, d, p.rep); err != nil {
-					p.failed(ctx, d.ID, err)
-				}
-			}
-			if n, more = len(page), hasMore; n > 0 {
-				last = page[n-1].ID
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return err // this page may be partly applied: the next pass redoes it
-		}
-		w.Seen += int64(n)
-		if last != "" {
-			w.StartingAfter = last
-		}
-		if !p.opts.DryRun {
-			if err := r.db.SaveWalk(ctx, *w, r.clock.Now()); err != nil {
-				return err
-			}
-		}
-		if !more {
-			return nil
-		}
-	}
-}
-
-// sessionPage applies one page of listed sessions, reading their purchases
-// in one query and writing only those that differ.
-func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) error {
-	if len(page) == 0 {
-		return nil
-	}
-	ids := make([]string, len(page))
-	for i, s := range page {
-		ids[i] = s.ID
-	}
-	existing, err := p.r.db.PurchasesBySessions(ctx, ids)
-	if err != nil {
-		return err
-	}
-	for _, s := range page {
-		if p.done[s.ID] {
-			continue
-		}
-		cur, ok := existing[s.ID]
-		f := sessionFacts{s: s, state: stateOf(s), paidAt: paidAt(s)}
-		if !ok && f.state == sessionOpen {
-			p.rep.seen(1)
-			continue
-		}
-		if ok {
-			if next, _ := nextSessionState(cur, f, p.r.clock.Now()); equalPurchases(next, cur) {
-				p.rep.seen(1)
-				p.done[s.ID] = true
-				continue // matches: no write, no extra call
-			}
-		}
-		p.done[s.ID] = true
-		if err := p.r.applySession(ctx, s, nil, p.rep); err != nil {
-			p.failed(ctx, s.ID, err)
-		}
-	}
-	return ctx.Err()
 }
 
 // pending re-checks open purchases that no signal may ever mention: those
@@ -485,16 +320,17 @@ func (p *pass) pending(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, pu := range due {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !p.object(ctx, pu.StripeSessionID) || p.opts.DryRun {
-			continue
-		}
-		if err := r.db.MarkChecked(ctx, pu.ID, r.clock.Now()); err != nil {
-			p.rep.fail("pending", pu.ID, err)
-		}
+	items := make([]work, len(due))
+	for i, pu := range due {
+		items[i] = work{id: pu.StripeSessionID, then: func(ctx context.Context, ok bool) {
+			if !ok || p.opts.DryRun {
+				return
+			}
+			if err := r.db.MarkChecked(ctx, pu.ID, r.clock.Now()); err != nil {
+				p.rep.fail("pending", pu.ID, err)
+			}
+		}}
 	}
+	p.work.each(ctx, items)
 	return nil
 }

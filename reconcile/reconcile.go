@@ -56,6 +56,9 @@ type Options struct {
 	// StallAfter is how long without a successful polling pass alerts the
 	// operator (once per stall); default five incremental intervals.
 	StallAfter time.Duration
+	// Concurrency is how many objects a pass reconciles at once; default 8.
+	// They share the Stripe client's rate limiter.
+	Concurrency int
 }
 
 // Reconciler makes the database agree with Stripe.
@@ -70,9 +73,14 @@ type Reconciler struct {
 	// products are the configured product keys (see adopt).
 	products map[string]bool
 
-	passMu   sync.Mutex   // one pass at a time in this process
+	passMu   sync.Mutex   // one polling pass at a time in this process
+	hintsMu  sync.Mutex   // one targeted (hints) pass at a time, beside it
 	interval atomic.Int64 // of the incremental pass in ns, once Run started
 	health   health
+	progress progress
+	// inFlight counts objects being reconciled; backlog those queued by a
+	// pass and not yet started.
+	inFlight, backlog atomic.Int64
 }
 
 // New returns a reconciler.
@@ -98,6 +106,9 @@ func New(opts Options) *Reconciler {
 	if opts.AlertAfterFailures <= 0 {
 		opts.AlertAfterFailures = defaultAlertAfter
 	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = defaultConcurrency
+	}
 	products := make(map[string]bool, len(opts.Products))
 	for _, p := range opts.Products {
 		products[p.Key] = true
@@ -105,6 +116,7 @@ func New(opts Options) *Reconciler {
 	r := &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
 		opts: opts, metrics: opts.Metrics, products: products}
 	r.health.alive = opts.Clock.Now()
+	r.metrics.bind(r)
 	return r
 }
 

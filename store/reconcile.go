@@ -243,3 +243,7 @@ func (q *Queries) HasOpenWork(ctx context.Context, purchaseID string) (bool, err
 
 // PollerLockKey is the advisory lock the replica polling Stripe holds.
 const PollerLockKey int64 = 0x7061796d656e75
+
+// HintsLockKey is the advisory lock the replica handling webhook hints
+// holds; hints are handled beside a polling pass, not behind it.
+const HintsLockKey int64 = 0x7061796d686e74

@@ -42,7 +42,7 @@ type Options struct {
 	BackoffBase time.Duration
 	// BackoffMax caps a retry delay, Retry-After included; 0 means 20s.
 	BackoffMax time.Duration
-	Logger      *slog.Logger
+	Logger     *slog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
 	// Transport is the underlying transport; nil means http.DefaultTransport.

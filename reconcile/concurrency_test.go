@@ -1,0 +1,173 @@
+package reconcile_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paymentd/paymentd/internal/stripeemu"
+	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/store"
+)
+
+// openPurchases makes n checkouts that were paid without paymentd
+// hearing of it, their rows last compared two hours ago: what an
+// incremental pass re-checks.
+func (e *env) openPurchases(n int) []string {
+	e.t.Helper()
+	var ids []string
+	for range n {
+		sid, pid := e.checkout("buyer")
+		e.pay(sid, false)
+		ids = append(ids, pid)
+	}
+	e.clock.Advance(2 * time.Hour)
+	return ids
+}
+
+func (e *env) completed(ids []string) int {
+	n := 0
+	for _, id := range ids {
+		if e.purchase(id).Status == store.PurchaseCompleted {
+			n++
+		}
+	}
+	return n
+}
+
+func TestObjectsOfAPassAreReconciledConcurrently(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	ids := e.openPurchases(80)
+	e.emu.SetFaults(stripeemu.Faults{Latency: 20 * time.Millisecond})
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if n := e.rec.Progress().InFlight; n > peak.Load() {
+				peak.Store(n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	rep := e.pass(reconcile.PassOptions{Pending: true})
+	close(stop)
+	<-sampled
+	if !rep.Converged() || e.completed(ids) != len(ids) {
+		t.Fatalf("converged %v, %d of %d completed", rep.Converged(), e.completed(ids), len(ids))
+	}
+	if peak.Load() < 2 {
+		t.Errorf("at most %d object(s) in flight at once; want them reconciled concurrently", peak.Load())
+	}
+}
+
+func TestAFailedCallGoesToTheRetryQueueNotTheNextPass(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	ids := e.openPurchases(20)
+	e.emu.ResetRequests()
+	e.emu.FailNext(4, 500)
+	rep := e.pass(reconcile.PassOptions{Pending: true})
+	if !rep.Converged() || e.completed(ids) != len(ids) {
+		t.Fatalf("one pass with 4 failed calls: converged %v, %d of %d completed", rep.Converged(), e.completed(ids), len(ids))
+	}
+	if es, _ := e.db.ReconcileErrors(e.ctx, e.clock.Now().Add(24*time.Hour), 10); len(es) != 0 {
+		t.Errorf("objects retried within the pass are still recorded as failing: %+v", es)
+	}
+	// No call was retried within itself, holding its worker: each failed
+	// object was called once more, from the retry queue, after every other
+	// object had had its turn.
+	reqs := e.emu.Requests()
+	if len(reqs) != len(ids)+4 {
+		t.Fatalf("%d Stripe calls for %d objects and 4 failures; want %d", len(reqs), len(ids), len(ids)+4)
+	}
+	seen := map[string]bool{}
+	for _, r := range reqs[:len(ids)] {
+		if seen[r.Path] {
+			t.Errorf("%s was called again before every object had its first call", r.Path)
+		}
+		seen[r.Path] = true
+	}
+	for _, r := range reqs[len(ids):] {
+		if !seen[r.Path] {
+			t.Errorf("%s was first called after the retries began", r.Path)
+		}
+	}
+}
+
+func TestAHintIsAppliedBesideALongPass(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	for i := range 4000 {
+		if i%100 == 0 {
+			e.clock.Advance(time.Minute)
+		}
+		if _, err := e.emu.CreateSession(stripeemuSession(e.price, "x@example.com")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- e.rec.Run(ctx, reconcile.Schedules{Incremental: "@every 1h", Deep: "@every 1h", Access: "@every 1h"})
+	}()
+	defer func() { stop(); <-done }()
+	// Wait for the hints listener: a first hint until it is handled.
+	warm, _ := e.checkout("warm")
+	e.pay(warm, false)
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		if p, _ := e.db.PurchaseBySession(e.ctx, warm); p.Status == store.PurchaseCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hints listener never came up")
+		}
+		e.db.InsertHint(e.ctx, "evt_warm_"+time.Now().Format("150405.000000"), "checkout.session.completed", warm, e.clock.Now())
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A long pass: 40 pages of sessions, each taking 100ms to list.
+	e.emu.SetFaults(stripeemu.Faults{Latency: 100 * time.Millisecond})
+	long := make(chan *reconcile.Report, 1)
+	go func() {
+		rep, err := e.rec.RunPass(context.Background(), "deep", reconcile.PassOptions{Lists: true, Since: t0})
+		if err != nil {
+			t.Error(err)
+		}
+		long <- rep
+	}()
+	for !e.rec.Progress().Running || e.rec.Progress().Seen < 200 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	sid, pid := e.checkout("fresh")
+	e.pay(sid, false)
+	paid := time.Now()
+	if _, err := e.db.InsertHint(e.ctx, "evt_fresh", "checkout.session.completed", sid, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for e.purchase(pid).Status != store.PurchaseCompleted {
+		select {
+		case <-long:
+			t.Fatal("the hint waited for the long pass to end")
+		default:
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	took := time.Since(paid)
+	t.Logf("hint applied %s after the payment, beside a pass at %+v", took, e.rec.Progress())
+	if took > 2*time.Second {
+		t.Errorf("the hint took %s; want it within 2s", took)
+	}
+	if rep := <-long; !rep.Converged() {
+		t.Errorf("the long pass: %+v", rep.Errors)
+	}
+}
