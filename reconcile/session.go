@@ -162,8 +162,8 @@ type sessionFacts struct {
 	s     *stripe.CheckoutSession
 	state sessionState
 	items []*stripe.LineItem
-	// paidAt is Stripe's time of the payment (the latest charge's created,
-	// else the payment intent's); zero when Stripe says none.
+	// paidAt is Stripe's time of the payment (see paidAt); zero when
+	// Stripe says none.
 	paidAt time.Time
 }
 
@@ -200,7 +200,8 @@ func (r *Reconciler) facts(ctx context.Context, s *stripe.CheckoutSession, withI
 }
 
 // paidAt is Stripe's time of a session's payment, from its expanded
-// payment intent: the latest charge's creation, else the intent's.
+// payment intent: its latest charge's creation when that is expanded too,
+// else the intent's (Checkout creates the intent when the buyer pays).
 func paidAt(s *stripe.CheckoutSession) time.Time {
 	pi := s.PaymentIntent
 	switch {

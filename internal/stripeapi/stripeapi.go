@@ -194,10 +194,13 @@ func (a *API) CreateCheckoutSession(ctx context.Context, r CheckoutRequest, idem
 // sessionExpansions are expanded on every session paymentd reads, so that
 // one response says everything the reconciler needs: the line items (a
 // Payment Link's product by its price's lookup key, the quantity), and the
-// payment intent with its latest charge (an asynchronous payment's fate,
-// the time of the payment). Stripe includes the first handful of line
-// items; ListLineItems pages through the rest when has_more is set.
-var sessionExpansions = []string{"line_items", "payment_intent.latest_charge"}
+// payment intent (an asynchronous payment's fate, and the time of the
+// payment: Checkout creates the intent when the buyer pays). Stripe
+// includes the first handful of line items; ListLineItems pages through
+// the rest when has_more is set. The latest charge is left out: it would
+// double the size of a page of sessions for a time the intent already
+// gives within seconds.
+var sessionExpansions = []string{"line_items", "payment_intent"}
 
 // CheckoutSession retrieves a Checkout Session, its line items and its
 // payment intent expanded.
