@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"encoding/json"
 	"errors"
+	"github.com/google/uuid"
 	"testing"
 	"time"
 
@@ -177,5 +178,38 @@ func TestAdoptedSessionTakesQuantityAndCurrencyFromStripe(t *testing.T) {
 	p, err := e.db.PurchaseBySession(e.ctx, s.ID)
 	if err != nil || p.Quantity != 2 || p.Currency != "eur" || p.AmountTotal != 2*18900 || p.Status != store.PurchaseCompleted {
 		t.Errorf("adopted purchase: quantity %d, %d %s, %s (%v); want 2, 37800 eur, completed", p.Quantity, p.AmountTotal, p.Currency, p.Status, err)
+	}
+}
+
+func TestTwoSessionsCarryingOnePurchaseIDAreTwoPurchases(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	// A recovered session carries the metadata of the one it recovers.
+	meta := map[string]string{"user_id": "u1", "product": product, "purchase_id": uuid.NewString()}
+	var sessions []string
+	for range 2 {
+		params := stripeemuSession(e.price, "twice@example.com")
+		params.Metadata, params.PaymentLink = meta, ""
+		s, err := e.emu.CreateSession(params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.pay(s.ID, false)
+		sessions = append(sessions, s.ID)
+	}
+	rep := e.pass(reconcile.PassOptions{Lists: true, Since: t0.Add(-time.Hour)})
+	if !rep.Converged() {
+		t.Fatalf("errors: %+v", rep.Errors)
+	}
+	ids := map[string]bool{}
+	for _, sid := range sessions {
+		p, err := e.db.PurchaseBySession(e.ctx, sid)
+		if err != nil || p.Status != store.PurchaseCompleted {
+			t.Fatalf("session %s: %+v, %v", sid, p, err)
+		}
+		ids[p.ID] = true
+	}
+	if len(ids) != 2 || !ids[meta["purchase_id"]] {
+		t.Errorf("purchase ids %v; want two, one of them the metadata's", ids)
 	}
 }

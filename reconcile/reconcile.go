@@ -140,10 +140,15 @@ type ObjectError struct {
 
 // Report says what a pass saw, what differed, and what it did.
 type Report struct {
-	DryRun  bool          `json:"dry_run"`
-	Seen    int           `json:"objects_seen"`
-	Changes []Change      `json:"changes"`
-	Errors  []ObjectError `json:"errors"`
+	DryRun bool `json:"dry_run"`
+	Seen   int  `json:"objects_seen"`
+	// Changes and Errors list the first reportListed of each; the counts
+	// below are complete, and ChangesOmitted and ErrorsOmitted say how many
+	// more there were, so a pass over a long history keeps its memory flat.
+	Changes        []Change      `json:"changes"`
+	Errors         []ObjectError `json:"errors"`
+	ChangesOmitted int           `json:"changes_omitted,omitempty"`
+	ErrorsOmitted  int           `json:"errors_omitted,omitempty"`
 	// Counts by what was done: created, completed, expired, failed,
 	// refunded, partially_refunded, refund_reversed, disputed, access_repaired.
 	Counts map[string]int `json:"counts"`
@@ -175,9 +180,14 @@ func (r *Report) skip(sessionID string, why SkipReason) {
 	if r.skippedSeen[sessionID] {
 		return
 	}
-	r.skippedSeen[sessionID] = true
+	if len(r.skippedSeen) < doneCap {
+		r.skippedSeen[sessionID] = true
+	}
 	r.Skipped[why]++
 }
+
+// reportListed is how many changes and errors a report lists.
+const reportListed = 10000
 
 func (r *Report) seen(n int) {
 	r.mu.Lock()
@@ -188,7 +198,11 @@ func (r *Report) seen(n int) {
 func (r *Report) add(c Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.Changes = append(r.Changes, c)
+	if len(r.Changes) < reportListed {
+		r.Changes = append(r.Changes, c)
+	} else {
+		r.ChangesOmitted++
+	}
 	r.Counts[c.What]++
 	if c.Unannounced {
 		r.Healed[c.Kind]++
@@ -197,21 +211,29 @@ func (r *Report) add(c Change) {
 
 func (r *Report) fail(kind, id string, err error) {
 	r.mu.Lock()
-	r.Errors = append(r.Errors, ObjectError{Kind: kind, ObjectID: id, Error: err.Error()})
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	r.addError(ObjectError{Kind: kind, ObjectID: id, Error: err.Error()})
 }
 
 // failPass records that a part of the pass failed as a whole (a listing
 // could not be read, a query failed): the pass is not a success.
 func (r *Report) failPass(part string, err error) {
 	r.mu.Lock()
-	r.Errors = append(r.Errors, ObjectError{Kind: part, Error: err.Error()})
+	defer r.mu.Unlock()
+	r.addError(ObjectError{Kind: part, Error: err.Error()})
 	r.fatal = true
-	r.mu.Unlock()
+}
+
+func (r *Report) addError(e ObjectError) {
+	if len(r.Errors) < reportListed {
+		r.Errors = append(r.Errors, e)
+	} else {
+		r.ErrorsOmitted++
+	}
 }
 
 // Converged reports whether the pass ended with no errors.
-func (r *Report) Converged() bool { return len(r.Errors) == 0 }
+func (r *Report) Converged() bool { return len(r.Errors) == 0 && r.ErrorsOmitted == 0 }
 
 // Summary is a one-line account of the report.
 func (r *Report) Summary() string {
@@ -231,7 +253,7 @@ func (r *Report) Summary() string {
 	if skipped > 0 {
 		parts = append(parts, fmt.Sprintf("skipped %d", skipped))
 	}
-	parts = append(parts, fmt.Sprintf("errors %d", len(r.Errors)))
+	parts = append(parts, fmt.Sprintf("errors %d", len(r.Errors)+r.ErrorsOmitted))
 	return strings.Join(parts, ", ")
 }
 
@@ -325,17 +347,23 @@ func unannounced(ctx context.Context, q *store.Queries, objectID string) (bool, 
 	return !has, err
 }
 
-// record adds a change to the report and the metrics.
+// record adds a change to the report and the metrics, looking up whether
+// a webhook announced it.
 func (r *Reconciler) record(ctx context.Context, q *store.Queries, rep *Report, c Change) error {
 	un, err := unannounced(ctx, q, c.ObjectID)
 	if err != nil {
 		return err
 	}
 	c.Unannounced = un
+	r.report(rep, c)
+	return nil
+}
+
+// report adds a change whose Unannounced is known to the report and logs it.
+func (r *Reconciler) report(rep *Report, c Change) {
 	rep.add(c)
 	r.log.Info("reconciled", "kind", c.Kind, "object_id", c.ObjectID, "purchase_id", c.PurchaseID, "what", c.What,
 		"unannounced", c.Unannounced, "dry_run", rep.DryRun)
-	return nil
 }
 
 // isNotFound reports whether Stripe said the object does not exist.

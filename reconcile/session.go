@@ -232,78 +232,145 @@ func (r *Reconciler) applySession(ctx context.Context, s *stripe.CheckoutSession
 	return err
 }
 
-// applySessionResult applies a session in one transaction, the purchase
+// applySessionResult applies a session in one transaction, its purchase
 // row locked. A session paymentd has no row for is recorded only when
 // adopt says it is paymentd's; one that is not is counted as skipped, and
 // a claim of it finds no session.
 func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) (sessionResult, error) {
 	rep.seen(1)
-	var res sessionResult
 	// Learn what needs a Stripe call before taking row locks: the line
 	// items matter only for a session without a row, and only when it is
 	// no longer open.
 	f, err := r.facts(ctx, s, stateOf(s) != sessionOpen)
 	if err != nil {
-		return res, err
+		return sessionResult{}, err
 	}
-	a := adopt(s, f.items, r.products)
+	it := &sessionItem{f: f, a: adopt(s, f.items, r.products)}
 	err = r.inTx(ctx, rep, func(q *store.Queries) error {
-		p, err := q.LockPurchaseBySession(ctx, s.ID)
+		return r.writeSessions(ctx, q, []*sessionItem{it}, c, rep)
+	})
+	if err == nil && it.res.skipped != "" {
+		rep.skip(s.ID, it.res.skipped)
+		if c != nil {
+			return it.res, fmt.Errorf("%w: not a paymentd session (%s)", ErrUnknownSession, it.res.skipped)
+		}
+	}
+	return it.res, err
+}
+
+// sessionItem is one session to write: what Stripe said, the adoption
+// decision, and (once written) what writing it did.
+type sessionItem struct {
+	f   sessionFacts
+	a   adoption
+	res sessionResult
+}
+
+// errCreatedMeanwhile means a purchase this transaction meant to create
+// was created by another one first; applying the session again finds it.
+var errCreatedMeanwhile = errors.New("the purchase was created concurrently; retried")
+
+// sessionChange is a change writeSessions reports and acts on.
+type sessionChange struct {
+	sessionID string
+	p         store.Purchase
+	what      string
+}
+
+// writeSessions makes the purchases of the given sessions agree with them,
+// in the caller's transaction, with their rows locked: what it must know
+// is read in one round trip, new rows are inserted in one statement and
+// changed ones updated in one round trip, and the pipelines of the batch
+// are scheduled in the same transaction. Each session is decided exactly as alone
+// (nextSessionState, adopt, newPurchase). A claimant, when set, is the
+// verified user claiming the (single) session.
+func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items []*sessionItem, c *Claimant, rep *Report) error {
+	ids := make([]string, len(items))
+	var candidates []string
+	for i, it := range items {
+		ids[i] = it.f.s.ID
+		if id := it.f.s.Metadata["purchase_id"]; it.a.skip == "" {
+			if _, err := uuid.Parse(id); err == nil {
+				candidates = append(candidates, id)
+			}
+		}
+	}
+	st, err := q.LockSessionWrite(ctx, ids, candidates)
+	if err != nil {
+		return err
+	}
+	rows, taken := st.Rows, st.Taken
+	now := r.clock.Now()
+	var inserts, updates []store.Purchase
+	var changes []sessionChange
+	for _, it := range items {
+		s := it.f.s
+		p, found := rows[s.ID]
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			if f.state == sessionOpen {
-				return nil // nothing to record until it completes or expires
+		case found:
+			it.res.wasFinal = p.Status != store.PurchasePending
+		case it.f.state == sessionOpen:
+			continue // nothing to record until it completes or expires
+		case it.a.skip != "":
+			it.res.skipped = it.a.skip
+			continue
+		default:
+			id := s.Metadata["purchase_id"]
+			if _, err := uuid.Parse(id); err != nil || taken[id] {
+				id = uuid.NewString() // not ours to reuse, or taken by another session's row
 			}
-			if a.skip != "" {
-				res.skipped = a.skip
-				return nil
-			}
-			if p, err = r.createPurchase(ctx, q, f, a, rep); err != nil {
+			taken[id] = true
+			if p, err = newPurchase(s, it.a, id, now); err != nil {
 				return err
 			}
-		case err != nil:
-			return err
-		default:
-			res.wasFinal = p.Status != store.PurchasePending
 		}
-		res.found = true
+		it.res.found = true
 		if c != nil && p.UserID != nil && *p.UserID != c.UserID {
 			return ErrNotYours // recorded for another user
 		}
-		now := r.clock.Now()
-		next, what := nextSessionState(p, f, now)
+		next, what := nextSessionState(p, it.f, now)
 		if c != nil && p.UserID == nil {
 			next.UserID = &c.UserID // a Payment Link purchase, claimed by its buyer's verified email
 		}
-		res.purchase = p
-		if equalPurchases(next, p) {
-			return nil // matches: write nothing
+		it.res.purchase = p
+		if found && equalPurchases(next, p) {
+			continue // matches: write nothing
 		}
 		next.CheckedAt = &now
-		if err := q.UpdatePurchase(ctx, next, now); err != nil {
-			return err
+		it.res.purchase = next
+		if !found {
+			inserts = append(inserts, next)
+			changes = append(changes, sessionChange{s.ID, next, whatCreated})
+		} else {
+			updates = append(updates, next)
 		}
-		res.purchase = next
-		return r.sessionTransition(ctx, q, rep, s.ID, next, what)
-	})
-	if err == nil && res.skipped != "" {
-		rep.skip(s.ID, res.skipped)
-		if c != nil {
-			return res, fmt.Errorf("%w: not a paymentd session (%s)", ErrUnknownSession, res.skipped)
+		if what != "" {
+			changes = append(changes, sessionChange{s.ID, next, what})
 		}
 	}
-	return res, err
-}
-
-// sessionTransition reports a lifecycle transition and schedules what it
-// sets in motion, in the transaction that recorded it.
-func (r *Reconciler) sessionTransition(ctx context.Context, q *store.Queries, rep *Report, sessionID string, p store.Purchase, what string) error {
-	if what == "" {
-		return nil
-	}
-	if err := r.record(ctx, q, rep, Change{Kind: kindSession, ObjectID: sessionID, PurchaseID: p.ID, What: what}); err != nil {
+	inserted, err := q.InsertPurchases(ctx, inserts)
+	if err != nil {
 		return err
 	}
+	if len(inserted) != len(inserts) {
+		return errCreatedMeanwhile
+	}
+	if err := q.UpdatePurchases(ctx, updates, now); err != nil {
+		return err
+	}
+	for _, ch := range changes {
+		r.report(rep, Change{Kind: kindSession, ObjectID: ch.sessionID, PurchaseID: ch.p.ID, What: ch.what,
+			Unannounced: !st.Hinted[ch.sessionID]})
+		if err := r.sessionTransition(ctx, q, ch.p, ch.what); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sessionTransition schedules what a lifecycle transition sets in motion,
+// in the transaction that recorded it.
+func (r *Reconciler) sessionTransition(ctx context.Context, q *store.Queries, p store.Purchase, what string) error {
 	switch what {
 	case whatCompleted:
 		return r.ful.Completed(ctx, q, p)
@@ -313,36 +380,6 @@ func (r *Reconciler) sessionTransition(ctx context.Context, q *store.Queries, re
 		return r.ful.PaymentFailed(ctx, q, p)
 	}
 	return nil
-}
-
-// createPurchase records, as pending, a purchase for a session paymentd
-// has no row for: made by the API but its row was lost, or a Payment Link
-// for one of our products, in which case it is keyed by the customer's
-// email and claimable later by that email's user. It returns the new row,
-// locked.
-func (r *Reconciler) createPurchase(ctx context.Context, q *store.Queries, f sessionFacts, a adoption, rep *Report) (store.Purchase, error) {
-	id := f.s.Metadata["purchase_id"]
-	if _, err := uuid.Parse(id); err != nil {
-		id = uuid.NewString()
-	} else if _, err := q.GetPurchase(ctx, id); err == nil {
-		id = uuid.NewString() // the id is taken by another session's row
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return store.Purchase{}, err
-	}
-	p, err := newPurchase(f.s, a, id, r.clock.Now())
-	if err != nil {
-		return store.Purchase{}, err
-	}
-	inserted, err := q.InsertPurchase(ctx, p)
-	if err != nil {
-		return store.Purchase{}, err
-	}
-	if inserted {
-		if err := r.record(ctx, q, rep, Change{Kind: kindSession, ObjectID: f.s.ID, PurchaseID: p.ID, What: whatCreated}); err != nil {
-			return store.Purchase{}, err
-		}
-	}
-	return q.LockPurchaseBySession(ctx, f.s.ID)
 }
 
 // newPurchase is the pending row of an adopted session: product and

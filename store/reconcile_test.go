@@ -114,3 +114,55 @@ func TestWalks(t *testing.T) {
 		t.Errorf("after delete: %v", err)
 	}
 }
+
+func TestPurchasesWrittenTogether(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	mk := func(id, session string) store.Purchase {
+		return store.Purchase{ID: id, ProductKey: "pro", Quantity: 2, Status: store.PurchaseCompleted, StripeSessionID: session,
+			AmountTotal: 39800, Currency: "eur", AccessState: store.AccessNone, CreatedAt: now, CompletedAt: &now,
+			UpdatedAt: now, CheckedAt: &now}
+	}
+	a := mk("0b6c3f5e-8d1a-4c2b-9f3e-000000000001", "cs_a")
+	b := mk("0b6c3f5e-8d1a-4c2b-9f3e-000000000002", "cs_b")
+	inserted, err := db.InsertPurchases(ctx, []store.Purchase{a, b})
+	if err != nil || len(inserted) != 2 || !inserted["cs_a"] || !inserted["cs_b"] {
+		t.Fatalf("insert: %v, %v", inserted, err)
+	}
+	c := mk("0b6c3f5e-8d1a-4c2b-9f3e-000000000003", "cs_c")
+	again := mk("0b6c3f5e-8d1a-4c2b-9f3e-000000000004", "cs_a") // the session is recorded: left alone
+	if inserted, err = db.InsertPurchases(ctx, []store.Purchase{again, c}); err != nil || len(inserted) != 1 || !inserted["cs_c"] {
+		t.Fatalf("insert over a recorded session: %v, %v", inserted, err)
+	}
+	got, err := db.GetPurchase(ctx, a.ID)
+	if err != nil || got.Quantity != 2 || got.Currency != "eur" || got.CompletedAt == nil || !got.CompletedAt.Equal(now) {
+		t.Fatalf("inserted row: %+v, %v", got, err)
+	}
+	if _, err := db.InsertHint(ctx, "evt_1", "checkout.session.completed", "cs_b", now); err != nil {
+		t.Fatal(err)
+	}
+	err = db.InTx(ctx, func(q *store.Queries) error {
+		st, err := q.LockSessionWrite(ctx, []string{"cs_b", "cs_a", "cs_none"}, []string{a.ID, again.ID})
+		if err != nil {
+			return err
+		}
+		if len(st.Rows) != 2 || st.Rows["cs_a"].ID != a.ID || !st.Taken[a.ID] || st.Taken[again.ID] ||
+			len(st.Hinted) != 1 || !st.Hinted["cs_b"] {
+			t.Errorf("write state: %+v", st)
+		}
+		a.Status, a.AmountRefunded = store.PurchaseRefunded, 39800
+		b.Status, b.AmountRefunded = store.PurchasePartiallyRefunded, 100
+		return q.UpdatePurchases(ctx, []store.Purchase{a, b}, now.Add(time.Minute))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []store.Purchase{a, b} {
+		got, _ := db.GetPurchase(ctx, want.ID)
+		if got.Status != want.Status || got.AmountRefunded != want.AmountRefunded || !got.UpdatedAt.Equal(now.Add(time.Minute)) {
+			t.Errorf("updated %s: %s %d at %s", want.ID, got.Status, got.AmountRefunded, got.UpdatedAt)
+		}
+	}
+}

@@ -59,7 +59,7 @@ func runReconcile(ctx context.Context, env *cliEnv, args []string) error {
 		printReport(env.stdout, rep)
 	}
 	if !rep.Converged() {
-		return withCode(exitFailure, fmt.Errorf("%d object(s) could not be reconciled; they are retried by the next pass", len(rep.Errors)))
+		return withCode(exitFailure, fmt.Errorf("%d object(s) could not be reconciled; they are retried by the next pass", len(rep.Errors)+rep.ErrorsOmitted))
 	}
 	return nil
 }
@@ -105,11 +105,17 @@ func printReport(w io.Writer, rep *reconcile.Report) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.What, c.Kind, c.ObjectID, c.PurchaseID, seen)
 		}
 		tw.Flush()
+		if rep.ChangesOmitted > 0 {
+			fmt.Fprintf(w, "... and %d more changes (counted above)\n", rep.ChangesOmitted)
+		}
 	}
 	if len(rep.Errors) > 0 {
 		fmt.Fprintln(w, "\nerrors:")
 		for _, e := range rep.Errors {
 			fmt.Fprintf(w, "  %s %s: %s\n", e.Kind, e.ObjectID, e.Error)
+		}
+		if rep.ErrorsOmitted > 0 {
+			fmt.Fprintf(w, "  ... and %d more\n", rep.ErrorsOmitted)
 		}
 	}
 }
