@@ -9,6 +9,7 @@ import (
 	"github.com/paymentd/paymentd/internal/stripeemu"
 	"github.com/paymentd/paymentd/reconcile"
 	"github.com/paymentd/paymentd/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // openPurchases makes n checkouts that were paid without paymentd
@@ -169,5 +170,65 @@ func TestAHintIsAppliedBesideALongPass(t *testing.T) {
 	}
 	if rep := <-long; !rep.Converged() {
 		t.Errorf("the long pass: %+v", rep.Errors)
+	}
+}
+
+func TestProgressOfALongPassIsReportedAndOnMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	for i := range 1000 {
+		if i%100 == 0 {
+			e.clock.Advance(24 * time.Hour) // ten days of sessions
+		}
+		if _, err := e.emu.CreateSession(stripeemuSession(e.price, "x@example.com")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Advance(time.Hour)
+	reg := prometheus.NewRegistry()
+	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
+		Products: productsWithGitHub, Metrics: reconcile.NewMetrics(reg)})
+	gauge := func(name string) float64 {
+		families, _ := reg.Gather()
+		for _, f := range families {
+			if f.GetName() == name {
+				return f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("%s is not registered", name)
+		return 0
+	}
+	e.emu.SetFaults(stripeemu.Faults{Latency: 30 * time.Millisecond})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := rec.RunPass(e.ctx, "deep", reconcile.PassOptions{Lists: true, Since: t0}); err != nil {
+			t.Error(err)
+		}
+	}()
+	var seenHalf bool
+	for p := rec.Progress(); !seenHalf; p = rec.Progress() {
+		select {
+		case <-done:
+			t.Fatalf("the pass ended before its progress showed half the walk: %+v", p)
+		default:
+		}
+		if p.Running && p.Phase == store.WalkSessions && p.Done >= 0.5 && p.Done < 1 {
+			seenHalf = true
+			if p.Seen < 300 || p.PerSecond <= 0 || p.Remaining <= 0 {
+				t.Errorf("halfway: %+v", p)
+			}
+			if d := gauge("paymentd_reconcile_walk_done_ratio"); d < 0.5 {
+				t.Errorf("paymentd_reconcile_walk_done_ratio = %v while the walk is %.2f done", d, p.Done)
+			}
+			if gauge("paymentd_reconcile_pass_objects_seen") < 300 || gauge("paymentd_reconcile_objects_per_second") <= 0 {
+				t.Error("the objects seen and their rate are not on /metrics")
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	<-done
+	if p := rec.Progress(); p.Running || p.Seen < 1000 || gauge("paymentd_reconcile_walk_done_ratio") != 0 {
+		t.Errorf("after the pass: %+v", p)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/internal/stripeemu"
 	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/store"
 )
 
 func TestReconcileCommand(t *testing.T) {
@@ -96,5 +97,30 @@ func TestReconcileCommand(t *testing.T) {
 	code = run(ctxShort, []string{"reconcile", "--config", "../../config.yaml"}, &cliEnv{stdout: &sb, stderr: &eb, getenv: env})
 	if code != exitFailure || !strings.Contains(eb.String(), "retried by the next pass") {
 		t.Errorf("reconcile against a failing Stripe: exit %d, want %d\n%s", code, exitFailure, eb.String())
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		p    reconcile.Progress
+		want string
+	}{
+		{reconcile.Progress{Running: true, Seen: 12345, PerSecond: 2300.4},
+			"reconciling: 12345 objects seen · 2300/s"},
+		{reconcile.Progress{Running: true, Seen: 40000, PerSecond: 2000, Phase: store.WalkSessions, Done: 0.4,
+			Remaining: 30*time.Second + 400*time.Millisecond, InFlight: 3, Backlog: 20},
+			"reconciling: 40000 objects seen · 2000/s · sessions 40% · about 30s left · 3 in flight, 20 queued"},
+	} {
+		if got := progressLine(c.p); got != c.want {
+			t.Errorf("progressLine = %q, want %q", got, c.want)
+		}
+	}
+	// Never into a pipe or a file.
+	var b strings.Builder
+	stop := showProgress(&b, func() reconcile.Progress { return reconcile.Progress{Running: true, Elapsed: time.Hour} })
+	stop()
+	if b.Len() != 0 {
+		t.Errorf("progress written to a non-terminal: %q", b.String())
 	}
 }
