@@ -97,7 +97,7 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 		defer cancel()
 	}
 	p := &pass{r: r, rep: rep, done: map[string]bool{}, opts: o}
-	p.work = newWorkers(p, r.opts.Concurrency)
+	p.work = newWorkers(pctx, p, r.opts.Concurrency)
 	if !o.targeted() {
 		r.progress.begin(name, start, rep)
 		defer r.progress.finish()
@@ -178,9 +178,10 @@ func (p *pass) run(ctx context.Context) {
 		{o.Events, "events", p.events},
 		{o.Pending, "pending", p.pending},
 		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
-		{true, "retry", func(ctx context.Context) error { p.work.drain(ctx); return nil }},
+		{true, "retry", func(context.Context) error { p.work.drain(); return nil }},
 		{o.Hints, "hints", p.hints}, // hints that arrived while the pass ran
 	}
+	defer p.work.drain() // a pass cut short still waits for its retries to stop
 	for _, part := range parts {
 		if !part.on || ctx.Err() != nil {
 			continue

@@ -4,8 +4,8 @@
 // order in which a pass's objects finish does not matter. A call that fails
 // does not hold a worker: Stripe calls made by a pass do not retry within
 // themselves; the object is recorded at once (so a restart cannot lose
-// it), put on a short in-pass retry queue, and left to a later pass when
-// it still fails.
+// it), retried a few times within the pass beside the rest of its work,
+// and left to a later pass when it still fails.
 package reconcile
 
 import (
@@ -25,10 +25,11 @@ const (
 	doneCap = 20000
 )
 
-// inPassRetries are the delays before each in-pass retry round of the
-// objects that failed in a pass; past the last, an object waits for a
-// later pass.
-var inPassRetries = []time.Duration{250 * time.Millisecond, time.Second}
+// inPassRetries are the delays before each in-pass retry of an object that
+// failed; past the last, it waits for a later pass. Retries run beside the
+// pass's other work, in the same workers, so the rate limiter never idles
+// while they wait.
+var inPassRetries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}
 
 // objectRetry is how a pass's per-object Stripe calls retry within the
 // call: not at all, the retry queue does it without holding a worker.
@@ -59,17 +60,20 @@ type work struct {
 type workers struct {
 	p     *pass
 	slots chan struct{}
-
-	mu    sync.Mutex
-	retry []work // failed once in this pass; retried by drain
+	// ctx is the pass's: retries outlive the part of the pass (a page, a
+	// batch of events) whose context failed them, not the pass.
+	ctx context.Context
+	// retrying counts the objects waiting for, or in, an in-pass retry.
+	retrying sync.WaitGroup
 }
 
-func newWorkers(p *pass, n int) *workers {
-	return &workers{p: p, slots: make(chan struct{}, n)}
+func newWorkers(ctx context.Context, p *pass, n int) *workers {
+	return &workers{p: p, slots: make(chan struct{}, n), ctx: ctx}
 }
 
 // each reconciles items concurrently and returns once every one of them
-// has been tried (or ctx ended).
+// has been tried: reconciled, or failed and recorded (its in-pass retries
+// go on beside what comes next; drain waits for them), or ctx ended.
 func (w *workers) each(ctx context.Context, items []work) {
 	r := w.p.r
 	r.backlog.Add(int64(len(items)))
@@ -86,21 +90,17 @@ func (w *workers) each(ctx context.Context, items []work) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-w.slots; wg.Done() }()
-			w.attempt(ctx, it, false)
+			w.attempt(ctx, it, 0)
 		}()
 	}
 	wg.Wait()
 }
 
-// one reconciles a single object in the calling goroutine.
-func (w *workers) one(ctx context.Context, it work) {
-	w.attempt(ctx, it, false)
-}
-
-// attempt reconciles it once. A first failure is recorded and queued for
-// an in-pass retry; a failure on the last retry is reported and left to a
-// later pass.
-func (w *workers) attempt(ctx context.Context, it work, last bool) {
+// attempt reconciles it once; tries is how many in-pass retries it has had.
+// A first failure is recorded (so a restart cannot lose the object), and a
+// failure with retries left schedules the next; past the last, the object
+// is reported and left to a later pass.
+func (w *workers) attempt(ctx context.Context, it work, tries int) {
 	p := w.p
 	if !it.fresh && !p.claim(it.id) {
 		if it.then != nil {
@@ -127,14 +127,12 @@ func (w *workers) attempt(ctx context.Context, it work, last bool) {
 		}
 	case ctx.Err() != nil:
 		// Cut short by the end of the pass: not failed, simply not done.
-	case !last:
+	case tries < len(inPassRetries):
 		if !it.recorded {
 			it.recorded = p.record(ctx, it.id, err)
 		}
-		it.fresh = true // the retry must run even though the object is claimed
-		w.mu.Lock()
-		w.retry = append(w.retry, it)
-		w.mu.Unlock()
+		it.fresh = true // the retry must run though the object is claimed
+		w.retry(it, tries)
 	default:
 		p.r.log.Warn("reconcile object failed; retried by a later pass", "object_id", it.id, "err", err)
 		p.rep.fail(kindOf(it.id), it.id, err)
@@ -144,42 +142,37 @@ func (w *workers) attempt(ctx context.Context, it work, last bool) {
 	}
 }
 
-// drain retries, in a few short rounds, the objects that failed in this
-// pass; what still fails is left to a later pass.
-func (w *workers) drain(ctx context.Context) {
-	for round, delay := range inPassRetries {
-		w.mu.Lock()
-		items := w.retry
-		w.retry = nil
-		w.mu.Unlock()
-		if len(items) == 0 {
-			return
-		}
-		w.p.r.backlog.Add(int64(len(items)))
+// retry tries it again after its in-pass delay, in a worker of its own,
+// without holding the caller, for as long as the pass runs.
+func (w *workers) retry(it work, tries int) {
+	r, ctx := w.p.r, w.ctx
+	r.backlog.Add(1)
+	w.retrying.Add(1)
+	go func() {
+		defer w.retrying.Done()
+		t := time.NewTimer(inPassRetries[tries])
+		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			w.p.r.backlog.Add(-int64(len(items)))
+			r.backlog.Add(-1)
 			return
-		case <-time.After(delay):
+		case <-t.C:
 		}
-		w.p.r.backlog.Add(-int64(len(items)))
-		last := round == len(inPassRetries)-1
-		var wg sync.WaitGroup
-		for _, it := range items {
-			select {
-			case <-ctx.Done():
-				wg.Wait()
-				return
-			case w.slots <- struct{}{}:
-			}
-			wg.Add(1)
-			go func() {
-				defer func() { <-w.slots; wg.Done() }()
-				w.attempt(ctx, it, last)
-			}()
+		select {
+		case <-ctx.Done():
+			r.backlog.Add(-1)
+			return
+		case w.slots <- struct{}{}:
 		}
-		wg.Wait()
-	}
+		r.backlog.Add(-1)
+		defer func() { <-w.slots }()
+		w.attempt(ctx, it, tries+1)
+	}()
+}
+
+// drain waits for the in-pass retries still going on.
+func (w *workers) drain() {
+	w.retrying.Wait()
 }
 
 // claim marks id done for this pass; it reports false when it already was.
