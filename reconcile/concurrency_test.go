@@ -2,6 +2,8 @@ package reconcile_test
 
 import (
 	"context"
+
+	"github.com/google/uuid"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,5 +232,40 @@ func TestProgressOfALongPassIsReportedAndOnMetrics(t *testing.T) {
 	<-done
 	if p := rec.Progress(); p.Running || p.Seen < 1000 || gauge("paymentd_reconcile_walk_done_ratio") != 0 {
 		t.Errorf("after the pass: %+v", p)
+	}
+}
+
+func TestOnePassComparesTheWholeBacklogOfOpenPurchases(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	const n = 1100 // more than one chunk of due purchases
+	for i := range n {
+		params := stripeemuSession(e.price, "backlog@example.com")
+		params.PaymentLink = ""
+		s, err := e.emu.CreateSession(params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := e.emu.PaySession(s.ID, stripeemu.Pay{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now, exp := e.clock.Now(), time.Unix(s.ExpiresAt, 0).UTC()
+		if _, err := e.db.InsertPurchase(e.ctx, store.Purchase{ID: uuid.NewString(), ProductKey: product, Quantity: 1,
+			Status: store.PurchasePending, StripeSessionID: s.ID, AmountTotal: s.AmountTotal, Currency: "usd",
+			AccessState: store.AccessNone, SessionExpiresAt: &exp, CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.clock.Advance(2 * time.Hour)
+	rep := e.pass(reconcile.Incremental)
+	if !rep.Converged() || rep.Counts["completed"] != n/2 {
+		t.Fatalf("one incremental pass: %d completed, errors %+v; want %d", rep.Counts["completed"], rep.Errors, n/2)
+	}
+	var open int
+	e.db.Pool.QueryRow(e.ctx, `SELECT count(*) FROM purchases WHERE status = 'pending' AND checked_at IS NULL`).Scan(&open)
+	if open != 0 {
+		t.Errorf("%d open purchases were not compared", open)
 	}
 }

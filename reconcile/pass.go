@@ -312,26 +312,42 @@ func (p *pass) events(ctx context.Context) error {
 	return err
 }
 
+// pendingChunk is how many open purchases the pending part reads at a time.
+const pendingChunk = 500
+
 // pending re-checks open purchases that no signal may ever mention: those
-// past their session's expiry, and those not compared for RecheckAfter.
+// past their session's expiry, and those not compared for RecheckAfter,
+// a chunk at a time until none is due or the pass's budget ends. Each one
+// compared is marked checked, and one that failed is recorded and backs
+// off, so neither is due again; a chunk with nothing new ends the part.
 func (p *pass) pending(ctx context.Context) error {
 	r := p.r
-	now := r.clock.Now()
-	due, err := r.db.DuePendingPurchases(ctx, now, now.Add(-r.opts.RecheckAfter), 500)
-	if err != nil {
-		return err
-	}
-	items := make([]work, len(due))
-	for i, pu := range due {
-		items[i] = work{id: pu.StripeSessionID, then: func(ctx context.Context, ok bool) {
-			if !ok || p.opts.DryRun {
-				return
+	seen := map[string]bool{}
+	for ctx.Err() == nil {
+		now := r.clock.Now()
+		due, err := r.db.DuePendingPurchases(ctx, now, now.Add(-r.opts.RecheckAfter), pendingChunk)
+		if err != nil {
+			return err
+		}
+		items := make([]work, 0, len(due))
+		for _, pu := range due {
+			if seen[pu.ID] {
+				continue
 			}
-			if err := r.db.MarkChecked(ctx, pu.ID, r.clock.Now()); err != nil {
-				p.rep.fail("pending", pu.ID, err)
-			}
-		}}
+			seen[pu.ID] = true
+			items = append(items, work{id: pu.StripeSessionID, then: func(ctx context.Context, ok bool) {
+				if !ok || p.opts.DryRun {
+					return
+				}
+				if err := r.db.MarkChecked(ctx, pu.ID, r.clock.Now()); err != nil {
+					p.rep.fail("pending", pu.ID, err)
+				}
+			}})
+		}
+		p.work.each(ctx, items)
+		if len(due) < pendingChunk || len(items) == 0 {
+			return nil
+		}
 	}
-	p.work.each(ctx, items)
 	return nil
 }

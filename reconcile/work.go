@@ -29,7 +29,7 @@ const (
 // failed; past the last, it waits for a later pass. Retries run beside the
 // pass's other work, in the same workers, so the rate limiter never idles
 // while they wait.
-var inPassRetries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}
+var inPassRetries = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond}
 
 // objectRetry is how a pass's per-object Stripe calls retry within the
 // call: not at all, the retry queue does it without holding a worker.

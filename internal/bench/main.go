@@ -103,6 +103,7 @@ func benchmarks() []benchmark {
 		{"steps", benchSteps},
 		{"webhook", benchWebhook},
 		{"backfill", benchBackfill},
+		{"degraded", benchDegraded},
 	}
 }
 
