@@ -338,13 +338,17 @@ func (a *API) DisputesPage(ctx context.Context, since time.Time, startingAfter s
 
 // EventsAfter calls fn, oldest first, for every event of the types paymentd
 // uses that is newer than the event afterID ("" means: every event created
-// at or after since). Stripe lists newest first; paging backwards from the
+// at or after since; those come with their identity only: id, type,
+// created and data.object.id). Stripe lists newest first; paging backwards from the
 // cursor with ending_before yields pages nearest the cursor first, each of
 // which is reversed here, so fn sees events in the order they happened and
 // the caller can advance its cursor after each one.
 func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, fn func(*stripe.Event) error) error {
 	if afterID == "" {
 		// No cursor yet: collect from since, then replay oldest first.
+		// Only each event's identity is kept (what fn may read: id, type,
+		// created and the object's id), so thirty days of events cost a
+		// few megabytes, not their payloads.
 		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
 		p.Context = ctx
 		p.Limit = stripe.Int64(PageSize)
@@ -352,7 +356,7 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 		var all []*stripe.Event
 		it := a.sc.Events.List(p)
 		for it.Next() {
-			all = append(all, it.Event())
+			all = append(all, eventIdentity(it.Event()))
 		}
 		if err := it.Err(); err != nil {
 			return err
@@ -404,6 +408,18 @@ func (a *API) ListLineItems(ctx context.Context, sessionID string, fn func(*stri
 		}
 	}
 	return it.Err()
+}
+
+// eventIdentity is ev without its payload: id, type, created and the
+// object's id.
+func eventIdentity(ev *stripe.Event) *stripe.Event {
+	out := &stripe.Event{ID: ev.ID, Type: ev.Type, Created: ev.Created, Data: &stripe.EventData{Object: map[string]any{}}}
+	if ev.Data != nil {
+		if id, ok := ev.Data.Object["id"]; ok {
+			out.Data.Object["id"] = id
+		}
+	}
+	return out
 }
 
 // CheckoutSessionByPaymentIntent returns the session a payment intent paid

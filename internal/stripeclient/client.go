@@ -315,18 +315,18 @@ func (m *Metrics) observe(method, outcome string) {
 
 // leveledLogger routes stripe-go's own logging to slog at debug level for
 // info and below, so routine request lines stay quiet. stripe-go never logs
-// the secret key.
+// the secret key. A line is formatted only when its level is enabled:
+// stripe-go's debug lines carry whole response bodies, and formatting
+// them to throw them away costs more than decoding them.
 type leveledLogger struct{ log *slog.Logger }
 
-func (l leveledLogger) Debugf(format string, v ...any) {
-	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
+func (l leveledLogger) logf(level slog.Level, format string, v ...any) {
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, "stripe: "+fmt.Sprintf(format, v...))
+	}
 }
-func (l leveledLogger) Infof(format string, v ...any) {
-	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
-}
-func (l leveledLogger) Warnf(format string, v ...any) {
-	l.log.Warn("stripe: " + fmt.Sprintf(format, v...))
-}
-func (l leveledLogger) Errorf(format string, v ...any) {
-	l.log.Error("stripe: " + fmt.Sprintf(format, v...))
-}
+
+func (l leveledLogger) Debugf(format string, v ...any) { l.logf(slog.LevelDebug, format, v...) }
+func (l leveledLogger) Infof(format string, v ...any)  { l.logf(slog.LevelDebug, format, v...) }
+func (l leveledLogger) Warnf(format string, v ...any)  { l.logf(slog.LevelWarn, format, v...) }
+func (l leveledLogger) Errorf(format string, v ...any) { l.logf(slog.LevelError, format, v...) }

@@ -2,12 +2,15 @@ package stripeclient
 
 import (
 	"context"
-	"github.com/stripe/stripe-go/v76"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stripe/stripe-go/v76"
 )
 
 func TestThrottleSlowsOnManyRateLimitsNotOnAFew(t *testing.T) {
@@ -89,3 +92,24 @@ func TestACallSiteChoosesItsRetries(t *testing.T) {
 
 // chargeParams wraps stripe-go's params so the test sets their context.
 type chargeParams struct{ stripe.ChargeParams }
+
+// countingStringer counts how often it is formatted.
+type countingStringer struct{ n *int }
+
+func (c countingStringer) String() string { *c.n++; return "a large response body" }
+
+func TestStripeDebugLinesAreNotFormattedWhenDebugIsOff(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	l := leveledLogger{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	n := 0
+	l.Debugf("Response: %s", countingStringer{&n})
+	l.Infof("Requesting %s", countingStringer{&n})
+	if n != 0 || buf.Len() != 0 {
+		t.Errorf("disabled lines were formatted %d times: %q", n, buf.String())
+	}
+	l.Warnf("retrying %s", countingStringer{&n})
+	if n != 1 || !strings.Contains(buf.String(), "stripe: retrying a large response body") {
+		t.Errorf("an enabled line: formatted %d times, logged %q", n, buf.String())
+	}
+}
