@@ -293,3 +293,84 @@ func TestRetryBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestDecideSessions(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC)
+	products := map[string]bool{"pro": true}
+	const id2 = "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e70"
+	session := func(id string, status stripe.CheckoutSessionStatus, meta map[string]string) *stripe.CheckoutSession {
+		s := &stripe.CheckoutSession{ID: id, Status: status, Mode: stripe.CheckoutSessionModePayment, Metadata: meta,
+			Currency: "eur", AmountTotal: 39800, ExpiresAt: now.Add(20 * time.Hour).Unix(),
+			LineItems: &stripe.LineItemList{Data: []*stripe.LineItem{item("pro", 2)}}}
+		if status == stripe.CheckoutSessionStatusComplete {
+			s.PaymentStatus = stripe.CheckoutSessionPaymentStatusPaid
+			s.PaymentIntent = &stripe.PaymentIntent{ID: "pi_" + id, Status: stripe.PaymentIntentStatusSucceeded,
+				Created: now.Add(-time.Minute).Unix()}
+		}
+		return s
+	}
+	itemOf := func(s *stripe.CheckoutSession) *sessionItem {
+		f := sessionFacts{s: s, state: stateOf(s), paidAt: paidAt(s), items: s.LineItems.Data}
+		return &sessionItem{f: f, a: adopt(s, f.items, products)}
+	}
+	ours := map[string]string{"purchase_id": ourPurchaseID, "product": "pro", "user_id": "u1"}
+	complete, open := stripe.CheckoutSessionStatusComplete, stripe.CheckoutSessionStatusOpen
+	pending := store.Purchase{ID: id2, StripeSessionID: "cs_row", ProductKey: "pro", Quantity: 1, Status: store.PurchasePending,
+		Currency: "eur", AmountTotal: 39800, AccessState: store.AccessNone}
+
+	items := []*sessionItem{
+		itemOf(session("cs_open", open, ours)),          // no row, open: nothing yet
+		itemOf(session("cs_new", complete, ours)),       // no row, paid: created completed
+		itemOf(session("cs_recovered", complete, ours)), // the same purchase id again: a new one
+		itemOf(session("cs_donation", complete, nil)),   // not ours
+		itemOf(session("cs_row", complete, nil)),        // recorded, pending: completed
+	}
+	items[3].f.s.LineItems.Data = []*stripe.LineItem{item("", 1)}
+	items[3].a = adopt(items[3].f.s, items[3].f.s.LineItems.Data, products)
+	w, err := decideSessions(items, map[string]store.Purchase{"cs_row": pending}, map[string]bool{}, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.inserts) != 2 || w.inserts[0].ID != ourPurchaseID || w.inserts[1].ID == ourPurchaseID ||
+		w.inserts[0].Status != store.PurchaseCompleted || w.inserts[0].Quantity != 2 || w.inserts[0].Currency != "eur" ||
+		w.inserts[0].CompletedAt == nil || !w.inserts[0].CompletedAt.Equal(now.Add(-time.Minute)) {
+		t.Errorf("inserts: %+v", w.inserts)
+	}
+	if len(w.updates) != 1 || w.updates[0].ID != id2 || w.updates[0].Status != store.PurchaseCompleted || w.updates[0].CheckedAt == nil {
+		t.Errorf("updates: %+v", w.updates)
+	}
+	var changes []string
+	for _, ch := range w.changes {
+		changes = append(changes, ch.sessionID+" "+ch.what)
+	}
+	want := []string{"cs_new created", "cs_new completed", "cs_recovered created", "cs_recovered completed", "cs_row completed"}
+	if !slices.Equal(changes, want) {
+		t.Errorf("changes = %v, want %v", changes, want)
+	}
+	if items[0].res.found || items[3].res.skipped != SkipNoLookupKey || !items[4].res.found || items[4].res.wasFinal {
+		t.Errorf("results: open %+v, donation %+v, row %+v", items[0].res, items[3].res, items[4].res)
+	}
+
+	// Nothing changed: nothing to write.
+	done := w.updates[0]
+	w, err = decideSessions([]*sessionItem{itemOf(session("cs_row", complete, nil))}, map[string]store.Purchase{"cs_row": done},
+		map[string]bool{}, nil, now.Add(time.Minute))
+	if err != nil || len(w.inserts)+len(w.updates)+len(w.changes) != 0 {
+		t.Errorf("an unchanged purchase: %+v, %v", w, err)
+	}
+
+	// Claims: never another user's purchase; a Payment Link's becomes the claimant's.
+	u2 := "u2"
+	theirs := pending
+	theirs.UserID = &u2
+	if _, err := decideSessions([]*sessionItem{itemOf(session("cs_row", complete, nil))}, map[string]store.Purchase{"cs_row": theirs},
+		map[string]bool{}, &Claimant{UserID: "u1"}, now); err != ErrNotYours {
+		t.Errorf("claiming another user's purchase: %v", err)
+	}
+	w, err = decideSessions([]*sessionItem{itemOf(session("cs_row", complete, nil))}, map[string]store.Purchase{"cs_row": pending},
+		map[string]bool{}, &Claimant{UserID: "u1"}, now)
+	if err != nil || len(w.updates) != 1 || w.updates[0].UserID == nil || *w.updates[0].UserID != "u1" {
+		t.Errorf("claiming a Payment Link purchase: %+v, %v", w.updates, err)
+	}
+}

@@ -1,6 +1,8 @@
 // Passes: what triggers the reconciler and what each pass covers. Only one
-// replica polls Stripe at a time: a pass runs under a Postgres advisory
-// lock, and a replica that cannot take it skips the pass.
+// replica polls Stripe at a time: a polling pass runs under a Postgres
+// advisory lock, and a replica that cannot take it skips the pass. A pass
+// that only handles webhook hints takes a lock of its own, so it runs
+// beside a long polling pass instead of waiting behind it.
 package reconcile
 
 import (

@@ -279,11 +279,11 @@ type sessionChange struct {
 
 // writeSessions makes the purchases of the given sessions agree with them,
 // in the caller's transaction, with their rows locked: what it must know
-// is read in one round trip, new rows are inserted in one statement and
-// changed ones updated in one round trip, and the pipelines of the batch
-// are scheduled in the same transaction. Each session is decided exactly as alone
-// (nextSessionState, adopt, newPurchase). A claimant, when set, is the
-// verified user claiming the (single) session.
+// is read in one round trip, decideSessions says what to write, new rows
+// are inserted in one statement and changed ones updated in one round
+// trip, and the pipelines of the batch are scheduled in the same
+// transaction. A claimant, when set, is the verified user claiming the
+// (single) session.
 func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items []*sessionItem, c *Claimant, rep *Report) error {
 	ids := make([]string, len(items))
 	var candidates []string
@@ -299,10 +299,47 @@ func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items 
 	if err != nil {
 		return err
 	}
-	rows, taken := st.Rows, st.Taken
-	now := r.clock.Now()
-	var inserts, updates []store.Purchase
-	var changes []sessionChange
+	w, err := decideSessions(items, st.Rows, st.Taken, c, r.clock.Now())
+	if err != nil {
+		return err
+	}
+	inserted, err := q.InsertPurchases(ctx, w.inserts)
+	if err != nil {
+		return err
+	}
+	if len(inserted) != len(w.inserts) {
+		return errCreatedMeanwhile
+	}
+	if err := q.UpdatePurchases(ctx, w.updates, w.now); err != nil {
+		return err
+	}
+	for _, ch := range w.changes {
+		r.report(rep, Change{Kind: kindSession, ObjectID: ch.sessionID, PurchaseID: ch.p.ID, What: ch.what,
+			Unannounced: !st.Hinted[ch.sessionID]})
+		if err := r.sessionTransition(ctx, q, ch.p, ch.what); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sessionWrites is what decideSessions decided: the rows to insert and to
+// update, and the changes to report and act on, in order.
+type sessionWrites struct {
+	now              time.Time
+	inserts, updates []store.Purchase
+	changes          []sessionChange
+}
+
+// decideSessions decides, for each session, what its purchase should be
+// given its locked row (rows, by session id; none when not recorded) and
+// the purchase ids already taken, and fills in each item's result. A
+// session without a row is recorded only when it is no longer open and
+// adopt took it, under its metadata's purchase id unless that id is not
+// ours or is taken. A claimant may not claim another user's purchase.
+func decideSessions(items []*sessionItem, rows map[string]store.Purchase, taken map[string]bool, c *Claimant,
+	now time.Time) (sessionWrites, error) {
+	w := sessionWrites{now: now}
 	for _, it := range items {
 		s := it.f.s
 		p, found := rows[s.ID]
@@ -320,13 +357,14 @@ func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items 
 				id = uuid.NewString() // not ours to reuse, or taken by another session's row
 			}
 			taken[id] = true
+			var err error
 			if p, err = newPurchase(s, it.a, id, now); err != nil {
-				return err
+				return w, err
 			}
 		}
 		it.res.found = true
 		if c != nil && p.UserID != nil && *p.UserID != c.UserID {
-			return ErrNotYours // recorded for another user
+			return w, ErrNotYours // recorded for another user
 		}
 		next, what := nextSessionState(p, it.f, now)
 		if c != nil && p.UserID == nil {
@@ -338,34 +376,17 @@ func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items 
 		}
 		next.CheckedAt = &now
 		it.res.purchase = next
-		if !found {
-			inserts = append(inserts, next)
-			changes = append(changes, sessionChange{s.ID, next, whatCreated})
+		if found {
+			w.updates = append(w.updates, next)
 		} else {
-			updates = append(updates, next)
+			w.inserts = append(w.inserts, next)
+			w.changes = append(w.changes, sessionChange{s.ID, next, whatCreated})
 		}
 		if what != "" {
-			changes = append(changes, sessionChange{s.ID, next, what})
+			w.changes = append(w.changes, sessionChange{s.ID, next, what})
 		}
 	}
-	inserted, err := q.InsertPurchases(ctx, inserts)
-	if err != nil {
-		return err
-	}
-	if len(inserted) != len(inserts) {
-		return errCreatedMeanwhile
-	}
-	if err := q.UpdatePurchases(ctx, updates, now); err != nil {
-		return err
-	}
-	for _, ch := range changes {
-		r.report(rep, Change{Kind: kindSession, ObjectID: ch.sessionID, PurchaseID: ch.p.ID, What: ch.what,
-			Unannounced: !st.Hinted[ch.sessionID]})
-		if err := r.sessionTransition(ctx, q, ch.p, ch.what); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w, nil
 }
 
 // sessionTransition schedules what a lifecycle transition sets in motion,
