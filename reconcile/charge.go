@@ -1,7 +1,8 @@
 // Charges, refunds and disputes: the purchase's refunded amount is the
 // charge's, each refund is a row scheduled for its pipeline once, a refund
 // that later fails or is canceled is recomputed, and a lost dispute counts
-// as a full refund.
+// as a full refund. decideCharge and decideDispute say what changed and
+// what to schedule; the transactions that write it are thin.
 package reconcile
 
 import (
@@ -23,10 +24,14 @@ func (r *Reconciler) charge(ctx context.Context, chargeID string, rep *Report) e
 		return err
 	}
 	rep.seen(1)
-	// The refunds are always listed: a refund that failed leaves
-	// amount_refunded where it was before, yet must still be seen.
+	// The refunds are always read: a refund that failed leaves
+	// amount_refunded where it was before, yet must still be seen. They
+	// come expanded with the charge; only a charge with more than fit
+	// there costs a second call.
 	var refunds []*stripe.Refund
-	if err := r.stripe.ChargeRefunds(ctx, chargeID, func(re *stripe.Refund) error {
+	if ch.Refunds != nil && !ch.Refunds.HasMore {
+		refunds = ch.Refunds.Data
+	} else if err := r.stripe.ChargeRefunds(ctx, chargeID, func(re *stripe.Refund) error {
 		refunds = append(refunds, re)
 		return nil
 	}); err != nil {
@@ -38,8 +43,10 @@ func (r *Reconciler) charge(ctx context.Context, chargeID string, rep *Report) e
 
 // purchaseFor finds the purchase a charge paid for, first reconciling the
 // session behind its payment intent when the purchase is not recorded yet
-// (a refund seen before its session). It returns ErrNotFound for a charge
-// no checkout session made.
+// (a refund seen before its session). That goes through applySession, so
+// the same adoption rule holds: a charge of a session that is not
+// paymentd's finds no purchase. It returns ErrNotFound for a charge no
+// paymentd checkout session made.
 func (r *Reconciler) purchaseFor(ctx context.Context, paymentIntentID string, rep *Report) (store.Purchase, error) {
 	if paymentIntentID == "" {
 		return store.Purchase{}, store.ErrNotFound
@@ -65,89 +72,133 @@ func (r *Reconciler) purchaseFor(ctx context.Context, paymentIntentID string, re
 	return r.db.PurchaseByPaymentIntent(ctx, paymentIntentID)
 }
 
-func (r *Reconciler) applyCharge(ctx context.Context, ch *stripe.Charge, refunds []*stripe.Refund, rep *Report) error {
-	if ch.PaymentIntent == nil {
-		return nil
-	}
-	base, err := r.purchaseFor(ctx, ch.PaymentIntent.ID, rep)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // not a checkout payment: not ours
-	}
-	if err != nil {
-		return err
-	}
+// refundEvent is a refund transition to report and schedule.
+type refundEvent struct {
+	refund store.Refund
+	// cumulative is the amount refunded up to and including this refund.
+	cumulative int64
+	what       string // whatRefunded, whatPartiallyRefunded or whatRefundReversed
+}
+
+// chargeDecision is what a charge and its refunds change on a purchase.
+type chargeDecision struct {
+	next    store.Purchase // the purchase as the charge says it is
+	upserts []store.Refund // refund rows that are new or changed
+	events  []refundEvent  // oldest first
+	// what is a status change no refund event explains (the amount moved
+	// back after a reversal that was never seen as a refund row); "" when
+	// none.
+	what string
+}
+
+// refundLive reports whether a refund in Stripe status s counts toward
+// the refunded amount.
+func refundLive(s string) bool {
+	return s != string(stripe.RefundStatusFailed) && s != string(stripe.RefundStatusCanceled)
+}
+
+// decideCharge compares a charge and its refunds with the purchase p and
+// the refund rows already recorded for it (by Stripe id). A refund seen
+// for the first time and live is a partial or full refund (full once the
+// live refunds so far reach the total); a recorded live refund that has
+// since failed or been canceled is a reversal. The purchase's refunded
+// amount is the charge's; its status follows from that and whether a
+// dispute was lost.
+func decideCharge(p store.Purchase, ch *stripe.Charge, refunds []*stripe.Refund, recorded map[string]store.Refund,
+	disputeLost bool, now time.Time) chargeDecision {
+	refunds = append([]*stripe.Refund(nil), refunds...)
 	sort.Slice(refunds, func(i, j int) bool {
 		if refunds[i].Created != refunds[j].Created {
 			return refunds[i].Created < refunds[j].Created
 		}
 		return refunds[i].ID < refunds[j].ID
 	})
-	return r.inTx(ctx, rep, func(q *store.Queries) error {
-		p, err := q.LockPurchase(ctx, base.ID)
-		if errors.Is(err, store.ErrNotFound) && rep.DryRun {
-			p, err = base, nil
+	var d chargeDecision
+	var cumulative int64
+	for _, re := range refunds {
+		row := store.Refund{ID: re.ID, PurchaseID: p.ID, Amount: re.Amount,
+			Currency: strings.ToLower(string(re.Currency)), Status: string(re.Status), CreatedAt: timeOf(re.Created, now)}
+		live := refundLive(row.Status)
+		if live {
+			cumulative += re.Amount
 		}
+		before, had := recorded[re.ID]
+		changed := had && (before.Amount != row.Amount || before.Status != row.Status)
+		if !had || changed {
+			d.upserts = append(d.upserts, row)
+		}
+		switch {
+		case !had && live:
+			what := whatPartiallyRefunded
+			if p.AmountTotal > 0 && cumulative >= p.AmountTotal {
+				what = whatRefunded
+			}
+			d.events = append(d.events, refundEvent{row, cumulative, what})
+		case changed && !live && refundLive(before.Status):
+			d.events = append(d.events, refundEvent{row, cumulative, whatRefundReversed})
+		}
+	}
+	d.next = p
+	d.next.AmountRefunded = ch.AmountRefunded
+	d.next.StripeChargeID = &ch.ID
+	if ch.Disputed {
+		d.next.Disputed = true
+	}
+	d.next.Status = paidStatus(p.Status, d.next.AmountTotal, d.next.AmountRefunded, disputeLost)
+	if len(d.events) == 0 && d.next.Status != p.Status {
+		d.what = string(d.next.Status)
+	}
+	return d
+}
+
+// applyCharge writes what decideCharge says, in one transaction with the
+// purchase row locked.
+func (r *Reconciler) applyCharge(ctx context.Context, ch *stripe.Charge, refunds []*stripe.Refund, rep *Report) error {
+	if ch.PaymentIntent == nil {
+		return nil
+	}
+	base, err := r.purchaseFor(ctx, ch.PaymentIntent.ID, rep)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // not a checkout payment of ours
+	}
+	if err != nil {
+		return err
+	}
+	return r.inTx(ctx, rep, func(q *store.Queries) error {
+		p, err := r.lockForUpdate(ctx, q, base, rep)
 		if err != nil {
 			return err
 		}
-		now := r.clock.Now()
-		type event struct {
-			refund     store.Refund
-			cumulative int64
-			what       string // refunded, partially_refunded, refund_reversed
+		rows, err := q.PurchaseRefunds(ctx, p.ID)
+		if err != nil {
+			return err
 		}
-		var events []event
-		var cumulative int64
-		for _, re := range refunds {
-			row := store.Refund{ID: re.ID, PurchaseID: p.ID, Amount: re.Amount,
-				Currency: strings.ToLower(string(re.Currency)), Status: string(re.Status), CreatedAt: timeOf(re.Created, now)}
-			live := re.Status != stripe.RefundStatusFailed && re.Status != stripe.RefundStatusCanceled
-			if live {
-				cumulative += re.Amount
-			}
-			before, getErr := q.GetRefund(ctx, re.ID)
-			inserted, changed, err := q.UpsertRefund(ctx, row, now)
-			if err != nil {
-				return err
-			}
-			switch {
-			case inserted && live:
-				what := "partially_refunded"
-				if cumulative >= p.AmountTotal && p.AmountTotal > 0 {
-					what = "refunded"
-				}
-				events = append(events, event{row, cumulative, what})
-			case changed && !live && getErr == nil && before.Status != string(stripe.RefundStatusFailed) &&
-				before.Status != string(stripe.RefundStatusCanceled):
-				events = append(events, event{row, cumulative, "refund_reversed"})
-			}
-		}
-
-		next := p
-		next.AmountRefunded = ch.AmountRefunded
-		next.StripeChargeID = &ch.ID
-		if ch.Disputed {
-			next.Disputed = true
+		recorded := make(map[string]store.Refund, len(rows))
+		for _, row := range rows {
+			recorded[row.ID] = row
 		}
 		lost, err := q.HasLostDispute(ctx, p.ID)
 		if err != nil {
 			return err
 		}
-		next.Status = paidStatus(p.Status, next.AmountTotal, next.AmountRefunded, lost)
-		if !equalPurchases(next, p) {
-			next.CheckedAt = &now
-			if err := q.UpdatePurchase(ctx, next, now); err != nil {
+		now := r.clock.Now()
+		d := decideCharge(p, ch, refunds, recorded, lost, now)
+		for _, row := range d.upserts {
+			if _, _, err := q.UpsertRefund(ctx, row, now); err != nil {
 				return err
 			}
 		}
-		for _, ev := range events {
-			if err := r.record(ctx, q, rep, Change{Kind: "refund", ObjectID: ev.refund.ID, PurchaseID: p.ID, What: ev.what}); err != nil {
+		if err := r.writePurchase(ctx, q, p, d.next, now); err != nil {
+			return err
+		}
+		for _, ev := range d.events {
+			if err := r.record(ctx, q, rep, Change{Kind: kindRefund, ObjectID: ev.refund.ID, PurchaseID: p.ID, What: ev.what}); err != nil {
 				return err
 			}
-			at := next
+			at := d.next
 			at.AmountRefunded = ev.cumulative
-			if ev.what == "refund_reversed" {
-				err = r.ful.RefundReversed(ctx, q, next, ev.refund)
+			if ev.what == whatRefundReversed {
+				err = r.ful.RefundReversed(ctx, q, d.next, ev.refund)
 			} else {
 				err = r.ful.Refunded(ctx, q, at, ev.refund)
 			}
@@ -155,22 +206,38 @@ func (r *Reconciler) applyCharge(ctx context.Context, ch *stripe.Charge, refunds
 				return err
 			}
 		}
-		if len(events) == 0 && next.Status != p.Status {
-			// The amount moved without a new refund row (first seen after
-			// a reversal, say): still a change worth reporting.
-			return r.record(ctx, q, rep, Change{Kind: "charge", ObjectID: ch.ID, PurchaseID: p.ID, What: string(next.Status)})
+		if d.what != "" {
+			return r.record(ctx, q, rep, Change{Kind: kindCharge, ObjectID: ch.ID, PurchaseID: p.ID, What: d.what})
 		}
 		return nil
 	})
+}
+
+// lockForUpdate locks the purchase base was read from. In a dry run a
+// purchase created earlier in the pass was rolled back, so base itself
+// stands in for it.
+func (r *Reconciler) lockForUpdate(ctx context.Context, q *store.Queries, base store.Purchase, rep *Report) (store.Purchase, error) {
+	p, err := q.LockPurchase(ctx, base.ID)
+	if errors.Is(err, store.ErrNotFound) && rep.DryRun {
+		return base, nil
+	}
+	return p, err
+}
+
+// writePurchase writes next over p when they differ.
+func (r *Reconciler) writePurchase(ctx context.Context, q *store.Queries, p, next store.Purchase, now time.Time) error {
+	if equalPurchases(next, p) {
+		return nil
+	}
+	next.CheckedAt = &now
+	return q.UpdatePurchase(ctx, next, now)
 }
 
 // paidStatus is the status of a purchase that was paid, given what has
 // been refunded and whether a dispute was lost. A purchase that was never
 // paid keeps its status.
 func paidStatus(current store.PurchaseStatus, total, refunded int64, disputeLost bool) store.PurchaseStatus {
-	switch current {
-	case store.PurchaseCompleted, store.PurchasePartiallyRefunded, store.PurchaseRefunded:
-	default:
+	if !current.Paid() {
 		return current
 	}
 	switch {
@@ -181,6 +248,34 @@ func paidStatus(current store.PurchaseStatus, total, refunded int64, disputeLost
 	default:
 		return store.PurchaseCompleted
 	}
+}
+
+// disputeDecision is what a dispute changes on its purchase.
+type disputeDecision struct {
+	row   store.Dispute
+	write bool           // the row is new or changed; nothing else happens otherwise
+	next  store.Purchase // the purchase as the dispute says it is
+	// opened: first seen (the operator is told); lost: lost since it was
+	// last recorded (a full refund).
+	opened, lost bool
+}
+
+// decideDispute compares a dispute with its purchase p and its recorded
+// row (nil when none).
+func decideDispute(p store.Purchase, d *stripe.Dispute, recorded *store.Dispute, now time.Time) disputeDecision {
+	row := store.Dispute{ID: d.ID, PurchaseID: p.ID, Amount: d.Amount, Currency: strings.ToLower(string(d.Currency)),
+		Status: string(d.Status), Reason: string(d.Reason), CreatedAt: timeOf(d.Created, now)}
+	out := disputeDecision{row: row, next: p}
+	if recorded != nil && recorded.Status == row.Status && recorded.Amount == row.Amount {
+		return out
+	}
+	out.write = true
+	lost := d.Status == stripe.DisputeStatusLost
+	out.next.Disputed = true
+	out.next.Status = paidStatus(p.Status, p.AmountTotal, p.AmountRefunded, lost)
+	out.opened = recorded == nil
+	out.lost = lost && (recorded == nil || recorded.Status != string(stripe.DisputeStatusLost))
+	return out
 }
 
 // applyDispute records a dispute: opened alerts the operator; lost counts
@@ -207,45 +302,41 @@ func (r *Reconciler) applyDispute(ctx context.Context, d *stripe.Dispute, rep *R
 		return err
 	}
 	return r.inTx(ctx, rep, func(q *store.Queries) error {
-		p, err := q.LockPurchase(ctx, base.ID)
-		if errors.Is(err, store.ErrNotFound) && rep.DryRun {
-			p, err = base, nil
-		}
+		p, err := r.lockForUpdate(ctx, q, base, rep)
 		if err != nil {
 			return err
 		}
-		now := r.clock.Now()
-		before, getErr := q.GetDispute(ctx, d.ID)
-		row := store.Dispute{ID: d.ID, PurchaseID: p.ID, Amount: d.Amount, Currency: strings.ToLower(string(d.Currency)),
-			Status: string(d.Status), Reason: string(d.Reason), CreatedAt: timeOf(d.Created, now)}
-		inserted, changed, err := q.UpsertDispute(ctx, row, now)
-		if err != nil || (!inserted && !changed) {
+		var recorded *store.Dispute
+		switch row, err := q.GetDispute(ctx, d.ID); {
+		case err == nil:
+			recorded = &row
+		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
-		lost := d.Status == stripe.DisputeStatusLost
-		next := p
-		next.Disputed = true
-		next.Status = paidStatus(p.Status, p.AmountTotal, p.AmountRefunded, lost)
-		if !equalPurchases(next, p) {
-			next.CheckedAt = &now
-			if err := q.UpdatePurchase(ctx, next, now); err != nil {
+		now := r.clock.Now()
+		dd := decideDispute(p, d, recorded, now)
+		if !dd.write {
+			return nil
+		}
+		if _, _, err := q.UpsertDispute(ctx, dd.row, now); err != nil {
+			return err
+		}
+		if err := r.writePurchase(ctx, q, p, dd.next, now); err != nil {
+			return err
+		}
+		if dd.opened {
+			if err := r.record(ctx, q, rep, Change{Kind: kindDispute, ObjectID: d.ID, PurchaseID: p.ID, What: whatDisputed}); err != nil {
+				return err
+			}
+			if err := r.ful.DisputeOpened(ctx, q, dd.next, dd.row); err != nil {
 				return err
 			}
 		}
-		if inserted {
-			if err := r.record(ctx, q, rep, Change{Kind: "dispute", ObjectID: d.ID, PurchaseID: p.ID, What: "disputed"}); err != nil {
+		if dd.lost {
+			if err := r.record(ctx, q, rep, Change{Kind: kindDispute, ObjectID: d.ID, PurchaseID: p.ID, What: whatDisputeLost}); err != nil {
 				return err
 			}
-			if err := r.ful.DisputeOpened(ctx, q, next, row); err != nil {
-				return err
-			}
-		}
-		wasLost := getErr == nil && before.Status == string(stripe.DisputeStatusLost)
-		if lost && !wasLost {
-			if err := r.record(ctx, q, rep, Change{Kind: "dispute", ObjectID: d.ID, PurchaseID: p.ID, What: "dispute_lost"}); err != nil {
-				return err
-			}
-			return r.ful.DisputeLost(ctx, q, next, row)
+			return r.ful.DisputeLost(ctx, q, dd.next, dd.row)
 		}
 		return nil
 	})

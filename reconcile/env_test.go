@@ -232,6 +232,13 @@ func (f *recorder) RepairAccess(ctx context.Context, q *store.Queries, p store.P
 	return f.schedule(ctx, q, p, fmt.Sprintf("repair:%s", want), time.Time{}, nil)
 }
 
+// Alert schedules the alert as the real Fulfillment does: a global
+// pipeline per key.
+func (f *recorder) Alert(ctx context.Context, q *store.Queries, key string, a steps.AlertArgs) error {
+	_, err := f.eng.Schedule(ctx, q, steps.Pipeline{Name: "alert:" + key, Steps: []steps.Step{{Name: steps.AlertStep, Args: a}}})
+	return err
+}
+
 func stripeFaults(rate5xx, rate429 float64) stripeemu.Faults {
 	return stripeemu.Faults{Rate5xx: rate5xx, Rate429: rate429, RetryAfter: time.Millisecond}
 }

@@ -8,6 +8,7 @@ package reconcile
 import (
 	"context"
 
+	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
 )
 
@@ -43,4 +44,9 @@ type Fulfillment interface {
 	// (store.AccessGranted or store.AccessRevoked), found by the access
 	// drift check.
 	RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want store.AccessState) error
+	// Alert tells the operator something the reconciler cannot fix on its
+	// own (it has stalled; an object keeps failing). key names the
+	// occurrence: an alert is scheduled once per key, however often it is
+	// raised.
+	Alert(ctx context.Context, q *store.Queries, key string, a steps.AlertArgs) error
 }

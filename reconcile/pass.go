@@ -1,6 +1,8 @@
 // Passes: what triggers the reconciler and what each pass covers. Only one
-// replica polls Stripe at a time: a pass runs under a Postgres advisory
-// lock, and a replica that cannot take it skips the pass.
+// replica polls Stripe at a time: a polling pass runs under a Postgres
+// advisory lock, and a replica that cannot take it skips the pass. A pass
+// that only handles webhook hints takes a lock of its own, so it runs
+// beside a long polling pass instead of waiting behind it.
 package reconcile
 
 import (
@@ -8,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/paymentd/paymentd/internal/stripeapi"
+	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -28,7 +32,7 @@ type PassOptions struct {
 	Pending bool
 	// Hints handles webhook hints not yet handled.
 	Hints bool
-	// Retries retries objects that failed in earlier passes.
+	// Retries retries objects that failed in earlier passes and are due.
 	Retries bool
 	// Access compares recorded access with what it should be.
 	Access bool
@@ -36,6 +40,10 @@ type PassOptions struct {
 	DryRun bool
 	// Wait waits for the poller lock instead of skipping the pass.
 	Wait bool
+	// Budget bounds the pass's duration (zero: none). Past it the pass
+	// stops; the next one resumes the list walk and the events feed where
+	// this one stopped.
+	Budget time.Duration
 }
 
 // Pass kinds.
@@ -57,66 +65,99 @@ var ErrLocked = errors.New("another replica is polling Stripe")
 // eventsRetention is how long Stripe keeps events.
 const eventsRetention = 30 * 24 * time.Hour
 
+// walkName names the list walk in reconcile_walks.
+const walkName = "lists"
+
 // RunPass runs one pass named name (for logs and metrics) and reports what
-// it found and did. It returns ErrLocked when another replica polls.
+// it found and did. It returns ErrLocked when another replica polls. A
+// polling pass (events or lists) that ends without a fatal error, or that
+// stops at its budget, is a success for the stall check. A pass that only
+// handles webhook hints is targeted: it runs beside a long pass instead of
+// waiting for it.
 func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*Report, error) {
-	r.passMu.Lock()
-	defer r.passMu.Unlock()
+	mu, key := &r.passMu, store.PollerLockKey
+	if o.targeted() {
+		mu, key = &r.hintsMu, store.HintsLockKey
+	}
+	mu.Lock()
+	defer mu.Unlock()
 	start := time.Now()
 	rep := newReport(o.DryRun)
-	unlock, err := r.lock(ctx, o.Wait)
+	unlock, err := r.lock(ctx, key, o.Wait)
 	if err != nil {
-		if errors.Is(err, ErrLocked) {
-			r.lastPass.set(name, r.clock.Now())
+		if errors.Is(err, ErrLocked) && !o.targeted() {
+			r.health.skipped(r.clock.Now())
 		}
 		return rep, err
 	}
 	defer unlock()
 
+	pctx := ctx
+	if o.Budget > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, o.Budget)
+		defer cancel()
+	}
 	p := &pass{r: r, rep: rep, done: map[string]bool{}, opts: o}
-	if o.Hints {
-		p.hints(ctx)
+	p.work = newWorkers(pctx, p, r.opts.Concurrency)
+	if !o.targeted() {
+		r.progress.begin(name, start, rep)
+		defer r.progress.finish()
 	}
-	if o.Retries {
-		p.retries(ctx)
-	}
-	if o.Lists {
-		if err := p.lists(ctx); err != nil {
-			rep.fail("list", "", err)
-		}
-	}
-	if o.Events {
-		if err := p.events(ctx); err != nil {
-			rep.fail("events", "", err)
-		}
-	}
-	if o.Pending {
-		p.pending(ctx)
-	}
-	if o.Access {
-		if err := r.accessPass(ctx, rep); err != nil {
-			rep.fail("access", "", err)
-		}
-	}
-	if o.Hints {
-		p.hints(ctx) // hints that arrived while the pass ran
+	p.run(pctx)
+	if pctx.Err() != nil && ctx.Err() == nil {
+		rep.Interrupted = fmt.Sprintf("stopped at its time budget of %s; the next pass resumes where it stopped", o.Budget)
 	}
 	rep.Duration = time.Since(start)
-	r.lastPass.set(name, r.clock.Now())
-	r.metrics.observe(name, rep, rep.Duration, r.clock.Now())
+	now := r.clock.Now()
+	polled := o.Events || o.Lists
+	if polled && !rep.fatal && ctx.Err() == nil && !o.DryRun {
+		r.health.succeeded(now)
+		r.metrics.succeeded(now)
+	}
+	r.metrics.observe(name, rep, rep.Duration, now)
 	level := r.log.Debug
-	if len(rep.Changes) > 0 || len(rep.Errors) > 0 {
+	if len(rep.Changes) > 0 || len(rep.Errors) > 0 || rep.Interrupted != "" {
 		level = r.log.Info
 	}
 	level("reconcile pass", "pass", name, "summary", rep.Summary(), "healed_without_webhook", rep.Healed,
-		"duration", rep.Duration.String(), "dry_run", o.DryRun)
+		"duration", rep.Duration.String(), "dry_run", o.DryRun, "interrupted", rep.Interrupted)
+	r.recordPass(ctx, name, start, rep)
 	return rep, nil
 }
 
-// lock takes the poller advisory lock, waiting for it when wait is set.
-func (r *Reconciler) lock(ctx context.Context, wait bool) (func(), error) {
+// recordPass keeps a summary of the pass for the operator console: every
+// pass that changed something, failed on something or was stopped, and
+// every pass that is not one of the frequent incremental or hints passes.
+// An idle frequent pass writes nothing, as it writes nothing else.
+func (r *Reconciler) recordPass(ctx context.Context, name string, start time.Time, rep *Report) {
+	eventful := len(rep.Changes) > 0 || len(rep.Errors) > 0 || rep.Interrupted != ""
+	if !eventful && (name == "incremental" || name == "hints") {
+		return
+	}
+	healed := 0
+	for _, n := range rep.Healed {
+		healed += n
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := r.db.RecordReconcilePass(wctx, store.PassSummary{Kind: name, StartedAt: start, Duration: rep.Duration,
+		Seen: rep.Seen, Changes: len(rep.Changes), Healed: healed, Errors: len(rep.Errors), DryRun: rep.DryRun,
+		Summary: rep.Summary()})
+	if err != nil {
+		r.log.Warn("record reconcile pass summary", "pass", name, "err", err)
+	}
+}
+
+// targeted reports whether a pass only handles webhook hints.
+func (o PassOptions) targeted() bool {
+	return o.Hints && !o.Events && !o.Lists && !o.Pending && !o.Retries && !o.Access
+}
+
+// lock takes the advisory lock key, waiting for it when wait is set.
+func (r *Reconciler) lock(ctx context.Context, key int64, wait bool) (func(), error) {
 	for {
-		release, ok, err := r.db.TryLock(ctx, store.PollerLockKey)
+		release, ok, err := r.db.TryLock(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("take poller lock: %w", err)
 		}
@@ -139,84 +180,101 @@ type pass struct {
 	r    *Reconciler
 	rep  *Report
 	opts PassOptions
-	done map[string]bool // objects reconciled in this pass: signals coalesce
+	work *workers
+
+	mu   sync.Mutex
+	done map[string]bool // objects reconciled in this pass: signals coalesce (see claim)
+	// unrecorded is set when a failed object could not be recorded for a
+	// retry: the list cursor must then stay where it is.
+	unrecorded atomic.Bool
 }
 
-// object reconciles one object once per pass, recording a failure for the
-// next pass instead of failing this one. It reports success.
-func (p *pass) object(ctx context.Context, id string) bool {
-	if p.done[id] {
-		return true
+// run runs the parts of the pass in order, each only while ctx allows; the
+// objects that failed once are retried before the last look at the hints.
+func (p *pass) run(ctx context.Context) {
+	o := p.opts
+	parts := []struct {
+		on   bool
+		name string
+		fn   func(context.Context) error
+	}{
+		{o.Hints, "hints", p.hints},
+		{o.Retries, "retries", p.retries},
+		{o.Lists, "list", p.lists},
+		{o.Events, "events", p.events},
+		{o.Pending, "pending", p.pending},
+		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
+		{true, "retry", func(context.Context) error { p.work.drain(); return nil }},
+		{o.Hints, "hints", p.hints}, // hints that arrived while the pass ran
 	}
-	p.done[id] = true
-	err := p.r.Object(ctx, id, p.rep)
-	if err == nil {
-		return true
-	}
-	p.failed(ctx, id, err)
-	return false
-}
-
-// failed records an object that did not reconcile, for the next pass.
-func (p *pass) failed(ctx context.Context, id string, err error) {
-	if ctx.Err() != nil {
-		return
-	}
-	p.r.log.Warn("reconcile object failed; retried next pass", "object_id", id, "err", err)
-	p.rep.fail(kindOf(id), id, err)
-	if !p.opts.DryRun {
-		if rerr := p.r.db.RecordReconcileError(ctx, kindOf(id), id, err.Error(), p.r.clock.Now()); rerr != nil {
-			p.r.log.Error("record reconcile error", "object_id", id, "err", rerr)
+	defer p.work.drain() // a pass cut short still waits for its retries to stop
+	for _, part := range parts {
+		if !part.on || ctx.Err() != nil {
+			continue
+		}
+		if err := part.fn(ctx); err != nil && ctx.Err() == nil {
+			p.rep.failPass(part.name, err)
 		}
 	}
 }
 
-func (p *pass) hints(ctx context.Context) {
-	hints, err := p.r.db.UnhandledHints(ctx, 1000)
+// hints reconciles the objects of unhandled webhook hints, each once
+// however many hints name it, and marks them handled once their object's
+// reconcile committed.
+func (p *pass) hints(ctx context.Context) error {
+	hints, err := p.r.db.UnhandledHints(ctx, p.r.clock.Now(), 1000)
 	if err != nil {
-		p.rep.fail("hints", "", err)
-		return
+		return err
 	}
 	seen := map[string]bool{}
+	var items []work
 	for _, h := range hints {
 		if seen[h.ObjectID] {
 			continue // duplicate hints for one object coalesce
 		}
 		seen[h.ObjectID] = true
-		delete(p.done, h.ObjectID) // a hint always gets a fresh look
-		ok := p.object(ctx, h.ObjectID)
-		if p.opts.DryRun {
-			continue
-		}
-		// A hint is handled only after its object's reconcile committed.
-		if ok {
-			err = p.r.db.MarkHintsHandled(ctx, h.ObjectID, p.r.clock.Now())
-		} else {
-			err = p.r.db.MarkHintsFailed(ctx, h.ObjectID, "reconcile failed; see reconcile_errors")
-		}
-		if err != nil {
-			p.rep.fail("hints", h.ObjectID, err)
-		}
+		id := h.ObjectID
+		items = append(items, work{id: id, fresh: true, then: func(ctx context.Context, ok bool) {
+			if p.opts.DryRun {
+				return
+			}
+			var err error
+			if ok {
+				err = p.r.db.MarkHintsHandled(ctx, id, p.r.clock.Now())
+			} else {
+				err = p.r.db.MarkHintsFailed(ctx, id, "reconcile failed; see reconcile_errors")
+			}
+			if err != nil {
+				p.rep.fail("hints", id, err)
+			}
+		}})
 	}
+	p.work.each(ctx, items)
+	return nil
 }
 
-func (p *pass) retries(ctx context.Context) {
-	failed, err := p.r.db.ReconcileErrors(ctx, 500)
+// retries retries the objects whose next attempt is due.
+func (p *pass) retries(ctx context.Context) error {
+	failed, err := p.r.db.ReconcileErrors(ctx, p.r.clock.Now(), 500)
 	if err != nil {
-		p.rep.fail("retries", "", err)
-		return
+		return err
 	}
-	for _, f := range failed {
-		if p.object(ctx, f.ObjectID) && !p.opts.DryRun {
-			if err := p.r.db.ClearReconcileError(ctx, f.Kind, f.ObjectID); err != nil {
-				p.rep.fail("retries", f.ObjectID, err)
-			}
-		}
+	items := make([]work, len(failed))
+	for i, f := range failed {
+		items[i] = work{id: f.ObjectID, recorded: true}
 	}
+	p.work.each(ctx, items)
+	return nil
 }
+
+// eventBatch is how many events are reconciled together before the
+// events cursor moves past them.
+const eventBatch = 100
 
 // events reads the events feed from the stored cursor, oldest first, and
-// reconciles the object each event names (never its payload).
+// reconciles the objects the events name (never their payload), a batch
+// at a time: the cursor moves past a batch once each of its objects has
+// reconciled or been recorded for a retry.
 func (p *pass) events(ctx context.Context) error {
 	r := p.r
 	now := r.clock.Now()
@@ -230,26 +288,40 @@ func (p *pass) events(ctx context.Context) error {
 	}
 	since := now.Add(-eventsRetention)
 	after := cur.Cursor
-	read := 0
-	save := func() error {
-		if p.opts.DryRun || read == 0 {
+	var batch []work
+	var last *stripe.Event
+	flush := func() error {
+		if last == nil {
+			return nil
+		}
+		p.work.each(ctx, batch)
+		if err := ctx.Err(); err != nil {
+			return err // not all done: the cursor stays before this batch
+		}
+		batch = batch[:0]
+		created := time.Unix(last.Created, 0).UTC()
+		cur = store.Cursor{Kind: "events", Cursor: last.ID, Position: &created}
+		last = nil
+		if p.opts.DryRun {
 			return nil
 		}
 		return r.db.SetCursor(ctx, cur, r.clock.Now())
 	}
+	queued := map[string]bool{}
 	visit := func(ev *stripe.Event) error {
-		if id, ok := ev.Data.Object["id"].(string); ok && stripeapi.UsesEventType(string(ev.Type)) {
-			p.object(ctx, id)
+		if id, ok := ev.Data.Object["id"].(string); ok && stripeapi.UsesEventType(string(ev.Type)) && !queued[id] {
+			queued[id] = true
+			batch = append(batch, work{id: id})
 		}
-		read++
-		created := time.Unix(ev.Created, 0).UTC()
-		cur = store.Cursor{Kind: "events", Cursor: ev.ID, Position: &created}
-		if read%100 == 0 {
-			return save()
+		last = ev
+		if len(batch) >= eventBatch {
+			clear(queued)
+			return flush()
 		}
 		return ctx.Err()
 	}
-	err = r.stripe.EventsAfter(ctx, after, since, visit)
+	lctx := stripeclient.WithRetry(ctx, listRetry)
+	err = r.stripe.EventsAfter(lctx, after, since, visit)
 	if err != nil && isNotFound(err) && after != "" {
 		// The cursor's event is gone (older than Stripe keeps): resume
 		// from its time instead.
@@ -258,158 +330,50 @@ func (p *pass) events(ctx context.Context) error {
 		if cur.Position != nil {
 			from = cur.Position.Add(-r.opts.Overlap)
 		}
-		err = r.stripe.EventsAfter(ctx, "", from, visit)
+		err = r.stripe.EventsAfter(lctx, "", from, visit)
 	}
-	if serr := save(); serr != nil && err == nil {
-		err = serr
+	if ferr := flush(); ferr != nil && err == nil {
+		err = ferr
 	}
 	return err
 }
 
-// lists walks the resource lists: sessions first, so that refunds and
-// disputes find their purchases.
-func (p *pass) lists(ctx context.Context) error {
-	r := p.r
-	started := r.clock.Now()
-	cur, err := r.db.GetCursor(ctx, "lists")
-	if err != nil {
-		return err
-	}
-	since := p.opts.Since
-	if since.IsZero() {
-		since = started.Add(-r.opts.DeepWindow)
-		if cur.Position != nil && cur.Position.Add(-r.opts.Overlap).Before(since) {
-			since = cur.Position.Add(-r.opts.Overlap) // an outage longer than the window: backfill
-		}
-	}
-	var page []*stripe.CheckoutSession
-	flush := func() error {
-		err := p.sessionPage(ctx, page)
-		page = page[:0]
-		return err
-	}
-	err = r.stripe.ListCheckoutSessions(ctx, since, func(s *stripe.CheckoutSession) error {
-		page = append(page, s)
-		if len(page) == stripeapi.PageSize {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	if err != nil {
-		return fmt.Errorf("list checkout sessions: %w", err)
-	}
-	charges := map[string]bool{}
-	if err := r.stripe.ListRefunds(ctx, since, func(re *stripe.Refund) error {
-		p.rep.seen(1)
-		if re.Charge != nil && !charges[re.Charge.ID] {
-			charges[re.Charge.ID] = true
-			p.object(ctx, re.Charge.ID)
-		}
-		return ctx.Err()
-	}); err != nil {
-		return fmt.Errorf("list refunds: %w", err)
-	}
-	if err := r.stripe.ListDisputes(ctx, since, func(d *stripe.Dispute) error {
-		if p.done[d.ID] {
-			return nil
-		}
-		p.done[d.ID] = true
-		if err := r.applyDispute(ctx, d, p.rep); err != nil {
-			p.failed(ctx, d.ID, err)
-		}
-		return ctx.Err()
-	}); err != nil {
-		return fmt.Errorf("list disputes: %w", err)
-	}
-	if p.opts.DryRun || len(p.rep.Errors) > 0 {
-		return nil // a failed object keeps the cursor where it was
-	}
-	if cur.Position != nil && started.Sub(*cur.Position) <= r.opts.Overlap {
-		return nil // moving it less than the overlap changes nothing: write nothing
-	}
-	return r.db.SetCursor(ctx, store.Cursor{Kind: "lists", Position: &started}, r.clock.Now())
-}
-
-// sessionPage applies one page of listed sessions, reading their purchases
-// in one query and writing only those that differ.
-func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) error {
-	if len(page) == 0 {
-		return nil
-	}
-	ids := make([]string, len(page))
-	for i, s := range page {
-		ids[i] = s.ID
-	}
-	existing, err := p.r.db.PurchasesBySessions(ctx, ids)
-	if err != nil {
-		return err
-	}
-	for _, s := range page {
-		if p.done[s.ID] {
-			continue
-		}
-		cur, ok := existing[s.ID]
-		f := sessionFacts{s: s, state: stateOf(s), productKey: s.Metadata["product"]}
-		if !ok && f.state == sessionOpen {
-			p.rep.seen(1)
-			continue
-		}
-		if ok && !(f.state == sessionUnpaid && cur.Status == store.PurchasePending) {
-			if next, _ := p.r.nextSessionState(cur, f); equalPurchases(next, cur) {
-				p.rep.seen(1)
-				p.done[s.ID] = true
-				continue // matches: no write, no extra call
-			}
-		}
-		p.done[s.ID] = true
-		if err := p.r.applySession(ctx, s, nil, p.rep); err != nil {
-			p.failed(ctx, s.ID, err)
-		}
-	}
-	return ctx.Err()
-}
+// pendingChunk is how many open purchases the pending part reads at a time.
+const pendingChunk = 500
 
 // pending re-checks open purchases that no signal may ever mention: those
-// past their session's expiry, and those not compared for RecheckAfter.
-func (p *pass) pending(ctx context.Context) {
+// past their session's expiry, and those not compared for RecheckAfter,
+// a chunk at a time until none is due or the pass's budget ends. Each one
+// compared is marked checked, and one that failed is recorded and backs
+// off, so neither is due again; a chunk with nothing new ends the part.
+func (p *pass) pending(ctx context.Context) error {
 	r := p.r
-	now := r.clock.Now()
-	due, err := r.db.DuePendingPurchases(ctx, now, now.Add(-r.opts.RecheckAfter), 500)
-	if err != nil {
-		p.rep.fail("pending", "", err)
-		return
-	}
-	for _, pu := range due {
-		if !p.object(ctx, pu.StripeSessionID) || p.opts.DryRun {
-			continue
+	seen := map[string]bool{}
+	for ctx.Err() == nil {
+		now := r.clock.Now()
+		due, err := r.db.DuePendingPurchases(ctx, now, now.Add(-r.opts.RecheckAfter), pendingChunk)
+		if err != nil {
+			return err
 		}
-		if err := r.db.MarkChecked(ctx, pu.ID, r.clock.Now()); err != nil {
-			p.rep.fail("pending", pu.ID, err)
+		items := make([]work, 0, len(due))
+		for _, pu := range due {
+			if seen[pu.ID] {
+				continue
+			}
+			seen[pu.ID] = true
+			items = append(items, work{id: pu.StripeSessionID, then: func(ctx context.Context, ok bool) {
+				if !ok || p.opts.DryRun {
+					return
+				}
+				if err := r.db.MarkChecked(ctx, pu.ID, r.clock.Now()); err != nil {
+					p.rep.fail("pending", pu.ID, err)
+				}
+			}})
+		}
+		p.work.each(ctx, items)
+		if len(due) < pendingChunk || len(items) == 0 {
+			return nil
 		}
 	}
-}
-
-// lastPass remembers when each pass kind last finished, for readiness.
-type lastPass struct {
-	mu sync.Mutex
-	at map[string]time.Time
-}
-
-func (l *lastPass) set(name string, t time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.at == nil {
-		l.at = map[string]time.Time{}
-	}
-	l.at[name] = t
-}
-
-func (l *lastPass) get(name string) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t, ok := l.at[name]
-	return t, ok
+	return nil
 }

@@ -42,6 +42,23 @@ type Options struct {
 	Access AccessChecker
 	// Metrics may be nil.
 	Metrics *Metrics
+	// PassBudget bounds each scheduled pass: past it the pass stops, and
+	// the next one resumes where it stopped (the list walk and the events
+	// feed keep their place). Zero means no bound (a one-off pass).
+	PassBudget time.Duration
+	// RetryBackoff is how long an object that failed waits before its next
+	// attempt, doubling per failure in a row up to RetryBackoffMax;
+	// defaults 1m and 1h.
+	RetryBackoff, RetryBackoffMax time.Duration
+	// AlertAfterFailures is how many failures in a row of one object alert
+	// the operator (once); default 5.
+	AlertAfterFailures int
+	// StallAfter is how long without a successful polling pass alerts the
+	// operator (once per stall); default five incremental intervals.
+	StallAfter time.Duration
+	// Concurrency is how many objects a pass reconciles at once; default 8.
+	// They share the Stripe client's rate limiter.
+	Concurrency int
 }
 
 // Reconciler makes the database agree with Stripe.
@@ -53,11 +70,17 @@ type Reconciler struct {
 	log     *slog.Logger
 	opts    Options
 	metrics *Metrics
+	// products are the configured product keys (see adopt).
+	products map[string]bool
 
-	passMu   sync.Mutex // one pass at a time in this process
-	lastPass lastPass
+	passMu   sync.Mutex   // one polling pass at a time in this process
+	hintsMu  sync.Mutex   // one targeted (hints) pass at a time, beside it
 	interval atomic.Int64 // of the incremental pass in ns, once Run started
-	started  time.Time
+	health   health
+	progress progress
+	// inFlight counts objects being reconciled; backlog those queued by a
+	// pass and not yet started.
+	inFlight, backlog atomic.Int64
 }
 
 // New returns a reconciler.
@@ -74,8 +97,27 @@ func New(opts Options) *Reconciler {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
-		opts: opts, metrics: opts.Metrics, started: opts.Clock.Now()}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = defaultRetryBackoff
+	}
+	if opts.RetryBackoffMax < opts.RetryBackoff {
+		opts.RetryBackoffMax = max(defaultRetryBackoffMax, opts.RetryBackoff)
+	}
+	if opts.AlertAfterFailures <= 0 {
+		opts.AlertAfterFailures = defaultAlertAfter
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = defaultConcurrency
+	}
+	products := make(map[string]bool, len(opts.Products))
+	for _, p := range opts.Products {
+		products[p.Key] = true
+	}
+	r := &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
+		opts: opts, metrics: opts.Metrics, products: products}
+	r.health.alive = opts.Clock.Now()
+	r.metrics.bind(r)
+	return r
 }
 
 // Change is one difference the reconciler found and fixed.
@@ -98,23 +140,58 @@ type ObjectError struct {
 
 // Report says what a pass saw, what differed, and what it did.
 type Report struct {
-	DryRun  bool          `json:"dry_run"`
-	Seen    int           `json:"objects_seen"`
-	Changes []Change      `json:"changes"`
-	Errors  []ObjectError `json:"errors"`
+	DryRun bool `json:"dry_run"`
+	Seen   int  `json:"objects_seen"`
+	// Changes and Errors list the first reportListed of each; the counts
+	// below are complete, and ChangesOmitted and ErrorsOmitted say how many
+	// more there were, so a pass over a long history keeps its memory flat.
+	Changes        []Change      `json:"changes"`
+	Errors         []ObjectError `json:"errors"`
+	ChangesOmitted int           `json:"changes_omitted,omitempty"`
+	ErrorsOmitted  int           `json:"errors_omitted,omitempty"`
 	// Counts by what was done: created, completed, expired, failed,
 	// refunded, partially_refunded, refund_reversed, disputed, access_repaired.
 	Counts map[string]int `json:"counts"`
 	// Healed counts, by kind, changes no webhook had announced.
-	Healed   map[string]int `json:"healed_without_webhook"`
-	Duration time.Duration  `json:"duration_ns"`
+	Healed map[string]int `json:"healed_without_webhook"`
+	// Skipped counts, by reason, the Checkout Sessions seen that are not
+	// paymentd's (see SkipReason): each is left alone.
+	Skipped  map[SkipReason]int `json:"skipped"`
+	Duration time.Duration      `json:"duration_ns"`
+	// Interrupted says why the pass stopped early ("" when it ran to the
+	// end); the next pass resumes where it stopped.
+	Interrupted string `json:"interrupted,omitempty"`
 
-	mu sync.Mutex
+	mu          sync.Mutex
+	fatal       bool            // a part of the pass failed as a whole (see failPass)
+	skippedSeen map[string]bool // sessions counted in Skipped: each once per pass
 }
+
+// NewReport returns an empty report, for a caller that reconciles single
+// objects with Object (the operator console's targeted reconcile).
+func NewReport(dry bool) *Report { return newReport(dry) }
 
 func newReport(dry bool) *Report {
-	return &Report{DryRun: dry, Counts: map[string]int{}, Healed: map[string]int{}, Changes: []Change{}, Errors: []ObjectError{}}
+	return &Report{DryRun: dry, Counts: map[string]int{}, Healed: map[string]int{}, Skipped: map[SkipReason]int{},
+		Changes: []Change{}, Errors: []ObjectError{}, skippedSeen: map[string]bool{}}
 }
+
+// skip counts a session that is not paymentd's, once per pass however
+// many signals lead to it.
+func (r *Report) skip(sessionID string, why SkipReason) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.skippedSeen[sessionID] {
+		return
+	}
+	if len(r.skippedSeen) < doneCap {
+		r.skippedSeen[sessionID] = true
+	}
+	r.Skipped[why]++
+}
+
+// reportListed is how many changes and errors a report lists.
+const reportListed = 10000
 
 func (r *Report) seen(n int) {
 	r.mu.Lock()
@@ -125,7 +202,11 @@ func (r *Report) seen(n int) {
 func (r *Report) add(c Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.Changes = append(r.Changes, c)
+	if len(r.Changes) < reportListed {
+		r.Changes = append(r.Changes, c)
+	} else {
+		r.ChangesOmitted++
+	}
 	r.Counts[c.What]++
 	if c.Unannounced {
 		r.Healed[c.Kind]++
@@ -134,12 +215,29 @@ func (r *Report) add(c Change) {
 
 func (r *Report) fail(kind, id string, err error) {
 	r.mu.Lock()
-	r.Errors = append(r.Errors, ObjectError{Kind: kind, ObjectID: id, Error: err.Error()})
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	r.addError(ObjectError{Kind: kind, ObjectID: id, Error: err.Error()})
+}
+
+// failPass records that a part of the pass failed as a whole (a listing
+// could not be read, a query failed): the pass is not a success.
+func (r *Report) failPass(part string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addError(ObjectError{Kind: part, Error: err.Error()})
+	r.fatal = true
+}
+
+func (r *Report) addError(e ObjectError) {
+	if len(r.Errors) < reportListed {
+		r.Errors = append(r.Errors, e)
+	} else {
+		r.ErrorsOmitted++
+	}
 }
 
 // Converged reports whether the pass ended with no errors.
-func (r *Report) Converged() bool { return len(r.Errors) == 0 }
+func (r *Report) Converged() bool { return len(r.Errors) == 0 && r.ErrorsOmitted == 0 }
 
 // Summary is a one-line account of the report.
 func (r *Report) Summary() string {
@@ -152,7 +250,14 @@ func (r *Report) Summary() string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, r.Counts[k]))
 	}
-	parts = append(parts, fmt.Sprintf("errors %d", len(r.Errors)))
+	skipped := 0
+	for _, n := range r.Skipped {
+		skipped += n
+	}
+	if skipped > 0 {
+		parts = append(parts, fmt.Sprintf("skipped %d", skipped))
+	}
+	parts = append(parts, fmt.Sprintf("errors %d", len(r.Errors)+r.ErrorsOmitted))
 	return strings.Join(parts, ", ")
 }
 
@@ -181,15 +286,15 @@ func (r *Reconciler) inTx(ctx context.Context, rep *Report, fn func(q *store.Que
 func kindOf(id string) string {
 	switch {
 	case strings.HasPrefix(id, "cs_"):
-		return "session"
+		return kindSession
 	case strings.HasPrefix(id, "ch_") || strings.HasPrefix(id, "py_"):
-		return "charge"
+		return kindCharge
 	case strings.HasPrefix(id, "re_") || strings.HasPrefix(id, "pyr_"):
-		return "refund"
+		return kindRefund
 	case strings.HasPrefix(id, "dp_") || strings.HasPrefix(id, "du_"):
-		return "dispute"
+		return kindDispute
 	case strings.HasPrefix(id, "pi_"):
-		return "payment_intent"
+		return kindPaymentIntent
 	}
 	return "unknown"
 }
@@ -199,11 +304,11 @@ func kindOf(id string) string {
 func (r *Reconciler) Object(ctx context.Context, id string, rep *Report) error {
 	var err error
 	switch kindOf(id) {
-	case "session":
+	case kindSession:
 		err = r.session(ctx, id, rep)
-	case "charge":
+	case kindCharge:
 		err = r.charge(ctx, id, rep)
-	case "refund":
+	case kindRefund:
 		var re *stripe.Refund
 		if re, err = r.stripe.Refund(ctx, id); err == nil {
 			rep.seen(1)
@@ -212,12 +317,12 @@ func (r *Reconciler) Object(ctx context.Context, id string, rep *Report) error {
 			}
 			err = r.charge(ctx, re.Charge.ID, rep)
 		}
-	case "dispute":
+	case kindDispute:
 		var d *stripe.Dispute
 		if d, err = r.stripe.Dispute(ctx, id); err == nil {
 			err = r.applyDispute(ctx, d, rep)
 		}
-	case "payment_intent":
+	case kindPaymentIntent:
 		var s *stripe.CheckoutSession
 		if s, err = r.stripe.CheckoutSessionByPaymentIntent(ctx, id); err == nil && s != nil {
 			err = r.applySession(ctx, s, nil, rep)
@@ -246,17 +351,23 @@ func unannounced(ctx context.Context, q *store.Queries, objectID string) (bool, 
 	return !has, err
 }
 
-// record adds a change to the report and the metrics.
+// record adds a change to the report and the metrics, looking up whether
+// a webhook announced it.
 func (r *Reconciler) record(ctx context.Context, q *store.Queries, rep *Report, c Change) error {
 	un, err := unannounced(ctx, q, c.ObjectID)
 	if err != nil {
 		return err
 	}
 	c.Unannounced = un
+	r.report(rep, c)
+	return nil
+}
+
+// report adds a change whose Unannounced is known to the report and logs it.
+func (r *Reconciler) report(rep *Report, c Change) {
 	rep.add(c)
 	r.log.Info("reconciled", "kind", c.Kind, "object_id", c.ObjectID, "purchase_id", c.PurchaseID, "what", c.What,
 		"unannounced", c.Unannounced, "dry_run", rep.DryRun)
-	return nil
 }
 
 // isNotFound reports whether Stripe said the object does not exist.

@@ -25,17 +25,42 @@ func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
 		cron.WithChain(cron.Recover(cronLogger{r.log}), cron.SkipIfStillRunning(cronLogger{r.log})))
 	for name, spec := range map[string]string{"incremental": s.Incremental, "deep": s.Deep, "access": s.Access} {
 		opts := map[string]PassOptions{"incremental": Incremental, "deep": Deep, "access": AccessDrift}[name]
+		opts.Budget = r.opts.PassBudget
 		if _, err := c.AddFunc(spec, func() { r.scheduled(ctx, name, opts) }); err != nil {
 			return fmt.Errorf("schedule %s pass %q: %w", name, spec, err)
 		}
 	}
 	sched, _ := config.ScheduleParser.Parse(s.Incremental)
 	now := time.Now()
-	r.interval.Store(int64(sched.Next(now).Sub(now)))
+	interval := sched.Next(now).Sub(now)
+	r.interval.Store(int64(interval))
 	c.Start()
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		r.watchStalls(ctx, interval)
+	}()
 	r.listenHints(ctx)
 	<-c.Stop().Done()
+	<-watched
 	return nil
+}
+
+// watchStalls checks for a stall every interval until ctx ends. It runs
+// beside the passes, so a pass that hangs is noticed too.
+func (r *Reconciler) watchStalls(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := r.AlertIfStalled(ctx); err != nil && ctx.Err() == nil {
+				r.log.Error("stall check failed", "err", err)
+			}
+		}
+	}
 }
 
 func (r *Reconciler) scheduled(ctx context.Context, name string, o PassOptions) {
@@ -96,23 +121,6 @@ func (r *Reconciler) listenOnce(ctx context.Context) error {
 	stop()
 	<-done
 	return err
-}
-
-// Stalled says what is wrong when the incremental pass has not finished
-// (run, or skipped because another replica polls) for three intervals.
-func (r *Reconciler) Stalled(now time.Time) string {
-	interval := time.Duration(r.interval.Load())
-	if interval <= 0 {
-		return ""
-	}
-	last, ok := r.lastPass.get("incremental")
-	if !ok {
-		last = r.started
-	}
-	if now.Sub(last) > 3*interval {
-		return fmt.Sprintf("no incremental pass finished since %s (interval %s)", last.Format(time.RFC3339), interval)
-	}
-	return ""
 }
 
 // cronLogger adapts slog to cron's logger.

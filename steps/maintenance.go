@@ -52,6 +52,8 @@ func NewMaintainer(db *store.DB, clk clock.Clock, log *slog.Logger, cfg Maintena
 type PruneReport struct {
 	Steps int `json:"steps"`
 	Hints int `json:"hints"`
+	// Passes are reconcile pass summaries (the operator console's history).
+	Passes int `json:"reconcile_passes"`
 	// Skipped is set when another replica held the maintenance lock.
 	Skipped bool `json:"skipped,omitempty"`
 }
@@ -103,8 +105,16 @@ func (m *Maintainer) RunOnce(ctx context.Context) (PruneReport, error) {
 		rep.Hints += n
 		more = n == m.cfg.BatchSize
 	}
-	if rep.Steps > 0 || rep.Hints > 0 {
-		m.log.Info("pruned past retention", "steps", rep.Steps, "hints", rep.Hints,
+	for more := true; more; {
+		n, err := m.db.PruneReconcilePasses(ctx, cutoff, m.cfg.BatchSize)
+		if err != nil {
+			return rep, err
+		}
+		rep.Passes += n
+		more = n == m.cfg.BatchSize
+	}
+	if rep.Steps > 0 || rep.Hints > 0 || rep.Passes > 0 {
+		m.log.Info("pruned past retention", "steps", rep.Steps, "hints", rep.Hints, "reconcile_passes", rep.Passes,
 			"retention", m.cfg.Retention.String())
 	}
 	return rep, nil

@@ -68,6 +68,13 @@ func TestRetentionPrunesOnlyWhatNothingNeeds(t *testing.T) {
 	schedule("", "alert:later", steps.Step{Name: "alert_me"}, steps.Step{Name: "alert_me_later", Delay: 365 * day})
 	hint("evt_old", "cs_old", true)
 	hint("evt_unhandled", "cs_unhandled", false)
+	pass := func(kind string) {
+		t.Helper()
+		if err := db.RecordReconcilePass(ctx, store.PassSummary{Kind: kind, StartedAt: clk.Now(), Summary: "seen 1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass("old")
 	run()
 	if _, err := eng.Cancel(ctx, db.Queries, canceled, "followup"); err != nil {
 		t.Fatal(err)
@@ -78,6 +85,7 @@ func TestRetentionPrunesOnlyWhatNothingNeeds(t *testing.T) {
 	schedule(recent, "refund:re_1", steps.Step{Name: "email"})
 	run()
 	hint("evt_recent", "cs_recent", true)
+	pass("recent")
 
 	// Day 100, retention 90 days. Another replica is pruning: nothing happens.
 	clk.Set(t0.Add(100 * day))
@@ -94,6 +102,9 @@ func TestRetentionPrunesOnlyWhatNothingNeeds(t *testing.T) {
 	rep, err := m.RunOnce(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if passes, err := db.RecentReconcilePasses(ctx, 10); err != nil || rep.Passes != 1 || len(passes) != 1 || passes[0].Kind != "recent" {
+		t.Errorf("pass summaries after pruning: %+v (%v), pruned %d; want only the recent one kept", passes, err, rep.Passes)
 	}
 	left := func(purchase string) int {
 		t.Helper()

@@ -291,7 +291,7 @@ func TestConsoleOverviewCountsAndLists(t *testing.T) {
 		Seen: 12, Changes: 2, Healed: 1, Summary: "seen 12"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordReconcileError(ctx, "session", "cs_bad", "boom", now); err != nil {
+	if _, err := db.RecordReconcileError(ctx, "session", "cs_bad", "boom", now, now); err != nil {
 		t.Fatal(err)
 	}
 

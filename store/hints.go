@@ -48,3 +48,16 @@ func (q *Queries) PruneHints(ctx context.Context, cutoff time.Time, limit int) (
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// PruneReconcilePasses deletes up to limit reconcile pass summaries that
+// started before cutoff, oldest first, and returns how many it deleted.
+func (q *Queries) PruneReconcilePasses(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	tag, err := q.db.Exec(ctx, `
+		DELETE FROM reconcile_passes WHERE id IN (
+			SELECT id FROM reconcile_passes WHERE started_at < $1 ORDER BY started_at LIMIT $2)`,
+		cutoff.UTC(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune reconcile passes: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -136,6 +137,128 @@ func (q *Queries) InsertPurchase(ctx context.Context, p Purchase) (inserted bool
 	return tag.RowsAffected() == 1, nil
 }
 
+// InsertPurchases records ps in one statement. Those whose Stripe session
+// is already recorded are left alone; it returns the session ids of the
+// rows it inserted.
+func (q *Queries) InsertPurchases(ctx context.Context, ps []Purchase) (map[string]bool, error) {
+	inserted := make(map[string]bool, len(ps))
+	if len(ps) == 0 {
+		return inserted, nil
+	}
+	const columns = 26
+	var sql strings.Builder
+	sql.WriteString(`INSERT INTO purchases (` + purchaseColumns + `) VALUES `)
+	args := make([]any, 0, len(ps)*columns)
+	for i, p := range ps {
+		if i > 0 {
+			sql.WriteString(", ")
+		}
+		sql.WriteString("(")
+		for c := range columns {
+			if c > 0 {
+				sql.WriteString(", ")
+			}
+			fmt.Fprintf(&sql, "$%d", i*columns+c+1)
+		}
+		sql.WriteString(")")
+		args = append(args, p.ID, p.UserID, p.Email, p.ProductKey, p.Quantity, p.Status, p.StripeSessionID,
+			p.StripeCustomerID, p.StripePaymentIntentID, p.StripeChargeID, p.AmountTotal, p.AmountRefunded, p.Currency,
+			p.GitHubUsername, p.AccessState, p.AccessRef, p.ConsentRequired, p.PromotionsConsent, p.RecoveryURL,
+			p.SessionExpiresAt, p.Disputed, p.CreatedAt.UTC(), p.CompletedAt, p.UpdatedAt.UTC(), p.CheckedAt, p.ExpiredAt)
+	}
+	sql.WriteString(` ON CONFLICT (stripe_session_id) DO NOTHING RETURNING stripe_session_id`)
+	rows, err := q.db.Query(ctx, sql.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("insert purchases: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("insert purchases: %w", err)
+	}
+	for _, id := range ids {
+		inserted[id] = true
+	}
+	return inserted, nil
+}
+
+// UpdatePurchases writes each purchase as UpdatePurchase does, in one
+// round trip.
+func (q *Queries) UpdatePurchases(ctx context.Context, ps []Purchase, now time.Time) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, p := range ps {
+		batch.Queue(updatePurchaseSQL, p.ID, p.UserID, p.Email, p.Status, p.StripeCustomerID, p.StripePaymentIntentID,
+			p.StripeChargeID, p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername, p.AccessState, p.AccessRef,
+			p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed, p.CompletedAt, now.UTC(), p.CheckedAt,
+			p.ExpiredAt)
+	}
+	res := q.db.SendBatch(ctx, batch)
+	for _, p := range ps {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			return fmt.Errorf("update purchase %s: %w", p.ID, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("update purchases: %w", err)
+	}
+	return nil
+}
+
+// SessionWriteState is what writing a batch of sessions' purchases needs
+// to know first (see LockSessionWrite).
+type SessionWriteState struct {
+	// Rows are the purchases of the sessions, keyed by session id, locked.
+	Rows map[string]Purchase
+	// Taken says which of the candidate purchase ids are already used.
+	Taken map[string]bool
+	// Hinted says which of the sessions a webhook ever announced.
+	Hinted map[string]bool
+}
+
+// LockSessionWrite locks the purchases of sessionIDs (as
+// LockPurchasesBySessions does), and reads which of candidateIDs are
+// purchase ids already and which sessions a webhook announced, all in one
+// round trip.
+func (q *Queries) LockSessionWrite(ctx context.Context, sessionIDs, candidateIDs []string) (SessionWriteState, error) {
+	st := SessionWriteState{Rows: map[string]Purchase{}, Taken: map[string]bool{}, Hinted: map[string]bool{}}
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT `+purchaseColumns+` FROM purchases WHERE stripe_session_id = ANY($1)
+		ORDER BY stripe_session_id FOR UPDATE`, sessionIDs)
+	batch.Queue(`SELECT id::text FROM purchases WHERE id = ANY($1::uuid[])`, candidateIDs)
+	batch.Queue(`SELECT DISTINCT object_id FROM webhook_hints WHERE object_id = ANY($1)`, sessionIDs)
+	res := q.db.SendBatch(ctx, batch)
+	defer res.Close()
+	rows, err := res.Query()
+	if err == nil {
+		var ps []Purchase
+		if ps, err = pgx.CollectRows(rows, scanPurchase); err == nil {
+			for _, p := range ps {
+				st.Rows[p.StripeSessionID] = p
+			}
+		}
+	}
+	for _, into := range []map[string]bool{st.Taken, st.Hinted} {
+		if err != nil {
+			break
+		}
+		if rows, err = res.Query(); err == nil {
+			var ids []string
+			if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err == nil {
+				for _, id := range ids {
+					into[id] = true
+				}
+			}
+		}
+	}
+	if err != nil {
+		return st, fmt.Errorf("lock purchases for writing sessions: %w", err)
+	}
+	return st, res.Close()
+}
+
 // GetPurchase returns the purchase with id.
 func (q *Queries) GetPurchase(ctx context.Context, id string) (Purchase, error) {
 	return q.onePurchase(ctx, `SELECT `+purchaseColumns+` FROM purchases WHERE id = $1`, id)
@@ -185,12 +308,7 @@ func (q *Queries) PurchasesByEmail(ctx context.Context, email string) ([]Purchas
 // UpdatePurchase writes every mutable column of p (found by id) and stamps
 // updated_at.
 func (q *Queries) UpdatePurchase(ctx context.Context, p Purchase, now time.Time) error {
-	_, err := q.db.Exec(ctx, `UPDATE purchases SET user_id = $2, email = $3, status = $4, stripe_customer_id = $5,
-			stripe_payment_intent_id = $6, stripe_charge_id = $7, amount_total = $8, amount_refunded = $9,
-			currency = $10, github_username = $11, access_state = $12, access_ref = $13, promotions_consent = $14,
-			recovery_url = $15, session_expires_at = $16, disputed = $17, completed_at = $18, updated_at = $19,
-			checked_at = $20, expired_at = $21
-		WHERE id = $1`,
+	_, err := q.db.Exec(ctx, updatePurchaseSQL,
 		p.ID, p.UserID, p.Email, p.Status, p.StripeCustomerID, p.StripePaymentIntentID, p.StripeChargeID,
 		p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername, p.AccessState, p.AccessRef,
 		p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed, p.CompletedAt, now.UTC(), p.CheckedAt,
@@ -200,6 +318,13 @@ func (q *Queries) UpdatePurchase(ctx context.Context, p Purchase, now time.Time)
 	}
 	return nil
 }
+
+const updatePurchaseSQL = `UPDATE purchases SET user_id = $2, email = $3, status = $4, stripe_customer_id = $5,
+		stripe_payment_intent_id = $6, stripe_charge_id = $7, amount_total = $8, amount_refunded = $9,
+		currency = $10, github_username = $11, access_state = $12, access_ref = $13, promotions_consent = $14,
+		recovery_url = $15, session_expires_at = $16, disputed = $17, completed_at = $18, updated_at = $19,
+		checked_at = $20, expired_at = $21
+	WHERE id = $1`
 
 // SetAccess records a purchase's access state and reference (for example a
 // GitHub invitation id).

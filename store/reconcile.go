@@ -24,10 +24,15 @@ type Hint struct {
 	Attempts   int
 }
 
-// UnhandledHints returns up to limit hints not yet handled, oldest first.
-func (q *Queries) UnhandledHints(ctx context.Context, limit int) ([]Hint, error) {
-	rows, err := q.db.Query(ctx, `SELECT event_id, type, object_id, received_at, attempts FROM webhook_hints
-		WHERE handled_at IS NULL ORDER BY received_at LIMIT $1`, limit)
+// UnhandledHints returns up to limit hints not yet handled, oldest first,
+// leaving out those about an object that is backing off after failures
+// (see RecordReconcileError) unless the hint arrived after its last
+// failure: a fresh hint always gets a look.
+func (q *Queries) UnhandledHints(ctx context.Context, now time.Time, limit int) ([]Hint, error) {
+	rows, err := q.db.Query(ctx, `SELECT h.event_id, h.type, h.object_id, h.received_at, h.attempts FROM webhook_hints h
+		WHERE h.handled_at IS NULL AND NOT EXISTS (SELECT 1 FROM reconcile_errors e
+			WHERE e.object_id = h.object_id AND e.next_attempt_at > $1 AND h.received_at <= e.last_seen)
+		ORDER BY h.received_at LIMIT $2`, now.UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list unhandled hints: %w", err)
 	}
@@ -102,21 +107,48 @@ func (q *Queries) SetCursor(ctx context.Context, c Cursor, now time.Time) error 
 	return nil
 }
 
-// ReconcileError is an object the reconciler failed on.
+// ReconcileError is an object the reconciler failed on, retried from
+// NextAttempt.
 type ReconcileError struct {
 	Kind, ObjectID, Error string
 	Attempts              int
 	FirstSeen, LastSeen   time.Time
+	NextAttempt           time.Time
 }
 
-// RecordReconcileError remembers that reconciling an object failed.
-func (q *Queries) RecordReconcileError(ctx context.Context, kind, objectID, errText string, now time.Time) error {
-	_, err := q.db.Exec(ctx, `INSERT INTO reconcile_errors (kind, object_id, error, first_seen, last_seen)
-		VALUES ($1, $2, $3, $4, $4)
-		ON CONFLICT (kind, object_id) DO UPDATE SET error = $3, attempts = reconcile_errors.attempts + 1, last_seen = $4`,
-		kind, objectID, errText, now.UTC())
+const reconcileErrorColumns = `kind, object_id, error, attempts, first_seen, last_seen, next_attempt_at`
+
+func scanReconcileError(row pgx.CollectableRow) (ReconcileError, error) {
+	var e ReconcileError
+	err := row.Scan(&e.Kind, &e.ObjectID, &e.Error, &e.Attempts, &e.FirstSeen, &e.LastSeen, &e.NextAttempt)
+	return e, err
+}
+
+// RecordReconcileError remembers that reconciling an object failed once
+// more, due again at next, and returns its row: how many failures in a
+// row, since when.
+func (q *Queries) RecordReconcileError(ctx context.Context, kind, objectID, errText string, now, next time.Time) (ReconcileError, error) {
+	rows, err := q.db.Query(ctx, `INSERT INTO reconcile_errors (kind, object_id, error, first_seen, last_seen, next_attempt_at)
+		VALUES ($1, $2, $3, $4, $4, $5)
+		ON CONFLICT (kind, object_id) DO UPDATE SET error = $3, attempts = reconcile_errors.attempts + 1, last_seen = $4,
+			next_attempt_at = $5
+		RETURNING `+reconcileErrorColumns, kind, objectID, errText, now.UTC(), next.UTC())
 	if err != nil {
-		return fmt.Errorf("record reconcile error: %w", err)
+		return ReconcileError{}, fmt.Errorf("record reconcile error: %w", err)
+	}
+	e, err := pgx.CollectExactlyOneRow(rows, scanReconcileError)
+	if err != nil {
+		return e, fmt.Errorf("record reconcile error: %w", err)
+	}
+	return e, nil
+}
+
+// SetReconcileRetry moves an object's next attempt to at.
+func (q *Queries) SetReconcileRetry(ctx context.Context, kind, objectID string, at time.Time) error {
+	_, err := q.db.Exec(ctx, `UPDATE reconcile_errors SET next_attempt_at = $3 WHERE kind = $1 AND object_id = $2`,
+		kind, objectID, at.UTC())
+	if err != nil {
+		return fmt.Errorf("set reconcile retry: %w", err)
 	}
 	return nil
 }
@@ -130,27 +162,30 @@ func (q *Queries) ClearReconcileError(ctx context.Context, kind, objectID string
 	return nil
 }
 
-// ReconcileErrors returns up to limit objects waiting for a retry.
-func (q *Queries) ReconcileErrors(ctx context.Context, limit int) ([]ReconcileError, error) {
-	rows, err := q.db.Query(ctx, `SELECT kind, object_id, error, attempts, first_seen, last_seen
-		FROM reconcile_errors ORDER BY last_seen LIMIT $1`, limit)
+// ReconcileErrors returns up to limit objects whose next attempt is due at
+// now, the longest due first.
+func (q *Queries) ReconcileErrors(ctx context.Context, now time.Time, limit int) ([]ReconcileError, error) {
+	rows, err := q.db.Query(ctx, `SELECT `+reconcileErrorColumns+` FROM reconcile_errors
+		WHERE next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2`, now.UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list reconcile errors: %w", err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ReconcileError, error) {
-		var e ReconcileError
-		err := row.Scan(&e.Kind, &e.ObjectID, &e.Error, &e.Attempts, &e.FirstSeen, &e.LastSeen)
-		return e, err
-	})
+	es, err := pgx.CollectRows(rows, scanReconcileError)
+	if err != nil {
+		return nil, fmt.Errorf("list reconcile errors: %w", err)
+	}
+	return es, nil
 }
 
 // DuePendingPurchases returns pending purchases whose session may have
 // changed without a signal: its expiry has passed, or it was last checked
-// (or created) before checkBefore.
+// (or created) before checkBefore; those whose session is backing off
+// after failures wait for their next attempt.
 func (q *Queries) DuePendingPurchases(ctx context.Context, now, checkBefore time.Time, limit int) ([]Purchase, error) {
-	ps, err := q.purchases(ctx, `SELECT `+purchaseColumns+` FROM purchases
+	ps, err := q.purchases(ctx, `SELECT `+purchaseColumns+` FROM purchases p
 		WHERE status = 'pending' AND (coalesce(checked_at, created_at) <= $2 OR session_expires_at <= $1)
 			AND coalesce(checked_at, created_at) < $1
+			AND NOT EXISTS (SELECT 1 FROM reconcile_errors e WHERE e.object_id = p.stripe_session_id AND e.next_attempt_at > $1)
 		ORDER BY coalesce(checked_at, created_at) LIMIT $3`, now.UTC(), checkBefore.UTC(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list due pending purchases: %w", err)
@@ -208,3 +243,7 @@ func (q *Queries) HasOpenWork(ctx context.Context, purchaseID string) (bool, err
 
 // PollerLockKey is the advisory lock the replica polling Stripe holds.
 const PollerLockKey int64 = 0x7061796d656e75
+
+// HintsLockKey is the advisory lock the replica handling webhook hints
+// holds; hints are handled beside a polling pass, not behind it.
+const HintsLockKey int64 = 0x7061796d686e74

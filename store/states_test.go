@@ -50,7 +50,7 @@ func TestStatesMatchChecks(t *testing.T) {
 		return nil
 	}
 	strs := func(vs ...string) []string { slices.Sort(vs); return vs }
-	var purchase, access, step, subject []string
+	var purchase, access, step, subject, walk []string
 	for _, s := range store.PurchaseStatuses {
 		purchase = append(purchase, string(s))
 	}
@@ -63,6 +63,9 @@ func TestStatesMatchChecks(t *testing.T) {
 	for _, k := range store.SubjectKinds {
 		subject = append(subject, string(k))
 	}
+	for _, s := range store.WalkPhases {
+		walk = append(walk, string(s))
+	}
 	for _, c := range []struct {
 		table, column string
 		goValues      []string
@@ -71,6 +74,7 @@ func TestStatesMatchChecks(t *testing.T) {
 		{"purchases", "access_state", strs(access...)},
 		{"steps", "status", strs(step...)},
 		{"steps", "subject_kind", strs(subject...)},
+		{"reconcile_walks", "phase", strs(walk...)},
 	} {
 		if got := checked(c.table, c.column); !slices.Equal(got, c.goValues) {
 			t.Errorf("%s.%s: CHECK allows %v, Go declares %v", c.table, c.column, got, c.goValues)

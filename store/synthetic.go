@@ -121,8 +121,8 @@ func (db *DB) GenerateSyntheticLoad(ctx context.Context, l SyntheticLoad) error 
 	// Objects that keep failing, through the reconciler's own statement.
 	for i := range 30 {
 		for range i + 1 {
-			if err := db.RecordReconcileError(ctx, "session", fmt.Sprintf("cs_bench_broken_%d", i),
-				"stripe: 500 Internal Server Error", now); err != nil {
+			if _, err := db.RecordReconcileError(ctx, "session", fmt.Sprintf("cs_bench_broken_%d", i),
+				"stripe: 500 Internal Server Error", now, now); err != nil {
 				return err
 			}
 		}

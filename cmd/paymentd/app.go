@@ -97,7 +97,7 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 
 	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: ful, Clock: clk, Log: log.With("component", "reconcile"),
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,
-		Metrics: reconcile.NewMetrics(reg)}
+		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg)}
 	if gh != nil {
 		opts.Access = gh
 	}

@@ -105,6 +105,7 @@ func benchmarks() []benchmark {
 		{"backfill", benchBackfill},
 		{"access", benchAccessDrift},
 		{"console", benchConsole},
+		{"degraded", benchDegraded},
 	}
 }
 

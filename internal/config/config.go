@@ -94,6 +94,9 @@ type Reconcile struct {
 	DeepWindow     time.Duration `yaml:"deep_window"`
 	Overlap        time.Duration `yaml:"overlap"`
 	AccessSchedule string        `yaml:"access_schedule"`
+	// PassBudget bounds a scheduled pass; the next one resumes where it
+	// stopped.
+	PassBudget time.Duration `yaml:"pass_budget"`
 }
 
 // Steps configures the durable step engine.
@@ -263,7 +266,7 @@ func Defaults() *Config {
 			SuccessURL: "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",
 			CancelURL:  "http://localhost:8080/"},
 		Reconcile: Reconcile{Schedule: "@every 1m", DeepSchedule: "@daily", DeepWindow: 30 * 24 * time.Hour,
-			Overlap: 10 * time.Minute, AccessSchedule: "@hourly"},
+			Overlap: 10 * time.Minute, AccessSchedule: "@hourly", PassBudget: 5 * time.Minute},
 		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, Timeout: 4 * time.Minute, PollInterval: time.Second,
 			BackoffBase: 10 * time.Second, BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
@@ -484,6 +487,7 @@ func (c *Config) validate() Problems {
 		}
 	}
 	positive("reconcile.deep_window", c.Reconcile.DeepWindow)
+	positive("reconcile.pass_budget", c.Reconcile.PassBudget)
 	if c.Reconcile.Overlap < 0 {
 		add("reconcile.overlap", "must not be negative")
 	}

@@ -23,6 +23,9 @@ func TestCommittedConfigLoads(t *testing.T) {
 	if p, ok := cfg.Product("pro_one_time"); !ok || p.Amount != 19900 || p.Currency != "usd" {
 		t.Errorf("product pro_one_time = %+v, %v", p, ok)
 	}
+	if cfg.Reconcile.PassBudget != 5*time.Minute {
+		t.Errorf("reconcile.pass_budget = %s, want 5m", cfg.Reconcile.PassBudget)
+	}
 }
 
 func TestEnvironmentOverridesFile(t *testing.T) {
@@ -82,6 +85,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		"  repo: \"acme-pro\"", "  repo: \"acme-pro\"\n  reop: typo",
 		"log:\n", "logging: {}\nlog:\n",
 		"    access: github", "    access: github\n    acess: none",
+		"pass_budget: 5m", "pass_budget: 0s",
 	).Replace(string(base))
 	_, err = config.Parse([]byte(bad), noEnv)
 	var problems config.Problems
@@ -92,7 +96,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		"steps.workers:", "steps.lease:", "reconcile.schedule:", "products[0].currency:",
 		"products[0].amount:", "email.provider:", "github.permission:",
 		"steps.polll_interval: unknown key", "github.reop: unknown key", "logging: unknown key",
-		"products[0].acess: unknown key",
+		"products[0].acess: unknown key", "reconcile.pass_budget:",
 	}
 	for _, w := range want {
 		found := false

@@ -399,10 +399,6 @@ func (c *Console) bulkRetryDo(w http.ResponseWriter, r *http.Request, s *session
 // newReport returns an empty reconcile report for Reconciler.Object. The
 // reconcile package has no exported constructor; this one fills in every
 // exported map a pass writes to.
-func newReport(dry bool) *reconcile.Report {
-	return &reconcile.Report{DryRun: dry, Counts: map[string]int{}, Healed: map[string]int{},
-		Changes: []reconcile.Change{}, Errors: []reconcile.ObjectError{}}
-}
 
 // purchaseObjects are the Stripe objects a targeted reconcile of a
 // purchase looks at: its Checkout Session (status, payment) and, once
@@ -420,7 +416,7 @@ func purchaseObjects(p store.Purchase) []string {
 // changing nothing) or for real. It returns the report and the objects
 // that failed.
 func (c *Console) reconcilePurchase(ctx context.Context, p store.Purchase, dry bool) (rep *reconcile.Report, failed []string) {
-	rep = newReport(dry)
+	rep = reconcile.NewReport(dry)
 	for _, id := range purchaseObjects(p) {
 		if err := c.reconcileObject(ctx, id, rep); err != nil {
 			failed = append(failed, err.Error())

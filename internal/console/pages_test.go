@@ -152,7 +152,7 @@ func TestOverviewAndStuckSteps(t *testing.T) {
 		Seen: 40, Changes: 3, Healed: 2, Errors: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.db.RecordReconcileError(e.ctx, "session", "cs_broken", "stripe: 500", t0); err != nil {
+	if _, err := e.db.RecordReconcileError(e.ctx, "session", "cs_broken", "stripe: 500", t0, t0); err != nil {
 		t.Fatal(err)
 	}
 	b := e.signedIn()

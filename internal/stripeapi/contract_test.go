@@ -129,24 +129,35 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 		}
 	},
 	"CheckoutSession": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if s, err := api.CheckoutSession(ctx, "cs_test_contract"); err != nil || s.ID == "" {
+		s, err := api.CheckoutSession(ctx, "cs_test_contract")
+		if err != nil || s.ID == "" {
 			t.Fatalf("CheckoutSession = %v", err)
 		}
+		expandedSession(t, s)
 	},
-	"CheckoutSessionLineItems": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if s, err := api.CheckoutSessionLineItems(ctx, "cs_test_contract"); err != nil || s.ID == "" {
-			t.Fatalf("CheckoutSessionLineItems = %v", err)
+	"ListLineItems": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var n int
+		if err := api.ListLineItems(ctx, "cs_test_contract", collect[*stripe.LineItem](&n)); err != nil || n == 0 {
+			t.Fatalf("ListLineItems saw %d, %v", n, err)
 		}
 	},
 	"CheckoutSessionByPaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if _, err := api.CheckoutSessionByPaymentIntent(ctx, "pi_contract"); err != nil {
+		s, err := api.CheckoutSessionByPaymentIntent(ctx, "pi_contract")
+		if err != nil {
 			t.Fatalf("CheckoutSessionByPaymentIntent = %v", err)
 		}
+		if s != nil {
+			expandedSession(t, s)
+		}
 	},
-	"ListCheckoutSessions": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var n int
-		if err := api.ListCheckoutSessions(ctx, since, collect[*stripe.CheckoutSession](&n)); err != nil || n == 0 {
-			t.Fatalf("ListCheckoutSessions saw %d, %v", n, err)
+	"CheckoutSessionsPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.CheckoutSessionsPage(ctx, since, "")
+		if err != nil || len(page) == 0 {
+			t.Fatalf("CheckoutSessionsPage = %d, %v", len(page), err)
+		}
+		expandedSession(t, page[0])
+		if _, _, err := api.CheckoutSessionsPage(ctx, since, page[len(page)-1].ID); err != nil {
+			t.Fatalf("CheckoutSessionsPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
 	"PaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
@@ -155,8 +166,12 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 		}
 	},
 	"Charge": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		if ch, err := api.Charge(ctx, "ch_contract"); err != nil || ch.ID == "" {
+		ch, err := api.Charge(ctx, "ch_contract")
+		if err != nil || ch.ID == "" {
 			t.Fatalf("Charge = %v", err)
+		}
+		if ch.Refunds == nil || len(ch.Refunds.Data) == 0 {
+			t.Errorf("Charge: refunds not expanded: %+v", ch.Refunds)
 		}
 	},
 	"Refund": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
@@ -170,10 +185,13 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("ChargeRefunds saw %d, %v", n, err)
 		}
 	},
-	"ListRefunds": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var n int
-		if err := api.ListRefunds(ctx, since, collect[*stripe.Refund](&n)); err != nil || n == 0 {
-			t.Fatalf("ListRefunds saw %d, %v", n, err)
+	"RefundsPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.RefundsPage(ctx, since, "")
+		if err != nil || len(page) == 0 {
+			t.Fatalf("RefundsPage = %d, %v", len(page), err)
+		}
+		if _, _, err := api.RefundsPage(ctx, since, page[len(page)-1].ID); err != nil {
+			t.Fatalf("RefundsPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
 	"Dispute": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
@@ -181,10 +199,13 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("Dispute = %v", err)
 		}
 	},
-	"ListDisputes": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var n int
-		if err := api.ListDisputes(ctx, since, collect[*stripe.Dispute](&n)); err != nil || n == 0 {
-			t.Fatalf("ListDisputes saw %d, %v", n, err)
+	"DisputesPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.DisputesPage(ctx, since, "")
+		if err != nil || len(page) == 0 {
+			t.Fatalf("DisputesPage = %d, %v", len(page), err)
+		}
+		if _, _, err := api.DisputesPage(ctx, since, page[len(page)-1].ID); err != nil {
+			t.Fatalf("DisputesPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
 	"EventsAfter": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
@@ -196,6 +217,18 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("EventsAfter a cursor: %v", err)
 		}
 	},
+}
+
+// expandedSession checks that the expansions the reconciler relies on came
+// back as objects: the line items and the payment intent.
+func expandedSession(t *testing.T, s *stripe.CheckoutSession) {
+	t.Helper()
+	if s.LineItems == nil || len(s.LineItems.Data) == 0 || s.LineItems.Data[0].Price == nil {
+		t.Errorf("session %s: line_items not expanded: %+v", s.ID, s.LineItems)
+	}
+	if s.PaymentIntent == nil || s.PaymentIntent.Status == "" || s.PaymentIntent.Created == 0 {
+		t.Errorf("session %s: payment_intent not expanded: %+v", s.ID, s.PaymentIntent)
+	}
 }
 
 func TestContractAgainstStripeMock(t *testing.T) {

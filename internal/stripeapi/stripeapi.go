@@ -216,27 +216,55 @@ func (a *API) ActivePromotionCodes(ctx context.Context, code string) ([]*stripe.
 	return out, it.Err()
 }
 
-// CheckoutSession retrieves a Checkout Session.
+// sessionExpansions are expanded on every session paymentd reads, so that
+// one response says everything the reconciler needs: the line items (a
+// Payment Link's product by its price's lookup key, the quantity), and the
+// payment intent (an asynchronous payment's fate, and the time of the
+// payment: Checkout creates the intent when the buyer pays). Stripe
+// includes the first handful of line items; ListLineItems pages through
+// the rest when has_more is set. The latest charge is left out: it would
+// double the size of a page of sessions for a time the intent already
+// gives within seconds.
+var sessionExpansions = []string{"line_items", "payment_intent"}
+
+// CheckoutSession retrieves a Checkout Session, its line items and its
+// payment intent expanded.
 func (a *API) CheckoutSession(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
 	p := &stripe.CheckoutSessionParams{}
 	p.Context = ctx
+	for _, x := range sessionExpansions {
+		p.AddExpand(x)
+	}
 	return a.sc.CheckoutSessions.Get(id, p)
 }
 
-// ListCheckoutSessions calls fn for every session created at or after
-// since, a page of PageSize at a time, newest first.
-func (a *API) ListCheckoutSessions(ctx context.Context, since time.Time, fn func(*stripe.CheckoutSession) error) error {
+// CheckoutSessionsPage returns one page of the sessions created at or
+// after since, newest first, starting after the session startingAfter (""
+// for the first page), with the same expansions as CheckoutSession (no
+// call per session), and whether more pages follow. The caller pages, so
+// it can remember where it stands and fetch the next page while it writes
+// this one.
+func (a *API) CheckoutSessionsPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.CheckoutSession, bool, error) {
 	p := &stripe.CheckoutSessionListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
+	p.Single = true
 	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	it := a.sc.CheckoutSessions.List(p)
-	for it.Next() {
-		if err := fn(it.CheckoutSession()); err != nil {
-			return err
-		}
+	if startingAfter != "" {
+		p.StartingAfter = stripe.String(startingAfter)
 	}
-	return it.Err()
+	for _, x := range sessionExpansions {
+		p.AddExpand("data." + x)
+	}
+	it := a.sc.CheckoutSessions.List(p)
+	out := make([]*stripe.CheckoutSession, 0, PageSize)
+	for it.Next() {
+		out = append(out, it.CheckoutSession())
+	}
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, it.Meta().HasMore, nil
 }
 
 // --- payments ---
@@ -248,10 +276,12 @@ func (a *API) PaymentIntent(ctx context.Context, id string) (*stripe.PaymentInte
 	return a.sc.PaymentIntents.Get(id, p)
 }
 
-// Charge retrieves a charge.
+// Charge retrieves a charge with its refunds expanded (the first page of
+// them; ChargeRefunds lists them all when has_more is set).
 func (a *API) Charge(ctx context.Context, id string) (*stripe.Charge, error) {
 	p := &stripe.ChargeParams{}
 	p.Context = ctx
+	p.AddExpand("refunds")
 	return a.sc.Charges.Get(id, p)
 }
 
@@ -276,19 +306,27 @@ func (a *API) ChargeRefunds(ctx context.Context, chargeID string, fn func(*strip
 	return it.Err()
 }
 
-// ListRefunds calls fn for every refund created at or after since.
-func (a *API) ListRefunds(ctx context.Context, since time.Time, fn func(*stripe.Refund) error) error {
+// RefundsPage returns one page of the refunds created at or after since,
+// newest first, starting after the refund startingAfter ("" for the first
+// page), and whether more pages follow.
+func (a *API) RefundsPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.Refund, bool, error) {
 	p := &stripe.RefundListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
+	p.Single = true
 	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	it := a.sc.Refunds.List(p)
-	for it.Next() {
-		if err := fn(it.Refund()); err != nil {
-			return err
-		}
+	if startingAfter != "" {
+		p.StartingAfter = stripe.String(startingAfter)
 	}
-	return it.Err()
+	it := a.sc.Refunds.List(p)
+	out := make([]*stripe.Refund, 0, PageSize)
+	for it.Next() {
+		out = append(out, it.Refund())
+	}
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, it.Meta().HasMore, nil
 }
 
 // Dispute retrieves a dispute.
@@ -298,32 +336,44 @@ func (a *API) Dispute(ctx context.Context, id string) (*stripe.Dispute, error) {
 	return a.sc.Disputes.Get(id, p)
 }
 
-// ListDisputes calls fn for every dispute created at or after since.
-func (a *API) ListDisputes(ctx context.Context, since time.Time, fn func(*stripe.Dispute) error) error {
+// DisputesPage returns one page of the disputes created at or after
+// since, newest first, starting after the dispute startingAfter ("" for
+// the first page), and whether more pages follow.
+func (a *API) DisputesPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.Dispute, bool, error) {
 	p := &stripe.DisputeListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
+	p.Single = true
 	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	it := a.sc.Disputes.List(p)
-	for it.Next() {
-		if err := fn(it.Dispute()); err != nil {
-			return err
-		}
+	if startingAfter != "" {
+		p.StartingAfter = stripe.String(startingAfter)
 	}
-	return it.Err()
+	it := a.sc.Disputes.List(p)
+	out := make([]*stripe.Dispute, 0, PageSize)
+	for it.Next() {
+		out = append(out, it.Dispute())
+	}
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, it.Meta().HasMore, nil
 }
 
 // --- events ---
 
 // EventsAfter calls fn, oldest first, for every event of the types paymentd
 // uses that is newer than the event afterID ("" means: every event created
-// at or after since). Stripe lists newest first; paging backwards from the
+// at or after since; those come with their identity only: id, type,
+// created and data.object.id). Stripe lists newest first; paging backwards from the
 // cursor with ending_before yields pages nearest the cursor first, each of
 // which is reversed here, so fn sees events in the order they happened and
 // the caller can advance its cursor after each one.
 func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, fn func(*stripe.Event) error) error {
 	if afterID == "" {
 		// No cursor yet: collect from since, then replay oldest first.
+		// Only each event's identity is kept (what fn may read: id, type,
+		// created and the object's id), so thirty days of events cost a
+		// few megabytes, not their payloads.
 		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
 		p.Context = ctx
 		p.Limit = stripe.Int64(PageSize)
@@ -331,7 +381,7 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 		var all []*stripe.Event
 		it := a.sc.Events.List(p)
 		for it.Next() {
-			all = append(all, it.Event())
+			all = append(all, eventIdentity(it.Event()))
 		}
 		if err := it.Err(); err != nil {
 			return err
@@ -370,23 +420,44 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 	}
 }
 
-// CheckoutSessionLineItems retrieves a session with its line items and
-// their prices expanded, for sessions not made by paymentd (a Payment
-// Link) whose product must be found from the price's lookup key.
-func (a *API) CheckoutSessionLineItems(ctx context.Context, id string) (*stripe.CheckoutSession, error) {
-	p := &stripe.CheckoutSessionParams{}
+// ListLineItems calls fn for every line item of a session (its price is
+// always included), for a session whose expanded line_items has more.
+func (a *API) ListLineItems(ctx context.Context, sessionID string, fn func(*stripe.LineItem) error) error {
+	p := &stripe.CheckoutSessionListLineItemsParams{Session: stripe.String(sessionID)}
 	p.Context = ctx
-	p.AddExpand("line_items.data.price")
-	return a.sc.CheckoutSessions.Get(id, p)
+	p.Limit = stripe.Int64(PageSize)
+	it := a.sc.CheckoutSessions.ListLineItems(p)
+	for it.Next() {
+		if err := fn(it.LineItem()); err != nil {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// eventIdentity is ev without its payload: id, type, created and the
+// object's id.
+func eventIdentity(ev *stripe.Event) *stripe.Event {
+	out := &stripe.Event{ID: ev.ID, Type: ev.Type, Created: ev.Created, Data: &stripe.EventData{Object: map[string]any{}}}
+	if ev.Data != nil {
+		if id, ok := ev.Data.Object["id"]; ok {
+			out.Data.Object["id"] = id
+		}
+	}
+	return out
 }
 
 // CheckoutSessionByPaymentIntent returns the session a payment intent paid
-// for, or nil when no session did.
+// for, or nil when no session did, with the same expansions as
+// CheckoutSession.
 func (a *API) CheckoutSessionByPaymentIntent(ctx context.Context, paymentIntentID string) (*stripe.CheckoutSession, error) {
 	p := &stripe.CheckoutSessionListParams{PaymentIntent: stripe.String(paymentIntentID)}
 	p.Context = ctx
 	p.Limit = stripe.Int64(1)
 	p.Single = true
+	for _, x := range sessionExpansions {
+		p.AddExpand("data." + x)
+	}
 	it := a.sc.CheckoutSessions.List(p)
 	if it.Next() {
 		return it.CheckoutSession(), nil

@@ -1,12 +1,15 @@
 // Package stripeclient builds the stripe-go client paymentd uses
 // everywhere: pointed at a configurable base URL (Stripe, stripe-mock, the
-// emulator, a test fake), behind a client-side rate limiter, honouring
-// 429 Retry-After and backing off on 5xx, with every call counted by
-// outcome for metrics.
+// emulator, a test fake), behind a client-side rate limiter shared by every
+// call, honouring 429 Retry-After and backing off on 5xx, with every call
+// counted by outcome for metrics. How long a call retries is the call
+// site's choice (WithRetry): the API answering a buyer may wait, a
+// reconcile pass would rather move on and come back.
 package stripeclient
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +40,9 @@ type Options struct {
 	MaxRetries int
 	// BackoffBase is the first 5xx retry delay; 0 means 500ms.
 	BackoffBase time.Duration
-	Logger      *slog.Logger
+	// BackoffMax caps a retry delay, Retry-After included; 0 means 20s.
+	BackoffMax time.Duration
+	Logger     *slog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
 	// Transport is the underlying transport; nil means http.DefaultTransport.
@@ -62,6 +68,9 @@ func New(opts Options) *client.API {
 	if opts.BackoffBase <= 0 {
 		opts.BackoffBase = 500 * time.Millisecond
 	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 20 * time.Second
+	}
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}
@@ -72,7 +81,8 @@ func New(opts Options) *client.API {
 	if burst < 1 {
 		burst = 1
 	}
-	rt := &transport{next: opts.Transport, limiter: rate.NewLimiter(rate.Limit(opts.RateLimit), burst), opts: opts}
+	rt := &transport{next: opts.Transport, throttle: newThrottle(opts.RateLimit, burst, time.Now), opts: opts}
+	opts.Metrics.limit(opts.RateLimit)
 	cfg := &stripe.BackendConfig{
 		HTTPClient:        &http.Client{Transport: rt, Timeout: Timeout},
 		MaxNetworkRetries: stripe.Int64(0), // retries happen in the transport, where Retry-After is honoured
@@ -89,11 +99,46 @@ func New(opts Options) *client.API {
 	return client.New(opts.SecretKey, backends)
 }
 
+// Retry is a call site's retry policy for the Stripe calls made with a
+// context (see WithRetry).
+type Retry struct {
+	// Max is how many times a 429, a 5xx or a transport error is retried
+	// within the call; 0 means none: the call fails at once and the caller
+	// decides when to try again.
+	Max int
+	// BackoffBase is the first delay, doubling per retry, and BackoffMax
+	// caps it. A 429 whose Retry-After exceeds BackoffMax is not retried
+	// within the call.
+	BackoffBase, BackoffMax time.Duration
+}
+
+type retryKey struct{}
+
+// WithRetry returns a context whose Stripe calls retry as r says instead
+// of as the client's Options say.
+func WithRetry(ctx context.Context, r Retry) context.Context {
+	return context.WithValue(ctx, retryKey{}, r)
+}
+
 // transport rate-limits, retries and counts requests.
 type transport struct {
-	next    http.RoundTripper
-	limiter *rate.Limiter
-	opts    Options
+	next     http.RoundTripper
+	throttle *throttle
+	opts     Options
+}
+
+// policy is the retry policy of a request: its context's, else the client's.
+func (t *transport) policy(ctx context.Context) Retry {
+	if r, ok := ctx.Value(retryKey{}).(Retry); ok {
+		if r.BackoffBase <= 0 {
+			r.BackoffBase = t.opts.BackoffBase
+		}
+		if r.BackoffMax <= 0 {
+			r.BackoffMax = t.opts.BackoffMax
+		}
+		return r
+	}
+	return Retry{Max: t.opts.MaxRetries, BackoffBase: t.opts.BackoffBase, BackoffMax: t.opts.BackoffMax}
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -107,9 +152,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		body = b
 	}
+	policy := t.policy(ctx)
 	retryable := req.Method == http.MethodGet || req.Header.Get("Idempotency-Key") != ""
 	for attempt := 0; ; attempt++ {
-		if err := t.limiter.Wait(ctx); err != nil {
+		if err := t.throttle.wait(ctx); err != nil {
 			return nil, err
 		}
 		r := req.Clone(ctx)
@@ -120,12 +166,19 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.next.RoundTrip(r)
 		outcome := classify(resp, err)
 		t.opts.Metrics.observe(req.Method, outcome)
-		if !retryable || attempt >= t.opts.MaxRetries || (outcome != "rate_limited" && outcome != "server_error" && outcome != "transport_error") {
+		if limit, changed := t.throttle.observe(outcome == "rate_limited"); changed {
+			t.opts.Metrics.limit(limit)
+			t.opts.Logger.Warn("stripe rate limit adjusted after 429s", "requests_per_second", limit)
+		}
+		if !retryable || attempt >= policy.Max || (outcome != "rate_limited" && outcome != "server_error" && outcome != "transport_error") {
 			return resp, err
 		}
-		wait := t.backoff(attempt)
+		wait := backoff(attempt, policy)
 		if resp != nil {
 			if ra := retryAfter(resp.Header.Get("Retry-After")); ra > 0 {
+				if ra > policy.BackoffMax {
+					return resp, err // longer than this call site waits: the caller comes back later
+				}
 				wait = ra
 			}
 			io.Copy(io.Discard, resp.Body)
@@ -141,12 +194,67 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-func (t *transport) backoff(attempt int) time.Duration {
-	d := t.opts.BackoffBase << attempt
-	if d > 20*time.Second {
-		d = 20 * time.Second
+// backoff is the delay before retry attempt+1: BackoffBase doubled per
+// attempt, capped at BackoffMax, with jitter over its upper half.
+func backoff(attempt int, p Retry) time.Duration {
+	d := p.BackoffBase
+	for i := 0; i < attempt && d < p.BackoffMax; i++ {
+		d *= 2
 	}
+	d = min(d, p.BackoffMax)
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// throttle is the client-side rate limiter every call shares, slowed when
+// Stripe answers 429 to a good share of calls: each second with at least
+// 3 429s making a quarter or more of its calls cuts the rate by 30% (down
+// to 1 per second), and each second with 429s under an eighth of its calls
+// gives back 10%, up to the configured rate. A few stray 429s (Stripe's
+// lock contention, a fault) slow nobody; a real rate limit slows everyone.
+type throttle struct {
+	limiter *rate.Limiter
+	max     float64
+	now     func() time.Time
+
+	mu            sync.Mutex
+	windowStart   time.Time
+	calls, limits int
+}
+
+func newThrottle(perSecond float64, burst int, now func() time.Time) *throttle {
+	return &throttle{limiter: rate.NewLimiter(rate.Limit(perSecond), burst), max: perSecond, now: now, windowStart: now()}
+}
+
+func (t *throttle) wait(ctx context.Context) error { return t.limiter.Wait(ctx) }
+
+// observe counts a call's answer and, at the end of each second, adjusts
+// the rate; it reports the rate when it changed.
+func (t *throttle) observe(rateLimited bool) (float64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	if rateLimited {
+		t.limits++
+	}
+	now := t.now()
+	if now.Sub(t.windowStart) < time.Second {
+		return 0, false
+	}
+	calls, limits := t.calls, t.limits
+	t.windowStart, t.calls, t.limits = now, 0, 0
+	cur := float64(t.limiter.Limit())
+	next := cur
+	switch {
+	case limits >= 3 && limits*4 >= calls:
+		next = max(cur*0.7, 1)
+	case limits*8 < calls && cur < t.max:
+		next = min(cur*1.1, t.max)
+	}
+	if next == cur {
+		return 0, false
+	}
+	t.limiter.SetLimitAt(now, rate.Limit(next))
+	return next, true
 }
 
 func classify(resp *http.Response, err error) string {
@@ -181,6 +289,7 @@ func retryAfter(v string) time.Duration {
 // Metrics counts Stripe calls by method and outcome.
 type Metrics struct {
 	calls *prometheus.CounterVec
+	rate  prometheus.Gauge
 }
 
 // NewMetrics registers the Stripe call counter with reg.
@@ -188,9 +297,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "paymentd_stripe_requests_total",
 		Help: "Stripe API requests by method and outcome (ok, client_error, rate_limited, server_error, transport_error).",
-	}, []string{"method", "outcome"})}
-	reg.MustRegister(m.calls)
+	}, []string{"method", "outcome"}),
+		rate: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "paymentd_stripe_rate_limit",
+			Help: "The client-side Stripe rate limit in requests per second, lowered while Stripe answers 429s.",
+		})}
+	reg.MustRegister(m.calls, m.rate)
 	return m
+}
+
+func (m *Metrics) limit(perSecond float64) {
+	if m != nil {
+		m.rate.Set(perSecond)
+	}
 }
 
 func (m *Metrics) observe(method, outcome string) {
@@ -201,18 +320,18 @@ func (m *Metrics) observe(method, outcome string) {
 
 // leveledLogger routes stripe-go's own logging to slog at debug level for
 // info and below, so routine request lines stay quiet. stripe-go never logs
-// the secret key.
+// the secret key. A line is formatted only when its level is enabled:
+// stripe-go's debug lines carry whole response bodies, and formatting
+// them to throw them away costs more than decoding them.
 type leveledLogger struct{ log *slog.Logger }
 
-func (l leveledLogger) Debugf(format string, v ...any) {
-	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
+func (l leveledLogger) logf(level slog.Level, format string, v ...any) {
+	if l.log.Enabled(context.Background(), level) {
+		l.log.Log(context.Background(), level, "stripe: "+fmt.Sprintf(format, v...))
+	}
 }
-func (l leveledLogger) Infof(format string, v ...any) {
-	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
-}
-func (l leveledLogger) Warnf(format string, v ...any) {
-	l.log.Warn("stripe: " + fmt.Sprintf(format, v...))
-}
-func (l leveledLogger) Errorf(format string, v ...any) {
-	l.log.Error("stripe: " + fmt.Sprintf(format, v...))
-}
+
+func (l leveledLogger) Debugf(format string, v ...any) { l.logf(slog.LevelDebug, format, v...) }
+func (l leveledLogger) Infof(format string, v ...any)  { l.logf(slog.LevelDebug, format, v...) }
+func (l leveledLogger) Warnf(format string, v ...any)  { l.logf(slog.LevelWarn, format, v...) }
+func (l leveledLogger) Errorf(format string, v ...any) { l.logf(slog.LevelError, format, v...) }

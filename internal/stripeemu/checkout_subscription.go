@@ -142,6 +142,10 @@ func (e *Emulator) billingSessionLocked(s *session, spec sessionSpec) *apiError 
 		return ae
 	}
 	sub := spec.sub
+	if sub == nil { // a session made with CreateSession, as a Payment Link would
+		sub = &subSessionSpec{pmCollection: "always"}
+		spec.sub = sub
+	}
 	if sub.trialEnd != 0 && sub.trialEnd < e.nowUnix()+int64((48*time.Hour).Seconds()) {
 		return invalid("subscription_data[trial_end]", "", "The `trial_end` date has to be at least 2 days in the future.")
 	}

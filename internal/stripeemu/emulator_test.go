@@ -399,3 +399,38 @@ func TestCreateSessionHelper(t *testing.T) {
 		t.Fatalf("CreateSession(bad price) = %v", err)
 	}
 }
+
+func TestCreateSessionHelperModes(t *testing.T) {
+	f := newFixture(t)
+	pr, err := f.sc.Prices.New(&stripe.PriceParams{Product: stripe.String(f.product("Membership").ID), UnitAmount: stripe.Int64(900),
+		Currency: stripe.String("usd"), Recurring: &stripe.PriceRecurringParams{Interval: stripe.String("month")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := f.emu.CreateSession(stripeemu.SessionParams{Mode: "setup", CustomerEmail: "card@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := f.emu.CreateSession(stripeemu.SessionParams{Mode: "subscription", LineItems: []stripeemu.LineItem{{Price: pr.ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.emu.PaySession(setup.ID, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	gotSetup, _ := f.sc.CheckoutSessions.Get(setup.ID, nil)
+	gotSub, _ := f.sc.CheckoutSessions.Get(sub.ID, nil)
+	if gotSetup.Mode != stripe.CheckoutSessionModeSetup || gotSetup.Status != stripe.CheckoutSessionStatusComplete ||
+		gotSetup.AmountTotal != 0 || gotSetup.PaymentIntent != nil {
+		t.Errorf("setup session = mode %s status %s amount %d intent %v", gotSetup.Mode, gotSetup.Status, gotSetup.AmountTotal, gotSetup.PaymentIntent)
+	}
+	if gotSub.Mode != stripe.CheckoutSessionModeSubscription || gotSub.AmountTotal != 900 {
+		t.Errorf("subscription session = mode %s amount %d", gotSub.Mode, gotSub.AmountTotal)
+	}
+	if _, err := f.emu.CreateSession(stripeemu.SessionParams{Mode: "payment"}); !errors.Is(err, stripeemu.ErrInvalid) {
+		t.Errorf("payment session without line items = %v", err)
+	}
+	if _, err := f.emu.CreateSession(stripeemu.SessionParams{Mode: "donation", LineItems: []stripeemu.LineItem{{Price: pr.ID}}}); !errors.Is(err, stripeemu.ErrInvalid) {
+		t.Errorf("unknown mode = %v", err)
+	}
+}

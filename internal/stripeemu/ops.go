@@ -69,6 +69,10 @@ type SessionParams struct {
 	PaymentLink string
 	// SuccessURL and CancelURL are where the hosted page redirects.
 	SuccessURL, CancelURL string
+	// Mode is payment (the default), setup or subscription. A setup-mode
+	// session may have no line items; paying it charges nothing. (Only the
+	// mode is modelled: a subscription-mode session is paid like a payment.)
+	Mode string
 }
 
 // Pay describes how a customer pays a session.
@@ -127,7 +131,12 @@ type specItem struct {
 func (e *Emulator) CreateSession(p SessionParams) (*stripe.CheckoutSession, error) {
 	spec := sessionSpec{
 		successURL: p.SuccessURL, cancelURL: p.CancelURL, customerEmail: p.CustomerEmail,
-		clientRef: p.ClientReferenceID, paymentLink: p.PaymentLink, metadata: p.Metadata,
+		clientRef: p.ClientReferenceID, paymentLink: p.PaymentLink, metadata: p.Metadata, mode: p.Mode,
+	}
+	switch p.Mode {
+	case "", "payment", "setup", "subscription":
+	default:
+		return nil, opError("create session", invalid("mode", "", "Invalid mode %q: must be one of payment, setup or subscription.", p.Mode))
 	}
 	for _, li := range p.LineItems {
 		q := li.Quantity
@@ -147,7 +156,7 @@ func (e *Emulator) CreateSession(p SessionParams) (*stripe.CheckoutSession, erro
 
 // createSessionLocked validates spec and stores a new open session.
 func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
-	if len(spec.items) == 0 {
+	if len(spec.items) == 0 && spec.mode != "setup" {
 		return nil, invalid("line_items", "parameter_missing", "Missing required param: line_items.")
 	}
 	now := e.nowUnix()
@@ -224,7 +233,7 @@ func (e *Emulator) createSessionLocked(spec sessionSpec) (*session, *apiError) {
 		ExpiresAt:               expiresAt,
 		InvoiceCreation:         map[string]any{"enabled": false, "invoice_data": map[string]any{"account_tax_ids": nil, "custom_fields": nil, "description": nil, "footer": nil, "issuer": nil, "metadata": map[string]string{}, "rendering_options": nil}},
 		Metadata:                cloneMeta(spec.metadata),
-		Mode:                    "payment",
+		Mode:                    orDefault(spec.mode, "payment"),
 		PaymentLink:             optString(spec.paymentLink),
 		PaymentMethodCollection: "if_required",
 		PaymentMethodOptions:    map[string]any{},

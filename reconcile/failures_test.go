@@ -1,0 +1,184 @@
+package reconcile_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/internal/stripeemu"
+	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/store"
+)
+
+// requestsFor counts the emulator requests whose path names id.
+func (e *env) requestsFor(id string) int {
+	n := 0
+	for _, r := range e.emu.Requests() {
+		if strings.Contains(r.Path, id) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAnObjectThatKeepsFailingBacksOffAndAlertsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	// A hint about a session Stripe does not know: it fails every time.
+	const missing = "cs_test_missing"
+	if _, err := e.db.InsertHint(e.ctx, "evt_missing", "checkout.session.completed", missing, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	row := func() store.ReconcileError {
+		t.Helper()
+		es, err := e.db.ReconcileErrors(e.ctx, e.clock.Now().Add(1000*time.Hour), 10)
+		if err != nil || len(es) != 1 {
+			t.Fatalf("reconcile errors: %+v, %v", es, err)
+		}
+		return es[0]
+	}
+	alerts := func() int {
+		var n int
+		e.db.Pool.QueryRow(e.ctx, `SELECT count(*) FROM steps WHERE pipeline LIKE 'alert:reconcile_object:'||$1||':%'`, missing).Scan(&n)
+		return n
+	}
+	var gaps []time.Duration
+	for i := 1; i <= 9; i++ {
+		e.emu.ResetRequests()
+		e.pass(reconcile.Incremental)
+		if e.requestsFor(missing) == 0 {
+			t.Fatalf("failure %d: the object was not tried when due", i)
+		}
+		r := row()
+		if r.Attempts != i {
+			t.Fatalf("after %d failing passes: %d attempts", i, r.Attempts)
+		}
+		gap := r.NextAttempt.Sub(e.clock.Now())
+		gaps = append(gaps, gap)
+		// Passes before it is due leave it alone: its hint and its retry wait.
+		e.clock.Advance(gap / 2)
+		e.emu.ResetRequests()
+		e.pass(reconcile.Incremental)
+		if n := e.requestsFor(missing); n != 0 {
+			t.Fatalf("failure %d: tried again %d times while backing off", i, n)
+		}
+		e.clock.Advance(gap - gap/2)
+		if want := 0; i >= 5 {
+			if alerts() != 1 {
+				t.Fatalf("after %d failures: %d alerts, want 1", i, alerts())
+			}
+		} else if alerts() != want {
+			t.Fatalf("after %d failures: %d alerts, want none yet", i, alerts())
+		}
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute,
+		32 * time.Minute, time.Hour, time.Hour, time.Hour}
+	for i := range want {
+		if gaps[i] != want[i] {
+			t.Errorf("backoff after failure %d = %s, want %s (all: %v)", i+1, gaps[i], want[i], gaps)
+		}
+	}
+}
+
+func TestTheListCursorMovesPastAnUnrelatedFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	sid, pid := e.checkout("ann")
+	e.pay(sid, false)
+	// A session carrying paymentd's metadata that cannot be recorded (a
+	// "save a card" session has no currency): it fails every time.
+	bad, err := e.emu.CreateSession(stripeemu.SessionParams{Mode: "setup",
+		Metadata: map[string]string{"purchase_id": uuid.NewString(), "product": product}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.PaySession(bad.ID, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Hour)
+	rep := e.pass(reconcile.PassOptions{Lists: true, Since: t0.Add(-time.Hour)})
+	if len(rep.Errors) != 1 || rep.Errors[0].ObjectID != bad.ID {
+		t.Fatalf("errors: %+v; want the one bad session", rep.Errors)
+	}
+	if p := e.purchase(pid); p.Status != store.PurchaseCompleted {
+		t.Errorf("the good purchase is %s", p.Status)
+	}
+	cur, err := e.db.GetCursor(e.ctx, "lists")
+	if err != nil || cur.Position == nil || !cur.Position.Equal(e.clock.Now()) {
+		t.Errorf("lists cursor = %+v, %v; want it moved to the pass's start despite the failure", cur, err)
+	}
+	if es, _ := e.db.ReconcileErrors(e.ctx, e.clock.Now().Add(time.Hour), 10); len(es) != 1 || es[0].ObjectID != bad.ID {
+		t.Errorf("the failure is not recorded for its retry: %+v", es)
+	}
+}
+
+func TestAPassStoppedByItsBudgetResumesWhereItStopped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	const sessions = 3000
+	for i := range sessions {
+		if i%100 == 0 {
+			e.clock.Advance(time.Minute)
+		}
+		s, err := e.emu.CreateSession(stripeemuSession(e.price, "x@example.com"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if err := e.emu.PaySession(s.ID, stripeemu.Pay{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.clock.Advance(time.Hour)
+	// Each list page takes 40ms: a walk of 30 pages cannot fit in 400ms.
+	e.emu.SetFaults(stripeemu.Faults{Latency: 40 * time.Millisecond})
+	o := reconcile.PassOptions{Lists: true, Since: t0, Budget: 400 * time.Millisecond}
+	pages := func() int {
+		n := 0
+		for _, r := range e.emu.Requests() {
+			if r.Path == "/v1/checkout/sessions" {
+				n++
+			}
+		}
+		return n
+	}
+	e.emu.ResetRequests()
+	passes := 0
+	for {
+		passes++
+		if passes > 100 {
+			t.Fatal("the walk never finished")
+		}
+		rec := e.newReconciler() // a restart between passes: the place is in the database
+		rep, err := rec.RunPass(e.ctx, "deep", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Interrupted == "" {
+			break
+		}
+		if cur, _ := e.db.GetCursor(e.ctx, "lists"); cur.Position != nil {
+			t.Fatalf("the lists cursor moved before the walk ended: %v", cur.Position)
+		}
+	}
+	if passes < 3 {
+		t.Fatalf("the walk took %d passes; the budget should have stopped it", passes)
+	}
+	// Each interrupted pass may redo the pages it was writing and those it
+	// had fetched ahead, no more: the place is saved as pages complete.
+	if n := pages(); n > 30+6*passes {
+		t.Errorf("%d list calls over %d passes for 30 pages: the walk started over", n, passes)
+	}
+	var n int
+	if err := e.db.Pool.QueryRow(e.ctx, `SELECT count(*) FROM purchases WHERE status = 'completed'`).Scan(&n); err != nil || n != sessions/10 {
+		t.Errorf("%d completed purchases, want %d", n, sessions/10)
+	}
+	if _, err := e.db.GetWalk(e.ctx, "lists"); err == nil {
+		t.Error("the finished walk is still recorded")
+	}
+	if cur, _ := e.db.GetCursor(e.ctx, "lists"); cur.Position == nil {
+		t.Error("the lists cursor did not move when the walk ended")
+	}
+}
