@@ -43,6 +43,8 @@ type Config struct {
 	// hints are kept before the daily maintenance job prunes them.
 	Retention time.Duration `yaml:"retention"`
 	Console   Console       `yaml:"console"`
+	// Subscriptions configures grace and dunning (subscriptions.go).
+	Subscriptions Subscriptions `yaml:"subscriptions"`
 }
 
 // Database says where Postgres is.
@@ -184,6 +186,12 @@ type Product struct {
 	Features    []string `yaml:"features"`
 	Access      string   `yaml:"access"`
 	RepoURL     string   `yaml:"repo_url"`
+	// Mode is payment (the default: Key is the price's lookup key) or
+	// subscription (sold through Prices, with TrialDays): see
+	// subscriptions.go.
+	Mode      string  `yaml:"mode"`
+	Prices    []Price `yaml:"prices"`
+	TrialDays int     `yaml:"trial_days"`
 }
 
 // Log configures log/slog output.
@@ -278,8 +286,9 @@ func Defaults() *Config {
 		}},
 		Log: Log{Format: "text", Level: "info"},
 
-		Retention: 90 * 24 * time.Hour,
-		Console:   defaultConsole(),
+		Retention:     90 * 24 * time.Hour,
+		Console:       defaultConsole(),
+		Subscriptions: defaultSubscriptions(),
 	}
 }
 
@@ -591,10 +600,11 @@ func (c *Config) validate() Problems {
 		if prod.Name == "" {
 			add(key+".name", "is required")
 		}
-		if prod.Amount <= 0 {
+		validateProductMode(key, prod, seen, add)
+		if !prod.IsSubscription() && prod.Amount <= 0 {
 			add(key+".amount", "must be a positive amount in minor units (19900 is $199.00)")
 		}
-		if _, err := currency.ParseISO(prod.Currency); err != nil || prod.Currency != strings.ToLower(prod.Currency) {
+		if _, err := currency.ParseISO(prod.Currency); !prod.IsSubscription() && (err != nil || prod.Currency != strings.ToLower(prod.Currency)) {
 			add(key+".currency", "must be a lower-case ISO 4217 code such as usd, got %q", prod.Currency)
 		}
 		switch prod.Access {
@@ -628,6 +638,7 @@ func (c *Config) validate() Problems {
 	}
 
 	c.validateConsole(add)
+	c.validateSubscriptions(add)
 
 	switch c.Log.Format {
 	case "text", "json":
