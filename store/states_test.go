@@ -50,7 +50,7 @@ func TestStatesMatchChecks(t *testing.T) {
 		return nil
 	}
 	strs := func(vs ...string) []string { slices.Sort(vs); return vs }
-	var purchase, access, step, subject, walk []string
+	var purchase, access, step, subject, walk, subscription, invoice []string
 	for _, s := range store.PurchaseStatuses {
 		purchase = append(purchase, string(s))
 	}
@@ -66,6 +66,12 @@ func TestStatesMatchChecks(t *testing.T) {
 	for _, s := range store.WalkPhases {
 		walk = append(walk, string(s))
 	}
+	for _, s := range store.SubscriptionStatuses {
+		subscription = append(subscription, string(s))
+	}
+	for _, s := range store.InvoiceStatuses {
+		invoice = append(invoice, string(s))
+	}
 	for _, c := range []struct {
 		table, column string
 		goValues      []string
@@ -75,6 +81,9 @@ func TestStatesMatchChecks(t *testing.T) {
 		{"steps", "status", strs(step...)},
 		{"steps", "subject_kind", strs(subject...)},
 		{"reconcile_walks", "phase", strs(walk...)},
+		{"subscriptions", "status", strs(subscription...)},
+		{"subscriptions", "access_state", strs(access...)},
+		{"invoices", "status", strs(invoice...)},
 	} {
 		if got := checked(c.table, c.column); !slices.Equal(got, c.goValues) {
 			t.Errorf("%s.%s: CHECK allows %v, Go declares %v", c.table, c.column, got, c.goValues)
