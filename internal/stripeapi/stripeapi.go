@@ -374,7 +374,7 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 		// Only each event's identity is kept (what fn may read: id, type,
 		// created and the object's id), so thirty days of events cost a
 		// few megabytes, not their payloads.
-		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
+		p := &stripe.EventListParams{Types: stripe.StringSlice(FeedEventTypes())}
 		p.Context = ctx
 		p.Limit = stripe.Int64(PageSize)
 		p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
@@ -395,7 +395,7 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 	}
 	cursor := afterID
 	for {
-		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
+		p := &stripe.EventListParams{Types: stripe.StringSlice(FeedEventTypes())}
 		p.Context = ctx
 		p.Limit = stripe.Int64(PageSize)
 		p.EndingBefore = stripe.String(cursor)
