@@ -15,27 +15,29 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/paymentd/paymentd/internal/access"
+	"github.com/paymentd/paymentd/internal/mail"
 	"github.com/paymentd/paymentd/store"
 )
 
 // Email templates of the subscription lifecycle (internal/mail), and the
 // outbound webhook events (the webhook access provider).
 const (
-	TemplateSubscriptionStarted   = "subscription_started"
-	TemplateTrialEnding           = "trial_ending"
-	TemplateInvoiceReceipt        = "invoice_receipt"
-	TemplatePaymentFailed         = "payment_failed"
-	TemplatePaymentReminder       = "payment_reminder"
-	TemplateSubscriptionCanceling = "subscription_canceling"
-	TemplateSubscriptionResumed   = "subscription_resumed"
-	TemplateSubscriptionEnded     = "subscription_ended"
-	TemplatePlanChanged           = "plan_changed"
+	TemplateSubscriptionStarted   = mail.SubscriptionStarted
+	TemplateTrialEnding           = mail.TrialEnding
+	TemplateInvoiceReceipt        = mail.InvoiceReceipt
+	TemplatePaymentFailed         = mail.PaymentFailed
+	TemplatePaymentReminder       = mail.PaymentReminder
+	TemplateSubscriptionCanceling = mail.SubscriptionCanceling
+	TemplateSubscriptionResumed   = mail.SubscriptionResumed
+	TemplateSubscriptionEnded     = mail.SubscriptionEnded
+	TemplatePlanChanged           = mail.PlanChanged
 
-	WebhookSubscriptionActivated = "subscription.activated"
-	WebhookSubscriptionUpdated   = "subscription.updated"
-	WebhookSubscriptionPastDue   = "subscription.past_due"
-	WebhookSubscriptionCanceled  = "subscription.canceled"
-	WebhookSubscriptionEnded     = "subscription.ended"
+	WebhookSubscriptionActivated = access.EventSubscriptionActivated
+	WebhookSubscriptionUpdated   = access.EventSubscriptionUpdated
+	WebhookSubscriptionPastDue   = access.EventSubscriptionPastDue
+	WebhookSubscriptionCanceled  = access.EventSubscriptionCanceled
+	WebhookSubscriptionEnded     = access.EventSubscriptionEnded
 )
 
 // trialReminderLead is how long before a trial ends trial_ending goes out.
@@ -51,6 +53,11 @@ type SubscriptionEmail struct {
 	Tag       string    `json:"tag,omitempty"`
 	Admin     bool      `json:"admin,omitempty"`
 	InvoiceID string    `json:"invoice_id,omitempty"`
+	// TrialEnd is the trial end a trial_ending email is for: it is not
+	// sent if the trial end moved. PreviousPrice is the price a
+	// plan_changed email changed from (its lookup key).
+	TrialEnd      *time.Time `json:"trial_end,omitempty"`
+	PreviousPrice string     `json:"previous_price,omitempty"`
 }
 
 // SubscriptionChange is what one write of a subscription set in motion,
@@ -281,6 +288,9 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 			at = now
 		}
 		email(TemplateTrialEnding, "trial_ending:"+strconv.FormatInt(next.TrialEnd.Unix(), 10), at, tagTrial)
+		if !pol.Quiet {
+			c.Emails[len(c.Emails)-1].TrialEnd = next.TrialEnd
+		}
 	case wasTrial && !isTrial:
 		c.Cancel = append(c.Cancel, tagTrial)
 	}
@@ -312,6 +322,9 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 		}
 		if prev.StripePriceID != next.StripePriceID {
 			email(TemplatePlanChanged, "plan_changed:"+n, now, "")
+			if !pol.Quiet {
+				c.Emails[len(c.Emails)-1].PreviousPrice = prev.PriceKey
+			}
 			c.Webhooks = append(c.Webhooks, WebhookSubscriptionUpdated)
 		}
 		if prev.Status != store.SubscriptionPastDue && next.Status == store.SubscriptionPastDue {

@@ -94,10 +94,13 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 		return nil, err
 	}
 	ful.Register()
+	ful.RegisterSubscriptions()
 
 	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: ful, Clock: clk, Log: log.With("component", "reconcile"),
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,
-		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg)}
+		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg),
+		Subscriptions: reconcile.SubscriptionOptions{Fulfillment: ful, Grace: cfg.Subscriptions.Grace,
+			DunningReminder: cfg.Subscriptions.DunningReminder, Quiet: o.quiet}}
 	if gh != nil {
 		opts.Access = gh
 	}
