@@ -38,6 +38,10 @@ type SubscriptionOptions struct {
 	Grace, DunningReminder time.Duration
 	// Quiet schedules no customer or admin email (a backfill).
 	Quiet bool
+	// NotifyWindow is fulfillment.notify_window: a subscription that
+	// started longer ago when first seen, or an invoice paid longer ago,
+	// is recorded without email. Zero means no limit.
+	NotifyWindow time.Duration
 }
 
 // MetaSubscriptionID is the metadata key of paymentd's id for a
@@ -356,7 +360,7 @@ func (r *Reconciler) writeSubscription(ctx context.Context, q *store.Queries, d 
 
 func (r *Reconciler) subPolicy() subPolicy {
 	o := r.opts.Subscriptions
-	return subPolicy{Grace: o.Grace, DunningReminder: o.DunningReminder, Quiet: o.Quiet}
+	return subPolicy{Grace: o.Grace, DunningReminder: o.DunningReminder, Quiet: o.Quiet, NotifyWindow: o.NotifyWindow}
 }
 
 // routedToSubscription reports whether a Checkout Session is handled as

@@ -89,6 +89,16 @@ type subPolicy struct {
 	Grace, DunningReminder time.Duration
 	// Quiet schedules no customer or admin email (a backfill).
 	Quiet bool
+	// NotifyWindow: a subscription first seen when it started longer ago
+	// than this is recorded without email (a first start against an
+	// existing account), and a receipt is not sent for an invoice paid
+	// longer ago; zero means no limit.
+	NotifyWindow time.Duration
+}
+
+// stale reports whether t is older than the notify window at now.
+func (p subPolicy) stale(t *time.Time, now time.Time) bool {
+	return p.NotifyWindow > 0 && t != nil && t.Before(now.Add(-p.NotifyWindow))
 }
 
 // subDecision is what decideSubscription decided.
@@ -159,7 +169,11 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 		}
 		next = entitle(next, latest, pol, now)
 	}
-	d.Change = subscriptionChange(prev, next, decided, prevInv, failed, pol, now)
+	cpol := pol
+	if prev == nil && pol.stale(next.StartedAt, now) {
+		cpol.Quiet = true // an existing subscription, found late: recorded, not announced
+	}
+	d.Change = subscriptionChange(prev, next, decided, prevInv, failed, cpol, now)
 	if !d.Change.Empty() {
 		next.Transitions++
 		d.Change.Cause = "sub:" + strconv.Itoa(next.Transitions)
@@ -298,7 +312,8 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 	// email per invoice, then its reminder unless it is paid by then.
 	for _, inv := range invs {
 		old, known := prevInv[inv.ID]
-		if inv.Status == store.InvoicePaid && inv.AmountPaid > 0 && (!known || old.Status != store.InvoicePaid) {
+		if inv.Status == store.InvoicePaid && inv.AmountPaid > 0 && (!known || old.Status != store.InvoicePaid) &&
+			!pol.stale(inv.PaidAt, now) {
 			invoiceEmail(TemplateInvoiceReceipt, "invoice_receipt:"+inv.ID, now, "", inv.ID)
 		}
 		if failed[inv.ID] && next.Status.Started() && !ended(next.Status) {

@@ -231,6 +231,24 @@ func TestSubscriptionLifecycleFromTheEventsFeed(t *testing.T) {
 		t.Errorf("access moves %v, want granted then revoked", got)
 	}
 
+	// customer.updated: the new email reaches the account and the
+	// subscription, from the events feed alone.
+	if _, err := e.db.SetAccountCustomer(e.ctx, *s.UserID, "old@example.com", cus, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	newEmail, newName := "ada@new.example", "Ada King"
+	if err := e.emu.UpdateCustomer(cus, stripeemu.CustomerUpdate{Email: &newEmail, Name: &newName}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	if c, err := e.db.AccountContactOf(e.ctx, *s.UserID); err != nil || c.Email == nil || *c.Email != newEmail ||
+		c.Name == nil || *c.Name != newName {
+		t.Errorf("account contact after customer.updated: %+v, %v", c, err)
+	}
+	if got := e.row(id); got.CustomerEmail == nil || *got.CustomerEmail != newEmail {
+		t.Errorf("subscription email after customer.updated: %v", got.CustomerEmail)
+	}
+
 	// A deep pass over the same history writes nothing.
 	before := len(e.rec.causes)
 	deep, err := e.r.RunPass(e.ctx, "deep", reconcile.PassOptions{Lists: true, Since: e.clock.Now().AddDate(-1, 0, 0)})

@@ -100,7 +100,7 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,
 		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg),
 		Subscriptions: reconcile.SubscriptionOptions{Fulfillment: ful, Grace: cfg.Subscriptions.Grace,
-			DunningReminder: cfg.Subscriptions.DunningReminder, Quiet: o.quiet}}
+			DunningReminder: cfg.Subscriptions.DunningReminder, Quiet: o.quiet, NotifyWindow: cfg.Fulfillment.NotifyWindow}}
 	if gh != nil {
 		opts.Access = gh
 	}
