@@ -7,6 +7,7 @@ package reconcile_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -254,5 +255,55 @@ func TestSubscriptionLifecycleFromTheEventsFeed(t *testing.T) {
 	deep, err := e.r.RunPass(e.ctx, "deep", reconcile.PassOptions{Lists: true, Since: e.clock.Now().AddDate(-1, 0, 0)})
 	if err != nil || !deep.Converged() || len(deep.Changes) != 0 || len(e.rec.causes) != before {
 		t.Errorf("a second (deep) pass: %v, changes %+v, errors %+v", err, deep.Changes, deep.Errors)
+	}
+}
+
+// TestGraceKeepsAccessThenRevokesThenRestores: a past_due subscription
+// keeps access for the grace period from its invoice's first failed
+// payment, loses it after (found by the sweep, no signal needed), and
+// regains it when the invoice is paid.
+func TestGraceKeepsAccessThenRevokesThenRestores(t *testing.T) {
+	t.Parallel()
+	e := newSubEnv(t)
+	if err := e.emu.SetBillingSettings(stripeemu.BillingSettings{RetrySchedule: []time.Duration{12 * 24 * time.Hour,
+		20 * 24 * time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	id := e.subscribe(e.monthly, 0, true)
+	e.pass()
+	cus := e.row(id).StripeCustomerID
+	if err := e.emu.FailPayments(cus, true); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(31*24*time.Hour + 2*time.Hour) // the renewal fails
+	e.pass()
+	s := e.row(id)
+	if s.Status != store.SubscriptionPastDue || !s.Entitled || s.GraceUntil == nil {
+		t.Fatalf("after the failed renewal: %+v", s)
+	}
+	failedAt := s.GraceUntil.Add(-7 * 24 * time.Hour)
+	e.clock.Set(failedAt.Add(6 * 24 * time.Hour)) // still in grace
+	e.pass()
+	if s := e.row(id); !s.Entitled {
+		t.Fatalf("access lost inside the grace: %+v", s)
+	}
+	e.clock.Set(failedAt.Add(7*24*time.Hour + time.Minute)) // grace over: only the sweep can tell
+	e.pass()
+	if s := e.row(id); s.Entitled || s.Status != store.SubscriptionPastDue {
+		t.Fatalf("access kept past the grace: %+v", s)
+	}
+	if err := e.emu.FailPayments(cus, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.PayInvoice(*s.LatestInvoiceID); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	if s := e.row(id); !s.Entitled || s.Status != store.SubscriptionActive {
+		t.Fatalf("access not restored once paid: %+v", s)
+	}
+	want := []store.AccessState{store.AccessGranted, store.AccessRevoked, store.AccessGranted}
+	if got := e.rec.access; !slices.Equal(got, want) {
+		t.Errorf("access moves %v, want %v", got, want)
 	}
 }
