@@ -14,7 +14,6 @@ import (
 
 var creditsT0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
-
 func TestDecideLowNotice(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
