@@ -43,6 +43,7 @@ type Config struct {
 	// hints are kept before the daily maintenance job prunes them.
 	Retention time.Duration `yaml:"retention"`
 	Console   Console       `yaml:"console"`
+	Credits   Credits       `yaml:"credits"`
 }
 
 // Database says where Postgres is.
@@ -184,7 +185,28 @@ type Product struct {
 	Features    []string `yaml:"features"`
 	Access      string   `yaml:"access"`
 	RepoURL     string   `yaml:"repo_url"`
+	// Credits, when positive, is what the product grants: per unit bought
+	// for a one-time product (a pack), per billing period for a
+	// subscription product.
+	Credits int64 `yaml:"credits"`
+	// CreditsRollover makes a subscription's renewal add its credits to
+	// what is left instead of resetting the balance to them.
+	CreditsRollover bool `yaml:"credits_rollover"`
+	// CreditsLowThreshold, when set, sends the credits_low email and the
+	// credits.low webhook once per period when a consumption leaves the
+	// balance below it.
+	CreditsLowThreshold *int64 `yaml:"credits_low_threshold"`
 }
+
+// Credits configures the credit ledger's API.
+type Credits struct {
+	// ServiceTokens authenticate the seller's backend on
+	// POST /api/credits/consume; with none, that endpoint does not exist.
+	ServiceTokens []string `yaml:"service_tokens"`
+}
+
+// minServiceToken is the shortest credits service token accepted.
+const minServiceToken = 32
 
 // Log configures log/slog output.
 type Log struct {
@@ -578,6 +600,11 @@ func (c *Config) validate() Problems {
 	if len(c.Products) == 0 {
 		add("products", "list at least one product")
 	}
+	for i, tok := range c.Credits.ServiceTokens {
+		if len(tok) < minServiceToken {
+			add(fmt.Sprintf("credits.service_tokens[%d]", i), "must be at least %d characters", minServiceToken)
+		}
+	}
 	seen := map[string]bool{}
 	for i, prod := range c.Products {
 		key := fmt.Sprintf("products[%d]", i)
@@ -611,6 +638,17 @@ func (c *Config) validate() Problems {
 			add(key+".access", "must be none, github or webhook, got %q", prod.Access)
 		}
 		checkURL(key+".repo_url", prod.RepoURL, false)
+		switch {
+		case prod.Credits < 0:
+			add(key+".credits", "must be a positive number of credits, got %d", prod.Credits)
+		case prod.Credits == 0 && prod.CreditsRollover:
+			add(key+".credits_rollover", "is set but the product grants no credits (products[].credits)")
+		case prod.Credits == 0 && prod.CreditsLowThreshold != nil:
+			add(key+".credits_low_threshold", "is set but the product grants no credits (products[].credits)")
+		}
+		if prod.CreditsLowThreshold != nil && *prod.CreditsLowThreshold < 0 {
+			add(key+".credits_low_threshold", "must be 0 or more, got %d", *prod.CreditsLowThreshold)
+		}
 	}
 
 	// Live keys with dev placeholders or the dev outbox is a deployment that
