@@ -18,7 +18,10 @@ func withPack(t *testing.T, product, credits string) ([]byte, error) {
 		t.Fatal(err)
 	}
 	s := strings.Replace(string(base), "\nproducts:\n", "\nproducts:\n"+product, 1)
-	return []byte(s + "\n" + credits), nil
+	s = strings.Replace(s, "\ncredits:\n", "\ncredits_committed:\n", 1)
+	s = strings.Replace(s, "  service_tokens: []\n", "", 1)
+	s = strings.Replace(s, "\ncredits_committed:\n", "\n"+credits, 1)
+	return []byte(s), nil
 }
 
 func TestCreditsConfig(t *testing.T) {
