@@ -500,3 +500,9 @@ func nullID(id int64) any {
 	}
 	return id
 }
+
+// GetCreditAccountByID returns the account with id, or ErrNotFound.
+func (q *Queries) GetCreditAccountByID(ctx context.Context, id int64) (CreditAccount, error) {
+	a, err := scanCreditAccount(q.db.QueryRow(ctx, `SELECT `+creditAccountColumns+` FROM credit_accounts WHERE id = $1`, id))
+	return a, notFound(err)
+}
