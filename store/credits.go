@@ -396,12 +396,7 @@ func (q *Queries) ConsumeCredits(ctx context.Context, c Consume, now time.Time) 
 		return q.replayConsumption(ctx, c)
 	}
 
-	var acct CreditAccount
-	err = q.db.QueryRow(ctx, `UPDATE credit_accounts SET balance = balance - $3, updated_at = $4
-		WHERE user_id = $1 AND organization_id = $2 AND balance >= $3
-		RETURNING id, balance, low_threshold, coalesce(period_cause, ''), coalesce(low_noticed_cause, '')`,
-		c.Holder.UserID, c.Holder.OrganizationID, c.Amount, ts).
-		Scan(&acct.ID, &acct.Balance, &acct.LowThreshold, &acct.PeriodCause, &acct.LowNoticedCause)
+	acct, entryID, err := q.takeCredits(ctx, c, ts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		res.Outcome = ConsumeInsufficient
 		err = q.db.QueryRow(ctx, `SELECT coalesce((SELECT balance FROM credit_accounts
@@ -416,60 +411,90 @@ func (q *Queries) ConsumeCredits(ctx context.Context, c Consume, now time.Time) 
 		return res, nil
 	}
 	if err != nil {
-		return res, fmt.Errorf("consume credits: %w", err)
-	}
-	res.Outcome, res.Balance = ConsumeConsumed, acct.Balance
-	low := DecideLowNotice(acct.Balance, acct.LowThreshold, acct.PeriodCause, acct.LowNoticedCause)
-	if res.EntryID, err = q.writeConsumption(ctx, acct, c, low, ts); err != nil {
 		return res, err
 	}
-	if low {
+	res.Outcome, res.Balance, res.EntryID = ConsumeConsumed, acct.Balance, entryID
+	if DecideLowNotice(acct.Balance, acct.LowThreshold, acct.PeriodCause, acct.LowNoticedCause) {
+		if _, err := q.db.Exec(ctx, `UPDATE credit_accounts SET low_noticed_cause = period_cause WHERE id = $1`, acct.ID); err != nil {
+			return res, fmt.Errorf("consume credits: note low balance: %w", err)
+		}
 		res.Low = &LowNotice{AccountID: acct.ID, PeriodCause: acct.PeriodCause, Threshold: *acct.LowThreshold, Balance: acct.Balance}
 	}
 	return res, nil
 }
 
-// writeConsumption writes, in one statement, what a consumption owes once
-// the account's balance was taken down (and its row locked): the consume
-// entry, the credits taken off the open lots (the first to expire first,
-// then the oldest), the answer recorded for the key, and the period's low
-// notice marked sent when low is set. One statement because the row lock
-// is held until commit and every consumer of the balance waits on it: the
-// fewer round trips under it, the more consumptions a second.
+// takeCredits takes c.Amount off the holder's balance and writes what that
+// owes, in two statements sent together (one round trip): the row lock
+// the first takes is held until commit and every consumer of the balance
+// waits on it, so the fewer round trips under it, the more consumptions a
+// second. The first takes the balance down (balance >= amount, which locks
+// the row) and marks the key's answer consumed; the second, only when the
+// key is so marked, writes the consume entry, takes the credits off the
+// open lots (the first to expire first, then the oldest) and links the
+// entry to the answer. It returns pgx.ErrNoRows when the balance is short,
+// having written nothing.
 //
-// The lots are read in this statement, after the lock was taken, so its
-// snapshot includes every earlier holder's allocation (READ COMMITTED
-// takes a snapshot per statement). In each lot, before is what the lots
-// ahead of it hold; it gives what the amount still needs after them, up
-// to its remainder.
-func (q *Queries) writeConsumption(ctx context.Context, acct CreditAccount, c Consume, low bool, ts time.Time) (int64, error) {
-	var id int64
-	var allocated int64
-	err := q.db.QueryRow(ctx, `WITH entry AS (
+// The second statement reads the lots after the first took the lock:
+// READ COMMITTED takes a snapshot per statement, so it sees every earlier
+// holder's allocation. In each lot, before is what the lots ahead of it
+// hold; the lot gives what the amount still needs after them, up to its
+// remainder.
+func (q *Queries) takeCredits(ctx context.Context, c Consume, ts time.Time) (CreditAccount, int64, error) {
+	b := &pgx.Batch{}
+	b.Queue(`WITH acct AS (
+			UPDATE credit_accounts SET balance = balance - $3, updated_at = $4
+			WHERE user_id = $1 AND organization_id = $2 AND balance >= $3
+			RETURNING id, balance, low_threshold, period_cause, low_noticed_cause),
+		answer AS (
+			UPDATE credit_consumptions cs SET outcome = 'consumed', balance = acct.balance
+			FROM acct WHERE cs.idempotency_key = $5)
+		SELECT id, balance, low_threshold, coalesce(period_cause, ''), coalesce(low_noticed_cause, '') FROM acct`,
+		c.Holder.UserID, c.Holder.OrganizationID, c.Amount, ts, c.Key)
+	b.Queue(`WITH taken AS (
+			SELECT a.id AS account_id, cs.balance FROM credit_consumptions cs
+			JOIN credit_accounts a ON a.user_id = cs.user_id AND a.organization_id = cs.organization_id
+			WHERE cs.idempotency_key = $1 AND cs.outcome = 'consumed' AND cs.entry_id IS NULL),
+		entry AS (
 			INSERT INTO credit_entries (account_id, kind, amount, balance_after, cause_kind, cause_id, reason, created_at)
-			VALUES ($1, 'consume', -$2::bigint, $3, 'consumption', $4, $5, $6) RETURNING id),
+			SELECT account_id, 'consume', -$2::bigint, balance, 'consumption', $1, $3, $4 FROM taken RETURNING id),
 		ordered AS (
 			SELECT entry_id, remaining,
 				sum(remaining) OVER (ORDER BY expires_at ASC NULLS LAST, entry_id) - remaining AS before
-			FROM credit_lots WHERE account_id = $1 AND remaining > 0),
+			FROM credit_lots WHERE account_id = (SELECT account_id FROM taken) AND remaining > 0),
 		allocated AS (
 			UPDATE credit_lots l SET remaining = l.remaining - least(o.remaining, $2 - o.before)
 			FROM ordered o WHERE l.entry_id = o.entry_id AND o.before < $2
 			RETURNING least(o.remaining, $2 - o.before) AS taken),
-		answer AS (
-			UPDATE credit_consumptions SET outcome = 'consumed', balance = $3, entry_id = (SELECT id FROM entry)
-			WHERE idempotency_key = $4),
-		noticed AS (
-			UPDATE credit_accounts SET low_noticed_cause = period_cause WHERE id = $1 AND $7)
+		linked AS (
+			UPDATE credit_consumptions SET entry_id = (SELECT id FROM entry)
+			WHERE idempotency_key = $1 AND EXISTS (SELECT 1 FROM entry))
 		SELECT (SELECT id FROM entry), (SELECT coalesce(sum(taken), 0) FROM allocated)::bigint`,
-		acct.ID, c.Amount, acct.Balance, c.Key, c.Reason, ts, low).Scan(&id, &allocated)
-	if err != nil {
-		return 0, fmt.Errorf("consume credits: write entry: %w", err)
+		c.Key, c.Amount, c.Reason, ts)
+	br := q.db.SendBatch(ctx, b)
+	defer br.Close()
+	var acct CreditAccount
+	err := br.QueryRow().Scan(&acct.ID, &acct.Balance, &acct.LowThreshold, &acct.PeriodCause, &acct.LowNoticedCause)
+	short := errors.Is(err, pgx.ErrNoRows)
+	if err != nil && !short {
+		return acct, 0, fmt.Errorf("consume credits: %w", err)
 	}
-	if allocated != c.Amount {
-		return 0, fmt.Errorf("consume credits: account %d's lots gave %d of %d", acct.ID, allocated, c.Amount)
+	var entryID *int64
+	var allocated int64
+	if err := br.QueryRow().Scan(&entryID, &allocated); err != nil {
+		return acct, 0, fmt.Errorf("consume credits: write entry: %w", err)
 	}
-	return id, nil
+	if err := br.Close(); err != nil {
+		return acct, 0, fmt.Errorf("consume credits: %w", err)
+	}
+	switch {
+	case short && entryID == nil:
+		return acct, 0, pgx.ErrNoRows
+	case short || entryID == nil:
+		return acct, 0, fmt.Errorf("consume credits: the balance and the entry disagree for key %q", c.Key)
+	case allocated != c.Amount:
+		return acct, 0, fmt.Errorf("consume credits: account %d's lots gave %d of %d", acct.ID, allocated, c.Amount)
+	}
+	return acct, *entryID, nil
 }
 
 // replayConsumption returns the answer first given for c.Key, or

@@ -77,7 +77,8 @@ CREATE INDEX credit_lots_source_idx ON credit_lots (account_id, source_kind, sou
 
 -- credit_consumptions: one row per consume idempotency key, holding the
 -- first answer (consumed, or insufficient with the balance then), so a
--- retry gets it again and consumes once.
+-- retry gets it again and consumes once. A consumed answer gets its entry
+-- in the same transaction, one statement after it is marked consumed.
 CREATE TABLE credit_consumptions (
     idempotency_key  text PRIMARY KEY,
     user_id          text NOT NULL,
@@ -87,5 +88,5 @@ CREATE TABLE credit_consumptions (
     balance          bigint NOT NULL,
     entry_id         bigint REFERENCES credit_entries (id),
     created_at       timestamptz NOT NULL,
-    CHECK ((outcome = 'consumed') = (entry_id IS NOT NULL))
+    CHECK (entry_id IS NULL OR outcome = 'consumed')
 );
