@@ -103,9 +103,6 @@ type CreditEntry struct {
 	CreatedAt    time.Time  `json:"created_at"`
 }
 
-// Cause returns "kind:id", the name of the entry's cause.
-func (e CreditEntry) Cause() string { return string(e.CauseKind) + ":" + e.CauseID }
-
 // ErrCreditAccountNotFound is returned for a holder without any entry.
 var ErrCreditAccountNotFound = fmt.Errorf("credit account: %w", ErrNotFound)
 

@@ -208,6 +208,12 @@ func (c *Credits) clawback(ctx context.Context, job *steps.Job) (any, error) {
 			res.Skipped = "the purchase has no user"
 			return nil
 		}
+		if _, err := q.GetCreditAccount(ctx, holder); errors.Is(err, store.ErrNotFound) {
+			res.Skipped = "no credits were granted for the purchase"
+			return nil
+		} else if err != nil {
+			return err
+		}
 		now := c.f.clock.Now()
 		acct, err := q.LockCreditAccount(ctx, holder, now)
 		if err != nil {

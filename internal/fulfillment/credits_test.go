@@ -10,8 +10,13 @@ import (
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/fulfillment"
 	"github.com/paymentd/paymentd/internal/mail"
+	"github.com/paymentd/paymentd/reconcile"
 	"github.com/paymentd/paymentd/store"
 )
+
+// The reconciler drives the credits-extended Fulfillment through this
+// interface.
+var _ reconcile.Fulfillment = (*fulfillment.Credited)(nil)
 
 // creditsHarness is the harness with credit products and the credits
 // side registered; ful is what the reconciler would be given.
@@ -208,8 +213,12 @@ func TestCreditsLowOncePerPeriod(t *testing.T) {
 	if res := h.consume(cy, "k2", 1); res.Low == nil {
 		t.Errorf("the consumption that went below the threshold owes no notice")
 	}
-	h.consume(cy, "k3", 1)
-	h.consume(cy, "k2", 1) // a replay
+	if res := h.consume(cy, "k3", 1); res.Low != nil {
+		t.Errorf("a second notice is owed in the same period: %+v", res.Low)
+	}
+	if res := h.consume(cy, "k2", 1); res.Low != nil || !res.Replayed { // a replay
+		t.Errorf("a replay owes a notice: %+v", res)
+	}
 	h.run()
 	m := h.oneMail(mail.CreditsLow, "cy@example.com")
 	wantContains(t, "credits_low", m.Text, "19 credits", "below 20", "100 credits")
