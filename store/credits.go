@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // CreditKind is the kind of a ledger entry; the values match
@@ -351,8 +352,9 @@ type Consumption struct {
 	// Replayed is set when the key had been answered before: this is that
 	// answer, and nothing was written.
 	Replayed bool
-	// Low is set when this consumption took the balance below the period's
-	// threshold for the first time in the period: its notice is owed.
+	// Low is set when this consumption left the balance below the
+	// period's threshold and the period's notice was not marked sent: the
+	// notice may be owed (NoteLowBalance decides under the lock).
 	Low *LowNotice
 }
 
@@ -368,85 +370,56 @@ type LowNotice struct {
 // another holder or amount than it was first used with.
 var ErrIdempotencyKeyReused = errors.New("idempotency key reused with another request")
 
-// ConsumeCredits spends c.Amount from c.Holder's balance in q's
-// transaction, or answers what it answered the first time for c.Key. The
-// key is recorded first: a concurrent request with the same key waits on
-// it and then replays this answer. The balance moves in one conditional
-// UPDATE (balance >= amount) that also locks the row, so concurrent
-// consumers never overdraw; the credits come off the lots that expire
-// first, then the oldest. A balance short of the amount writes no entry,
-// and the answer (with that balance) is kept for the key as well.
-func (q *Queries) ConsumeCredits(ctx context.Context, c Consume, now time.Time) (Consumption, error) {
+// ConsumeCredits spends c.Amount from c.Holder's balance, or answers what
+// it answered the first time for c.Key. It is its own transaction: two
+// statements pipelined in one round trip, which Postgres runs as one
+// implicit transaction, so the balance's row lock is held only while the
+// server runs them and commits, never across a network round trip (every
+// consumer of the balance waits on that lock: its length is the
+// throughput).
+//
+// The first statement takes the balance down with one conditional UPDATE
+// (balance >= amount), which locks the row so concurrent consumers never
+// overdraw, and records the key with its answer: consumed with the balance
+// after, or insufficient with the balance that was short (then nothing
+// else is written). A key already recorded is a unique violation: the
+// transaction rolls back and the first answer is read and returned
+// (Replayed); a concurrent request with the same key waits for the first
+// to commit, then does the same. The second statement, for a consumed
+// key, writes the consume entry, takes the credits off the open lots (the
+// first to expire first, then the oldest) and links the entry to the
+// answer. It reads the lots after the first statement took the lock: READ
+// COMMITTED takes a snapshot per statement, so it sees every earlier
+// holder's allocation. In each lot, before is what the lots ahead of it
+// hold; the lot gives what the amount still needs after them, up to its
+// remainder.
+//
+// When the consumption leaves the balance below its period's threshold
+// and the period's notice is not marked sent, Low is set: the caller
+// confirms and marks it with NoteLowBalance in a transaction of its own.
+func (db *DB) ConsumeCredits(ctx context.Context, c Consume, now time.Time) (Consumption, error) {
 	if c.Amount <= 0 || c.Key == "" || c.Holder.UserID == "" {
 		return Consumption{}, errors.New("consume credits: amount > 0, key and user id are required")
 	}
 	ts := now.UTC()
 	res := Consumption{Key: c.Key, Holder: c.Holder, Amount: c.Amount, CreatedAt: ts}
-	tag, err := q.db.Exec(ctx, `INSERT INTO credit_consumptions
-			(idempotency_key, user_id, organization_id, amount, outcome, balance, created_at)
-		VALUES ($1, $2, $3, $4, 'insufficient', 0, $5) ON CONFLICT (idempotency_key) DO NOTHING`,
-		c.Key, c.Holder.UserID, c.Holder.OrganizationID, c.Amount, ts)
-	if err != nil {
-		return res, fmt.Errorf("consume credits: record key: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return q.replayConsumption(ctx, c)
-	}
-
-	acct, entryID, err := q.takeCredits(ctx, c, ts)
-	if errors.Is(err, pgx.ErrNoRows) {
-		res.Outcome = ConsumeInsufficient
-		err = q.db.QueryRow(ctx, `SELECT coalesce((SELECT balance FROM credit_accounts
-			WHERE user_id = $1 AND organization_id = $2), 0)`, c.Holder.UserID, c.Holder.OrganizationID).Scan(&res.Balance)
-		if err != nil {
-			return res, fmt.Errorf("consume credits: read balance: %w", err)
-		}
-		_, err = q.db.Exec(ctx, `UPDATE credit_consumptions SET balance = $2 WHERE idempotency_key = $1`, c.Key, res.Balance)
-		if err != nil {
-			return res, fmt.Errorf("consume credits: record answer: %w", err)
-		}
-		return res, nil
-	}
-	if err != nil {
-		return res, err
-	}
-	res.Outcome, res.Balance, res.EntryID = ConsumeConsumed, acct.Balance, entryID
-	if DecideLowNotice(acct.Balance, acct.LowThreshold, acct.PeriodCause, acct.LowNoticedCause) {
-		if _, err := q.db.Exec(ctx, `UPDATE credit_accounts SET low_noticed_cause = period_cause WHERE id = $1`, acct.ID); err != nil {
-			return res, fmt.Errorf("consume credits: note low balance: %w", err)
-		}
-		res.Low = &LowNotice{AccountID: acct.ID, PeriodCause: acct.PeriodCause, Threshold: *acct.LowThreshold, Balance: acct.Balance}
-	}
-	return res, nil
-}
-
-// takeCredits takes c.Amount off the holder's balance and writes what that
-// owes, in two statements sent together (one round trip): the row lock
-// the first takes is held until commit and every consumer of the balance
-// waits on it, so the fewer round trips under it, the more consumptions a
-// second. The first takes the balance down (balance >= amount, which locks
-// the row) and marks the key's answer consumed; the second, only when the
-// key is so marked, writes the consume entry, takes the credits off the
-// open lots (the first to expire first, then the oldest) and links the
-// entry to the answer. It returns pgx.ErrNoRows when the balance is short,
-// having written nothing.
-//
-// The second statement reads the lots after the first took the lock:
-// READ COMMITTED takes a snapshot per statement, so it sees every earlier
-// holder's allocation. In each lot, before is what the lots ahead of it
-// hold; the lot gives what the amount still needs after them, up to its
-// remainder.
-func (q *Queries) takeCredits(ctx context.Context, c Consume, ts time.Time) (CreditAccount, int64, error) {
 	b := &pgx.Batch{}
 	b.Queue(`WITH acct AS (
-			UPDATE credit_accounts SET balance = balance - $3, updated_at = $4
-			WHERE user_id = $1 AND organization_id = $2 AND balance >= $3
+			UPDATE credit_accounts SET balance = balance - $4, updated_at = $5
+			WHERE user_id = $2 AND organization_id = $3 AND balance >= $4
 			RETURNING id, balance, low_threshold, period_cause, low_noticed_cause),
 		answer AS (
-			UPDATE credit_consumptions cs SET outcome = 'consumed', balance = acct.balance
-			FROM acct WHERE cs.idempotency_key = $5)
-		SELECT id, balance, low_threshold, coalesce(period_cause, ''), coalesce(low_noticed_cause, '') FROM acct`,
-		c.Holder.UserID, c.Holder.OrganizationID, c.Amount, ts, c.Key)
+			INSERT INTO credit_consumptions (idempotency_key, user_id, organization_id, amount, outcome, balance, created_at)
+			SELECT $1, $2, $3, $4,
+				CASE WHEN EXISTS (SELECT 1 FROM acct) THEN 'consumed' ELSE 'insufficient' END,
+				coalesce((SELECT balance FROM acct),
+					(SELECT balance FROM credit_accounts WHERE user_id = $2 AND organization_id = $3), 0),
+				$5
+			RETURNING outcome, balance)
+		SELECT answer.outcome, answer.balance, acct.id, acct.low_threshold, coalesce(acct.period_cause, ''),
+			coalesce(acct.low_noticed_cause, '')
+		FROM answer LEFT JOIN acct ON true`,
+		c.Key, c.Holder.UserID, c.Holder.OrganizationID, c.Amount, ts)
 	b.Queue(`WITH taken AS (
 			SELECT a.id AS account_id, cs.balance FROM credit_consumptions cs
 			JOIN credit_accounts a ON a.user_id = cs.user_id AND a.organization_id = cs.organization_id
@@ -467,39 +440,70 @@ func (q *Queries) takeCredits(ctx context.Context, c Consume, ts time.Time) (Cre
 			WHERE idempotency_key = $1 AND EXISTS (SELECT 1 FROM entry))
 		SELECT (SELECT id FROM entry), (SELECT coalesce(sum(taken), 0) FROM allocated)::bigint`,
 		c.Key, c.Amount, c.Reason, ts)
-	br := q.db.SendBatch(ctx, b)
-	defer br.Close()
-	var acct CreditAccount
-	err := br.QueryRow().Scan(&acct.ID, &acct.Balance, &acct.LowThreshold, &acct.PeriodCause, &acct.LowNoticedCause)
-	short := errors.Is(err, pgx.ErrNoRows)
-	if err != nil && !short {
-		return acct, 0, fmt.Errorf("consume credits: %w", err)
-	}
+
+	var acctID *int64
+	var threshold *int64
+	var period, noticed string
 	var entryID *int64
 	var allocated int64
-	if err := br.QueryRow().Scan(&entryID, &allocated); err != nil {
-		return acct, 0, fmt.Errorf("consume credits: write entry: %w", err)
+	br := db.Pool.SendBatch(ctx, b)
+	err := br.QueryRow().Scan(&res.Outcome, &res.Balance, &acctID, &threshold, &period, &noticed)
+	if err == nil {
+		err = br.QueryRow().Scan(&entryID, &allocated)
 	}
-	if err := br.Close(); err != nil {
-		return acct, 0, fmt.Errorf("consume credits: %w", err)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "credit_consumptions_pkey" {
+		return db.replayConsumption(ctx, c)
+	}
+	if err != nil {
+		return res, fmt.Errorf("consume credits: %w", err)
+	}
+	if res.Outcome == ConsumeInsufficient {
+		return res, nil
 	}
 	switch {
-	case short && entryID == nil:
-		return acct, 0, pgx.ErrNoRows
-	case short || entryID == nil:
-		return acct, 0, fmt.Errorf("consume credits: the balance and the entry disagree for key %q", c.Key)
+	case entryID == nil || acctID == nil:
+		return res, fmt.Errorf("consume credits: key %q was consumed without an entry", c.Key)
 	case allocated != c.Amount:
-		return acct, 0, fmt.Errorf("consume credits: account %d's lots gave %d of %d", acct.ID, allocated, c.Amount)
+		return res, fmt.Errorf("consume credits: account %d's lots gave %d of %d", *acctID, allocated, c.Amount)
 	}
-	return acct, *entryID, nil
+	res.EntryID = *entryID
+	if DecideLowNotice(res.Balance, threshold, period, noticed) {
+		res.Low = &LowNotice{AccountID: *acctID, PeriodCause: period, Threshold: *threshold, Balance: res.Balance}
+	}
+	return res, nil
+}
+
+// NoteLowBalance decides again, under the account's row lock in q's
+// transaction, whether the account owes its period's low-balance notice
+// (DecideLowNotice on its balance now), and if so marks it sent and
+// returns it; the caller schedules the notice in the same transaction.
+// It returns nil when nothing is owed (a top-up came, or another
+// consumption noted it first).
+func (q *Queries) NoteLowBalance(ctx context.Context, accountID int64) (*LowNotice, error) {
+	a, err := scanCreditAccount(q.db.QueryRow(ctx, `SELECT `+creditAccountColumns+` FROM credit_accounts
+		WHERE id = $1 FOR UPDATE`, accountID))
+	if err != nil {
+		return nil, fmt.Errorf("note low balance of account %d: %w", accountID, notFound(err))
+	}
+	if !DecideLowNotice(a.Balance, a.LowThreshold, a.PeriodCause, a.LowNoticedCause) {
+		return nil, nil
+	}
+	if _, err := q.db.Exec(ctx, `UPDATE credit_accounts SET low_noticed_cause = period_cause WHERE id = $1`, a.ID); err != nil {
+		return nil, fmt.Errorf("note low balance of account %d: %w", accountID, err)
+	}
+	return &LowNotice{AccountID: a.ID, PeriodCause: a.PeriodCause, Threshold: *a.LowThreshold, Balance: a.Balance}, nil
 }
 
 // replayConsumption returns the answer first given for c.Key, or
 // ErrIdempotencyKeyReused when c is not the request it answered.
-func (q *Queries) replayConsumption(ctx context.Context, c Consume) (Consumption, error) {
+func (db *DB) replayConsumption(ctx context.Context, c Consume) (Consumption, error) {
 	res := Consumption{Replayed: true}
 	var entryID *int64
-	err := q.db.QueryRow(ctx, `SELECT idempotency_key, user_id, organization_id, amount, outcome, balance, entry_id, created_at
+	err := db.Pool.QueryRow(ctx, `SELECT idempotency_key, user_id, organization_id, amount, outcome, balance, entry_id, created_at
 		FROM credit_consumptions WHERE idempotency_key = $1`, c.Key).Scan(&res.Key, &res.Holder.UserID,
 		&res.Holder.OrganizationID, &res.Amount, &res.Outcome, &res.Balance, &entryID, &res.CreatedAt)
 	if err != nil {

@@ -82,13 +82,7 @@ func (c *credits) clawback(h store.CreditHolder, purchaseID string) (store.Credi
 }
 
 func (c *credits) consume(h store.CreditHolder, key string, n int64) (store.Consumption, error) {
-	var res store.Consumption
-	err := c.db.InTx(c.ctx, func(q *store.Queries) error {
-		var err error
-		res, err = q.ConsumeCredits(c.ctx, store.Consume{Holder: h, Amount: n, Key: key}, creditsT0)
-		return err
-	})
-	return res, err
+	return c.db.ConsumeCredits(c.ctx, store.Consume{Holder: h, Amount: n, Key: key}, creditsT0)
 }
 
 // balance returns h's balance after checking that the ledger's entries and
@@ -252,12 +246,7 @@ func TestCreditsConcurrentConsumesNeverOverdraw(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var res store.Consumption
-			err := db.InTx(c.ctx, func(q *store.Queries) error {
-				var err error
-				res, err = q.ConsumeCredits(c.ctx, store.Consume{Holder: h, Amount: 1, Key: fmt.Sprintf("k%d", i)}, creditsT0)
-				return err
-			})
+			res, err := db.ConsumeCredits(c.ctx, store.Consume{Holder: h, Amount: 1, Key: fmt.Sprintf("k%d", i)}, creditsT0)
 			if err != nil {
 				t.Error(err)
 				return

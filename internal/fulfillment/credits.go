@@ -326,22 +326,36 @@ func (c *Credits) event(ctx context.Context, args creditsWebhookArgs) (CreditsEv
 	return ev, nil
 }
 
-// Consume spends credits as store.ConsumeCredits does and, in the same
-// transaction, schedules the low-balance notice the consumption owes: the
-// credits_low email and the credits.low webhook, once per period.
+// Consume spends credits as store.ConsumeCredits does (its own
+// transaction) and, when the consumption may have left the balance below
+// its period's threshold, confirms that under the account's lock and
+// schedules the notice in the same transaction that marks it sent: the
+// credits_low email and the credits.low webhook, once per period. Should
+// that second transaction not happen (a crash between the two), the next
+// consumption still below the threshold owes the notice again, so it is
+// never lost for good. res.Low is the notice scheduled, if any.
 func (c *Credits) Consume(ctx context.Context, req store.Consume) (store.Consumption, error) {
-	var res store.Consumption
-	err := c.f.db.InTx(ctx, func(q *store.Queries) error {
-		var err error
-		if res, err = q.ConsumeCredits(ctx, req, c.f.clock.Now()); err != nil {
+	res, err := c.f.db.ConsumeCredits(ctx, req, c.f.clock.Now())
+	if err != nil || res.Low == nil {
+		return res, err
+	}
+	accountID := res.Low.AccountID
+	res.Low = nil
+	err = c.f.db.InTx(ctx, func(q *store.Queries) error {
+		n, err := q.NoteLowBalance(ctx, accountID)
+		if err != nil || n == nil {
 			return err
 		}
-		if res.Low == nil {
-			return nil
-		}
-		return c.scheduleLow(ctx, q, *res.Low)
+		res.Low = n
+		return c.scheduleLow(ctx, q, *n)
 	})
-	return res, err
+	if err != nil {
+		// The consumption is committed: answer it, and let the next one
+		// owe the notice.
+		c.f.log.Error("schedule the low-balance notice", "err", err, "credit_account_id", accountID)
+		res.Low = nil
+	}
+	return res, nil
 }
 
 // lowArgs is the input of a credits_low email step.

@@ -72,7 +72,9 @@ CREATE TABLE credit_lots (
     expires_at    timestamptz,
     created_at    timestamptz NOT NULL
 );
-CREATE INDEX credit_lots_open_idx ON credit_lots (account_id, expires_at, entry_id) WHERE remaining > 0;
+-- Not partial on remaining > 0: an index that names remaining would make
+-- every consumption's update of a lot a non-HOT update of every index.
+CREATE INDEX credit_lots_open_idx ON credit_lots (account_id, expires_at, entry_id);
 CREATE INDEX credit_lots_source_idx ON credit_lots (account_id, source_kind, source_id);
 
 -- credit_consumptions: one row per consume idempotency key, holding the
