@@ -135,6 +135,9 @@ func packHolder(p store.Purchase) (store.CreditHolder, bool) {
 	return store.CreditHolder{UserID: *p.UserID}, true
 }
 
+// errNoUserYet is the grant's retry while its purchase has no user.
+var errNoUserYet = errors.New("the purchase has no user to credit yet (a Payment Link purchase not claimed)")
+
 // grant grants a paid purchase's pack: credits × quantity, once per
 // purchase, decided on the purchase as it is now under its row lock (the
 // lock a refund takes too, so a clawback either finds the grant or the
@@ -159,9 +162,11 @@ func (c *Credits) grant(ctx context.Context, job *steps.Job) (any, error) {
 			res.Skipped = "the purchase is " + string(p.Status)
 			return nil
 		case !ok:
-			res.Skipped = "the purchase has no user to credit"
-			job.Logger.Warn("credit pack not granted: the purchase has no user id", "purchase_id", p.ID)
-			return nil
+			// A Payment Link purchase is claimed by its buyer (the claim
+			// sets the user) usually minutes after it is paid: retry with
+			// the backoff, and past the last attempt the operator is
+			// alerted (paymentd steps retry grants it once claimed).
+			return errNoUserYet
 		}
 		qty := int64(max(p.Quantity, 1))
 		now := c.f.clock.Now()

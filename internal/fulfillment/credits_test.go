@@ -193,6 +193,33 @@ func TestPackRefundedBeforeItsGrantRanGrantsNothing(t *testing.T) {
 	}
 }
 
+// A pack bought through a Payment Link has no user until its buyer claims
+// it: the grant retries until the claim sets one, then credits it once.
+func TestPackWithoutUserIsGrantedOnceClaimed(t *testing.T) {
+	t.Parallel()
+	h := newCreditsHarness(t, harnessOptions{})
+	p := h.insert(buy{product: "pack_100", amount: 900}, store.PurchaseCompleted)
+	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, p) })
+	h.run()
+	if s := h.step(p, fulfillment.PipelineCredits, fulfillment.StepCreditsGrant); s.Status != store.StepPending || s.Attempts != 1 {
+		t.Fatalf("grant without a user: %s after %d attempts, want pending for a retry", s.Status, s.Attempts)
+	}
+	h.tx(func(q *store.Queries) error { // the claim, as the reconciler records it
+		cur, err := q.LockPurchase(h.ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		user := "ivy"
+		cur.UserID = &user
+		return q.UpdatePurchase(h.ctx, cur, h.clk.Now())
+	})
+	h.advance(time.Hour)
+	h.advance(time.Hour)
+	if got := h.balance(store.CreditHolder{UserID: "ivy"}); got != 100 {
+		t.Errorf("balance %d once claimed, want 100", got)
+	}
+}
+
 // The low-balance email and webhook go out once per period: when a
 // consumption leaves the balance below the pack's threshold, not again in
 // the same period, and again after the next pack.
