@@ -198,16 +198,6 @@ type Product struct {
 	CreditsLowThreshold *int64 `yaml:"credits_low_threshold"`
 }
 
-// Credits configures the credit ledger's API.
-type Credits struct {
-	// ServiceTokens authenticate the seller's backend on
-	// POST /api/credits/consume; with none, that endpoint does not exist.
-	ServiceTokens []string `yaml:"service_tokens"`
-}
-
-// minServiceToken is the shortest credits service token accepted.
-const minServiceToken = 32
-
 // Log configures log/slog output.
 type Log struct {
 	Format string `yaml:"format" env:"PAYMENTD_LOG_FORMAT"`
@@ -600,11 +590,7 @@ func (c *Config) validate() Problems {
 	if len(c.Products) == 0 {
 		add("products", "list at least one product")
 	}
-	for i, tok := range c.Credits.ServiceTokens {
-		if len(tok) < minServiceToken {
-			add(fmt.Sprintf("credits.service_tokens[%d]", i), "must be at least %d characters", minServiceToken)
-		}
-	}
+	c.validateCredits(add)
 	seen := map[string]bool{}
 	for i, prod := range c.Products {
 		key := fmt.Sprintf("products[%d]", i)
@@ -638,17 +624,6 @@ func (c *Config) validate() Problems {
 			add(key+".access", "must be none, github or webhook, got %q", prod.Access)
 		}
 		checkURL(key+".repo_url", prod.RepoURL, false)
-		switch {
-		case prod.Credits < 0:
-			add(key+".credits", "must be a positive number of credits, got %d", prod.Credits)
-		case prod.Credits == 0 && prod.CreditsRollover:
-			add(key+".credits_rollover", "is set but the product grants no credits (products[].credits)")
-		case prod.Credits == 0 && prod.CreditsLowThreshold != nil:
-			add(key+".credits_low_threshold", "is set but the product grants no credits (products[].credits)")
-		}
-		if prod.CreditsLowThreshold != nil && *prod.CreditsLowThreshold < 0 {
-			add(key+".credits_low_threshold", "must be 0 or more, got %d", *prod.CreditsLowThreshold)
-		}
 	}
 
 	// Live keys with dev placeholders or the dev outbox is a deployment that
