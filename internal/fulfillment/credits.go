@@ -323,12 +323,24 @@ func (c *Credits) event(ctx context.Context, args creditsWebhookArgs) (CreditsEv
 	} else {
 		ev = CreditsEvent{Balance: args.Balance, Threshold: &args.Threshold}
 	}
-	a, err := c.f.db.GetCreditAccountByID(ctx, accountID)
+	a, err := c.creditAccount(ctx, accountID)
 	if err != nil {
-		return ev, steps.Permanent(fmt.Errorf("load credit account %d: %w", accountID, err))
+		return ev, err
 	}
 	ev.UserID, ev.OrganizationID = a.UserID, a.OrganizationID
 	return ev, nil
+}
+
+// creditAccount loads a step's account; a missing one cannot appear later.
+func (c *Credits) creditAccount(ctx context.Context, id int64) (store.CreditAccount, error) {
+	a, err := c.f.db.GetCreditAccountByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return a, steps.Permanent(fmt.Errorf("credit account %d not found", id))
+	}
+	if err != nil {
+		return a, fmt.Errorf("load credit account %d: %w", id, err)
+	}
+	return a, nil
 }
 
 // Consume spends credits as store.ConsumeCredits does (its own
@@ -391,9 +403,9 @@ func (c *Credits) lowEmail(ctx context.Context, job *steps.Job) (any, error) {
 	if err := job.DecodeArgs(&args); err != nil {
 		return nil, err
 	}
-	a, err := c.f.db.GetCreditAccountByID(ctx, args.AccountID)
+	a, err := c.creditAccount(ctx, args.AccountID)
 	if err != nil {
-		return nil, steps.Permanent(fmt.Errorf("load credit account %d: %w", args.AccountID, err))
+		return nil, err
 	}
 	user, err := c.f.db.GetAccount(ctx, a.UserID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && deref(user.Email) == "") {
