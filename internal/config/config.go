@@ -41,6 +41,7 @@ type Config struct {
 	// hints are kept before the daily maintenance job prunes them.
 	Retention time.Duration `yaml:"retention"`
 	Console   Console       `yaml:"console"`
+	Credits   Credits       `yaml:"credits"`
 }
 
 // Database says where Postgres is.
@@ -182,6 +183,17 @@ type Product struct {
 	Features    []string `yaml:"features"`
 	Access      string   `yaml:"access"`
 	RepoURL     string   `yaml:"repo_url"`
+	// Credits, when positive, is what the product grants: per unit bought
+	// for a one-time product (a pack), per billing period for a
+	// subscription product.
+	Credits int64 `yaml:"credits"`
+	// CreditsRollover makes a subscription's renewal add its credits to
+	// what is left instead of resetting the balance to them.
+	CreditsRollover bool `yaml:"credits_rollover"`
+	// CreditsLowThreshold, when set, sends the credits_low email and the
+	// credits.low webhook once per period when a consumption leaves the
+	// balance below it.
+	CreditsLowThreshold *int64 `yaml:"credits_low_threshold"`
 }
 
 // Log configures log/slog output.

@@ -69,6 +69,7 @@ func (c *Config) validate() Problems {
 	c.validateProducts(ck)
 	c.validateLive(ck)
 	c.validateConsole(ck.add)
+	c.validateCredits(ck.add)
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	return ck.problems

@@ -103,6 +103,11 @@ type Data struct {
 	DisputeID       string
 	Reason          string
 
+	// CreditsBalance and CreditsThreshold are a credit balance and the
+	// low-balance threshold it fell below (credits_low).
+	CreditsBalance   int64
+	CreditsThreshold int64
+
 	// UnsubscribeURL is set by the Renderer for marketing messages.
 	UnsubscribeURL string
 }
@@ -123,6 +128,7 @@ const (
 	OperatorAlert        = "operator_alert"
 	DisputeOpened        = "dispute_opened"
 	RefundReversed       = "refund_reversed"
+	CreditsLow           = "credits_low"
 )
 
 // audience says who receives a template.
@@ -157,6 +163,7 @@ func catalog() []spec {
 		{OperatorAlert, toAdmin, false},
 		{DisputeOpened, toAdmin, false},
 		{RefundReversed, toAdmin, false},
+		{CreditsLow, toCustomer, false},
 	}
 }
 
