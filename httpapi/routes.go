@@ -37,6 +37,9 @@ type APIDeps struct {
 	// Billing creates customers, subscription checkouts and billing portal
 	// sessions (*stripeapi.API).
 	Billing BillingAPI
+	// Credits serves POST /api/credits/consume (*fulfillment.Credits),
+	// mounted only when credits.service_tokens lists any.
+	Credits CreditsConsumer
 }
 
 // webhookBodyLimit bounds a Stripe webhook delivery; real events are a few KiB.
@@ -67,6 +70,8 @@ type api struct {
 //	PUT  /api/me/github        set the caller's GitHub username (bearer)
 //	GET  /api/subscriptions    the caller's subscriptions (bearer)
 //	POST /api/billing/portal   a Stripe billing portal session for the caller (bearer)
+//	GET  /api/credits          the caller's credit balance and ledger (bearer)
+//	POST /api/credits/consume  spend credits (service token; only with credits.service_tokens)
 //	POST /api/stripe/webhook   store a signed Stripe event as a hint
 //	GET  /unsubscribe          confirm an unsubscribe link (changes nothing)
 //	POST /unsubscribe          unsubscribe (the page's form, RFC 8058 one-click)
@@ -97,6 +102,7 @@ func (s *Server) MountAPI(d APIDeps) {
 		s.Handle(pattern, a.cors.wrap(h))
 		a.cors.allow(pattern)
 	}
+	a.mountCredits(s, d.Credits)
 	s.Handle("OPTIONS /api/", a.cors.preflight())
 	s.Handle("POST /api/stripe/webhook", http.HandlerFunc(a.webhook))
 	s.Handle("GET /unsubscribe", http.HandlerFunc(a.unsubscribePage))

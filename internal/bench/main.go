@@ -107,6 +107,7 @@ func benchmarks() []benchmark {
 		{"console", benchConsole},
 		{"degraded", benchDegraded},
 		{"subscriptions", benchSubscriptions},
+		{"credits", benchCredits},
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
-	"golang.org/x/text/currency"
 	"gopkg.in/yaml.v3"
 )
 
@@ -45,6 +43,7 @@ type Config struct {
 	Console   Console       `yaml:"console"`
 	// Subscriptions configures grace and dunning (subscriptions.go).
 	Subscriptions Subscriptions `yaml:"subscriptions"`
+	Credits       Credits       `yaml:"credits"`
 }
 
 // Database says where Postgres is.
@@ -192,6 +191,17 @@ type Product struct {
 	Mode      string  `yaml:"mode"`
 	Prices    []Price `yaml:"prices"`
 	TrialDays int     `yaml:"trial_days"`
+	// Credits, when positive, is what the product grants: per unit bought
+	// for a one-time product (a pack), per billing period for a
+	// subscription product.
+	Credits int64 `yaml:"credits"`
+	// CreditsRollover makes a subscription's renewal add its credits to
+	// what is left instead of resetting the balance to them.
+	CreditsRollover bool `yaml:"credits_rollover"`
+	// CreditsLowThreshold, when set, sends the credits_low email and the
+	// credits.low webhook once per period when a consumption leaves the
+	// balance below it.
+	CreditsLowThreshold *int64 `yaml:"credits_low_threshold"`
 }
 
 // Log configures log/slog output.
@@ -417,238 +427,3 @@ var (
 // descriptors such as "@every 1m" or "@daily". Validation and the
 // reconciler's cron share it, so a schedule that validates also runs.
 var ScheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-func (c *Config) validate() Problems {
-	var p Problems
-	add := func(key, format string, args ...any) { p = append(p, key+": "+fmt.Sprintf(format, args...)) }
-	positive := func(key string, d time.Duration) {
-		if d <= 0 {
-			add(key, "must be a positive duration such as \"90m\" or \"168h\"")
-		}
-	}
-	checkURL := func(key, raw string, required bool) {
-		if raw == "" {
-			if required {
-				add(key, "is required")
-			}
-			return
-		}
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(key, "must be an absolute http(s) URL, got %q", raw)
-		}
-	}
-
-	if c.Database.MaxConns < 2 {
-		add("database.max_conns", "must be at least 2")
-	}
-	if c.HTTP.Addr == "" {
-		add("http.addr", "is required")
-	}
-	if c.HTTP.AdminAddr != "" && sameListener(c.HTTP.Addr, c.HTTP.AdminAddr) {
-		add("http.admin_addr", "must differ from http.addr (%s): /metrics and readiness details stay off the public listener", c.HTTP.Addr)
-	}
-	if c.HTTP.CheckoutRate < 1 || c.HTTP.CheckoutRate > 10000 {
-		add("http.checkout_rate", "must be between 1 and 10000 checkouts per user per minute")
-	}
-	checkURL("http.public_url", c.HTTP.PublicURL, true)
-	for i, o := range c.HTTP.CORSOrigins {
-		checkURL(fmt.Sprintf("http.cors_origins[%d]", i), o, true)
-	}
-	if c.HTTP.MaxBodyBytes < 1024 {
-		add("http.max_body_bytes", "must be at least 1024")
-	}
-	positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
-
-	if c.Auth.JWTSecret == "" && c.Auth.JWKSURL == "" {
-		add("auth", "set auth.jwt_secret (PAYMENTD_JWT_SECRET) or auth.jwks_url")
-	}
-	if c.Auth.JWTSecret != "" && len(c.Auth.JWTSecret) < 32 {
-		add("auth.jwt_secret", "must be at least 32 bytes for HS256")
-	}
-	checkURL("auth.jwks_url", c.Auth.JWKSURL, false)
-
-	if c.Stripe.SecretKey == "" {
-		add("stripe.secret_key", "is required (STRIPE_SECRET_KEY)")
-	} else if !strings.HasPrefix(c.Stripe.SecretKey, "sk_") && !strings.HasPrefix(c.Stripe.SecretKey, "rk_") {
-		add("stripe.secret_key", "must be a Stripe secret or restricted key (sk_... or rk_...)")
-	}
-	if c.Stripe.WebhookSecret == "" {
-		add("stripe.webhook_secret", "is required (STRIPE_WEBHOOK_SECRET)")
-	}
-	checkURL("stripe.api_base", c.Stripe.APIBase, false)
-	checkURL("stripe.success_url", c.Stripe.SuccessURL, true)
-	if c.Stripe.SuccessURL != "" && !strings.Contains(c.Stripe.SuccessURL, "{CHECKOUT_SESSION_ID}") {
-		add("stripe.success_url", "must contain {CHECKOUT_SESSION_ID} so the frontend can claim the purchase")
-	}
-	checkURL("stripe.cancel_url", c.Stripe.CancelURL, true)
-	if c.Stripe.RateLimit <= 0 || c.Stripe.RateLimit > 100 {
-		add("stripe.rate_limit", "must be between 0 and 100 requests per second")
-	}
-	positive("stripe.webhook_tolerance", c.Stripe.WebhookTolerance)
-
-	for key, spec := range map[string]string{
-		"reconcile.schedule": c.Reconcile.Schedule, "reconcile.deep_schedule": c.Reconcile.DeepSchedule,
-		"reconcile.access_schedule": c.Reconcile.AccessSchedule,
-	} {
-		if _, err := ScheduleParser.Parse(spec); err != nil {
-			add(key, "invalid schedule %q: %v", spec, err)
-		}
-	}
-	positive("reconcile.deep_window", c.Reconcile.DeepWindow)
-	positive("reconcile.pass_budget", c.Reconcile.PassBudget)
-	if c.Reconcile.Overlap < 0 {
-		add("reconcile.overlap", "must not be negative")
-	}
-
-	if c.Steps.Workers < 1 || c.Steps.Workers > 256 {
-		add("steps.workers", "must be between 1 and 256")
-	}
-	positive("steps.lease", c.Steps.Lease)
-	positive("steps.timeout", c.Steps.Timeout)
-	if c.Steps.Lease > 0 && c.Steps.Timeout >= c.Steps.Lease {
-		add("steps.timeout", "must be below steps.lease, so a step's run ends before its claim could lapse")
-	}
-	positive("steps.poll_interval", c.Steps.PollInterval)
-	positive("steps.backoff_base", c.Steps.BackoffBase)
-	positive("steps.shutdown_grace", c.Steps.ShutdownGrace)
-	if c.Steps.BackoffMax < c.Steps.BackoffBase {
-		add("steps.backoff_max", "must be at least steps.backoff_base")
-	}
-	if c.Steps.MaxAttempts < 1 {
-		add("steps.max_attempts", "must be at least 1")
-	}
-	if c.Retention < 24*time.Hour {
-		add("retention", "must be at least 24h (it is how long finished steps and handled webhook hints are kept)")
-	}
-
-	switch c.Email.Provider {
-	case "outbox":
-		if c.Email.OutboxDir == "" {
-			add("email.outbox_dir", "is required when email.provider is outbox")
-		}
-	case "sendgrid":
-		if c.Email.SendGridAPIKey == "" {
-			add("email.sendgrid_api_key", "is required when email.provider is sendgrid (SENDGRID_API_KEY)")
-		}
-	default:
-		add("email.provider", "must be outbox or sendgrid, got %q", c.Email.Provider)
-	}
-	checkURL("email.sendgrid_api_base", c.Email.SendGridAPIBase, false)
-	if c.Email.UnsubscribeSecret == "" {
-		add("email.unsubscribe_secret", "is required (PAYMENTD_UNSUBSCRIBE_SECRET)")
-	}
-
-	if c.Brand.ProductName == "" {
-		add("brand.product_name", "is required")
-	}
-	if !strings.Contains(c.Brand.FromAddress, "@") {
-		add("brand.from_address", "must be an email address")
-	}
-	if c.Brand.SupportEmail != "" && !strings.Contains(c.Brand.SupportEmail, "@") {
-		add("brand.support_email", "must be an email address")
-	}
-	if c.Brand.AdminEmail != "" && !strings.Contains(c.Brand.AdminEmail, "@") {
-		add("brand.admin_email", "must be an email address")
-	}
-	for key, col := range map[string]string{"brand.primary_color": c.Brand.PrimaryColor,
-		"brand.background_color": c.Brand.BackgroundColor, "brand.text_color": c.Brand.TextColor} {
-		if col != "" && !colorRE.MatchString(col) {
-			add(key, "must be a colour like #d97757, got %q", col)
-		}
-	}
-	checkURL("brand.logo_url", c.Brand.LogoURL, false)
-	checkURL("brand.pricing_url", c.Brand.PricingURL, true)
-
-	checkURL("github.api_base", c.GitHub.APIBase, false)
-	switch c.GitHub.Permission {
-	case "pull", "triage", "push", "maintain", "admin":
-	default:
-		add("github.permission", "must be one of pull, triage, push, maintain, admin")
-	}
-	checkURL("access_webhook.url", c.Webhook.URL, false)
-	if c.Webhook.URL != "" && !strings.HasPrefix(c.Webhook.Secret, "whsec_") {
-		add("access_webhook.secret", "must be a Standard Webhooks secret (whsec_...) when access_webhook.url is set")
-	}
-	if c.PostHog.APIKey != "" {
-		checkURL("posthog.host", c.PostHog.Host, true)
-	}
-
-	for i, f := range c.Fulfillment.FollowUps {
-		key := fmt.Sprintf("fulfillment.followups[%d]", i)
-		positive(key+".delay", f.Delay)
-		if f.Template == "" {
-			add(key+".template", "is required")
-		}
-	}
-	positive("fulfillment.abandoned_delay", c.Fulfillment.AbandonedDelay)
-	positive("fulfillment.notify_window", c.Fulfillment.NotifyWindow)
-
-	if len(c.Products) == 0 {
-		add("products", "list at least one product")
-	}
-	seen := map[string]bool{}
-	for i, prod := range c.Products {
-		key := fmt.Sprintf("products[%d]", i)
-		if !productKeyRE.MatchString(prod.Key) {
-			add(key+".key", "must be a Stripe lookup key of lower-case letters, digits, _ and -, got %q", prod.Key)
-		}
-		if seen[prod.Key] {
-			add(key+".key", "duplicate product key %q", prod.Key)
-		}
-		seen[prod.Key] = true
-		if prod.Name == "" {
-			add(key+".name", "is required")
-		}
-		validateProductMode(key, prod, seen, add)
-		if !prod.IsSubscription() && prod.Amount <= 0 {
-			add(key+".amount", "must be a positive amount in minor units (19900 is $199.00)")
-		}
-		if _, err := currency.ParseISO(prod.Currency); !prod.IsSubscription() && (err != nil || prod.Currency != strings.ToLower(prod.Currency)) {
-			add(key+".currency", "must be a lower-case ISO 4217 code such as usd, got %q", prod.Currency)
-		}
-		switch prod.Access {
-		case "", "none":
-		case "github":
-			if c.GitHub.Owner == "" || c.GitHub.Repo == "" {
-				add(key+".access", "github access needs github.owner and github.repo")
-			}
-		case "webhook":
-			if c.Webhook.URL == "" {
-				add(key+".access", "webhook access needs access_webhook.url")
-			}
-		default:
-			add(key+".access", "must be none, github or webhook, got %q", prod.Access)
-		}
-		checkURL(key+".repo_url", prod.RepoURL, false)
-	}
-
-	// Live keys with dev placeholders or the dev outbox is a deployment that
-	// forgot its environment: refuse it rather than run it.
-	if strings.HasPrefix(c.Stripe.SecretKey, "sk_live_") || strings.HasPrefix(c.Stripe.SecretKey, "rk_live_") {
-		for key, v := range map[string]string{"auth.jwt_secret": c.Auth.JWTSecret,
-			"email.unsubscribe_secret": c.Email.UnsubscribeSecret, "stripe.webhook_secret": c.Stripe.WebhookSecret} {
-			if strings.Contains(v, "dev-only") || strings.Contains(v, "dev_emulator") {
-				add(key, "is still config.yaml's dev placeholder while stripe.secret_key is live; set it from the environment")
-			}
-		}
-		if c.Email.Provider == "outbox" {
-			add("email.provider", "is the dev outbox while stripe.secret_key is live: customers would get no email; use sendgrid")
-		}
-	}
-
-	c.validateConsole(add)
-	c.validateSubscriptions(add)
-
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		add("log.format", "must be text or json")
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level", "must be debug, info, warn or error")
-	}
-	return p
-}

@@ -103,6 +103,11 @@ type Data struct {
 	DisputeID       string
 	Reason          string
 
+	// CreditsBalance and CreditsThreshold are a credit balance and the
+	// low-balance threshold it fell below (credits_low).
+	CreditsBalance   int64
+	CreditsThreshold int64
+
 	// UnsubscribeURL is set by the Renderer for marketing messages.
 	UnsubscribeURL string
 
@@ -151,6 +156,7 @@ const (
 	SubscriptionEnded        = "subscription_ended"
 	AdminSubscriptionEnded   = "admin_subscription_ended"
 	PlanChanged              = "plan_changed"
+	CreditsLow               = "credits_low"
 )
 
 // audience says who receives a template.
@@ -196,6 +202,7 @@ func catalog() []spec {
 		{SubscriptionEnded, toCustomer, false},
 		{AdminSubscriptionEnded, toAdmin, false},
 		{PlanChanged, toCustomer, false},
+		{CreditsLow, toCustomer, false},
 	}
 }
 

@@ -40,6 +40,9 @@ func SampleData(name, currency string) Data {
 	case DisputeOpened:
 		d.DisputeID = "dp_1PqR5sT7uV9wX1yZ"
 		d.Reason = "fraudulent"
+	case CreditsLow:
+		d.CreditsBalance = 42
+		d.CreditsThreshold = 50
 	case RefundReversed:
 		d.RefundedAmount = 19900
 		d.Reason = "expired_or_canceled_card"
