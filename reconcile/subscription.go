@@ -379,7 +379,9 @@ func routedToSubscription(s *stripe.CheckoutSession) bool {
 func (r *Reconciler) sessionSubscription(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) (subscriptionResult, error) {
 	rep.seen(1)
 	if s.Subscription == nil || s.Subscription.ID == "" {
-		if s.Status != stripe.CheckoutSessionStatusOpen {
+		// Nothing to record (open, or expired unpaid); one not ours is
+		// counted as before.
+		if s.Status != stripe.CheckoutSessionStatusOpen && !ourSubscriptionSession(s, r.subPrices) {
 			rep.skip(s.ID, SkipNotPaymentMode)
 		}
 		return subscriptionResult{skipped: SkipNotPaymentMode}, nil

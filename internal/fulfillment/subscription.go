@@ -483,3 +483,34 @@ func (f *Fulfillment) subscriptionWebhook(ctx context.Context, job *steps.Job) (
 	}
 	return map[string]any{"sent": true, "event": args.Event}, nil
 }
+
+// requestSubscriptionAccess schedules the access step of each of the
+// user's entitled GitHub subscriptions whose access is not granted yet (it
+// was waiting for a username), once per username, under the
+// subscription's row lock. It reports how many it scheduled.
+func (f *Fulfillment) requestSubscriptionAccess(ctx context.Context, q *store.Queries, userID, username string) (int, error) {
+	ss, err := q.UserSubscriptions(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range ss {
+		if f.product(s.ProductKey).Access != providerGitHub {
+			continue
+		}
+		if s, err = q.LockSubscription(ctx, s.ID); err != nil {
+			return n, err
+		}
+		if !s.Entitled || s.AccessState == store.AccessGranted {
+			continue
+		}
+		added, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.SubscriptionSubject(s.ID),
+			Name:  PrefixSubscriptionAccess + "github:" + strings.ToLower(username),
+			Steps: []steps.Step{{Name: StepSubscriptionAccess}}})
+		if err != nil {
+			return n, err
+		}
+		n += min(added, 1)
+	}
+	return n, nil
+}

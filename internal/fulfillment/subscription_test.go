@@ -222,3 +222,33 @@ func TestSubscriptionWebhookEvents(t *testing.T) {
 		t.Errorf("%d steps on the subscription's subject (%v), want 2 access steps and 3 events", len(all), err)
 	}
 }
+
+// TestSubscriptionAccessWaitsForAGitHubUsername: an entitled subscription
+// whose subscriber named no GitHub account yet grants nothing; naming one
+// (PUT /api/me/github) invites it.
+func TestSubscriptionAccessWaitsForAGitHubUsername(t *testing.T) {
+	t.Parallel()
+	h := newSubscriptionHarness(t)
+	h.gh.AddUser("carol")
+	s := h.subscribe("cloud", "user-c", "")
+	h.change(s, reconcile.SubscriptionChange{Cause: "sub:1", Access: store.AccessGranted})
+	h.run()
+	if inv := h.gh.Invitations(); len(inv) != 0 {
+		t.Fatalf("invitations without a username: %+v", inv)
+	}
+	// As PUT /api/me/github does: the account first, then the request.
+	if err := h.db.UpsertAccount(h.ctx, "user-c", buyerEmail, "carol", h.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := h.ful.RequestAccess(h.ctx, "user-c", "carol")
+	if err != nil || n != 1 {
+		t.Fatalf("RequestAccess = %d, %v; want the subscription", n, err)
+	}
+	h.run()
+	if inv := h.gh.Invitations(); len(inv) != 1 || inv[0].Invitee != "carol" {
+		t.Errorf("invitations %+v, want carol's", inv)
+	}
+	if got, _ := h.db.GetSubscription(h.ctx, s.ID); got.AccessState != store.AccessGranted {
+		t.Errorf("access %s", got.AccessState)
+	}
+}
