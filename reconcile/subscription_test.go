@@ -7,6 +7,7 @@ package reconcile_test
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/internal/pgtest"
 	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/internal/stripeemu"
 	"github.com/paymentd/paymentd/reconcile"
@@ -305,5 +307,89 @@ func TestGraceKeepsAccessThenRevokesThenRestores(t *testing.T) {
 	want := []store.AccessState{store.AccessGranted, store.AccessRevoked, store.AccessGranted}
 	if got := e.rec.access; !slices.Equal(got, want) {
 		t.Errorf("access moves %v, want %v", got, want)
+	}
+}
+
+// TestOutOfOrderHintsEndAsInOrder: a subscription's history (created,
+// updated, a renewal that failed then was paid, deleted) delivered as
+// hints one at a time, in order on one database and in reverse order
+// (deleted first, created last) on another, ends in the same row, the same
+// invoices and the same emails: every hint leads to Stripe's state, and a
+// canceled row is never moved by a later hint.
+func TestOutOfOrderHintsEndAsInOrder(t *testing.T) {
+	t.Parallel()
+	e := newSubEnv(t)
+	id := e.subscribe(e.monthly, 0, true)
+	s, err := e.emu.Subscription(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cus := s.Customer.ID
+	if err := e.emu.FailPayments(cus, true); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(31*24*time.Hour + 2*time.Hour) // the renewal fails
+	if err := e.emu.FailPayments(cus, false); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(4 * 24 * time.Hour) // a retry pays it
+	if err := e.emu.CancelSubscription(id); err != nil {
+		t.Fatal(err)
+	}
+	var hints [][3]string // event id, type, object id
+	for _, ev := range e.emu.Events() {
+		obj, _ := ev.Data.Object["id"].(string)
+		if stripeapi.UsesSubscriptionEventType(string(ev.Type)) && obj != cus {
+			hints = append(hints, [3]string{ev.ID, string(ev.Type), obj})
+		}
+	}
+	if len(hints) < 8 {
+		t.Fatalf("only %d events", len(hints))
+	}
+	deliver := func(order [][3]string) (*subRecorder, store.Subscription, []store.Invoice) {
+		rec := newSubRecorder()
+		db := pgtest.New(t)
+		r := reconcile.New(reconcile.Options{DB: db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
+			Products: subProducts, Subscriptions: reconcile.SubscriptionOptions{Fulfillment: rec, Grace: 7 * 24 * time.Hour,
+				DunningReminder: 3 * 24 * time.Hour}})
+		for _, h := range order {
+			if _, err := db.InsertHint(e.ctx, h[0], h[1], h[2], e.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := r.RunPass(e.ctx, "hints", reconcile.HintsOnly); err != nil || !rep.Converged() {
+				t.Fatalf("hints pass: %v %+v", err, rep.Errors)
+			}
+		}
+		row, err := db.SubscriptionByStripeID(e.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		invs, err := db.SubscriptionInvoices(e.ctx, row.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec, row, invs
+	}
+	reversed := slices.Clone(hints)
+	slices.Reverse(reversed)
+	inOrder, rowA, invsA := deliver(hints)
+	backwards, rowB, invsB := deliver(reversed)
+	if rowA.Status != store.SubscriptionCanceled || rowB.Status != rowA.Status || rowB.Entitled || rowA.Entitled ||
+		rowA.ID != rowB.ID || len(invsA) != len(invsB) {
+		t.Fatalf("in order: %s %d invoices; reversed: %s %d invoices", rowA.Status, len(invsA), rowB.Status, len(invsB))
+	}
+	for i := range invsA {
+		if invsA[i].ID != invsB[i].ID || invsA[i].Status != invsB[i].Status || invsA[i].AmountPaid != invsB[i].AmountPaid {
+			t.Errorf("invoice %d: %+v vs %+v", i, invsA[i], invsB[i])
+		}
+	}
+	if !maps.Equal(inOrder.emails, backwards.emails) || !maps.Equal(inOrder.webhooks, backwards.webhooks) {
+		t.Errorf("emails in order %v, reversed %v; webhooks %v vs %v", inOrder.emails, backwards.emails,
+			inOrder.webhooks, backwards.webhooks)
+	}
+	for cause, n := range backwards.causes {
+		if n != 1 {
+			t.Errorf("cause %s scheduled %d times", cause, n)
+		}
 	}
 }
