@@ -73,6 +73,10 @@ type checkoutRequest struct {
 	Quantity       *int64 `json:"quantity"`
 	PromotionCode  string `json:"promotion_code"`
 	GitHubUsername string `json:"github_username"`
+	// Price and OrganizationID are for subscription products
+	// (subscriptions.go).
+	Price          string `json:"price"`
+	OrganizationID string `json:"organization_id"`
 	// Coupon is declared only to be refused by name, so a frontend that
 	// still sends it notices: a coupon id never comes from a client.
 	Coupon json.RawMessage `json:"coupon"`
@@ -84,6 +88,8 @@ type checkoutOrder struct {
 	quantity       int64
 	promotionCode  string
 	githubUsername string
+	// price and organizationID: a subscription product's (subscriptions.go).
+	price, organizationID string
 }
 
 type checkoutResponse struct {
@@ -98,6 +104,9 @@ func (a *api) checkout(w http.ResponseWriter, r *http.Request, u User) error {
 	order, err := a.readCheckout(w, r)
 	if err != nil {
 		return err
+	}
+	if order.product.IsSubscription() {
+		return a.subscriptionCheckout(w, r, u, order)
 	}
 	if a.stripe == nil || a.prices == nil {
 		return unavailable("checkout")
@@ -174,6 +183,9 @@ func (a *api) readCheckout(w http.ResponseWriter, r *http.Request) (checkoutOrde
 	if !ok {
 		return checkoutOrder{}, Errorf(http.StatusBadRequest, "unknown_product", "there is no product %q", req.Product)
 	}
+	if err := checkSubscriptionFields(product, req); err != nil {
+		return checkoutOrder{}, err
+	}
 	quantity := int64(1)
 	if req.Quantity != nil {
 		quantity = *req.Quantity
@@ -187,7 +199,7 @@ func (a *api) readCheckout(w http.ResponseWriter, r *http.Request) (checkoutOrde
 			"a GitHub username has 1-39 letters, digits or single hyphens, and does not start or end with a hyphen")
 	}
 	return checkoutOrder{product: product, quantity: quantity, promotionCode: req.PromotionCode,
-		githubUsername: req.GitHubUsername}, nil
+		githubUsername: req.GitHubUsername, price: req.Price, organizationID: req.OrganizationID}, nil
 }
 
 // resolvePrice returns the product's current Stripe price and its currency.

@@ -34,6 +34,9 @@ type APIDeps struct {
 	// Access grants access to a user's purchases once they name their
 	// GitHub account (the fulfillment package).
 	Access AccessRequester
+	// Billing creates customers, subscription checkouts and billing portal
+	// sessions (*stripeapi.API).
+	Billing BillingAPI
 	// Credits serves POST /api/credits/consume (*fulfillment.Credits),
 	// mounted only when credits.service_tokens lists any.
 	Credits CreditsConsumer
@@ -54,6 +57,7 @@ type api struct {
 	prices   PriceResolver
 	claimer  Claimer
 	access   AccessRequester
+	billing  BillingAPI
 	cors     *cors
 	products map[string]config.Product
 }
@@ -64,6 +68,8 @@ type api struct {
 //	POST /api/purchases/claim  confirm a paid session as the caller's (bearer)
 //	GET  /api/purchases        the caller's purchases (bearer)
 //	PUT  /api/me/github        set the caller's GitHub username (bearer)
+//	GET  /api/subscriptions    the caller's subscriptions (bearer)
+//	POST /api/billing/portal   a Stripe billing portal session for the caller (bearer)
 //	GET  /api/credits          the caller's credit balance and ledger (bearer)
 //	POST /api/credits/consume  spend credits (service token; only with credits.service_tokens)
 //	POST /api/stripe/webhook   store a signed Stripe event as a hint
@@ -77,7 +83,7 @@ func (s *Server) MountAPI(d APIDeps) {
 		panic("httpapi: MountAPI needs Config and Auth")
 	}
 	a := &api{db: s.db, clock: s.clock, log: s.log, metrics: s.metrics, cfg: d.Config, auth: d.Auth,
-		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access,
+		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access, billing: d.Billing,
 		products: map[string]config.Product{}}
 	for _, p := range d.Config.Products {
 		a.products[p.Key] = p
@@ -89,6 +95,8 @@ func (s *Server) MountAPI(d APIDeps) {
 		"POST /api/purchases/claim": a.authed(a.claim),
 		"GET /api/purchases":        a.authed(a.listPurchases),
 		"PUT /api/me/github":        a.authed(a.setGitHub),
+		"GET /api/subscriptions":    a.authed(a.listSubscriptions),
+		"POST /api/billing/portal":  a.authed(a.portal),
 	}
 	for pattern, h := range browser {
 		s.Handle(pattern, a.cors.wrap(h))

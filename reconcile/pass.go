@@ -203,6 +203,8 @@ func (p *pass) run(ctx context.Context) {
 		{o.Lists, "list", p.lists},
 		{o.Events, "events", p.events},
 		{o.Pending, "pending", p.pending},
+		{o.Lists, "subscriptions", p.subscriptionLists},
+		{o.Pending, "subscriptions_due", p.dueSubscriptions},
 		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
 		{true, "retry", func(context.Context) error { p.work.drain(); return nil }},
 		{o.Hints, "hints", p.hints}, // hints that arrived while the pass ran
@@ -309,7 +311,8 @@ func (p *pass) events(ctx context.Context) error {
 	}
 	queued := map[string]bool{}
 	visit := func(ev *stripe.Event) error {
-		if id, ok := ev.Data.Object["id"].(string); ok && stripeapi.UsesEventType(string(ev.Type)) && !queued[id] {
+		if id, ok := ev.Data.Object["id"].(string); ok && (stripeapi.UsesEventType(string(ev.Type)) ||
+			stripeapi.UsesSubscriptionEventType(string(ev.Type))) && !queued[id] {
 			queued[id] = true
 			batch = append(batch, work{id: id})
 		}

@@ -237,6 +237,10 @@ func (r *Reconciler) applySession(ctx context.Context, s *stripe.CheckoutSession
 // adopt says it is paymentd's; one that is not is counted as skipped, and
 // a claim of it finds no session.
 func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) (sessionResult, error) {
+	if routedToSubscription(s) {
+		_, err := r.sessionSubscription(ctx, s, c, rep)
+		return sessionResult{skipped: SkipNotPaymentMode}, err
+	}
 	rep.seen(1)
 	// Learn what needs a Stripe call before taking row locks: the line
 	// items matter only for a session without a row, and only when it is

@@ -50,7 +50,7 @@ func TestStatesMatchChecks(t *testing.T) {
 		return nil
 	}
 	strs := func(vs ...string) []string { slices.Sort(vs); return vs }
-	var purchase, access, step, subject, walk, creditKind, causeKind, lotSource, consumeOutcome []string
+	var purchase, access, step, subject, walk, subscription, invoice, creditKind, causeKind, lotSource, consumeOutcome []string
 	for _, k := range store.CreditKinds {
 		creditKind = append(creditKind, string(k))
 	}
@@ -78,6 +78,12 @@ func TestStatesMatchChecks(t *testing.T) {
 	for _, s := range store.WalkPhases {
 		walk = append(walk, string(s))
 	}
+	for _, s := range store.SubscriptionStatuses {
+		subscription = append(subscription, string(s))
+	}
+	for _, s := range store.InvoiceStatuses {
+		invoice = append(invoice, string(s))
+	}
 	for _, c := range []struct {
 		table, column string
 		goValues      []string
@@ -87,6 +93,9 @@ func TestStatesMatchChecks(t *testing.T) {
 		{"steps", "status", strs(step...)},
 		{"steps", "subject_kind", strs(subject...)},
 		{"reconcile_walks", "phase", strs(walk...)},
+		{"subscriptions", "status", strs(subscription...)},
+		{"subscriptions", "access_state", strs(access...)},
+		{"invoices", "status", strs(invoice...)},
 		{"credit_entries", "kind", strs(creditKind...)},
 		{"credit_entries", "cause_kind", strs(causeKind...)},
 		{"credit_lots", "source_kind", strs(lotSource...)},

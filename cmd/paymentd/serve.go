@@ -174,7 +174,7 @@ func mountAPI(ctx context.Context, cfg *config.Config, log *slog.Logger, a *app,
 		return err
 	}
 	api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth, Stripe: a.stripe,
-		Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful,
+		Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful, Billing: a.stripe,
 		Credits: a.credits})
 	if cfg.HTTP.PublicMetrics {
 		api.Handle("GET /metrics", metrics)

@@ -41,7 +41,9 @@ type Config struct {
 	// hints are kept before the daily maintenance job prunes them.
 	Retention time.Duration `yaml:"retention"`
 	Console   Console       `yaml:"console"`
-	Credits   Credits       `yaml:"credits"`
+	// Subscriptions configures grace and dunning (subscriptions.go).
+	Subscriptions Subscriptions `yaml:"subscriptions"`
+	Credits       Credits       `yaml:"credits"`
 }
 
 // Database says where Postgres is.
@@ -183,6 +185,12 @@ type Product struct {
 	Features    []string `yaml:"features"`
 	Access      string   `yaml:"access"`
 	RepoURL     string   `yaml:"repo_url"`
+	// Mode is payment (the default: Key is the price's lookup key) or
+	// subscription (sold through Prices, with TrialDays): see
+	// subscriptions.go.
+	Mode      string  `yaml:"mode"`
+	Prices    []Price `yaml:"prices"`
+	TrialDays int     `yaml:"trial_days"`
 	// Credits, when positive, is what the product grants: per unit bought
 	// for a one-time product (a pack), per billing period for a
 	// subscription product.
@@ -288,8 +296,9 @@ func Defaults() *Config {
 		}},
 		Log: Log{Format: "text", Level: "info"},
 
-		Retention: 90 * 24 * time.Hour,
-		Console:   defaultConsole(),
+		Retention:     90 * 24 * time.Hour,
+		Console:       defaultConsole(),
+		Subscriptions: defaultSubscriptions(),
 	}
 }
 

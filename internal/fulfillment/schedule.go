@@ -361,7 +361,9 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 				n++
 			}
 		}
-		return nil
+		m, err := f.requestSubscriptionAccess(ctx, q, userID, username)
+		n += m
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("request access for %s: %w", userID, err)

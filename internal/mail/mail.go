@@ -110,6 +110,21 @@ type Data struct {
 
 	// UnsubscribeURL is set by the Renderer for marketing messages.
 	UnsubscribeURL string
+
+	// Subscriptions: PlanName is the price's name (its lookup key when it
+	// has none) and PreviousPlan the one before a change; Interval is
+	// "month", "year" or "3 months"; dates are formatted for reading
+	// (FormatDate). Amount is per interval, or the invoice's amount.
+	SubscriptionID string
+	PlanName       string
+	PreviousPlan   string
+	Interval       string
+	TrialEnd       string
+	EndsAt         string
+	InvoiceNumber  string
+	InvoiceURL     string
+	PeriodStart    string
+	PeriodEnd      string
 }
 
 // Template names.
@@ -128,7 +143,20 @@ const (
 	OperatorAlert        = "operator_alert"
 	DisputeOpened        = "dispute_opened"
 	RefundReversed       = "refund_reversed"
-	CreditsLow           = "credits_low"
+
+	// The subscription lifecycle.
+	SubscriptionStarted      = "subscription_started"
+	AdminSubscriptionStarted = "admin_subscription_started"
+	TrialEnding              = "trial_ending"
+	InvoiceReceipt           = "invoice_receipt"
+	PaymentFailed            = "payment_failed"
+	PaymentReminder          = "payment_reminder"
+	SubscriptionCanceling    = "subscription_canceling"
+	SubscriptionResumed      = "subscription_resumed"
+	SubscriptionEnded        = "subscription_ended"
+	AdminSubscriptionEnded   = "admin_subscription_ended"
+	PlanChanged              = "plan_changed"
+	CreditsLow               = "credits_low"
 )
 
 // audience says who receives a template.
@@ -163,6 +191,17 @@ func catalog() []spec {
 		{OperatorAlert, toAdmin, false},
 		{DisputeOpened, toAdmin, false},
 		{RefundReversed, toAdmin, false},
+		{SubscriptionStarted, toCustomer, false},
+		{AdminSubscriptionStarted, toAdmin, false},
+		{TrialEnding, toCustomer, false},
+		{InvoiceReceipt, toCustomer, false},
+		{PaymentFailed, toCustomer, false},
+		{PaymentReminder, toCustomer, false},
+		{SubscriptionCanceling, toCustomer, false},
+		{SubscriptionResumed, toCustomer, false},
+		{SubscriptionEnded, toCustomer, false},
+		{AdminSubscriptionEnded, toAdmin, false},
+		{PlanChanged, toCustomer, false},
 		{CreditsLow, toCustomer, false},
 	}
 }

@@ -366,7 +366,7 @@ func (a *API) DisputesPage(ctx context.Context, since time.Time, startingAfter s
 // at or after since; those come with their identity only: id, type,
 // created and data.object.id). Stripe lists newest first; paging backwards from the
 // cursor with ending_before yields pages nearest the cursor first, each of
-// which is reversed here, so fn sees events in the order they happened and
+// which stripe-go reverses, so fn sees events in the order they happened and
 // the caller can advance its cursor after each one.
 func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, fn func(*stripe.Event) error) error {
 	if afterID == "" {
@@ -374,7 +374,7 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 		// Only each event's identity is kept (what fn may read: id, type,
 		// created and the object's id), so thirty days of events cost a
 		// few megabytes, not their payloads.
-		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
+		p := &stripe.EventListParams{Types: stripe.StringSlice(FeedEventTypes())}
 		p.Context = ctx
 		p.Limit = stripe.Int64(PageSize)
 		p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
@@ -395,7 +395,7 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 	}
 	cursor := afterID
 	for {
-		p := &stripe.EventListParams{Types: stripe.StringSlice(EventTypes)}
+		p := &stripe.EventListParams{Types: stripe.StringSlice(FeedEventTypes())}
 		p.Context = ctx
 		p.Limit = stripe.Int64(PageSize)
 		p.EndingBefore = stripe.String(cursor)
@@ -408,15 +408,17 @@ func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, 
 		if err := it.Err(); err != nil {
 			return err
 		}
-		for i := len(page) - 1; i >= 0; i-- {
-			if err := fn(page[i]); err != nil {
+		// stripe-go hands a page listed with ending_before oldest first
+		// already (it reverses Stripe's newest-first page).
+		for _, ev := range page {
+			if err := fn(ev); err != nil {
 				return err
 			}
 		}
 		if len(page) == 0 || !it.Meta().HasMore {
 			return nil
 		}
-		cursor = page[0].ID // the newest seen; the next page is newer still
+		cursor = page[len(page)-1].ID // the newest seen; the next page is newer still
 	}
 }
 
