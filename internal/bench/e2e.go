@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,9 +90,9 @@ func benchE2E(ctx context.Context, env *benchEnv) ([]Result, error) {
 			HigherIsBetter: true, Target: 300,
 			Note: fmt.Sprintf("%d purchases checked out over HTTP, then paid at once in the emulator: first payment to last "+
 				"confirmation email at the SendGrid fake took %s (payment to email p50 %.0f ms, p99 %.0f ms at that load); "+
-				"a real `paymentd serve`, Stripe client at %d req/s; baseline: inserting the same number of purchase rows "+
+				"Stripe calls meanwhile: %s; a real `paymentd serve`, Stripe client at %d req/s (the most config allows); baseline: inserting the same number of purchase rows "+
 				"through store, 8 at a time; %s", e2ePurchases, thr.span.Round(time.Millisecond), thr.percentile(50),
-				thr.percentile(99), e2eStripeRate, load)},
+				thr.percentile(99), thr.calls, e2eStripeRate, load)},
 		{Name: "e2e_payment_to_email_p50_ms", Value: p50, Unit: "ms", Baseline: 1000, Ratio: p50 / 1000,
 			Note: fmt.Sprintf("%d purchases paid at %d/s (unsaturated); baseline: the 1,000 ms budget of the p99", e2eLatencyPurchases, e2eLatencyRate)},
 		{Name: "e2e_payment_to_email_p99_ms", Value: p99, Unit: "ms", Baseline: 1000, Ratio: p99 / 1000, Target: 1000,
@@ -281,6 +282,7 @@ func (d *e2eDaemon) stop() {
 type e2eRun struct {
 	span      time.Duration // first payment to last confirmation email
 	latencies []float64     // payment to email, ms, sorted
+	calls     string        // the Stripe calls the daemon made meanwhile
 }
 
 func (r e2eRun) percentile(p int) float64 {
@@ -326,6 +328,7 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 	}
 
 	fmt.Fprintf(os.Stderr, "e2e: %d purchases checked out\n", n)
+	d.emu.ResetRequests()
 	paid := make([]time.Time, n)
 	start := time.Now()
 	for i, sid := range sessions {
@@ -365,7 +368,7 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	slices.Sort(latencies)
-	return e2eRun{span: last.Sub(paid[0]), latencies: latencies}, nil
+	return e2eRun{span: last.Sub(paid[0]), latencies: latencies, calls: stripeCalls(d.emu.Requests())}, nil
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -541,4 +544,21 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// stripeCalls counts requests by method and path, ids left out.
+func stripeCalls(reqs []stripeemu.Request) string {
+	by := map[string]int{}
+	for _, r := range reqs {
+		parts := strings.Split(r.Path, "/")
+		if len(parts) > 4 {
+			parts[4] = "{id}"
+		}
+		by[r.Method+" "+strings.Join(parts, "/")]++
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(by)) {
+		out = append(out, fmt.Sprintf("%d %s", by[k], k))
+	}
+	return strings.Join(out, ", ")
 }
