@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,13 +230,23 @@ func (p *pass) hints(ctx context.Context) error {
 		return err
 	}
 	seen := map[string]bool{}
-	var items []work
+	var ids []string
 	for _, h := range hints {
 		if seen[h.ObjectID] {
 			continue // duplicate hints for one object coalesce
 		}
 		seen[h.ObjectID] = true
-		id := h.ObjectID
+		ids = append(ids, h.ObjectID)
+	}
+	listed := p.listHinted(ctx, ids)
+	var items []work
+	for _, id := range ids {
+		if listed[id] {
+			if err := p.r.db.MarkHintsHandled(ctx, id, p.r.clock.Now()); err != nil {
+				p.rep.fail("hints", id, err)
+			}
+			continue
+		}
 		items = append(items, work{id: id, fresh: true, then: func(ctx context.Context, ok bool) {
 			if p.opts.DryRun {
 				return
@@ -253,6 +264,72 @@ func (p *pass) hints(ctx context.Context) error {
 	}
 	p.work.each(ctx, items)
 	return nil
+}
+
+// hintListMin is how many hinted sessions with a purchase make a hints
+// pass read them from the list of complete sessions, a hundred a call,
+// before retrieving one by one what the list did not bring. Under Stripe's
+// 100 calls a second, a burst of payments then costs a call per page
+// instead of one per payment.
+const hintListMin = 10
+
+// listHinted applies, a page at a time as a walk does, the complete
+// sessions created since the oldest purchase among the hinted sessions,
+// and returns the hinted ones it applied. It reads at most one page per
+// hintListMin sessions sought, so a list crowded with other sessions costs
+// no more calls than retrieving the sought ones would have. A session whose
+// write fails is recorded in reconcile_errors and retried from there, as in
+// a walk.
+func (p *pass) listHinted(ctx context.Context, ids []string) map[string]bool {
+	var sought []string
+	for _, id := range ids {
+		if strings.HasPrefix(id, "cs_") {
+			sought = append(sought, id)
+		}
+	}
+	if len(sought) < hintListMin || p.opts.DryRun {
+		return nil
+	}
+	existing, err := p.r.db.PurchasesBySessions(ctx, sought)
+	if err != nil || len(existing) < hintListMin {
+		return nil // retrieved one by one
+	}
+	want := map[string]bool{}
+	var since time.Time
+	for id, pu := range existing {
+		want[id] = true
+		if since.IsZero() || pu.CreatedAt.Before(since) {
+			since = pu.CreatedAt
+		}
+	}
+	// The row is written once Stripe created the session, on another clock.
+	since = since.Add(-time.Minute)
+	applied := map[string]bool{}
+	after := ""
+	for pages := len(want)/hintListMin + 1; pages > 0 && len(want) > 0; pages-- {
+		page, more, err := p.r.stripe.CompleteCheckoutSessionsPage(stripeclient.WithRetry(ctx, listRetry), since, after)
+		if err != nil {
+			break
+		}
+		var found []string
+		for _, s := range page {
+			if want[s.ID] {
+				found = append(found, s.ID)
+				delete(want, s.ID)
+			}
+		}
+		if err := p.sessionPage(ctx, page); err != nil {
+			break
+		}
+		for _, id := range found {
+			applied[id] = true
+		}
+		if !more || len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	return applied
 }
 
 // retries retries the objects whose next attempt is due.
