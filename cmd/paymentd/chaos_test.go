@@ -309,15 +309,15 @@ func startChaosDaemon(t *testing.T, dbURL string, conf *strings.Replacer) *chaos
 
 	// config.yaml as committed, except: mail through SendGrid; Stripe's
 	// own limit of 100 requests a second; and a 30-second step lease
-	// (renewed every 10 s while a step runs), since a step claimed by a
-	// killed process waits for its lease to lapse, and the 5-minute
-	// default alone would outlast the three minutes the test allows.
+	// (renewed every 10 s while a step runs) instead of the default
+	// minute, since a step claimed by a killed process waits for its lease
+	// to lapse, five times over in the three minutes the test allows.
 	base, err := os.ReadFile("../../config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := regexp.MustCompile(`(?m)^(\s*rate_limit:)\s*\d+`).ReplaceAllString(string(base), "${1} 100")
-	text = strings.NewReplacer("provider: outbox", "provider: sendgrid", "lease: 5m ", "lease: 30s", "public_metrics: false", "public_metrics: true", "timeout: 4m ", "timeout: 20s").
+	text = strings.NewReplacer("provider: outbox", "provider: sendgrid", "lease: 1m ", "lease: 30s", "public_metrics: false", "public_metrics: true", "timeout: 45s ", "timeout: 20s").
 		Replace(text)
 	if conf != nil {
 		text = conf.Replace(text)
