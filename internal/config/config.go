@@ -43,6 +43,7 @@ type Config struct {
 	// hints are kept before the daily maintenance job prunes them.
 	Retention time.Duration `yaml:"retention"`
 	Console   Console       `yaml:"console"`
+	Cart      Cart          `yaml:"cart"`
 }
 
 // Database says where Postgres is.
@@ -85,6 +86,10 @@ type Stripe struct {
 	CancelURL        string        `yaml:"cancel_url"`
 	RateLimit        float64       `yaml:"rate_limit"`
 	WebhookTolerance time.Duration `yaml:"webhook_tolerance"`
+	// AutomaticTax turns on Stripe Tax for carts: hosted checkouts
+	// through the session's automatic_tax, embedded ones through a tax
+	// calculation that the PaymentIntent's amount includes.
+	AutomaticTax bool `yaml:"automatic_tax"`
 }
 
 // Reconcile configures when the reconciler runs.
@@ -166,6 +171,9 @@ type Fulfillment struct {
 	// customer emails to be sent: older ones (a backfill, a long outage)
 	// are recorded and acted on quietly.
 	NotifyWindow time.Duration `yaml:"notify_window"`
+	// RetryURL is the frontend page where a buyer whose card was declined
+	// tries another on the same order; paymentd adds order_id=<id>.
+	RetryURL string `yaml:"retry_url"`
 }
 
 // FollowUp is one email sent a delay after the purchase completed.
@@ -184,6 +192,21 @@ type Product struct {
 	Features    []string `yaml:"features"`
 	Access      string   `yaml:"access"`
 	RepoURL     string   `yaml:"repo_url"`
+	// Stock, when set, limits the product: the units on hand the first
+	// time paymentd starts with it. From then on the database holds the
+	// count (sales, paymentd stock set); this value is not applied again.
+	Stock *int `yaml:"stock"`
+}
+
+// Cart configures carts and the checkouts of carts.
+type Cart struct {
+	// TTL is how long a cart is kept after its last change.
+	TTL time.Duration `yaml:"ttl"`
+	// CheckoutTTL is how long a checkout of a cart holds its stock: a
+	// hosted order's session expires after it, and paymentd cancels an
+	// embedded order's PaymentIntent after it (unless a payment is
+	// processing). Stripe allows sessions between 30m and 24h.
+	CheckoutTTL time.Duration `yaml:"checkout_ttl"`
 }
 
 // Log configures log/slog output.
@@ -280,6 +303,7 @@ func Defaults() *Config {
 
 		Retention: 90 * 24 * time.Hour,
 		Console:   defaultConsole(),
+		Cart:      Cart{TTL: 7 * 24 * time.Hour, CheckoutTTL: time.Hour},
 	}
 }
 
@@ -574,6 +598,11 @@ func (c *Config) validate() Problems {
 	}
 	positive("fulfillment.abandoned_delay", c.Fulfillment.AbandonedDelay)
 	positive("fulfillment.notify_window", c.Fulfillment.NotifyWindow)
+	checkURL("fulfillment.retry_url", c.Fulfillment.RetryURL, false)
+	positive("cart.ttl", c.Cart.TTL)
+	if c.Cart.CheckoutTTL < 30*time.Minute || c.Cart.CheckoutTTL > 24*time.Hour {
+		add("cart.checkout_ttl", "must be between 30m and 24h (the bounds Stripe puts on a Checkout Session's expiry)")
+	}
 
 	if len(c.Products) == 0 {
 		add("products", "list at least one product")
@@ -611,6 +640,9 @@ func (c *Config) validate() Problems {
 			add(key+".access", "must be none, github or webhook, got %q", prod.Access)
 		}
 		checkURL(key+".repo_url", prod.RepoURL, false)
+		if prod.Stock != nil && *prod.Stock < 0 {
+			add(key+".stock", "must not be negative")
+		}
 	}
 
 	// Live keys with dev placeholders or the dev outbox is a deployment that
