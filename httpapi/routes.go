@@ -34,6 +34,9 @@ type APIDeps struct {
 	// Access grants access to a user's purchases once they name their
 	// GitHub account (the fulfillment package).
 	Access AccessRequester
+	// Orders prices carts and opens their checkouts (*stripeapi.API);
+	// with Prices it serves the cart, cart checkouts and the orders.
+	Orders OrderStripe
 }
 
 // webhookBodyLimit bounds a Stripe webhook delivery; real events are a few KiB.
@@ -41,18 +44,20 @@ const webhookBodyLimit = 512 << 10
 
 // api holds the routes' dependencies.
 type api struct {
-	db       *store.DB
-	clock    clock.Clock
-	log      *slog.Logger
-	metrics  *Metrics
-	cfg      *config.Config
-	auth     *Authenticator
-	stripe   CheckoutCreator
-	prices   PriceResolver
-	claimer  Claimer
-	access   AccessRequester
-	cors     *cors
-	products map[string]config.Product
+	db      *store.DB
+	clock   clock.Clock
+	log     *slog.Logger
+	metrics *Metrics
+	cfg     *config.Config
+	auth    *Authenticator
+	stripe  CheckoutCreator
+	prices  PriceResolver
+	claimer Claimer
+	access  AccessRequester
+	// orderStripe serves carts and their checkouts (cart.go).
+	orderStripe OrderStripe
+	cors        *cors
+	products    map[string]config.Product
 }
 
 // MountAPI mounts the API routes on s:
@@ -61,6 +66,9 @@ type api struct {
 //	POST /api/purchases/claim  confirm a paid session as the caller's (bearer)
 //	GET  /api/purchases        the caller's purchases (bearer)
 //	PUT  /api/me/github        set the caller's GitHub username (bearer)
+//	GET  /api/cart             the caller's cart, priced (bearer)
+//	PUT  /api/cart             replace the caller's cart (bearer)
+//	GET  /api/orders           the caller's orders (bearer)
 //	POST /api/stripe/webhook   store a signed Stripe event as a hint
 //	GET  /unsubscribe          confirm an unsubscribe link (changes nothing)
 //	POST /unsubscribe          unsubscribe (the page's form, RFC 8058 one-click)
@@ -72,7 +80,7 @@ func (s *Server) MountAPI(d APIDeps) {
 		panic("httpapi: MountAPI needs Config and Auth")
 	}
 	a := &api{db: s.db, clock: s.clock, log: s.log, metrics: s.metrics, cfg: d.Config, auth: d.Auth,
-		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access,
+		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access, orderStripe: d.Orders,
 		products: map[string]config.Product{}}
 	for _, p := range d.Config.Products {
 		a.products[p.Key] = p
@@ -84,6 +92,9 @@ func (s *Server) MountAPI(d APIDeps) {
 		"POST /api/purchases/claim": a.authed(a.claim),
 		"GET /api/purchases":        a.authed(a.listPurchases),
 		"PUT /api/me/github":        a.authed(a.setGitHub),
+		"GET /api/cart":             a.authed(a.getCart),
+		"PUT /api/cart":             a.authed(a.putCart),
+		"GET /api/orders":           a.authed(a.listOrders),
 	}
 	for pattern, h := range browser {
 		s.Handle(pattern, a.cors.wrap(h))

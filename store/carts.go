@@ -52,6 +52,7 @@ func (q *Queries) GetCart(ctx context.Context, userID string, now time.Time) (Ca
 // dated now and kept until now + ttl. An empty cart without a code is
 // deleted.
 func (q *Queries) PutCart(ctx context.Context, c Cart, now time.Time, ttl time.Duration) (Cart, error) {
+	now = now.Truncate(time.Microsecond) // as stored, so the cart returned reads back the same
 	if len(c.Items) == 0 && c.PromotionCode == nil {
 		if _, err := q.db.Exec(ctx, `DELETE FROM carts WHERE user_id = $1`, c.UserID); err != nil {
 			return Cart{}, fmt.Errorf("empty cart of %s: %w", c.UserID, err)

@@ -8,6 +8,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -374,4 +375,36 @@ func (q *Queries) RefundsOfOrders(ctx context.Context, orderIDs []string) (map[s
 func (q *Queries) OrderRefunds(ctx context.Context, orderID string) ([]OrderRefund, error) {
 	m, err := q.RefundsOfOrders(ctx, []string{orderID})
 	return m[orderID], err
+}
+
+// UserHasPaid reports whether the user ever paid for an order or a
+// purchase (a first-time promotion code is not theirs to use).
+func (q *Queries) UserHasPaid(ctx context.Context, userID string) (bool, error) {
+	var paid bool
+	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE user_id = $1
+			AND status IN ('paid', 'partially_refunded', 'refunded'))
+		OR EXISTS (SELECT 1 FROM purchases WHERE user_id = $1
+			AND status IN ('completed', 'partially_refunded', 'refunded'))`, userID).Scan(&paid)
+	if err != nil {
+		return false, fmt.Errorf("look up payments of %s: %w", userID, err)
+	}
+	return paid, nil
+}
+
+// UserStripeCustomer returns the Stripe customer the user last paid or
+// ordered as, "" when none is known.
+func (q *Queries) UserStripeCustomer(ctx context.Context, userID string) (string, error) {
+	var id string
+	err := q.db.QueryRow(ctx, `SELECT stripe_customer_id FROM (
+			SELECT stripe_customer_id, created_at FROM orders WHERE user_id = $1 AND stripe_customer_id IS NOT NULL
+			UNION ALL
+			SELECT stripe_customer_id, created_at FROM purchases WHERE user_id = $1 AND stripe_customer_id IS NOT NULL
+		) c ORDER BY created_at DESC LIMIT 1`, userID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up the stripe customer of %s: %w", userID, err)
+	}
+	return id, nil
 }
