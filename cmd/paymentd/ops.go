@@ -174,99 +174,120 @@ func printSteps(w io.Writer, steps []store.Step, withSubject bool) {
 	tw.Flush()
 }
 
+// stepsUsage is the steps command's usage line.
+const stepsUsage = "usage: paymentd steps list [--failed | --status S] [--limit N] [--json] | paymentd steps retry <step id> | --all-failed"
+
 func runSteps(ctx context.Context, env *cliEnv, args []string) error {
-	const usage = "usage: paymentd steps list [--failed | --status S] [--limit N] [--json] | paymentd steps retry <step id> | --all-failed"
 	if len(args) == 0 {
-		return withCode(exitUsage, errors.New(usage))
+		return withCode(exitUsage, errors.New(stepsUsage))
 	}
 	switch args[0] {
 	case "list":
-		fs, path := flags("steps list", env)
-		failed := fs.Bool("failed", false, "list failed steps (same as --status failed)")
-		status := fs.String("status", "", "list steps in this `status` (waiting, pending, running, done, failed, canceled)")
-		limit := fs.Int("limit", 100, "at most this many steps")
-		asJSON := fs.Bool("json", false, "print JSON for scripts")
-		if err := parse(fs, args[1:]); err != nil {
-			return err
-		}
-		if *failed {
-			*status = string(store.StepFailed)
-		}
-		if *status == "" {
-			return withCode(exitUsage, errors.New("say which steps: --failed or --status S"))
-		}
-		if !slices.Contains(store.StepStatuses, store.StepStatus(*status)) {
-			return withCode(exitUsage, fmt.Errorf("unknown step status %q (one of %v)", *status, store.StepStatuses))
-		}
-		db, err := opsDB(ctx, env, *path)
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		steps, err := db.StepsByStatus(ctx, store.StepStatus(*status), *limit)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return writeJSONOut(env.stdout, steps)
-		}
-		if len(steps) == 0 {
-			fmt.Fprintf(env.stdout, "no %s steps\n", *status)
-			return nil
-		}
-		printSteps(env.stdout, steps, true)
-		return nil
+		return runStepsList(ctx, env, args[1:])
 	case "retry":
-		fs, path := flags("steps retry", env)
-		all := fs.Bool("all-failed", false, "retry every failed step")
-		asJSON := fs.Bool("json", false, "print JSON for scripts")
-		if err := parse(fs, args[1:]); err != nil {
-			return err
-		}
-		if *all == (fs.NArg() == 1) || fs.NArg() > 1 {
-			return withCode(exitUsage, errors.New(usage))
-		}
-		db, err := opsDB(ctx, env, *path)
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		now := clock.Real{}.Now()
-		var ids []int64
-		if *all {
-			if ids, err = db.RetryAllFailedSteps(ctx, now); err != nil {
-				return err
-			}
-		} else {
-			id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
-			if err != nil {
-				return withCode(exitUsage, fmt.Errorf("step id %q is not a number", fs.Arg(0)))
-			}
-			s, err := db.GetStep(ctx, id)
-			if errors.Is(err, store.ErrNotFound) {
-				return withCode(exitNotFound, fmt.Errorf("no step %d", id))
-			} else if err != nil {
-				return err
-			}
-			ok, err := db.RetryFailedStep(ctx, id, now)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return withCode(exitUsage, fmt.Errorf("step %d is %s; only failed steps can be retried", id, s.Status))
-			}
-			ids = []int64{id}
-			if !*asJSON {
-				fmt.Fprintf(env.stdout, "step %d: %s %s of %s\n", id, s.Pipeline, s.Name, subject(s))
-			}
-		}
-		if *asJSON {
-			return writeJSONOut(env.stdout, map[string][]int64{"retried": ids})
-		}
-		fmt.Fprintf(env.stdout, "retrying %d step(s): a worker picks them up now\n", len(ids))
+		return runStepsRetry(ctx, env, args[1:])
+	}
+	return withCode(exitUsage, errors.New(stepsUsage))
+}
+
+// runStepsList prints the steps in one status.
+func runStepsList(ctx context.Context, env *cliEnv, args []string) error {
+	fs, path := flags("steps list", env)
+	failed := fs.Bool("failed", false, "list failed steps (same as --status failed)")
+	status := fs.String("status", "", "list steps in this `status` (waiting, pending, running, done, failed, canceled)")
+	limit := fs.Int("limit", 100, "at most this many steps")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *failed {
+		*status = string(store.StepFailed)
+	}
+	if *status == "" {
+		return withCode(exitUsage, errors.New("say which steps: --failed or --status S"))
+	}
+	if !slices.Contains(store.StepStatuses, store.StepStatus(*status)) {
+		return withCode(exitUsage, fmt.Errorf("unknown step status %q (one of %v)", *status, store.StepStatuses))
+	}
+	db, err := opsDB(ctx, env, *path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	steps, err := db.StepsByStatus(ctx, store.StepStatus(*status), *limit)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSONOut(env.stdout, steps)
+	}
+	if len(steps) == 0 {
+		fmt.Fprintf(env.stdout, "no %s steps\n", *status)
 		return nil
 	}
-	return withCode(exitUsage, errors.New(usage))
+	printSteps(env.stdout, steps, true)
+	return nil
+}
+
+// runStepsRetry makes one failed step, or every failed step, pending again.
+func runStepsRetry(ctx context.Context, env *cliEnv, args []string) error {
+	fs, path := flags("steps retry", env)
+	all := fs.Bool("all-failed", false, "retry every failed step")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *all == (fs.NArg() == 1) || fs.NArg() > 1 {
+		return withCode(exitUsage, errors.New(stepsUsage))
+	}
+	db, err := opsDB(ctx, env, *path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	now := clock.Real{}.Now()
+	var ids []int64
+	if *all {
+		if ids, err = db.RetryAllFailedSteps(ctx, now); err != nil {
+			return err
+		}
+	} else {
+		s, err := retryOneStep(ctx, db, fs.Arg(0), now)
+		if err != nil {
+			return err
+		}
+		ids = []int64{s.ID}
+		if !*asJSON {
+			fmt.Fprintf(env.stdout, "step %d: %s %s of %s\n", s.ID, s.Pipeline, s.Name, subject(s))
+		}
+	}
+	if *asJSON {
+		return writeJSONOut(env.stdout, map[string][]int64{"retried": ids})
+	}
+	fmt.Fprintf(env.stdout, "retrying %d step(s): a worker picks them up now\n", len(ids))
+	return nil
+}
+
+// retryOneStep makes the failed step arg names pending again.
+func retryOneStep(ctx context.Context, db *store.DB, arg string, now time.Time) (store.Step, error) {
+	id, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil {
+		return store.Step{}, withCode(exitUsage, fmt.Errorf("step id %q is not a number", arg))
+	}
+	s, err := db.GetStep(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return s, withCode(exitNotFound, fmt.Errorf("no step %d", id))
+	} else if err != nil {
+		return s, err
+	}
+	ok, err := db.RetryFailedStep(ctx, id, now)
+	if err != nil {
+		return s, err
+	}
+	if !ok {
+		return s, withCode(exitUsage, fmt.Errorf("step %d is %s; only failed steps can be retried", id, s.Status))
+	}
+	return s, nil
 }
 
 // subject names what a step belongs to: "purchase <id>", "subscription
