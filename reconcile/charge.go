@@ -38,6 +38,9 @@ func (r *Reconciler) charge(ctx context.Context, chargeID string, rep *Report) e
 		return err
 	}
 	rep.seen(len(refunds))
+	if order, err := r.orderCharge(ctx, ch, refunds, rep); order || err != nil {
+		return err // an order's charge (order.go)
+	}
 	return r.applyCharge(ctx, ch, refunds, rep)
 }
 

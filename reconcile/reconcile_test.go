@@ -415,7 +415,8 @@ func TestIdlePassWritesNothing(t *testing.T) {
 	if len(rep.Changes) != 0 || e.snapshot() != before {
 		t.Errorf("idle pass changed something: %+v", rep.Changes)
 	}
-	if reqs := e.emu.Requests(); len(reqs) != 1 || reqs[0].Path != "/v1/events" {
-		t.Errorf("idle pass made %d requests; want one events call", len(reqs))
+	// One events call per feed: the purchases' and the orders' intents'.
+	if reqs := e.emu.Requests(); len(reqs) != 2 || reqs[0].Path != "/v1/events" || reqs[1].Path != "/v1/events" {
+		t.Errorf("idle pass made %d requests; want one events call per feed", len(reqs))
 	}
 }
