@@ -94,10 +94,11 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 		return nil, err
 	}
 	ful.Register()
+	ful.RegisterOrders()
 
 	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: ful, Clock: clk, Log: log.With("component", "reconcile"),
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,
-		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg)}
+		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg), Orders: ful}
 	if gh != nil {
 		opts.Access = gh
 	}
