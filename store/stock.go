@@ -151,11 +151,17 @@ func (q *Queries) StockLevels(ctx context.Context) ([]Stock, error) {
 	return out, nil
 }
 
-// reserveSQL takes n units of a product if they are available: the
-// condition is evaluated on the row as it is once locked, so concurrent
-// reservations queue on the row and each sees the one before it.
-const reserveSQL = `UPDATE product_stock SET reserved = reserved + $2, updated_at = $3
-	WHERE product_key = $1 AND on_hand - reserved >= $2`
+// reserveSQL takes n units of a product if they are available and records
+// the order's reservation, in one statement (the hot row's lock is held
+// from it to the commit, so fewer round trips mean more checkouts a
+// second): the condition is evaluated on the row as it is once locked, so
+// concurrent reservations queue on the row and each sees the one before it.
+const reserveSQL = `WITH taken AS (
+		UPDATE product_stock SET reserved = reserved + $2, updated_at = $3
+		WHERE product_key = $1 AND on_hand - reserved >= $2
+		RETURNING product_key)
+	INSERT INTO stock_reservations (order_id, product_key, quantity, state, created_at, updated_at)
+	SELECT $4, product_key, $2, 'reserved', $3, $3 FROM taken`
 
 // ReserveStock reserves lines for order orderID, in the caller's
 // transaction (the one that records the order). Lines of products without
@@ -171,7 +177,7 @@ func (q *Queries) ReserveStock(ctx context.Context, orderID string, lines []Stoc
 		if l.Quantity <= 0 {
 			return fmt.Errorf("reserve %s: quantity %d", l.ProductKey, l.Quantity)
 		}
-		tag, err := q.db.Exec(ctx, reserveSQL, l.ProductKey, l.Quantity, now.UTC())
+		tag, err := q.db.Exec(ctx, reserveSQL, l.ProductKey, l.Quantity, now.UTC(), orderID)
 		if err != nil {
 			return fmt.Errorf("reserve %s: %w", l.ProductKey, err)
 		}
@@ -184,10 +190,6 @@ func (q *Queries) ReserveStock(ctx context.Context, orderID string, lines []Stoc
 				return fmt.Errorf("reserve %s: %w", l.ProductKey, err)
 			}
 			return &OutOfStockError{ProductKey: l.ProductKey, Requested: l.Quantity, Available: s.Available()}
-		}
-		if _, err := q.db.Exec(ctx, `INSERT INTO stock_reservations (order_id, product_key, quantity, state, created_at, updated_at)
-			VALUES ($1, $2, $3, 'reserved', $4, $4)`, orderID, l.ProductKey, l.Quantity, now.UTC()); err != nil {
-			return fmt.Errorf("record reservation of %s: %w", l.ProductKey, err)
 		}
 	}
 	return nil
