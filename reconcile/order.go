@@ -288,6 +288,9 @@ func (r *Reconciler) orderObject(ctx context.Context, piID string, rep *Report) 
 		r.log.Warn("a second payment intent names an order; left alone", "stripe_payment_intent_id", piID, "order_id", id)
 		return true, nil
 	}
+	if pi, err = r.withCharge(ctx, o, pi); err != nil {
+		return true, err
+	}
 	return true, r.applyOrder(ctx, o.ID, orderFacts{pi: pi}, rep)
 }
 
@@ -315,6 +318,9 @@ func (r *Reconciler) reconcileOrder(ctx context.Context, o store.Order, rep *Rep
 				return fmt.Errorf("cancel expired payment intent: %w", err)
 			}
 		}
+		if pi, err = r.withCharge(ctx, o, pi); err != nil {
+			return err
+		}
 		return r.applyOrder(ctx, o.ID, orderFacts{pi: pi}, rep)
 	case o.UIMode == store.UIModeEmbedded:
 		pis, err := r.stripe.PaymentIntentsByMetadata(ctx, "order_id", o.ID)
@@ -322,7 +328,11 @@ func (r *Reconciler) reconcileOrder(ctx context.Context, o store.Order, rep *Rep
 			return err
 		}
 		if len(pis) > 0 {
-			return r.applyOrder(ctx, o.ID, orderFacts{pi: pis[0]}, rep)
+			pi, err := r.withCharge(ctx, o, pis[0])
+			if err != nil {
+				return err
+			}
+			return r.applyOrder(ctx, o.ID, orderFacts{pi: pi}, rep)
 		}
 	}
 	if !o.Status.Open() || now.Before(o.ExpiresAt.Add(orderObjectGrace)) {
@@ -339,6 +349,24 @@ func (r *Reconciler) reconcileOrder(ctx context.Context, o store.Order, rep *Rep
 		cur.Status, cur.EndedAt = store.OrderExpired, &now
 		return r.writeOrder(ctx, q, nil, orderDecision{next: cur, what: whatExpired, stock: stockRelease}, rep)
 	})
+}
+
+// withCharge returns pi with its latest charge read in full when the
+// intent pays an order not yet recorded as paid: the charge's time is the
+// payment's (the intent was created at the checkout). One call, once per
+// order.
+func (r *Reconciler) withCharge(ctx context.Context, o store.Order, pi *stripe.PaymentIntent) (*stripe.PaymentIntent, error) {
+	if o.Status.Paid() || pi.Status != stripe.PaymentIntentStatusSucceeded || pi.LatestCharge == nil ||
+		pi.LatestCharge.ID == "" || pi.LatestCharge.Created > 0 {
+		return pi, nil
+	}
+	ch, err := r.stripe.Charge(ctx, pi.LatestCharge.ID)
+	if err != nil {
+		return nil, fmt.Errorf("retrieve the charge of %s: %w", pi.ID, err)
+	}
+	copied := *pi
+	copied.LatestCharge = ch
+	return &copied, nil
 }
 
 // orderObjectGrace is how long past its expiry an order without a Stripe

@@ -385,11 +385,15 @@ func TestOrderFailedCardThenSuccess(t *testing.T) {
 	if held := s.stock("acme_stickers"); held.Reserved != 3 {
 		t.Errorf("a declined order released its stock: %+v", held)
 	}
+	s.clock.Advance(10 * time.Minute) // the second try comes later: the payment's time is its charge's
 	if _, err := s.emu.ConfirmPaymentIntent(a.PaymentIntentID, stripeemu.OutcomeSucceeds); err != nil {
 		t.Fatal(err)
 	}
 	s.pass(reconcile.Incremental)
 	o = s.order(a.OrderID)
+	if ch, err := s.api.Charge(s.ctx, deref(o.StripeChargeID)); err != nil || o.PaidAt == nil || !o.PaidAt.Equal(time.Unix(ch.Created, 0)) {
+		t.Errorf("paid at %v, want the charge's time (%v)", o.PaidAt, err)
+	}
 	pi, err := s.emu.PaymentIntent(a.PaymentIntentID)
 	if err != nil {
 		t.Fatal(err)
@@ -520,4 +524,11 @@ func TestOrderWebhooksDroppedShuffledDoubled(t *testing.T) {
 	}
 	s.pass(reconcile.Deep)
 	check("after late, shuffled and doubled webhooks")
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

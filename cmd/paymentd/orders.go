@@ -106,7 +106,7 @@ func printOrder(w io.Writer, v orderView) {
 	row("payment intent", deref(o.StripePaymentIntentID))
 	row("charge", deref(o.StripeChargeID))
 	if o.FailedAttempts > 0 {
-		row("declined", fmt.Sprintf("%d time(s), last %s", o.FailedAttempts, deref(o.LastPaymentError)))
+		row("declined", fmt.Sprintf("%d time(s)%s", o.FailedAttempts, refSuffix(o.LastPaymentError)))
 	}
 	if o.StockShort {
 		row("stock", "paid for units no longer on hand (the operator was alerted)")
