@@ -94,7 +94,7 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 		return nil, err
 	}
 	ful.Register()
-	ful.RegisterOrders()
+	ful.RegisterOrders(stripeAPI)
 
 	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: ful, Clock: clk, Log: log.With("component", "reconcile"),
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,

@@ -13,6 +13,7 @@ package fulfillment
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -23,6 +24,7 @@ import (
 	"github.com/paymentd/paymentd/internal/mail"
 	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
 )
 
 // Order steps and pipelines.
@@ -34,15 +36,30 @@ const (
 	StepOrderPaymentFailed = "order_payment_failed_email" // customer: card declined, retry link
 	StepOrderRefundEmail   = "order_refund_email"         // customer: refund_full or refund_partial
 	StepOrderRevoke        = "order_revoke_access"        // full refund: GitHub removal, order.refunded webhooks
+	StepOrderTax           = "order_tax_transaction"      // an embedded order's Stripe Tax calculation, recorded
+	StepOrderTaxReversal   = "order_tax_reversal"         // a refund of it, reversed
 
 	PipelineOrder              = "order"
 	PipelineOrderPaymentFailed = "order_payment_failed"
 	PrefixOrderRefund          = "refund:" // + Stripe refund id, on the order subject
 )
 
+// TaxRecorder records in Stripe Tax what an embedded order's PaymentIntent
+// charged (Stripe reports count tax transactions, not calculations) and
+// reverses refunds of it; *stripeapi.API satisfies it.
+type TaxRecorder interface {
+	CreateTaxTransaction(ctx context.Context, calculationID, reference string, metadata map[string]string, idempotencyKey string) (*stripe.TaxTransaction, error)
+	ReverseTaxTransaction(ctx context.Context, transactionID, reference string, amount int64, idempotencyKey string) (*stripe.TaxTransaction, error)
+}
+
 // RegisterOrders registers the order step handlers; call it beside
-// Register.
-func (f *Fulfillment) RegisterOrders() {
+// Register. tax records embedded orders' tax (nil when Stripe Tax is not
+// used: such orders have no calculation).
+func (f *Fulfillment) RegisterOrders(tax TaxRecorder) {
+	f.engine.Register(StepOrderTax, func(ctx context.Context, job *steps.Job) (any, error) { return f.orderTax(ctx, job, tax) })
+	f.engine.Register(StepOrderTaxReversal, func(ctx context.Context, job *steps.Job) (any, error) {
+		return f.orderTaxReversal(ctx, job, tax)
+	})
 	for name, h := range map[string]steps.Handler{
 		StepOrderConfirmation:  f.orderConfirmation,
 		StepAdminOrder:         f.adminOrder,
@@ -137,6 +154,9 @@ func (f *Fulfillment) OrderPaid(ctx context.Context, q *store.Queries, o store.O
 		list = append(list, steps.Step{Name: StepOrderWebhook + ":" + key, Tags: []string{TagAccess},
 			Args: webhookGrantArgs{Product: key, Quantity: quantities[key]}})
 	}
+	if o.UIMode == store.UIModeEmbedded && o.TaxCalculationID != nil {
+		list = append(list, steps.Step{Name: StepOrderTax})
+	}
 	if len(list) == 0 {
 		return nil
 	}
@@ -175,6 +195,9 @@ func (f *Fulfillment) OrderRefunded(ctx context.Context, q *store.Queries, o sto
 	var list []steps.Step
 	if !f.quiet && f.clock.Now().Sub(r.CreatedAt) <= f.cfg.NotifyWindow {
 		list = append(list, steps.Step{Name: StepOrderRefundEmail, Args: args})
+	}
+	if o.UIMode == store.UIModeEmbedded && o.TaxCalculationID != nil {
+		list = append(list, steps.Step{Name: StepOrderTaxReversal, Args: args})
 	}
 	if args.Full {
 		if _, err := f.engine.CancelSubject(ctx, q, steps.OrderSubject(o.ID), TagAccess); err != nil {
@@ -516,4 +539,68 @@ func (f *Fulfillment) keepGitHub(ctx context.Context, o store.Order, g store.Ord
 		return g.GitHubLogin + " has access through a purchase", nil
 	}
 	return "", nil
+}
+
+// taxResult is the recorded result of an order_tax_transaction step.
+type taxResult struct {
+	TransactionID string `json:"tax_transaction_id"`
+}
+
+// orderTax records a paid embedded order's tax calculation as a Stripe Tax
+// transaction, referenced by the order id (once: the step's idempotency
+// key is the same on every attempt).
+func (f *Fulfillment) orderTax(ctx context.Context, job *steps.Job, tax TaxRecorder) (any, error) {
+	o, _, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	if o.TaxCalculationID == nil || !o.Status.Paid() {
+		return map[string]string{"skipped": "no paid tax calculation"}, nil
+	}
+	if tax == nil {
+		return nil, steps.Permanent(errors.New("no Stripe client to record the tax transaction"))
+	}
+	tx, err := tax.CreateTaxTransaction(ctx, *o.TaxCalculationID, o.ID, map[string]string{"order_id": o.ID,
+		"payment_intent_id": deref(o.StripePaymentIntentID)}, job.IdempotencyKey)
+	if err != nil {
+		return nil, fmt.Errorf("record tax transaction: %w", err)
+	}
+	return taxResult{TransactionID: tx.ID}, nil
+}
+
+// orderTaxReversal reverses a refund in the order's tax transaction: the
+// whole of what remains for a full refund, else the refund's amount. It
+// waits (retries) until the transaction is recorded.
+func (f *Fulfillment) orderTaxReversal(ctx context.Context, job *steps.Job, tax TaxRecorder) (any, error) {
+	var args orderRefundArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
+	if tax == nil {
+		return nil, steps.Permanent(errors.New("no Stripe client to reverse the tax transaction"))
+	}
+	all, err := f.db.SubjectSteps(ctx, job.Subject.ID)
+	if err != nil {
+		return nil, err
+	}
+	var rec taxResult
+	for _, s := range all {
+		if s.Name == StepOrderTax && s.Status == store.StepDone && len(s.Result) > 0 {
+			if err := json.Unmarshal(s.Result, &rec); err != nil {
+				return nil, steps.Permanent(fmt.Errorf("read the tax transaction: %w", err))
+			}
+		}
+	}
+	if rec.TransactionID == "" {
+		return nil, errors.New("the order's tax transaction is not recorded yet")
+	}
+	amount := args.Amount
+	if args.Full && args.Refunded == args.Amount {
+		amount = 0 // one refund of everything: a full reversal
+	}
+	tx, err := tax.ReverseTaxTransaction(ctx, rec.TransactionID, job.Subject.ID+":"+args.RefundID, amount, job.IdempotencyKey)
+	if err != nil {
+		return nil, fmt.Errorf("reverse tax transaction: %w", err)
+	}
+	return taxResult{TransactionID: tx.ID}, nil
 }

@@ -1,7 +1,9 @@
 package fulfillment_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/mail"
 	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
 )
 
 const retryBase = "https://app.acme.test/orders/retry"
@@ -24,7 +27,7 @@ func newOrderHarness(t *testing.T, opts harnessOptions) *harness {
 		}
 	}
 	h := newHarness(t, opts)
-	h.ful.RegisterOrders()
+	h.ful.RegisterOrders(nil)
 	return h
 }
 
@@ -193,5 +196,51 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	}
 	if strings.Join(types, ",") != "order.paid,order.refunded" {
 		t.Errorf("access webhooks = %v", types)
+	}
+}
+
+// taxFake records the tax transactions it was asked for.
+type taxFake struct {
+	created  []string // calculation:reference
+	reversed []string // transaction:reference:amount
+}
+
+func (f *taxFake) CreateTaxTransaction(_ context.Context, calc, ref string, _ map[string]string, _ string) (*stripe.TaxTransaction, error) {
+	f.created = append(f.created, calc+":"+ref)
+	return &stripe.TaxTransaction{ID: "tax_1"}, nil
+}
+
+func (f *taxFake) ReverseTaxTransaction(_ context.Context, tx, ref string, amount int64, _ string) (*stripe.TaxTransaction, error) {
+	f.reversed = append(f.reversed, fmt.Sprintf("%s:%s:%d", tx, ref, amount))
+	return &stripe.TaxTransaction{ID: "tax_2"}, nil
+}
+
+// TestOrderTaxTransaction: a paid embedded order taxed by Stripe Tax has
+// its calculation recorded as a transaction once, and a partial refund is
+// reversed for its amount.
+func TestOrderTaxTransaction(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{configure: func(c *config.Config) { c.Fulfillment.RetryURL = retryBase }})
+	tax := &taxFake{}
+	h.ful.RegisterOrders(tax)
+	o, lines := h.insertOrder(store.OrderPaid, "")
+	calc := "taxcalc_1"
+	o.TaxCalculationID = &calc
+	if err := h.db.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	}
+	h.run()
+	if fmt.Sprint(tax.created) != "[taxcalc_1:"+o.ID+"]" {
+		t.Errorf("tax transactions = %v", tax.created)
+	}
+	o.AmountRefunded, o.Status = 1000, store.OrderPartiallyRefunded
+	r := store.OrderRefund{ID: "re_1", OrderID: o.ID, Amount: 1000, Currency: "usd", Status: "succeeded", CreatedAt: h.clk.Now()}
+	h.tx(func(q *store.Queries) error { return h.ful.OrderRefunded(h.ctx, q, o, r) })
+	h.run()
+	if fmt.Sprint(tax.reversed) != "[tax_1:"+o.ID+":re_1:1000]" {
+		t.Errorf("tax reversals = %v", tax.reversed)
 	}
 }
