@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -603,4 +604,65 @@ func (f *Fulfillment) orderTaxReversal(ctx context.Context, job *steps.Job, tax 
 		return nil, fmt.Errorf("reverse tax transaction: %w", err)
 	}
 	return taxResult{TransactionID: tx.ID}, nil
+}
+
+// requestOrderAccess gives username the GitHub access of userID's paid
+// orders that have a GitHub line and no GitHub grant yet (the buyer named
+// no account at checkout): the order records the login and its grant is
+// scheduled. It returns how many orders will change. A grant already
+// given to another login is left as it is.
+func (f *Fulfillment) requestOrderAccess(ctx context.Context, q *store.Queries, userID, username string) (int, error) {
+	orders, err := q.UserOrders(ctx, userID, 1000)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, o := range orders {
+		if !o.Status.Entitled() {
+			continue
+		}
+		lines, err := q.OrderLines(ctx, o.ID)
+		if err != nil {
+			return n, err
+		}
+		github := false
+		for _, l := range lines {
+			github = github || f.product(l.ProductKey).Access == providerGitHub
+		}
+		if !github {
+			continue
+		}
+		if o, err = q.LockOrder(ctx, o.ID); err != nil {
+			return n, err
+		}
+		existing, err := q.SubjectSteps(ctx, o.ID)
+		if err != nil {
+			return n, err
+		}
+		if underway(existing, StepOrderGitHub) {
+			continue // a grant is scheduled or running: it reads the login when it runs
+		}
+		grants, err := q.OrderGrants(ctx, o.ID)
+		if err != nil {
+			return n, err
+		}
+		given := false
+		for _, g := range grants {
+			given = given || (g.Provider == store.ProviderGitHub && g.State.Active())
+		}
+		if given {
+			continue
+		}
+		o.GitHubUsername = &username
+		if err := q.UpdateOrder(ctx, o, f.clock.Now()); err != nil {
+			return n, err
+		}
+		name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
+		if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: name,
+			Steps: []steps.Step{{Name: StepOrderGitHub, Tags: []string{TagAccess}}}}); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

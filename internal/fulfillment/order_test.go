@@ -244,3 +244,26 @@ func TestOrderTaxTransaction(t *testing.T) {
 		t.Errorf("tax reversals = %v", tax.reversed)
 	}
 }
+
+// TestOrderAccessWhenTheBuyerNamesAnAccountLater: an order paid without
+// a GitHub account gets its invitation once the buyer names one, once.
+func TestOrderAccessWhenTheBuyerNamesAnAccountLater(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o, lines := h.insertOrder(store.OrderPaid, "")
+	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	h.run()
+	if invs := h.gh.Invitations(); len(invs) != 0 {
+		t.Fatalf("invited without an account: %+v", invs)
+	}
+	for range 2 {
+		if _, err := h.ful.RequestAccess(h.ctx, o.UserID, "ada-l"); err != nil {
+			t.Fatal(err)
+		}
+		h.run()
+	}
+	if invs := h.gh.Invitations(); len(invs) != 1 || invs[0].Invitee != "ada-l" {
+		t.Errorf("invitations = %+v", invs)
+	}
+}

@@ -361,7 +361,9 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 				n++
 			}
 		}
-		return nil
+		m, err := f.requestOrderAccess(ctx, q, userID, username) // order.go
+		n += m
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("request access for %s: %w", userID, err)
