@@ -162,7 +162,9 @@ func (r *Reconciler) applyCharge(ctx context.Context, ch *stripe.Charge, refunds
 	}
 	base, err := r.purchaseFor(ctx, ch.PaymentIntent.ID, rep)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // not a checkout payment of ours
+		// A hosted order's session, just applied, may have named the intent.
+		_, err := r.orderCharge(ctx, ch, refunds, rep)
+		return err // else not a checkout payment of ours
 	}
 	if err != nil {
 		return err
@@ -299,7 +301,7 @@ func (r *Reconciler) applyDispute(ctx context.Context, d *stripe.Dispute, rep *R
 	}
 	base, err := r.purchaseFor(ctx, piID, rep)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return r.orderDispute(ctx, d, piID, rep) // order.go
 	}
 	if err != nil {
 		return err

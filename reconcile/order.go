@@ -627,3 +627,26 @@ func decideOrderRefunds(o store.Order, ch *stripe.Charge, refunds []*stripe.Refu
 	}
 	return next, upserts, events
 }
+
+// orderDispute alerts the operator, once per dispute and status, of a
+// dispute on an order's payment: paymentd does not answer disputes, and a
+// lost one is handled by refunding the order's access by hand.
+func (r *Reconciler) orderDispute(ctx context.Context, d *stripe.Dispute, piID string, rep *Report) error {
+	if piID == "" {
+		return nil
+	}
+	o, err := r.db.OrderByPaymentIntent(ctx, piID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // not ours
+	}
+	if err != nil || r.ful == nil {
+		return err
+	}
+	return r.inTx(ctx, rep, func(q *store.Queries) error {
+		return r.ful.Alert(ctx, q, fmt.Sprintf("order_dispute:%s:%s", d.ID, d.Status), steps.AlertArgs{
+			SubjectKind: store.SubjectOrder, SubjectID: o.ID, Pipeline: alertPipeline, Step: "dispute",
+			LastError: fmt.Sprintf("Order %s's payment is disputed (%s, %s, %d %s): answer it in the Stripe dashboard; "+
+				"paymentd changes nothing on the order.", o.ID, d.ID, d.Status, d.Amount, d.Currency),
+		})
+	})
+}

@@ -532,3 +532,57 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// TestOrderRefunds: refunds of an order's charge, partial then the rest,
+// are recorded once each and move the order to partially_refunded then
+// refunded; a hosted order whose refund is the first signal paymentd sees
+// is recorded paid, then refunded, from that one hint.
+func TestOrderRefunds(t *testing.T) {
+	s := newShop(t)
+	st, emb := s.buy(0, "ada", "embedded", stickers(2), "")
+	if st != http.StatusOK {
+		t.Fatalf("checkout = %d", st)
+	}
+	s.pay(emb)
+	s.pass(reconcile.Incremental)
+	if _, err := s.emu.Refund(emb.PaymentIntentID, 500); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	s.pass(reconcile.Deep)
+	o := s.order(emb.OrderID)
+	if o.Status != store.OrderPartiallyRefunded || o.AmountRefunded != 500 || s.orders.count(s.orders.refunded, o.ID) != 1 {
+		t.Fatalf("after 500 refunded: %s, %d refunded, %d refund pipelines", o.Status, o.AmountRefunded, s.orders.count(s.orders.refunded, o.ID))
+	}
+	if _, err := s.emu.Refund(emb.PaymentIntentID, o.AmountTotal-500); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	if o = s.order(emb.OrderID); o.Status != store.OrderRefunded || o.AmountRefunded != o.AmountTotal || s.orders.count(s.orders.refunded, o.ID) != 2 {
+		t.Errorf("after the rest refunded: %s, %d refunded, %d refund pipelines", o.Status, o.AmountRefunded, s.orders.count(s.orders.refunded, o.ID))
+	}
+	if rs, err := s.db.OrderRefunds(s.ctx, o.ID); err != nil || len(rs) != 2 {
+		t.Errorf("refund rows = %+v, %v", rs, err)
+	}
+
+	st, hosted := s.buy(1, "bob", "hosted", stickers(1), "")
+	if st != http.StatusOK {
+		t.Fatalf("checkout = %d", st)
+	}
+	s.pay(hosted)
+	sess, err := s.emu.Session(hosted.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refundID, err := s.emu.Refund(sess.PaymentIntent.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.InsertHint(s.ctx, "evt_only", "charge.refunded", refundID, s.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.HintsOnly)
+	if o := s.order(hosted.OrderID); o.Status != store.OrderRefunded || o.PaidAt == nil || s.orders.count(s.orders.paid, o.ID) != 1 {
+		t.Errorf("hosted order after its refund's hint alone: %s, paid at %v", o.Status, o.PaidAt)
+	}
+}
