@@ -93,7 +93,8 @@ func newShop(t *testing.T) *shop {
 	emu.SetBaseURL(srv.URL)
 	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_emulator", APIBase: srv.URL,
 		RateLimit: 1000, MaxRetries: -1}))
-	s := &shop{t: t, ctx: context.Background(), clock: clk, emu: emu, api: api, db: pgtest.New(t), cfg: cfg,
+	dbURL := pgtest.URL(t)
+	s := &shop{t: t, ctx: context.Background(), clock: clk, emu: emu, api: api, db: pgtest.Open(t, dbURL), cfg: cfg,
 		orders: &orderRecorder{}}
 	if _, err := catalog.Sync(s.ctx, api, cfg.Products, false); err != nil {
 		t.Fatal(err)
@@ -113,13 +114,13 @@ func newShop(t *testing.T) *shop {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	for range 2 { // two paymentd servers, each with its own price cache
+	for range 2 { // two paymentd servers, each with its own connection pool and price cache
 		auth, err := httpapi.NewAuthenticator(s.ctx, httpapi.AuthOptions{Secret: []byte(cfg.Auth.JWTSecret),
 			Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := httpapi.New(s.db, clk, log, nil)
+		h := httpapi.New(pgtest.Open(t, dbURL), clk, log, nil)
 		h.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth, Stripe: api, Prices: catalog.NewResolver(api, clk, 0), Orders: api})
 		hs := httptest.NewServer(h.Handler())
 		t.Cleanup(hs.Close)
