@@ -259,6 +259,14 @@ func (r *Reconciler) orderObject(ctx context.Context, piID string, rep *Report) 
 	case !errors.Is(err, store.ErrNotFound):
 		return true, err
 	}
+	// A purchase's intent (payment_intent.* events come for Checkout's
+	// intents too) goes its way without a look at the intent.
+	switch _, err := r.db.PurchaseByPaymentIntent(ctx, piID); {
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return true, err
+	}
 	pi, err := r.stripe.PaymentIntent(ctx, piID)
 	if err != nil {
 		return true, err
