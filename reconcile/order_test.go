@@ -587,3 +587,33 @@ func TestOrderRefunds(t *testing.T) {
 		t.Errorf("hosted order after its refund's hint alone: %s, paid at %v", o.Status, o.PaidAt)
 	}
 }
+
+// TestOrderPaidBeyondLoweredStock: an operator lowers the stock under an
+// open order; its payment still completes the order, the units beyond
+// are counted as oversold, on_hand stays at zero, and the operator is
+// alerted once.
+func TestOrderPaidBeyondLoweredStock(t *testing.T) {
+	s := newShop(t)
+	st, a := s.buy(0, "ada", "embedded", stickers(3), "")
+	if st != http.StatusOK {
+		t.Fatalf("checkout = %d", st)
+	}
+	if _, err := s.db.SetStock(s.ctx, "acme_stickers", 1, s.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.pay(a)
+	s.pass(reconcile.Incremental)
+	s.pass(reconcile.Deep)
+	o := s.order(a.OrderID)
+	if o.Status != store.OrderPaid || !o.StockShort {
+		t.Errorf("order = %s, stock short %v", o.Status, o.StockShort)
+	}
+	if st := s.stock("acme_stickers"); st.OnHand != 0 || st.Reserved != 0 || st.Oversold != 2 {
+		t.Errorf("stock = %+v, want 0 on hand, 2 oversold", st)
+	}
+	var alerts int
+	if err := s.db.Pool.QueryRow(s.ctx, `SELECT count(*) FROM steps WHERE pipeline = $1`,
+		"alert:order_stock_short:"+o.ID).Scan(&alerts); err != nil || alerts != 1 {
+		t.Errorf("%d stock alerts, %v; want 1", alerts, err)
+	}
+}
