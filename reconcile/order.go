@@ -129,9 +129,12 @@ func decideIntent(d *orderDecision, pi *stripe.PaymentIntent, now time.Time) {
 		if o.Status == store.OrderProcessing {
 			o.Status = store.OrderPending // a bank debit failed: the buyer may try again
 		}
+		// A decline is seen as the intent's last error: FailedAttempts
+		// counts the distinct ones seen (the same decline twice between
+		// two looks counts once); the buyer hears of the first.
 		if e := pi.LastPaymentError; e != nil && o.Status.Open() {
 			msg := declineOf(e)
-			if o.LastPaymentError == nil || *o.LastPaymentError != msg || o.Status != d.next.Status {
+			if o.LastPaymentError == nil || *o.LastPaymentError != msg {
 				d.failed = o.LastPaymentError == nil
 				o.FailedAttempts++
 				o.LastPaymentError = &msg

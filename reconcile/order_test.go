@@ -617,3 +617,53 @@ func TestOrderPaidBeyondLoweredStock(t *testing.T) {
 		t.Errorf("%d stock alerts, %v; want 1", alerts, err)
 	}
 }
+
+// TestOrderBankDebit: a bank debit keeps an embedded order processing
+// (its stock held, even past its expiry) until it settles: one that fails
+// puts the order back to pending for another try, one that succeeds pays it.
+func TestOrderBankDebit(t *testing.T) {
+	s := newShop(t)
+	if err := s.emu.SetPaymentSettings(stripeemu.PaymentSettings{AsyncSettleDelay: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	st, a := s.buy(0, "ada", "embedded", stickers(2), "")
+	if st != http.StatusOK {
+		t.Fatalf("checkout = %d", st)
+	}
+	if _, err := s.emu.ConfirmPaymentIntent(a.PaymentIntentID, stripeemu.OutcomeAsyncFails); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	if o := s.order(a.OrderID); o.Status != store.OrderProcessing {
+		t.Fatalf("order with a debit under way = %s", o.Status)
+	}
+	if err := s.emu.SettlePaymentIntent(a.PaymentIntentID, false); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	if o := s.order(a.OrderID); o.Status != store.OrderPending || o.FailedAttempts != 1 || s.orders.count(s.orders.failed, o.ID) != 1 {
+		t.Fatalf("after the debit failed: %s, %d failed attempts", o.Status, o.FailedAttempts)
+	}
+	if _, err := s.emu.ConfirmPaymentIntent(a.PaymentIntentID, stripeemu.OutcomeAsyncSucceeds); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	s.clock.Advance(s.cfg.Cart.CheckoutTTL + time.Minute) // processing past the expiry: not canceled
+	s.pass(reconcile.Incremental)
+	if o := s.order(a.OrderID); o.Status != store.OrderProcessing {
+		t.Fatalf("a processing order past its expiry = %s", o.Status)
+	}
+	if held := s.stock("acme_stickers"); held.Reserved != 2 {
+		t.Errorf("stock of a processing order = %+v", held)
+	}
+	if err := s.emu.SettlePaymentIntent(a.PaymentIntentID, true); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	if o := s.order(a.OrderID); o.Status != store.OrderPaid {
+		t.Errorf("after the debit settled: %s", o.Status)
+	}
+	if st := s.stock("acme_stickers"); st.OnHand != 23 || st.Reserved != 0 {
+		t.Errorf("stock = %+v", st)
+	}
+}
