@@ -219,7 +219,7 @@ func decideSession(d *orderDecision, f orderFacts, lines []store.OrderLine, now 
 // with one item per line, in order). Without items, or when they do not
 // match the lines, the lines are kept as recorded.
 func linesFromItems(orderID string, lines []store.OrderLine, items []*stripe.LineItem) []store.OrderLine {
-	if len(items) != len(lines) {
+	if len(lines) == 0 || len(items) != len(lines) {
 		return nil
 	}
 	out := make([]store.OrderLine, len(lines))
