@@ -667,3 +667,24 @@ func TestOrderBankDebit(t *testing.T) {
 		t.Errorf("stock = %+v", st)
 	}
 }
+
+// TestOrderFoundByTheLists: with no hint and no events feed, the deep
+// pass's lists alone bring a paid embedded order (the PaymentIntents) and
+// a paid hosted one (the sessions) to paid.
+func TestOrderFoundByTheLists(t *testing.T) {
+	s := newShop(t)
+	_, emb := s.buy(0, "ada", "embedded", stickers(1), "")
+	_, hosted := s.buy(1, "bob", "hosted", stickers(1), "")
+	s.pay(emb)
+	s.pay(hosted)
+	rep := s.pass(reconcile.PassOptions{Lists: true})
+	for _, a := range []checkoutAnswer{emb, hosted} {
+		if o := s.order(a.OrderID); o.Status != store.OrderPaid {
+			t.Errorf("order %s after the lists = %s (%+v)", a.OrderID, o.Status, rep.Counts)
+		}
+	}
+	var purchases int
+	if err := s.db.Pool.QueryRow(s.ctx, `SELECT count(*) FROM purchases`).Scan(&purchases); err != nil || purchases != 0 {
+		t.Errorf("%d purchases recorded from cart sessions, %v", purchases, err)
+	}
+}

@@ -279,13 +279,13 @@ const eventBatch = 100
 // at a time: the cursor moves past a batch once each of its objects has
 // reconciled or been recorded for a retry.
 func (p *pass) events(ctx context.Context) error {
-	return p.feed(ctx, "events", p.r.stripe.EventsAfter, stripeapi.UsesEventType)
+	return p.feed(ctx, "events", p.r.stripe.EventsAfter, stripeapi.UsesEventType, nil)
 }
 
 // feed reads one events feed (its cursor kind, how to list it, which types
 // it acts on) as events describes.
-func (p *pass) feed(ctx context.Context, kind string,
-	list func(context.Context, string, time.Time, func(*stripe.Event) error) error, uses func(string) bool) error {
+func (p *pass) feed(ctx context.Context, kind string, list func(context.Context, string, time.Time, func(*stripe.Event) error) error,
+	uses func(string) bool, run func(id string) func(context.Context) error) error {
 	r := p.r
 	now := r.clock.Now()
 	cur, err := r.db.GetCursor(ctx, kind)
@@ -321,7 +321,11 @@ func (p *pass) feed(ctx context.Context, kind string,
 	visit := func(ev *stripe.Event) error {
 		if id, ok := ev.Data.Object["id"].(string); ok && uses(string(ev.Type)) && !queued[id] {
 			queued[id] = true
-			batch = append(batch, work{id: id})
+			w := work{id: id}
+			if run != nil {
+				w.run = run(id)
+			}
+			batch = append(batch, w)
 		}
 		last = ev
 		if len(batch) >= eventBatch {

@@ -408,3 +408,16 @@ func (q *Queries) UserStripeCustomer(ctx context.Context, userID string) (string
 	}
 	return id, nil
 }
+
+// HasEmbeddedOrdersSince reports whether any embedded order was created
+// at or after since: without one, no PaymentIntent of that time can be an
+// order's (an order is recorded before its intent exists).
+func (q *Queries) HasEmbeddedOrdersSince(ctx context.Context, since time.Time) (bool, error) {
+	var ok bool
+	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE ui_mode = 'embedded' AND created_at >= $1)`,
+		since.UTC()).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look for embedded orders: %w", err)
+	}
+	return ok, nil
+}
