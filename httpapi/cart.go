@@ -174,8 +174,8 @@ func (a *api) readCartItems(req []cartItemRequest) ([]store.CartItem, error) {
 	var items []store.CartItem
 	at := map[string]int{}
 	for _, it := range req {
-		if _, ok := a.products[it.Product]; !ok {
-			return nil, Errorf(http.StatusBadRequest, "unknown_product", "there is no product %q", it.Product)
+		if p, ok := a.products[it.Product]; !ok || p.IsSubscription() {
+			return nil, Errorf(http.StatusBadRequest, "unknown_product", "there is no one-time product %q", it.Product)
 		}
 		if it.Quantity == nil || *it.Quantity < 1 || *it.Quantity > maxLineQuantity {
 			return nil, Errorf(http.StatusBadRequest, "invalid_quantity", "quantity must be between 1 and %d", maxLineQuantity)
@@ -203,7 +203,7 @@ func (a *api) priceCart(ctx context.Context, items []store.CartItem, code string
 	pc := pricedCart{taxKnown: true}
 	for _, it := range items {
 		prod, ok := a.products[it.Product]
-		if !ok {
+		if !ok || prod.IsSubscription() {
 			return pc, Errorf(http.StatusBadRequest, "unknown_product", "there is no product %q", it.Product)
 		}
 		priceID, unit, currency, err := a.prices.PriceID(ctx, prod.Key)

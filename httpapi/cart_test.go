@@ -146,6 +146,7 @@ func TestCartErrors(t *testing.T) {
 		code   string
 	}{
 		{"unknown product", map[string]any{"items": []any{item("nope", 1)}}, 400, "unknown_product"},
+		{"a subscription", map[string]any{"items": []any{item("pro_subscription", 1)}}, 400, "unknown_product"},
 		{"zero", map[string]any{"items": []any{item("acme_stickers", 0)}}, 400, "invalid_quantity"},
 		{"hundred", map[string]any{"items": []any{item("acme_stickers", 100)}}, 400, "invalid_quantity"},
 		{"no quantity", map[string]any{"items": []any{map[string]any{"product": "acme_stickers"}}}, 400, "invalid_quantity"},

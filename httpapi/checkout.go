@@ -73,6 +73,10 @@ type checkoutRequest struct {
 	Quantity       *int64 `json:"quantity"`
 	PromotionCode  string `json:"promotion_code"`
 	GitHubUsername string `json:"github_username"`
+	// Price and OrganizationID are for subscription products
+	// (subscriptions.go).
+	Price          string `json:"price"`
+	OrganizationID string `json:"organization_id"`
 	// Coupon is declared only to be refused by name, so a frontend that
 	// still sends it notices: a coupon id never comes from a client.
 	Coupon json.RawMessage `json:"coupon"`
@@ -91,6 +95,8 @@ type checkoutOrder struct {
 	// cart: check the caller's cart out, paid as uiMode says.
 	cart   bool
 	uiMode string
+	// price and organizationID: a subscription product's (subscriptions.go).
+	price, organizationID string
 }
 
 type checkoutResponse struct {
@@ -108,6 +114,9 @@ func (a *api) checkout(w http.ResponseWriter, r *http.Request, u User) error {
 	}
 	if order.cart {
 		return a.checkoutCart(w, r, u, order)
+	}
+	if order.product.IsSubscription() {
+		return a.subscriptionCheckout(w, r, u, order)
 	}
 	if a.stripe == nil || a.prices == nil {
 		return unavailable("checkout")
@@ -196,6 +205,9 @@ func (a *api) readCheckout(w http.ResponseWriter, r *http.Request) (checkoutOrde
 	if !ok {
 		return checkoutOrder{}, Errorf(http.StatusBadRequest, "unknown_product", "there is no product %q", req.Product)
 	}
+	if err := checkSubscriptionFields(product, req); err != nil {
+		return checkoutOrder{}, err
+	}
 	quantity := int64(1)
 	if req.Quantity != nil {
 		quantity = *req.Quantity
@@ -209,7 +221,7 @@ func (a *api) readCheckout(w http.ResponseWriter, r *http.Request) (checkoutOrde
 			"a GitHub username has 1-39 letters, digits or single hyphens, and does not start or end with a hyphen")
 	}
 	return checkoutOrder{product: product, quantity: quantity, promotionCode: req.PromotionCode,
-		githubUsername: req.GitHubUsername}, nil
+		githubUsername: req.GitHubUsername, price: req.Price, organizationID: req.OrganizationID}, nil
 }
 
 // resolvePrice returns the product's current Stripe price and its currency.

@@ -67,6 +67,12 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 	default:
 		return err
 	}
+	if res.Subscription != nil {
+		a.log.InfoContext(r.Context(), "subscription claimed", "subscription_id", res.Subscription.ID,
+			"stripe_session_id", req.SessionID, "user_id", u.ID, "already_claimed", res.AlreadyClaimed)
+		writeClaimedSubscription(w, res)
+		return nil
+	}
 	a.log.InfoContext(r.Context(), "purchase claimed", "purchase_id", res.Purchase.ID, "stripe_session_id",
 		req.SessionID, "user_id", u.ID, "already_claimed", res.AlreadyClaimed)
 	writeJSON(w, http.StatusOK, claimResponse{Status: string(res.Purchase.Status), Product: res.Purchase.ProductKey,

@@ -34,6 +34,12 @@ type APIDeps struct {
 	// Access grants access to a user's purchases once they name their
 	// GitHub account (the fulfillment package).
 	Access AccessRequester
+	// Billing creates customers, subscription checkouts and billing portal
+	// sessions (*stripeapi.API).
+	Billing BillingAPI
+	// Credits serves POST /api/credits/consume (*fulfillment.Credits),
+	// mounted only when credits.service_tokens lists any.
+	Credits CreditsConsumer
 	// Orders prices carts and opens their checkouts (*stripeapi.API);
 	// with Prices it serves the cart, cart checkouts and the orders.
 	Orders OrderStripe
@@ -54,6 +60,7 @@ type api struct {
 	prices  PriceResolver
 	claimer Claimer
 	access  AccessRequester
+	billing BillingAPI
 	// orderStripe serves carts and their checkouts (cart.go).
 	orderStripe OrderStripe
 	cors        *cors
@@ -69,6 +76,10 @@ type api struct {
 //	GET  /api/cart             the caller's cart, priced (bearer)
 //	PUT  /api/cart             replace the caller's cart (bearer)
 //	GET  /api/orders           the caller's orders (bearer)
+//	GET  /api/subscriptions    the caller's subscriptions (bearer)
+//	POST /api/billing/portal   a Stripe billing portal session for the caller (bearer)
+//	GET  /api/credits          the caller's credit balance and ledger (bearer)
+//	POST /api/credits/consume  spend credits (service token; only with credits.service_tokens)
 //	POST /api/stripe/webhook   store a signed Stripe event as a hint
 //	GET  /unsubscribe          confirm an unsubscribe link (changes nothing)
 //	POST /unsubscribe          unsubscribe (the page's form, RFC 8058 one-click)
@@ -80,7 +91,7 @@ func (s *Server) MountAPI(d APIDeps) {
 		panic("httpapi: MountAPI needs Config and Auth")
 	}
 	a := &api{db: s.db, clock: s.clock, log: s.log, metrics: s.metrics, cfg: d.Config, auth: d.Auth,
-		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access, orderStripe: d.Orders,
+		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access, billing: d.Billing, orderStripe: d.Orders,
 		products: map[string]config.Product{}}
 	for _, p := range d.Config.Products {
 		a.products[p.Key] = p
@@ -95,11 +106,14 @@ func (s *Server) MountAPI(d APIDeps) {
 		"GET /api/cart":             a.authed(a.getCart),
 		"PUT /api/cart":             a.authed(a.putCart),
 		"GET /api/orders":           a.authed(a.listOrders),
+		"GET /api/subscriptions":    a.authed(a.listSubscriptions),
+		"POST /api/billing/portal":  a.authed(a.portal),
 	}
 	for pattern, h := range browser {
 		s.Handle(pattern, a.cors.wrap(h))
 		a.cors.allow(pattern)
 	}
+	a.mountCredits(s, d.Credits)
 	s.Handle("OPTIONS /api/", a.cors.preflight())
 	s.Handle("POST /api/stripe/webhook", http.HandlerFunc(a.webhook))
 	s.Handle("GET /unsubscribe", http.HandlerFunc(a.unsubscribePage))

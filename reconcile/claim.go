@@ -22,9 +22,11 @@ type Claimant struct {
 	EmailVerified bool
 }
 
-// ClaimResult is the claimed purchase.
+// ClaimResult is the claimed purchase, or for a subscription-mode session
+// the claimed subscription (Subscription set, Purchase zero).
 type ClaimResult struct {
-	Purchase store.Purchase
+	Purchase     store.Purchase
+	Subscription *store.Subscription
 	// AlreadyClaimed is set when the purchase had already been completed
 	// (by an earlier claim, or by the reconciler) before this call.
 	AlreadyClaimed bool
@@ -58,6 +60,9 @@ func (r *Reconciler) Claim(ctx context.Context, sessionID string, c Claimant) (C
 	}
 	if err := sessionBelongsTo(s, c); err != nil {
 		return ClaimResult{}, err
+	}
+	if routedToSubscription(s) {
+		return r.claimSubscription(ctx, s, c)
 	}
 	res, err := r.applySessionResult(ctx, s, &c, newReport(false))
 	if err != nil {

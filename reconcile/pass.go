@@ -206,6 +206,8 @@ func (p *pass) run(ctx context.Context) {
 		{o.Lists, "order_intents", p.orderIntents}, // order.go
 		{o.Events, "order_events", p.orderEvents},
 		{o.Pending, "orders", p.openOrders},
+		{o.Lists, "subscriptions", p.subscriptionLists},
+		{o.Pending, "subscriptions_due", p.dueSubscriptions},
 		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
 		{true, "retry", func(context.Context) error { p.work.drain(); return nil }},
 		{o.Hints, "hints", p.hints}, // hints that arrived while the pass ran
@@ -279,7 +281,9 @@ const eventBatch = 100
 // at a time: the cursor moves past a batch once each of its objects has
 // reconciled or been recorded for a retry.
 func (p *pass) events(ctx context.Context) error {
-	return p.feed(ctx, "events", p.r.stripe.EventsAfter, stripeapi.UsesEventType, nil)
+	return p.feed(ctx, "events", p.r.stripe.EventsAfter, func(t string) bool {
+		return stripeapi.UsesEventType(t) || stripeapi.UsesSubscriptionEventType(t)
+	}, nil)
 }
 
 // feed reads one events feed (its cursor kind, how to list it, which types

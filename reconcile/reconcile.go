@@ -62,6 +62,9 @@ type Options struct {
 	// Concurrency is how many objects a pass reconciles at once; default 8.
 	// They share the Stripe client's rate limiter.
 	Concurrency int
+	// Subscriptions configures the reconcile of subscriptions
+	// (subscription.go).
+	Subscriptions SubscriptionOptions
 }
 
 // Reconciler makes the database agree with Stripe.
@@ -75,6 +78,8 @@ type Reconciler struct {
 	metrics *Metrics
 	// products are the configured product keys (see adopt).
 	products map[string]bool
+	// subPrices are the configured subscription prices by lookup key.
+	subPrices map[string]config.ProductPrice
 
 	passMu   sync.Mutex   // one polling pass at a time in this process
 	hintsMu  sync.Mutex   // one targeted (hints) pass at a time, beside it
@@ -117,7 +122,7 @@ func New(opts Options) *Reconciler {
 		products[p.Key] = true
 	}
 	r := &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
-		opts: opts, metrics: opts.Metrics, products: products}
+		opts: opts, metrics: opts.Metrics, products: products, subPrices: subscriptionPrices(opts.Products)}
 	r.health.alive = opts.Clock.Now()
 	r.metrics.bind(r)
 	return r
@@ -300,6 +305,12 @@ func kindOf(id string) string {
 		return kindPaymentIntent
 	case orderIDOf(map[string]string{"order_id": id}) != "":
 		return kindOrder // the sweep's name for an order, whatever its Stripe object
+	case strings.HasPrefix(id, "sub_"):
+		return kindSubscription
+	case strings.HasPrefix(id, "in_"):
+		return kindInvoice
+	case strings.HasPrefix(id, "cus_"):
+		return kindCustomer
 	}
 	return "unknown"
 }
@@ -340,6 +351,12 @@ func (r *Reconciler) Object(ctx context.Context, id string, rep *Report) error {
 		if o, err = r.db.GetOrder(ctx, id); err == nil {
 			err = r.reconcileOrder(ctx, o, rep)
 		}
+	case kindSubscription:
+		err = r.subscription(ctx, id, nil, rep)
+	case kindInvoice:
+		err = r.invoice(ctx, id, rep)
+	case kindCustomer:
+		err = r.customer(ctx, id, rep)
 	default:
 		return fmt.Errorf("reconcile %s: unknown kind of Stripe object", id)
 	}

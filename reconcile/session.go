@@ -244,6 +244,10 @@ func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutS
 		}
 		return sessionResult{}, r.applyOrderSession(ctx, s, rep)
 	}
+	if routedToSubscription(s) {
+		_, err := r.sessionSubscription(ctx, s, c, rep)
+		return sessionResult{skipped: SkipNotPaymentMode}, err
+	}
 	rep.seen(1)
 	// Learn what needs a Stripe call before taking row locks: the line
 	// items matter only for a session without a row, and only when it is

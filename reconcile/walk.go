@@ -261,6 +261,18 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 		}
 		cur, ok := existing[s.ID]
 		f := sessionFacts{s: s, state: stateOf(s), paidAt: paidAt(s)}
+		if routedToSubscription(s) {
+			// Its subscription is listed with the subscriptions (see
+			// subscriptionLists): no call here, only the count of one
+			// that is not ours.
+			if p.claim(s.ID) {
+				p.rep.seen(1)
+				if f.state != sessionOpen && !ourSubscriptionSession(s, r.subPrices) {
+					p.rep.skip(s.ID, SkipNotPaymentMode)
+				}
+			}
+			continue
+		}
 		switch {
 		case !ok && f.state == sessionOpen:
 			p.rep.seen(1)

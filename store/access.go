@@ -45,9 +45,12 @@ const (
 
 // Grant is one row of access_grants.
 type Grant struct {
-	ID         int64    `json:"id"`
-	PurchaseID string   `json:"purchase_id"`
-	Provider   Provider `json:"provider"`
+	ID int64 `json:"id"`
+	// PurchaseID or SubscriptionID names what the grant is for (the other
+	// is "").
+	PurchaseID     string   `json:"purchase_id,omitempty"`
+	SubscriptionID string   `json:"subscription_id,omitempty"`
+	Provider       Provider `json:"provider"`
 	// GitHubUserID is the GitHub account's id; 0 for a grant recorded
 	// before ids were (its GitHubLogin is then all there is).
 	GitHubUserID int64 `json:"github_user_id,omitempty"`
@@ -63,12 +66,13 @@ type Grant struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
-const grantColumns = `id, purchase_id, provider, coalesce(github_user_id, 0), coalesce(github_login, ''),
-	coalesce(invitation_id, 0), preexisting, state, created_at, updated_at`
+const grantColumns = `id, coalesce(purchase_id::text, ''), coalesce(subscription_id::text, ''), provider,
+	coalesce(github_user_id, 0), coalesce(github_login, ''), coalesce(invitation_id, 0), preexisting, state, created_at,
+	updated_at`
 
 func scanGrant(row pgx.CollectableRow) (Grant, error) {
 	var g Grant
-	err := row.Scan(&g.ID, &g.PurchaseID, &g.Provider, &g.GitHubUserID, &g.GitHubLogin, &g.InvitationID,
+	err := row.Scan(&g.ID, &g.PurchaseID, &g.SubscriptionID, &g.Provider, &g.GitHubUserID, &g.GitHubLogin, &g.InvitationID,
 		&g.Preexisting, &g.State, &g.CreatedAt, &g.UpdatedAt)
 	return g, err
 }
@@ -175,11 +179,12 @@ func (q *Queries) GrantsOf(ctx context.Context, purchaseIDs []string) (map[strin
 }
 
 // GrantsToGitHubUser returns the active GitHub grants of paid, not fully
-// refunded purchases other than excludePurchaseID that went to the GitHub
-// account githubUserID, or, for grants recorded without an id, to login
-// (compared case-insensitively). Both lookups are indexed.
-func (q *Queries) GrantsToGitHubUser(ctx context.Context, githubUserID int64, login, excludePurchaseID string) ([]Grant, error) {
-	gs, err := q.grants(ctx, grantsToGitHubUserSQL, githubUserID, login, excludePurchaseID)
+// refunded purchases, and of subscriptions that entitle their customer,
+// other than excludeID (a purchase's or a subscription's id) that went to
+// the GitHub account githubUserID, or, for grants recorded without an id,
+// to login (compared case-insensitively). Both lookups are indexed.
+func (q *Queries) GrantsToGitHubUser(ctx context.Context, githubUserID int64, login, excludeID string) ([]Grant, error) {
+	gs, err := q.grants(ctx, grantsToGitHubUserSQL, githubUserID, login, excludeID)
 	if err != nil {
 		return nil, fmt.Errorf("list grants to github user %d (%s): %w", githubUserID, login, err)
 	}
@@ -189,11 +194,12 @@ func (q *Queries) GrantsToGitHubUser(ctx context.Context, githubUserID int64, lo
 // grantsToGitHubUserSQL is GrantsToGitHubUser's statement; a test checks
 // with EXPLAIN that both of its lookups use their partial index.
 const grantsToGitHubUserSQL = `SELECT ` + grantColumns + ` FROM access_grants g
-	WHERE g.provider = 'github' AND g.state IN ('pending', 'granted') AND g.purchase_id <> $3::uuid
+	WHERE g.provider = 'github' AND g.state IN ('pending', 'granted') AND coalesce(g.purchase_id, g.subscription_id) <> $3::uuid
 		AND ((g.github_user_id = $1 AND g.github_user_id IS NOT NULL)
 			OR (g.github_user_id IS NULL AND lower(g.github_login) = lower($2)))
-		AND EXISTS (SELECT 1 FROM purchases p WHERE p.id = g.purchase_id
-			AND p.status IN ('completed', 'partially_refunded'))
+		AND (EXISTS (SELECT 1 FROM purchases p WHERE p.id = g.purchase_id
+				AND p.status IN ('completed', 'partially_refunded'))
+			OR EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = g.subscription_id AND s.entitled))
 	ORDER BY g.id`
 
 // PurchasesWithOpenWork returns which of the given purchases have steps not

@@ -50,7 +50,19 @@ func TestStatesMatchChecks(t *testing.T) {
 		return nil
 	}
 	strs := func(vs ...string) []string { slices.Sort(vs); return vs }
-	var purchase, access, step, subject, walk []string
+	var purchase, access, step, subject, walk, subscription, invoice, creditKind, causeKind, lotSource, consumeOutcome []string
+	for _, k := range store.CreditKinds {
+		creditKind = append(creditKind, string(k))
+	}
+	for _, k := range store.CauseKinds {
+		causeKind = append(causeKind, string(k))
+	}
+	for _, s := range store.LotSources {
+		lotSource = append(lotSource, string(s))
+	}
+	for _, o := range store.ConsumeOutcomes {
+		consumeOutcome = append(consumeOutcome, string(o))
+	}
 	for _, s := range store.PurchaseStatuses {
 		purchase = append(purchase, string(s))
 	}
@@ -66,6 +78,12 @@ func TestStatesMatchChecks(t *testing.T) {
 	for _, s := range store.WalkPhases {
 		walk = append(walk, string(s))
 	}
+	for _, s := range store.SubscriptionStatuses {
+		subscription = append(subscription, string(s))
+	}
+	for _, s := range store.InvoiceStatuses {
+		invoice = append(invoice, string(s))
+	}
 	for _, c := range []struct {
 		table, column string
 		goValues      []string
@@ -75,6 +93,13 @@ func TestStatesMatchChecks(t *testing.T) {
 		{"steps", "status", strs(step...)},
 		{"steps", "subject_kind", strs(subject...)},
 		{"reconcile_walks", "phase", strs(walk...)},
+		{"subscriptions", "status", strs(subscription...)},
+		{"subscriptions", "access_state", strs(access...)},
+		{"invoices", "status", strs(invoice...)},
+		{"credit_entries", "kind", strs(creditKind...)},
+		{"credit_entries", "cause_kind", strs(causeKind...)},
+		{"credit_lots", "source_kind", strs(lotSource...)},
+		{"credit_consumptions", "outcome", strs(consumeOutcome...)},
 	} {
 		if got := checked(c.table, c.column); !slices.Equal(got, c.goValues) {
 			t.Errorf("%s.%s: CHECK allows %v, Go declares %v", c.table, c.column, got, c.goValues)

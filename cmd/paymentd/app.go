@@ -28,7 +28,9 @@ type app struct {
 	stripe *stripeapi.API
 	engine *steps.Engine
 	ful    *fulfillment.Fulfillment
-	rec    *reconcile.Reconciler
+	// credits runs the credit steps and serves consumption.
+	credits *fulfillment.Credits
+	rec     *reconcile.Reconciler
 
 	// maintainer prunes finished steps and handled hints past the retention.
 	maintainer *steps.Maintainer
@@ -94,17 +96,23 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 		return nil, err
 	}
 	ful.Register()
+	ful.RegisterSubscriptions()
+	credits := fulfillment.NewCredits(ful)
+	credits.Register()
 	ful.RegisterOrders(stripeAPI)
 
-	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: ful, Clock: clk, Log: log.With("component", "reconcile"),
+	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: credits.Wrap(), Clock: clk, Log: log.With("component", "reconcile"),
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,
-		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg), Orders: ful}
+		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg),
+		Subscriptions: reconcile.SubscriptionOptions{Fulfillment: ful, Grace: cfg.Subscriptions.Grace,
+			DunningReminder: cfg.Subscriptions.DunningReminder, Quiet: o.quiet, NotifyWindow: cfg.Fulfillment.NotifyWindow},
+		Orders: ful}
 	if gh != nil {
 		opts.Access = gh
 	}
 	maintainer := steps.NewMaintainer(db, clk, log.With("component", "maintenance"), steps.MaintenanceConfig{Retention: cfg.Retention})
 	return &app{cfg: cfg, log: log, clock: clk, db: db, stripe: stripeAPI, engine: engine, maintainer: maintainer, ful: ful,
-		rec: reconcile.New(opts)}, nil
+		credits: credits, rec: reconcile.New(opts)}, nil
 }
 
 // schedules are the reconciler's cron specs from the config.

@@ -284,8 +284,45 @@ Or walk the API by hand:
      -d '{"cart":true,"ui_mode":"embedded"}'    # pay on %[2]s/elements/<client_secret>
    curl -s %[1]s/api/orders -H "Authorization: Bearer $TOKEN"
    Ctrl-C stops everything.
+%[12]s
+`, base, info.emuURL, info.ghURL, devUser, devEmail, info.token, product, info.outbox, devPromotionCode, metrics, console,
+		subscriptionWalkthrough(cfg, base, info.emuURL))
+}
 
-`, base, info.emuURL, info.ghURL, devUser, devEmail, info.token, product, info.outbox, devPromotionCode, metrics, console)
+// subscriptionWalkthrough is the walkthrough's part about the first
+// subscription product, "" when the catalog sells none.
+func subscriptionWalkthrough(cfg *config.Config, base, emuURL string) string {
+	for _, p := range cfg.Products {
+		if !p.IsSubscription() || len(p.Prices) == 0 {
+			continue
+		}
+		trial := "the first invoice is paid at once"
+		if p.TrialDays > 0 {
+			trial = fmt.Sprintf("a %d-day trial: nothing is charged yet", p.TrialDays)
+		}
+		return fmt.Sprintf(`
+Subscriptions:
+
+6. Subscribe to %[3]s (%[4]s), then pay on the emulator's page and claim as in 4:
+   curl -s -X POST %[1]s/api/checkout -H "Authorization: Bearer $TOKEN" \
+     -H 'Content-Type: application/json' -d '{"product":"%[3]s","price":"%[5]s","organization_id":"org_demo"}'
+   curl -s %[1]s/api/subscriptions -H "Authorization: Bearer $TOKEN"
+
+7. Move the emulator's clock (a Stripe test clock) and watch renewals, receipts and the trial's end:
+   curl -s -X POST '%[2]s/_emulator/advance?seconds=1296000'    # 15 days
+   The emulator's webhooks wake the reconciler; subscription_started, trial_ending and invoice_receipt land
+   in the outbox.
+
+8. Fail the card: open the billing portal and press "Make the card decline (emulator)":
+   curl -s -X POST %[1]s/api/billing/portal -H "Authorization: Bearer $TOKEN" \
+     -H 'Content-Type: application/json' -d '{"return_url":"%[1]s/"}'
+   then advance a month (seconds=2678400): payment_failed, and payment_reminder three days later
+   (seconds=259200) while unpaid; the subscription is past_due and keeps access for subscriptions.grace.
+   Pay from the invoice link in the email, or cancel or switch price on the portal page, and watch
+   /api/subscriptions and the outbox follow.
+`, base, emuURL, p.Key, trial, p.Prices[0].Key)
+	}
+	return ""
 }
 
 // The dev storefront: the page / serves in `paymentd dev`. It is the

@@ -177,7 +177,8 @@ func mountAPI(ctx context.Context, cfg *config.Config, log *slog.Logger, a *app,
 		return err
 	}
 	api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth, Stripe: a.stripe,
-		Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful, Orders: a.stripe})
+		Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful, Billing: a.stripe,
+		Credits: a.credits, Orders: a.stripe})
 	if cfg.HTTP.PublicMetrics {
 		api.Handle("GET /metrics", metrics)
 	}

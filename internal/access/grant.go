@@ -48,3 +48,43 @@ const (
 	// refunded; access is kept.
 	EventPurchasePartiallyRefunded = "purchase.partially_refunded"
 )
+
+// Subscription lifecycle events reported to the outbound webhook, with a
+// Subscription as their data.
+const (
+	// EventSubscriptionActivated: a subscription started (trial or paid).
+	EventSubscriptionActivated = "subscription.activated"
+	// EventSubscriptionUpdated: its status, plan or scheduled
+	// cancellation changed otherwise (active again, resumed, plan changed).
+	EventSubscriptionUpdated = "subscription.updated"
+	// EventSubscriptionPastDue: a renewal failed; access is kept for the
+	// grace period.
+	EventSubscriptionPastDue = "subscription.past_due"
+	// EventSubscriptionCanceled: it was canceled; it ends at the period end
+	// (cancel_at_period_end) or has ended.
+	EventSubscriptionCanceled = "subscription.canceled"
+	// EventSubscriptionEnded: it ended (canceled, unpaid or expired) and
+	// access was revoked.
+	EventSubscriptionEnded = "subscription.ended"
+)
+
+// Subscription is the data of a subscription event.
+type Subscription struct {
+	// SubscriptionID is paymentd's identifier of the subscription.
+	SubscriptionID       string `json:"subscription_id"`
+	StripeSubscriptionID string `json:"stripe_subscription_id"`
+	// OrganizationID is the seller's tenant id given at checkout.
+	OrganizationID string `json:"organization_id,omitempty"`
+	UserID         string `json:"user_id,omitempty"`
+	Email          string `json:"email,omitempty"`
+	ProductKey     string `json:"product_key"`
+	PriceKey       string `json:"price_key"`
+	// Status is Stripe's status; Entitled whether it gives access now.
+	Status            string `json:"status"`
+	Entitled          bool   `json:"entitled"`
+	CancelAtPeriodEnd bool   `json:"cancel_at_period_end"`
+	// CurrentPeriodEnd and EndedAt are RFC 3339 times ("" for none).
+	CurrentPeriodEnd string `json:"current_period_end"`
+	EndedAt          string `json:"ended_at,omitempty"`
+	Event            string `json:"event"`
+}

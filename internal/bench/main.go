@@ -107,6 +107,8 @@ func benchmarks() []benchmark {
 		{"console", benchConsole},
 		{"degraded", benchDegraded},
 		{"stock", benchStock},
+		{"subscriptions", benchSubscriptions},
+		{"credits", benchCredits},
 	}
 }
 

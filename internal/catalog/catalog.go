@@ -25,6 +25,7 @@ type Gateway interface {
 	CreateProduct(ctx context.Context, p stripeapi.ProductSpec, idempotencyKey string) (*stripe.Product, error)
 	UpdateProduct(ctx context.Context, id string, p stripeapi.ProductSpec) (*stripe.Product, error)
 	CreatePrice(ctx context.Context, p stripeapi.PriceSpec, idempotencyKey string) (*stripe.Price, error)
+	CreateRecurringPrice(ctx context.Context, p stripeapi.RecurringPriceSpec, idempotencyKey string) (*stripe.Price, error)
 	DeactivatePrice(ctx context.Context, id string) (*stripe.Price, error)
 }
 
@@ -126,16 +127,16 @@ const lookupKeyBatch = 10
 // reuses what the crashed run created instead of duplicating it. A dry run
 // only reads. A second run reports every product unchanged.
 //
+// A subscription product gets a Result per price, keyed by the price's
+// lookup key (see syncSubscriptionProduct).
+//
 // One gap is deliberate: if a run crashes between moving the lookup key
 // and deactivating the old price, the next run sees the new price and
 // reports unchanged, leaving the old price active. Checkout only ever
 // resolves prices by lookup key, so the orphan is never charged.
 func Sync(ctx context.Context, api Gateway, products []config.Product, dryRun bool) (Report, error) {
 	report := Report{DryRun: dryRun}
-	keys := make([]string, len(products))
-	for i, p := range products {
-		keys[i] = p.Key
-	}
+	keys := lookupKeys(products)
 	current := map[string]*stripe.Price{}
 	for batch := range slices.Chunk(keys, lookupKeyBatch) {
 		prices, err := api.PricesByLookupKeys(ctx, batch)
@@ -147,6 +148,14 @@ func Sync(ctx context.Context, api Gateway, products []config.Product, dryRun bo
 		}
 	}
 	for _, p := range products {
+		if p.IsSubscription() {
+			results, err := syncSubscriptionProduct(ctx, api, p, current, dryRun)
+			report.Products = append(report.Products, results...)
+			if err != nil {
+				return report, fmt.Errorf("sync product %s: %w", p.Key, err)
+			}
+			continue
+		}
 		res, err := syncProduct(ctx, api, p, current[p.Key], dryRun)
 		if err != nil {
 			return report, fmt.Errorf("sync product %s: %w", p.Key, err)

@@ -34,7 +34,7 @@ func TestCartKeys(t *testing.T) {
 	bad = strings.Replace(bad, "stock: 25", "stock: -1", 1)
 	bad = strings.Replace(bad, `retry_url: "http://localhost:8080/"`, `retry_url: "not a url"`, 1)
 	_, err = config.Parse([]byte(bad), noEnv)
-	for _, key := range []string{"cart.checkout_ttl:", "products[1].stock:", "fulfillment.retry_url:"} {
+	for _, key := range []string{"cart.checkout_ttl:", "products[2].stock:", "fulfillment.retry_url:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("problems %v do not name %s", err, key)
 		}

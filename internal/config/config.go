@@ -41,7 +41,10 @@ type Config struct {
 	// hints are kept before the daily maintenance job prunes them.
 	Retention time.Duration `yaml:"retention"`
 	Console   Console       `yaml:"console"`
-	Cart      Cart          `yaml:"cart"`
+	// Subscriptions configures grace and dunning (subscriptions.go).
+	Subscriptions Subscriptions `yaml:"subscriptions"`
+	Credits       Credits       `yaml:"credits"`
+	Cart          Cart          `yaml:"cart"`
 }
 
 // Database says where Postgres is.
@@ -190,6 +193,23 @@ type Product struct {
 	Features    []string `yaml:"features"`
 	Access      string   `yaml:"access"`
 	RepoURL     string   `yaml:"repo_url"`
+	// Mode is payment (the default: Key is the price's lookup key) or
+	// subscription (sold through Prices, with TrialDays): see
+	// subscriptions.go.
+	Mode      string  `yaml:"mode"`
+	Prices    []Price `yaml:"prices"`
+	TrialDays int     `yaml:"trial_days"`
+	// Credits, when positive, is what the product grants: per unit bought
+	// for a one-time product (a pack), per billing period for a
+	// subscription product.
+	Credits int64 `yaml:"credits"`
+	// CreditsRollover makes a subscription's renewal add its credits to
+	// what is left instead of resetting the balance to them.
+	CreditsRollover bool `yaml:"credits_rollover"`
+	// CreditsLowThreshold, when set, sends the credits_low email and the
+	// credits.low webhook once per period when a consumption leaves the
+	// balance below it.
+	CreditsLowThreshold *int64 `yaml:"credits_low_threshold"`
 	// Stock, when set, limits the product: the units on hand the first
 	// time paymentd starts with it. From then on the database holds the
 	// count (sales, paymentd stock set); this value is not applied again.
@@ -299,9 +319,10 @@ func Defaults() *Config {
 		}},
 		Log: Log{Format: "text", Level: "info"},
 
-		Retention: 90 * 24 * time.Hour,
-		Console:   defaultConsole(),
-		Cart:      Cart{TTL: 7 * 24 * time.Hour, CheckoutTTL: time.Hour},
+		Retention:     90 * 24 * time.Hour,
+		Console:       defaultConsole(),
+		Subscriptions: defaultSubscriptions(),
+		Cart:          Cart{TTL: 7 * 24 * time.Hour, CheckoutTTL: time.Hour},
 	}
 }
 

@@ -69,6 +69,8 @@ func (c *Config) validate() Problems {
 	c.validateProducts(ck)
 	c.validateLive(ck)
 	c.validateConsole(ck.add)
+	c.validateCredits(ck.add)
+	c.validateSubscriptions(ck.add)
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	return ck.problems
@@ -247,6 +249,7 @@ func (c *Config) validateProducts(ck *checker) {
 			ck.add(key+".key", "duplicate product key %q", prod.Key)
 		}
 		seen[prod.Key] = true
+		validateProductMode(key, prod, seen, ck.add)
 		c.validateProduct(ck, key, prod)
 	}
 }
@@ -259,10 +262,10 @@ func (c *Config) validateProduct(ck *checker, key string, prod Product) {
 	if prod.Name == "" {
 		ck.add(key+".name", "is required")
 	}
-	if prod.Amount <= 0 {
+	if !prod.IsSubscription() && prod.Amount <= 0 {
 		ck.add(key+".amount", "must be a positive amount in minor units (19900 is $199.00)")
 	}
-	if _, err := currency.ParseISO(prod.Currency); err != nil || prod.Currency != strings.ToLower(prod.Currency) {
+	if _, err := currency.ParseISO(prod.Currency); !prod.IsSubscription() && (err != nil || prod.Currency != strings.ToLower(prod.Currency)) {
 		ck.add(key+".currency", "must be a lower-case ISO 4217 code such as usd, got %q", prod.Currency)
 	}
 	switch prod.Access {

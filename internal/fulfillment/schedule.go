@@ -361,7 +361,12 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 				n++
 			}
 		}
-		m, err := f.requestOrderAccess(ctx, q, userID, username) // order.go
+		m, err := f.requestSubscriptionAccess(ctx, q, userID, username)
+		n += m
+		if err != nil {
+			return err
+		}
+		m, err = f.requestOrderAccess(ctx, q, userID, username) // order.go
 		n += m
 		return err
 	})

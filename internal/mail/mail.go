@@ -103,9 +103,28 @@ type Data struct {
 	DisputeID       string
 	Reason          string
 
+	// CreditsBalance and CreditsThreshold are a credit balance and the
+	// low-balance threshold it fell below (credits_low).
+	CreditsBalance   int64
+	CreditsThreshold int64
+
 	// UnsubscribeURL is set by the Renderer for marketing messages.
 	UnsubscribeURL string
 
+	// Subscriptions: PlanName is the price's name (its lookup key when it
+	// has none) and PreviousPlan the one before a change; Interval is
+	// "month", "year" or "3 months"; dates are formatted for reading
+	// (FormatDate). Amount is per interval, or the invoice's amount.
+	SubscriptionID string
+	PlanName       string
+	PreviousPlan   string
+	Interval       string
+	TrialEnd       string
+	EndsAt         string
+	InvoiceNumber  string
+	InvoiceURL     string
+	PeriodStart    string
+	PeriodEnd      string
 	// An order (a cart's checkout): its lines and totals in minor units of
 	// Currency (Amount is the total), the code the buyer used, and where a
 	// buyer whose card was declined tries another (RetryURL).
@@ -146,6 +165,20 @@ const (
 	OrderConfirmation    = "order_confirmation"
 	AdminOrder           = "admin_order"
 	OrderPaymentFailed   = "order_payment_failed"
+
+	// The subscription lifecycle.
+	SubscriptionStarted      = "subscription_started"
+	AdminSubscriptionStarted = "admin_subscription_started"
+	TrialEnding              = "trial_ending"
+	InvoiceReceipt           = "invoice_receipt"
+	PaymentFailed            = "payment_failed"
+	PaymentReminder          = "payment_reminder"
+	SubscriptionCanceling    = "subscription_canceling"
+	SubscriptionResumed      = "subscription_resumed"
+	SubscriptionEnded        = "subscription_ended"
+	AdminSubscriptionEnded   = "admin_subscription_ended"
+	PlanChanged              = "plan_changed"
+	CreditsLow               = "credits_low"
 )
 
 // audience says who receives a template.
@@ -183,6 +216,18 @@ func catalog() []spec {
 		{OrderConfirmation, toCustomer, false},
 		{AdminOrder, toAdmin, false},
 		{OrderPaymentFailed, toCustomer, false},
+		{SubscriptionStarted, toCustomer, false},
+		{AdminSubscriptionStarted, toAdmin, false},
+		{TrialEnding, toCustomer, false},
+		{InvoiceReceipt, toCustomer, false},
+		{PaymentFailed, toCustomer, false},
+		{PaymentReminder, toCustomer, false},
+		{SubscriptionCanceling, toCustomer, false},
+		{SubscriptionResumed, toCustomer, false},
+		{SubscriptionEnded, toCustomer, false},
+		{AdminSubscriptionEnded, toAdmin, false},
+		{PlanChanged, toCustomer, false},
+		{CreditsLow, toCustomer, false},
 	}
 }
 

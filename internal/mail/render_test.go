@@ -94,6 +94,7 @@ func TestRenderAddressingAndAmounts(t *testing.T) {
 		{mail.OperatorAlert, "usd", "founder@acme.test", []string{"grant_access", "502 Bad Gateway", "pur_01HZX4K7V9Q2M3N8B6C5D4E3F2"}},
 		{mail.DisputeOpened, "usd", "founder@acme.test", []string{"dp_1PqR5sT7uV9wX1yZ", "fraudulent"}},
 		{mail.RefundReversed, "usd", "founder@acme.test", []string{"restored", "expired_or_canceled_card"}},
+		{mail.CreditsLow, "usd", "ada@example.com", []string{"42 credits", "below 50"}},
 	}
 	for _, tt := range tests {
 		m, err := r.Render(tt.name, mail.SampleData(tt.name, tt.cur))

@@ -2,6 +2,8 @@
 // validate templates at start-up, for previews and for golden tests.
 package mail
 
+import "time"
+
 // SampleData returns example Data for the named template with amounts in
 // currency. The brand and unsubscribe link are left for the Renderer, and
 // ProductName is empty so the brand's product name is used.
@@ -48,9 +50,35 @@ func SampleData(name, currency string) Data {
 			d.RetryURL = "https://app.example.com/orders/retry?order_id=0f9c5a8e-3b1d-4c7a-9e2f-6d4b8a1c3e5f"
 			d.Reason = "insufficient_funds"
 		}
+	case CreditsLow:
+		d.CreditsBalance = 42
+		d.CreditsThreshold = 50
 	case RefundReversed:
 		d.RefundedAmount = 19900
 		d.Reason = "expired_or_canceled_card"
+	case SubscriptionStarted, AdminSubscriptionStarted, TrialEnding, InvoiceReceipt, PaymentFailed, PaymentReminder,
+		SubscriptionCanceling, SubscriptionResumed, SubscriptionEnded, AdminSubscriptionEnded, PlanChanged:
+		d.Amount = 2900
+		d.SubscriptionID = "5c0d3a4e-9b1f-4c2d-8e7a-6f5b4c3d2e1f"
+		d.PlanName, d.Interval = "Monthly", "month"
+		d.PurchaseID, d.StripeSessionID, d.StripeChargeID = "", "", ""
+		switch name {
+		case SubscriptionStarted, AdminSubscriptionStarted, TrialEnding:
+			d.TrialEnd = "March 16, 2026"
+		case InvoiceReceipt, PaymentFailed, PaymentReminder:
+			d.InvoiceNumber = "ACME-0042"
+			d.InvoiceURL = "https://invoice.stripe.com/i/acct_1Acme/test_inv_a1B2c3D4"
+			d.PeriodStart, d.PeriodEnd = "March 2, 2026", "April 2, 2026"
+		case SubscriptionCanceling, SubscriptionEnded:
+			d.EndsAt = "April 2, 2026"
+		case AdminSubscriptionEnded:
+			d.Reason = "canceled"
+		case PlanChanged:
+			d.PlanName, d.PreviousPlan, d.Interval, d.Amount = "Yearly", "Monthly", "year", 29000
+		}
 	}
 	return d
 }
+
+// FormatDate is how the emails write a date: "March 2, 2026", in UTC.
+func FormatDate(t time.Time) string { return t.UTC().Format("January 2, 2006") }

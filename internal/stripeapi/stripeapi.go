@@ -366,10 +366,10 @@ func (a *API) DisputesPage(ctx context.Context, since time.Time, startingAfter s
 // at or after since; those come with their identity only: id, type,
 // created and data.object.id). Stripe lists newest first; paging backwards from the
 // cursor with ending_before yields pages nearest the cursor first, each of
-// which is reversed here, so fn sees events in the order they happened and
+// which stripe-go reverses, so fn sees events in the order they happened and
 // the caller can advance its cursor after each one.
 func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, fn func(*stripe.Event) error) error {
-	return a.eventsAfter(ctx, EventTypes, afterID, since, fn)
+	return a.eventsAfter(ctx, FeedEventTypes(), afterID, since, fn)
 }
 
 // PaymentIntentEventsAfter is EventsAfter for PaymentIntentEventTypes, the
@@ -418,15 +418,17 @@ func (a *API) eventsAfter(ctx context.Context, types []string, afterID string, s
 		if err := it.Err(); err != nil {
 			return err
 		}
-		for i := len(page) - 1; i >= 0; i-- {
-			if err := fn(page[i]); err != nil {
+		// stripe-go hands a page listed with ending_before oldest first
+		// already (it reverses Stripe's newest-first page).
+		for _, ev := range page {
+			if err := fn(ev); err != nil {
 				return err
 			}
 		}
 		if len(page) == 0 || !it.Meta().HasMore {
 			return nil
 		}
-		cursor = page[0].ID // the newest seen; the next page is newer still
+		cursor = page[len(page)-1].ID // the newest seen; the next page is newer still
 	}
 }
 

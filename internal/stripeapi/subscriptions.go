@@ -49,6 +49,13 @@ func UsesSubscriptionEventType(t string) bool {
 	return false
 }
 
+// FeedEventTypes are the types the events feed reads in one request:
+// EventTypes and SubscriptionEventTypes, which fit within
+// MaxEventTypesPerList together (a test checks).
+func FeedEventTypes() []string {
+	return append(append([]string{}, EventTypes...), SubscriptionEventTypes...)
+}
+
 // MaxEventTypesPerList is how many types one GET /v1/events accepts.
 const MaxEventTypesPerList = 20
 

@@ -1,0 +1,422 @@
+// Subscriptions, the decision: what a snapshot of a Stripe subscription
+// (and of the invoices read with it) means for its row, given the row as
+// recorded. One pure function, decideSubscription, says what to write and
+// what the change sets in motion (emails, each once per cause; access;
+// outbound webhooks; steps to cancel); the transaction that writes it is
+// thin (subscription.go). Level-based: the same snapshot decided twice
+// writes nothing the second time, whatever order the signals came in, and a
+// terminal status never goes back.
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/paymentd/paymentd/internal/access"
+	"github.com/paymentd/paymentd/internal/mail"
+	"github.com/paymentd/paymentd/store"
+)
+
+// Email templates of the subscription lifecycle (internal/mail), and the
+// outbound webhook events (the webhook access provider).
+const (
+	TemplateSubscriptionStarted   = mail.SubscriptionStarted
+	TemplateTrialEnding           = mail.TrialEnding
+	TemplateInvoiceReceipt        = mail.InvoiceReceipt
+	TemplatePaymentFailed         = mail.PaymentFailed
+	TemplatePaymentReminder       = mail.PaymentReminder
+	TemplateSubscriptionCanceling = mail.SubscriptionCanceling
+	TemplateSubscriptionResumed   = mail.SubscriptionResumed
+	TemplateSubscriptionEnded     = mail.SubscriptionEnded
+	TemplatePlanChanged           = mail.PlanChanged
+
+	WebhookSubscriptionActivated = access.EventSubscriptionActivated
+	WebhookSubscriptionUpdated   = access.EventSubscriptionUpdated
+	WebhookSubscriptionPastDue   = access.EventSubscriptionPastDue
+	WebhookSubscriptionCanceled  = access.EventSubscriptionCanceled
+	WebhookSubscriptionEnded     = access.EventSubscriptionEnded
+)
+
+// trialReminderLead is how long before a trial ends trial_ending goes out.
+const trialReminderLead = 7 * 24 * time.Hour
+
+// SubscriptionEmail is one email a subscription change schedules: a
+// template, sent once per Cause (the step's pipeline is named after it), at
+// At, cancelable by Tag while it waits. Admin marks the operator's copy.
+type SubscriptionEmail struct {
+	Template  string    `json:"template"`
+	Cause     string    `json:"cause"`
+	At        time.Time `json:"at"`
+	Tag       string    `json:"tag,omitempty"`
+	Admin     bool      `json:"admin,omitempty"`
+	InvoiceID string    `json:"invoice_id,omitempty"`
+	// TrialEnd is the trial end a trial_ending email is for: it is not
+	// sent if the trial end moved. PreviousPrice is the price a
+	// plan_changed email changed from (its lookup key).
+	TrialEnd      *time.Time `json:"trial_end,omitempty"`
+	PreviousPrice string     `json:"previous_price,omitempty"`
+}
+
+// SubscriptionChange is what one write of a subscription set in motion,
+// for SubscriptionFulfillment to schedule in the same transaction. Cancel
+// lists the tags of the subscription's waiting steps to cancel first.
+type SubscriptionChange struct {
+	Subscription store.Subscription
+	// Cause names the change (its transition number): the access and
+	// webhook steps it schedules are unique per cause.
+	Cause  string
+	Emails []SubscriptionEmail
+	Cancel []string
+	// Access is store.AccessGranted or store.AccessRevoked when the
+	// entitlement changed, "" otherwise.
+	Access   store.AccessState
+	Webhooks []string
+}
+
+// Empty reports whether the change sets nothing in motion.
+func (c SubscriptionChange) Empty() bool {
+	return len(c.Emails) == 0 && len(c.Cancel) == 0 && c.Access == "" && len(c.Webhooks) == 0
+}
+
+// subPolicy is what the configuration says about subscriptions.
+type subPolicy struct {
+	// Grace is how long a past_due subscription keeps access after the
+	// first failed payment of its unpaid invoice; DunningReminder is when
+	// the payment_reminder goes out after it.
+	Grace, DunningReminder time.Duration
+	// Quiet schedules no customer or admin email (a backfill).
+	Quiet bool
+	// NotifyWindow: a subscription first seen when it started longer ago
+	// than this is recorded without email (a first start against an
+	// existing account), and a receipt is not sent for an invoice paid
+	// longer ago; zero means no limit.
+	NotifyWindow time.Duration
+}
+
+// stale reports whether t is older than the notify window at now.
+func (p subPolicy) stale(t *time.Time, now time.Time) bool {
+	return p.NotifyWindow > 0 && t != nil && t.Before(now.Add(-p.NotifyWindow))
+}
+
+// subDecision is what decideSubscription decided.
+type subDecision struct {
+	// Next is the row to write; Write says whether it differs from the
+	// recorded one (Insert: there is none).
+	Next          store.Subscription
+	Write, Insert bool
+	// Invoices are the invoice rows to write (those that differ).
+	Invoices []store.Invoice
+	Change   SubscriptionChange
+	// What names the change for the report ("" when nothing changed).
+	What string
+}
+
+// ended reports whether status s means the subscription no longer serves
+// its customer (canceled, unpaid, expired): subscription_ended is sent
+// when it enters one.
+func ended(s store.SubscriptionStatus) bool {
+	return s.Terminal() || s == store.SubscriptionUnpaid
+}
+
+// decideSubscription decides what the snapshot snap (with the invoices
+// read with it, each as Stripe says, FirstFailedAt not yet decided) means
+// for the recorded row prev (nil: none) and its recorded invoices
+// (prevInv, by id), at now. A terminal row never changes again; its
+// invoices are still written as Stripe says.
+func decideSubscription(prev *store.Subscription, snap store.Subscription, invs []store.Invoice,
+	prevInv map[string]store.Invoice, pol subPolicy, now time.Time) subDecision {
+	var d subDecision
+	next := snap
+	if prev != nil {
+		next = carry(*prev, snap)
+	}
+	// Invoices: a failure is first seen on an unpaid, attempted invoice.
+	failed := map[string]bool{}
+	decided := make([]store.Invoice, 0, len(invs))
+	for _, inv := range invs {
+		inv.SubscriptionID = next.ID
+		old, known := prevInv[inv.ID]
+		if known {
+			inv.FirstFailedAt = old.FirstFailedAt
+			inv.UpdatedAt = old.UpdatedAt
+		}
+		if inv.FirstFailedAt == nil && inv.Status.Unpaid() && inv.AttemptCount > 0 && inv.AmountRemaining > 0 {
+			at := now
+			inv.FirstFailedAt = &at
+			failed[inv.ID] = true
+		}
+		decided = append(decided, inv)
+		if !known || !sameInvoice(old, inv) {
+			d.Invoices = append(d.Invoices, inv)
+		}
+	}
+	if prev != nil && prev.Status.Terminal() {
+		next = *prev // Stripe never moves it again: a late snapshot changes nothing
+	} else {
+		var latest *store.Invoice
+		if next.LatestInvoiceID != nil {
+			if old, ok := prevInv[*next.LatestInvoiceID]; ok {
+				latest = &old
+			}
+			for _, inv := range d.Invoices {
+				if inv.ID == *next.LatestInvoiceID {
+					latest = &inv
+				}
+			}
+		}
+		next = entitle(next, latest, pol, now)
+	}
+	cpol := pol
+	if prev == nil && pol.stale(next.StartedAt, now) {
+		cpol.Quiet = true // an existing subscription, found late: recorded, not announced
+	}
+	d.Change = subscriptionChange(prev, next, decided, prevInv, failed, cpol, now)
+	if !d.Change.Empty() {
+		next.Transitions++
+		d.Change.Cause = "sub:" + strconv.Itoa(next.Transitions)
+	}
+	d.Change.Subscription = next
+	d.Next = next
+	d.Insert = prev == nil
+	d.Write = prev == nil || !sameSubscription(*prev, next)
+	d.What = whatOf(prev, next)
+	return d
+}
+
+// carry returns the snapshot with what paymentd decided on prev kept: its
+// id, its user and organization (Stripe's metadata may not have them, a
+// claim may have set them), its access state and transition count, and
+// the start once seen.
+func carry(prev, snap store.Subscription) store.Subscription {
+	next := snap
+	next.ID, next.AccessState, next.Transitions, next.CheckedAt = prev.ID, prev.AccessState, prev.Transitions, prev.CheckedAt
+	next.CreatedAt, next.UpdatedAt = prev.CreatedAt, prev.UpdatedAt
+	if prev.UserID != nil {
+		next.UserID = prev.UserID
+	}
+	if prev.OrganizationID != nil {
+		next.OrganizationID = prev.OrganizationID
+	}
+	if next.CustomerEmail == nil {
+		next.CustomerEmail = prev.CustomerEmail
+	}
+	if prev.StartedAt != nil {
+		next.StartedAt = prev.StartedAt
+	}
+	if prev.ProductKey != "" && next.ProductKey == "" {
+		next.ProductKey = prev.ProductKey
+	}
+	return next
+}
+
+// entitle decides whether s gives access now, until when a past_due one
+// keeps it (the first failed payment of its latest invoice plus the grace;
+// without a known failure, counted from now), and when to look again
+// without a signal.
+func entitle(s store.Subscription, latest *store.Invoice, pol subPolicy, now time.Time) store.Subscription {
+	if s.StartedAt == nil && s.Status.Started() {
+		t := now
+		s.StartedAt = &t
+	}
+	s.GraceUntil = nil
+	switch s.Status {
+	case store.SubscriptionTrialing, store.SubscriptionActive:
+		s.Entitled = true
+	case store.SubscriptionPastDue:
+		from := now
+		if latest != nil && latest.FirstFailedAt != nil {
+			from = *latest.FirstFailedAt
+		}
+		until := from.Add(pol.Grace)
+		s.GraceUntil = &until
+		s.Entitled = now.Before(until)
+	default:
+		s.Entitled = false
+	}
+	s.NextCheckAt = nil
+	if s.Status.Terminal() {
+		return s
+	}
+	next := s.CurrentPeriodEnd
+	consider := func(t *time.Time) {
+		if t != nil && t.After(now) && t.Before(next) {
+			next = *t
+		}
+	}
+	consider(s.TrialEnd)
+	if s.Entitled {
+		consider(s.GraceUntil)
+	}
+	if latest != nil && latest.Status.Unpaid() {
+		consider(latest.NextPaymentAttempt)
+	}
+	s.NextCheckAt = &next
+	return s
+}
+
+// subscriptionChange decides the emails, access and webhooks the move from
+// prev (nil: first seen) to next sets in motion; failed names the invoices
+// whose first failure this snapshot found.
+func subscriptionChange(prev *store.Subscription, next store.Subscription, invs []store.Invoice,
+	prevInv map[string]store.Invoice, failed map[string]bool, pol subPolicy, now time.Time) SubscriptionChange {
+	var c SubscriptionChange
+	if prev != nil && prev.Status.Terminal() {
+		return c
+	}
+	invoiceEmail := func(template, cause string, at time.Time, tag, invoiceID string) {
+		if !pol.Quiet {
+			c.Emails = append(c.Emails, SubscriptionEmail{Template: template, Cause: cause, At: at, Tag: tag,
+				InvoiceID: invoiceID})
+		}
+	}
+	email := func(template, cause string, at time.Time, tag string) { invoiceEmail(template, cause, at, tag, "") }
+	admin := func(template, cause string) {
+		if !pol.Quiet {
+			c.Emails = append(c.Emails, SubscriptionEmail{Template: template, Cause: cause + ":admin", At: now, Admin: true})
+		}
+	}
+	wasStarted := prev != nil && prev.Status.Started()
+	wasEnded := prev != nil && ended(prev.Status)
+	n := strconv.Itoa(next.Transitions + 1)
+
+	// Start.
+	if !wasStarted && next.Status.Started() && !ended(next.Status) {
+		email(TemplateSubscriptionStarted, "started", now, "")
+		admin(TemplateSubscriptionStarted, "started")
+		c.Webhooks = append(c.Webhooks, WebhookSubscriptionActivated)
+	}
+	// Trial reminder: one per trial end, 7 days before it; moved when the
+	// trial end moves; canceled once the trial is over (converted or not).
+	wasTrial := prev != nil && prev.Status == store.SubscriptionTrialing && prev.TrialEnd != nil
+	isTrial := next.Status == store.SubscriptionTrialing && next.TrialEnd != nil && next.TrialEnd.After(now)
+	switch {
+	case isTrial && (!wasTrial || !prev.TrialEnd.Equal(*next.TrialEnd)):
+		if wasTrial {
+			c.Cancel = append(c.Cancel, tagTrial)
+		}
+		at := next.TrialEnd.Add(-trialReminderLead)
+		if at.Before(now) {
+			at = now
+		}
+		email(TemplateTrialEnding, "trial_ending:"+strconv.FormatInt(next.TrialEnd.Unix(), 10), at, tagTrial)
+		if !pol.Quiet {
+			c.Emails[len(c.Emails)-1].TrialEnd = next.TrialEnd
+		}
+	case wasTrial && !isTrial:
+		c.Cancel = append(c.Cancel, tagTrial)
+	}
+	// Invoices: a receipt per paid invoice with something paid; one failure
+	// email per invoice, then its reminder unless it is paid by then.
+	for _, inv := range invs {
+		old, known := prevInv[inv.ID]
+		if inv.Status == store.InvoicePaid && inv.AmountPaid > 0 && (!known || old.Status != store.InvoicePaid) &&
+			!pol.stale(inv.PaidAt, now) {
+			invoiceEmail(TemplateInvoiceReceipt, "invoice_receipt:"+inv.ID, now, "", inv.ID)
+		}
+		if failed[inv.ID] && next.Status.Started() && !ended(next.Status) {
+			invoiceEmail(TemplatePaymentFailed, "payment_failed:"+inv.ID, now, "", inv.ID)
+			invoiceEmail(TemplatePaymentReminder, "payment_reminder:"+inv.ID, inv.FirstFailedAt.Add(pol.DunningReminder),
+				tagDunning(inv.ID), inv.ID)
+		}
+		if known && old.FirstFailedAt != nil && old.Status.Unpaid() && !inv.Status.Unpaid() {
+			c.Cancel = append(c.Cancel, tagDunning(inv.ID))
+		}
+	}
+	if prev != nil && !ended(next.Status) {
+		// Cancellation scheduled, or taken back.
+		switch {
+		case !prev.CancelAtPeriodEnd && next.CancelAtPeriodEnd:
+			email(TemplateSubscriptionCanceling, "canceling:"+n, now, "")
+			c.Webhooks = append(c.Webhooks, WebhookSubscriptionCanceled)
+		case prev.CancelAtPeriodEnd && !next.CancelAtPeriodEnd:
+			email(TemplateSubscriptionResumed, "resumed:"+n, now, "")
+			c.Webhooks = append(c.Webhooks, WebhookSubscriptionUpdated)
+		}
+		if prev.StripePriceID != next.StripePriceID {
+			email(TemplatePlanChanged, "plan_changed:"+n, now, "")
+			if !pol.Quiet {
+				c.Emails[len(c.Emails)-1].PreviousPrice = prev.PriceKey
+			}
+			c.Webhooks = append(c.Webhooks, WebhookSubscriptionUpdated)
+		}
+		if prev.Status != store.SubscriptionPastDue && next.Status == store.SubscriptionPastDue {
+			c.Webhooks = append(c.Webhooks, WebhookSubscriptionPastDue)
+		}
+		if prev.Status != next.Status && prev.Status.Started() && next.Status != store.SubscriptionPastDue {
+			c.Webhooks = append(c.Webhooks, WebhookSubscriptionUpdated) // active again, paused, trial converted
+		}
+	}
+	// End: once per entry into an ended status, of a subscription that
+	// had started.
+	if ended(next.Status) && !wasEnded && (wasStarted || (prev == nil && next.StartedAt != nil)) {
+		email(TemplateSubscriptionEnded, "ended:"+n, now, "")
+		admin(TemplateSubscriptionEnded, "ended:"+n)
+		if next.Status == store.SubscriptionCanceled && (prev == nil || !prev.CancelAtPeriodEnd) {
+			c.Webhooks = append(c.Webhooks, WebhookSubscriptionCanceled)
+		}
+		c.Webhooks = append(c.Webhooks, WebhookSubscriptionEnded)
+		if prev != nil {
+			c.Cancel = append(c.Cancel, tagTrial)
+		}
+	}
+	// Access follows the entitlement.
+	switch {
+	case next.Entitled && (prev == nil || !prev.Entitled):
+		c.Access = store.AccessGranted
+	case !next.Entitled && prev != nil && prev.Entitled:
+		c.Access = store.AccessRevoked
+	}
+	c.Webhooks, c.Cancel = compactStrings(c.Webhooks), compactStrings(c.Cancel)
+	return c
+}
+
+// Step tags of a subscription's waiting emails.
+const tagTrial = "trial_ending"
+
+func tagDunning(invoiceID string) string { return "dunning:" + invoiceID }
+
+// compactStrings drops repeated values, keeping the first of each.
+func compactStrings(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// whatOf names a subscription's change for the report.
+func whatOf(prev *store.Subscription, next store.Subscription) string {
+	switch {
+	case prev == nil:
+		return "subscription_" + string(next.Status)
+	case prev.Status != next.Status:
+		return "subscription_" + string(next.Status)
+	case !sameSubscription(*prev, next):
+		return "subscription_updated"
+	}
+	return ""
+}
+
+// sameSubscription compares what Stripe and the decision set, ignoring the
+// bookkeeping times; times compare by instant.
+func sameSubscription(a, b store.Subscription) bool {
+	a.UpdatedAt, b.UpdatedAt, a.CheckedAt, b.CheckedAt = time.Time{}, time.Time{}, nil, nil
+	return sameJSON(a, b)
+}
+
+// sameInvoice is sameSubscription for invoices.
+func sameInvoice(a, b store.Invoice) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	return sameJSON(a, b)
+}
+
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}

@@ -1,0 +1,308 @@
+package reconcile
+
+// Table tests of decideSubscription: what a subscription snapshot means
+// for its row, its invoices, and what it sets in motion.
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/paymentd/paymentd/store"
+)
+
+var subNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func tp(t time.Time) *time.Time { return &t }
+func sp(s string) *string       { return &s }
+
+// sub is a snapshot of an active monthly subscription whose period began
+// a day ago, with latest invoice in_1; edit adjusts it.
+func sub(edit func(*store.Subscription)) store.Subscription {
+	s := store.Subscription{ID: "5c0d3a4e-0000-4000-8000-000000000001", StripeSubscriptionID: "sub_1",
+		UserID: sp("user-1"), StripeCustomerID: "cus_1", ProductKey: "pro", PriceKey: "pro_monthly",
+		StripePriceID: "price_m", Status: store.SubscriptionActive, Quantity: 1, Amount: 2900, Currency: "usd",
+		Interval: "month", IntervalCount: 1, CurrentPeriodStart: subNow.Add(-24 * time.Hour),
+		CurrentPeriodEnd: subNow.Add(29 * 24 * time.Hour), LatestInvoiceID: sp("in_1"),
+		StartedAt: tp(subNow.Add(-24 * time.Hour)), AccessState: store.AccessNone,
+		CreatedAt: subNow.Add(-24 * time.Hour), UpdatedAt: subNow}
+	if edit != nil {
+		edit(&s)
+	}
+	return s
+}
+
+// inv is invoice in_1 of sub, paid; edit adjusts it.
+func inv(edit func(*store.Invoice)) store.Invoice {
+	i := store.Invoice{ID: "in_1", Status: store.InvoicePaid, BillingReason: "subscription_cycle", Currency: "usd",
+		AmountDue: 2900, AmountPaid: 2900, AttemptCount: 1, PaidAt: tp(subNow.Add(-time.Hour)),
+		CreatedAt: subNow.Add(-2 * time.Hour)}
+	if edit != nil {
+		edit(&i)
+	}
+	return i
+}
+
+// recorded is what a decision wrote, as the next decision finds it.
+func recorded(d subDecision) (*store.Subscription, map[string]store.Invoice) {
+	s := d.Next
+	m := map[string]store.Invoice{}
+	for _, i := range d.Invoices {
+		i.SubscriptionID = s.ID
+		m[i.ID] = i
+	}
+	return &s, m
+}
+
+func templates(c SubscriptionChange) []string {
+	var out []string
+	for _, e := range c.Emails {
+		name := e.Template
+		if e.Admin {
+			name = "admin:" + name
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+func TestDecideSubscription(t *testing.T) {
+	t.Parallel()
+	pol := subPolicy{Grace: 7 * 24 * time.Hour, DunningReminder: 3 * 24 * time.Hour}
+	trialEnd := subNow.Add(14 * 24 * time.Hour)
+	trialing := sub(func(s *store.Subscription) {
+		s.Status, s.TrialEnd, s.CurrentPeriodEnd = store.SubscriptionTrialing, tp(trialEnd), trialEnd
+	})
+	zeroTrialInvoice := inv(func(i *store.Invoice) {
+		i.AmountDue, i.AmountPaid, i.BillingReason = 0, 0, "subscription_create"
+	})
+	activeGranted := sub(func(s *store.Subscription) { s.Entitled, s.AccessState = true, store.AccessGranted })
+	failing := inv(func(i *store.Invoice) {
+		i.Status, i.AmountPaid, i.AmountRemaining, i.PaidAt = store.InvoiceOpen, 0, 2900, nil
+		i.NextPaymentAttempt = tp(subNow.Add(3 * 24 * time.Hour))
+	})
+	pastDue := sub(func(s *store.Subscription) { s.Status = store.SubscriptionPastDue })
+	failedAt := subNow.Add(-8 * 24 * time.Hour)
+	failedLongAgo := failing
+	failedLongAgo.FirstFailedAt = tp(failedAt)
+	pastDueInGrace := sub(func(s *store.Subscription) {
+		s.Status, s.Entitled, s.GraceUntil = store.SubscriptionPastDue, true, tp(subNow.Add(7*24*time.Hour))
+	})
+	pastDueRevoked := sub(func(s *store.Subscription) {
+		s.Status, s.Entitled, s.GraceUntil = store.SubscriptionPastDue, false, tp(failedAt.Add(7*24*time.Hour))
+	})
+	canceled := sub(func(s *store.Subscription) {
+		s.Status, s.EndedAt, s.CanceledAt = store.SubscriptionCanceled, tp(subNow), tp(subNow)
+	})
+
+	for _, tc := range []struct {
+		name    string
+		prev    *store.Subscription
+		prevInv []store.Invoice
+		snap    store.Subscription
+		invs    []store.Invoice
+		pol     subPolicy
+		// want
+		emails   []string
+		cancel   []string
+		access   store.AccessState
+		webhooks []string
+		entitled bool
+		write    bool
+		check    func(t *testing.T, d subDecision)
+	}{
+		{name: "a new trial: welcome, trial reminder 7 days before its end, access, activated",
+			snap: trialing, invs: []store.Invoice{zeroTrialInvoice}, pol: pol,
+			emails: []string{TemplateSubscriptionStarted, "admin:" + TemplateSubscriptionStarted, TemplateTrialEnding},
+			access: store.AccessGranted, webhooks: []string{WebhookSubscriptionActivated}, entitled: true, write: true,
+			check: func(t *testing.T, d subDecision) {
+				if at := d.Change.Emails[2].At; !at.Equal(trialEnd.Add(-7 * 24 * time.Hour)) {
+					t.Errorf("trial reminder at %s", at)
+				}
+				if d.Next.NextCheckAt == nil || !d.Next.NextCheckAt.Equal(trialEnd) {
+					t.Errorf("next check %v, want the trial end", d.Next.NextCheckAt)
+				}
+				if len(d.Invoices) != 1 || d.Invoices[0].SubscriptionID != d.Next.ID {
+					t.Errorf("invoices %+v", d.Invoices)
+				}
+			}},
+		{name: "the trial converts: receipt, trial reminder canceled",
+			prev: tp2(trialing, true), prevInv: []store.Invoice{zeroTrialInvoice},
+			snap: sub(func(s *store.Subscription) { s.LatestInvoiceID = sp("in_2") }),
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.ID = "in_2" })}, pol: pol,
+			emails: []string{TemplateInvoiceReceipt}, cancel: []string{tagTrial},
+			webhooks: []string{WebhookSubscriptionUpdated}, entitled: true, write: true},
+		{name: "the trial end moves: the reminder moves with it",
+			prev: tp2(trialing, true), prevInv: []store.Invoice{zeroTrialInvoice},
+			snap: sub(func(s *store.Subscription) {
+				*s = trialing
+				s.TrialEnd = tp(trialEnd.Add(48 * time.Hour))
+			}),
+			invs: []store.Invoice{zeroTrialInvoice}, pol: pol,
+			emails: []string{TemplateTrialEnding}, cancel: []string{tagTrial}, entitled: true, write: true,
+			check: func(t *testing.T, d subDecision) {
+				if c := d.Change.Emails[0].Cause; c == "trial_ending:"+itoa(trialEnd.Unix()) {
+					t.Errorf("moved reminder has the old cause %s", c)
+				}
+			}},
+		{name: "the same snapshot again writes and schedules nothing",
+			prev: first(activeGranted, inv(nil)), prevInv: []store.Invoice{inv(nil)},
+			snap: activeGranted, invs: []store.Invoice{inv(nil)}, pol: pol, entitled: true},
+		{name: "a renewal fails: one email, its reminder, access kept in grace, past_due",
+			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)}, snap: pastDue, invs: []store.Invoice{failing}, pol: pol,
+			emails:   []string{TemplatePaymentFailed, TemplatePaymentReminder},
+			webhooks: []string{WebhookSubscriptionPastDue}, entitled: true, write: true,
+			check: func(t *testing.T, d subDecision) {
+				if at := d.Change.Emails[1].At; !at.Equal(subNow.Add(3 * 24 * time.Hour)) {
+					t.Errorf("reminder at %s", at)
+				}
+				if g := d.Next.GraceUntil; g == nil || !g.Equal(subNow.Add(7*24*time.Hour)) {
+					t.Errorf("grace until %v", g)
+				}
+				if d.Next.NextCheckAt == nil || !d.Next.NextCheckAt.Equal(*failing.NextPaymentAttempt) {
+					t.Errorf("next check %v, want the next payment attempt", d.Next.NextCheckAt)
+				}
+			}},
+		{name: "a retry fails again: no second email",
+			prev: &pastDueInGrace, prevInv: []store.Invoice{withFailure(failing, subNow)}, snap: pastDue,
+			invs: []store.Invoice{inv(func(i *store.Invoice) {
+				*i = failing
+				i.AttemptCount = 2
+			})}, pol: pol, entitled: true, write: true},
+		{name: "past the grace: access revoked",
+			prev: &pastDueInGrace, prevInv: []store.Invoice{failedLongAgo}, snap: pastDue,
+			invs: []store.Invoice{failedLongAgo}, pol: pol, access: store.AccessRevoked, write: true},
+		{name: "grace 0 revokes at once",
+			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)}, snap: pastDue, invs: []store.Invoice{failing},
+			pol:      subPolicy{DunningReminder: pol.DunningReminder},
+			emails:   []string{TemplatePaymentFailed, TemplatePaymentReminder},
+			webhooks: []string{WebhookSubscriptionPastDue}, access: store.AccessRevoked, write: true},
+		{name: "paid on a retry: receipt, reminder canceled, access restored",
+			prev: &pastDueRevoked, prevInv: []store.Invoice{failedLongAgo}, snap: sub(nil),
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.AttemptCount = 3 })}, pol: pol,
+			emails: []string{TemplateInvoiceReceipt}, cancel: []string{"dunning:in_1"}, access: store.AccessGranted,
+			webhooks: []string{WebhookSubscriptionUpdated}, entitled: true, write: true},
+		{name: "paid seen before the failure: a receipt, no failure email",
+			prev: &activeGranted, snap: sub(nil),
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.AttemptCount = 2 })}, pol: pol,
+			emails: []string{TemplateInvoiceReceipt}, entitled: true, write: true},
+		{name: "cancel at period end: a note, access kept until the end",
+			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)},
+			snap: sub(func(s *store.Subscription) { s.CancelAtPeriodEnd, s.CanceledAt = true, tp(subNow) }),
+			invs: []store.Invoice{inv(nil)}, pol: pol, emails: []string{TemplateSubscriptionCanceling},
+			webhooks: []string{WebhookSubscriptionCanceled}, entitled: true, write: true},
+		{name: "resumed before the end",
+			prev:    tp2(sub(func(s *store.Subscription) { s.CancelAtPeriodEnd = true }), true),
+			prevInv: []store.Invoice{inv(nil)}, snap: sub(nil), invs: []store.Invoice{inv(nil)}, pol: pol,
+			emails: []string{TemplateSubscriptionResumed}, webhooks: []string{WebhookSubscriptionUpdated},
+			entitled: true, write: true},
+		{name: "the period really ends: ended, admin told, access revoked",
+			prev:    tp2(sub(func(s *store.Subscription) { s.CancelAtPeriodEnd = true }), true),
+			prevInv: []store.Invoice{inv(nil)},
+			snap:    sub(func(s *store.Subscription) { *s = canceled; s.CancelAtPeriodEnd = true }),
+			invs:    []store.Invoice{inv(nil)}, pol: pol,
+			emails: []string{TemplateSubscriptionEnded, "admin:" + TemplateSubscriptionEnded}, cancel: []string{tagTrial},
+			access: store.AccessRevoked, webhooks: []string{WebhookSubscriptionEnded}, write: true,
+			check: func(t *testing.T, d subDecision) {
+				if d.Next.NextCheckAt != nil {
+					t.Errorf("an ended subscription is checked again at %v", d.Next.NextCheckAt)
+				}
+			}},
+		{name: "a late active snapshot after canceled changes nothing",
+			prev: &canceled, prevInv: []store.Invoice{inv(nil)}, snap: activeGranted, invs: []store.Invoice{inv(nil)},
+			pol: pol},
+		{name: "retries exhausted: unpaid ends it",
+			prev: &pastDueInGrace, prevInv: []store.Invoice{withFailure(failing, subNow)},
+			snap: sub(func(s *store.Subscription) { s.Status = store.SubscriptionUnpaid }),
+			invs: []store.Invoice{withFailure(failing, subNow)}, pol: pol,
+			emails: []string{TemplateSubscriptionEnded, "admin:" + TemplateSubscriptionEnded}, cancel: []string{tagTrial},
+			access: store.AccessRevoked, webhooks: []string{WebhookSubscriptionEnded}, write: true},
+		{name: "a price change",
+			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)},
+			snap: sub(func(s *store.Subscription) { s.StripePriceID, s.PriceKey, s.Amount = "price_y", "pro_yearly", 29000 }),
+			invs: []store.Invoice{inv(nil)}, pol: pol, emails: []string{TemplatePlanChanged},
+			webhooks: []string{WebhookSubscriptionUpdated}, entitled: true, write: true},
+		{name: "backfill of an active subscription: access, no email",
+			snap: sub(nil), invs: []store.Invoice{inv(nil)}, pol: subPolicy{Grace: pol.Grace, Quiet: true},
+			access: store.AccessGranted, webhooks: []string{WebhookSubscriptionActivated}, entitled: true, write: true},
+		{name: "backfill of a canceled subscription: recorded, no email, no access",
+			snap: canceled, invs: []store.Invoice{inv(nil)}, pol: subPolicy{Grace: pol.Grace, Quiet: true},
+			webhooks: []string{WebhookSubscriptionCanceled, WebhookSubscriptionEnded}, write: true},
+		{name: "first seen long after it started (a first start): access, no email",
+			snap: sub(func(s *store.Subscription) { s.StartedAt = tp(subNow.AddDate(0, -5, 0)) }),
+			invs: []store.Invoice{inv(nil)}, pol: subPolicy{Grace: pol.Grace, NotifyWindow: 72 * time.Hour},
+			access: store.AccessGranted, webhooks: []string{WebhookSubscriptionActivated}, entitled: true, write: true},
+		{name: "an invoice paid long ago found late: no receipt",
+			prev: &activeGranted, snap: sub(nil),
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.PaidAt = tp(subNow.AddDate(0, -2, 0)) })},
+			pol:  subPolicy{Grace: pol.Grace, NotifyWindow: 72 * time.Hour}, entitled: true, write: true},
+		{name: "incomplete: recorded, nothing set in motion",
+			snap: sub(func(s *store.Subscription) { s.Status, s.StartedAt = store.SubscriptionIncomplete, nil }),
+			invs: []store.Invoice{failing}, pol: pol, write: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prevInv := map[string]store.Invoice{}
+			for _, i := range tc.prevInv {
+				prevInv[i.ID] = i
+			}
+			d := decideSubscription(tc.prev, tc.snap, tc.invs, prevInv, tc.pol, subNow)
+			if got := templates(d.Change); !slices.Equal(got, tc.emails) {
+				t.Errorf("emails %v, want %v", got, tc.emails)
+			}
+			if !slices.Equal(d.Change.Cancel, tc.cancel) {
+				t.Errorf("cancel %v, want %v", d.Change.Cancel, tc.cancel)
+			}
+			if d.Change.Access != tc.access {
+				t.Errorf("access %q, want %q", d.Change.Access, tc.access)
+			}
+			if !slices.Equal(d.Change.Webhooks, tc.webhooks) {
+				t.Errorf("webhooks %v, want %v", d.Change.Webhooks, tc.webhooks)
+			}
+			if d.Next.Entitled != tc.entitled {
+				t.Errorf("entitled %v, want %v", d.Next.Entitled, tc.entitled)
+			}
+			if d.Write != tc.write {
+				t.Errorf("write %v, want %v", d.Write, tc.write)
+			}
+			if tc.prev != nil && tc.prev.Status.Terminal() && !sameSubscription(d.Next, *tc.prev) {
+				t.Errorf("a terminal row changed: %+v", d.Next)
+			}
+			if tc.check != nil {
+				tc.check(t, d)
+			}
+			// Deciding what was just written again changes nothing.
+			prev, invs := recorded(d)
+			for id, i := range prevInv {
+				if _, ok := invs[id]; !ok {
+					invs[id] = i
+				}
+			}
+			again := decideSubscription(prev, tc.snap, tc.invs, invs, tc.pol, subNow)
+			if again.Write || len(again.Invoices) > 0 || !again.Change.Empty() {
+				t.Errorf("the same snapshot again: write %v, invoices %v, change %+v", again.Write, again.Invoices, again.Change)
+			}
+		})
+	}
+}
+
+// tp2 is the row as a decision of s leaves it: entitlement decided.
+func tp2(s store.Subscription, entitled bool) *store.Subscription {
+	s.Entitled = entitled
+	if entitled {
+		s.AccessState = store.AccessGranted
+	}
+	return &s
+}
+
+// first is the row as the first decision of snapshot s writes it.
+func first(s store.Subscription, invs ...store.Invoice) *store.Subscription {
+	d := decideSubscription(nil, s, invs, nil, subPolicy{Grace: 7 * 24 * time.Hour}, subNow)
+	return &d.Next
+}
+
+func withFailure(i store.Invoice, at time.Time) store.Invoice {
+	i.FirstFailedAt = &at
+	return i
+}
+
+func itoa(n int64) string { return time.Unix(n, 0).UTC().Format(time.RFC3339) }

@@ -1,0 +1,105 @@
+// Subscriptions in a pass: the deep pass lists subscriptions in every
+// status (canceled ones included) with their latest invoices, and the
+// invoices, in as few list calls as the pages need; the sweep re-checks
+// the subscriptions that have not ended and whose period end, trial end,
+// payment retry or end of grace has come, since no signal may ever name
+// them.
+package reconcile
+
+import (
+	"context"
+
+	"github.com/paymentd/paymentd/internal/stripeclient"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// subscriptionBatch is how many listed subscriptions are reconciled
+// together before the listing goes on.
+const subscriptionBatch = 100
+
+// subscriptionLists lists the invoices and then the subscriptions created
+// since the pass's since (the deep window by default), and reconciles each
+// subscription once with the listed invoices of it. A listed invoice of a
+// subscription created earlier has its subscription retrieved.
+func (p *pass) subscriptionLists(ctx context.Context) error {
+	r := p.r
+	since := p.opts.Since
+	if since.IsZero() {
+		since = r.clock.Now().Add(-r.opts.DeepWindow)
+	}
+	lctx := stripeclient.WithRetry(ctx, listRetry)
+	invoices := map[string][]*stripe.Invoice{}
+	err := r.stripe.ListInvoices(lctx, since, func(inv *stripe.Invoice) error {
+		if inv.Subscription != nil && inv.Subscription.ID != "" {
+			invoices[inv.Subscription.ID] = append(invoices[inv.Subscription.ID], inv)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return err
+	}
+	listed := map[string]bool{}
+	var batch []work
+	err = r.stripe.ListSubscriptions(lctx, since, func(s *stripe.Subscription) error {
+		listed[s.ID] = true
+		if !p.claim(s.ID) {
+			return ctx.Err()
+		}
+		more := invoices[s.ID]
+		batch = append(batch, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
+			_, err := r.applySubscription(ctx, s, more, nil, p.rep)
+			return err
+		}})
+		if len(batch) >= subscriptionBatch {
+			p.work.each(ctx, batch)
+			batch = batch[:0]
+		}
+		return ctx.Err()
+	})
+	p.work.each(ctx, batch)
+	if err != nil {
+		return err
+	}
+	var older []work
+	for id, more := range invoices {
+		if listed[id] || !p.claim(id) {
+			continue
+		}
+		older = append(older, work{id: id, fresh: true, run: func(ctx context.Context) error {
+			return r.subscription(ctx, id, more, p.rep)
+		}})
+	}
+	p.work.each(ctx, older)
+	return ctx.Err()
+}
+
+// dueChunk is how many due subscriptions the sweep reads at a time.
+const dueChunk = 500
+
+// dueSubscriptions re-checks the subscriptions whose next check has come,
+// a chunk at a time; each compared is marked checked (by its write), so it
+// is not due again until its next check or RecheckAfter.
+func (p *pass) dueSubscriptions(ctx context.Context) error {
+	r := p.r
+	seen := map[string]bool{}
+	for ctx.Err() == nil {
+		now := r.clock.Now()
+		due, err := r.db.DueSubscriptions(ctx, now, now.Add(-r.opts.RecheckAfter), dueChunk)
+		if err != nil {
+			return err
+		}
+		items := make([]work, 0, len(due))
+		for _, s := range due {
+			if seen[s.ID] {
+				continue
+			}
+			seen[s.ID] = true
+			items = append(items, work{id: s.StripeSubscriptionID})
+		}
+		p.work.each(ctx, items)
+		if len(due) < dueChunk || len(items) == 0 {
+			return nil
+		}
+	}
+	return nil
+}
