@@ -204,6 +204,9 @@ func (p *pass) run(ctx context.Context) {
 		{o.Lists, "list", p.lists},
 		{o.Events, "events", p.events},
 		{o.Pending, "pending", p.pending},
+		{o.Lists, "order_intents", p.orderIntents}, // order.go
+		{o.Events, "order_events", p.orderEvents},
+		{o.Pending, "orders", p.openOrders},
 		{o.Lists, "subscriptions", p.subscriptionLists},
 		{o.Pending, "subscriptions_due", p.dueSubscriptions},
 		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
@@ -355,9 +358,18 @@ const eventBatch = 100
 // at a time: the cursor moves past a batch once each of its objects has
 // reconciled or been recorded for a retry.
 func (p *pass) events(ctx context.Context) error {
+	return p.feed(ctx, "events", p.r.stripe.EventsAfter, func(t string) bool {
+		return stripeapi.UsesEventType(t) || stripeapi.UsesSubscriptionEventType(t)
+	}, nil)
+}
+
+// feed reads one events feed (its cursor kind, how to list it, which types
+// it acts on) as events describes.
+func (p *pass) feed(ctx context.Context, kind string, list func(context.Context, string, time.Time, func(*stripe.Event) error) error,
+	uses func(string) bool, run func(id string) func(context.Context) error) error {
 	r := p.r
 	now := r.clock.Now()
-	cur, err := r.db.GetCursor(ctx, "events")
+	cur, err := r.db.GetCursor(ctx, kind)
 	if err != nil {
 		return err
 	}
@@ -379,7 +391,7 @@ func (p *pass) events(ctx context.Context) error {
 		}
 		batch = batch[:0]
 		created := time.Unix(last.Created, 0).UTC()
-		cur = store.Cursor{Kind: "events", Cursor: last.ID, Position: &created}
+		cur = store.Cursor{Kind: kind, Cursor: last.ID, Position: &created}
 		last = nil
 		if p.opts.DryRun {
 			return nil
@@ -388,10 +400,13 @@ func (p *pass) events(ctx context.Context) error {
 	}
 	queued := map[string]bool{}
 	visit := func(ev *stripe.Event) error {
-		if id, ok := ev.Data.Object["id"].(string); ok && (stripeapi.UsesEventType(string(ev.Type)) ||
-			stripeapi.UsesSubscriptionEventType(string(ev.Type))) && !queued[id] {
+		if id, ok := ev.Data.Object["id"].(string); ok && uses(string(ev.Type)) && !queued[id] {
 			queued[id] = true
-			batch = append(batch, work{id: id})
+			w := work{id: id}
+			if run != nil {
+				w.run = run(id)
+			}
+			batch = append(batch, w)
 		}
 		last = ev
 		if len(batch) >= eventBatch {
@@ -401,7 +416,7 @@ func (p *pass) events(ctx context.Context) error {
 		return ctx.Err()
 	}
 	lctx := stripeclient.WithRetry(ctx, listRetry)
-	err = r.stripe.EventsAfter(lctx, after, since, visit)
+	err = list(lctx, after, since, visit)
 	if err != nil && isNotFound(err) && after != "" {
 		// The cursor's event is gone (older than Stripe keeps): resume
 		// from its time instead.
@@ -410,7 +425,7 @@ func (p *pass) events(ctx context.Context) error {
 		if cur.Position != nil {
 			from = cur.Position.Add(-r.opts.Overlap)
 		}
-		err = r.stripe.EventsAfter(lctx, "", from, visit)
+		err = list(lctx, "", from, visit)
 	}
 	if ferr := flush(); ferr != nil && err == nil {
 		err = ferr

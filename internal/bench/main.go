@@ -106,6 +106,7 @@ func benchmarks() []benchmark {
 		{"access", benchAccessDrift},
 		{"console", benchConsole},
 		{"degraded", benchDegraded},
+		{"stock", benchStock},
 		{"subscriptions", benchSubscriptions},
 		{"credits", benchCredits},
 		{"e2e", benchE2E},

@@ -227,6 +227,15 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("EventsAfter a cursor: %v", err)
 		}
 	},
+	"PaymentIntentEventsAfter": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var first, next int
+		if err := api.PaymentIntentEventsAfter(ctx, "", since, collect[*stripe.Event](&first)); err != nil || first == 0 {
+			t.Fatalf("PaymentIntentEventsAfter without a cursor saw %d, %v", first, err)
+		}
+		if err := api.PaymentIntentEventsAfter(ctx, "evt_contract", since, collect[*stripe.Event](&next)); err != nil {
+			t.Fatalf("PaymentIntentEventsAfter a cursor: %v", err)
+		}
+	},
 }
 
 // expandedSession checks that the expansions the reconciler relies on came
