@@ -360,7 +360,14 @@ func (r *Reconciler) writeSubscription(ctx context.Context, q *store.Queries, d 
 
 func (r *Reconciler) subPolicy() subPolicy {
 	o := r.opts.Subscriptions
-	return subPolicy{Grace: o.Grace, DunningReminder: o.DunningReminder, Quiet: o.Quiet, NotifyWindow: o.NotifyWindow}
+	credits := map[string]bool{}
+	for _, p := range r.opts.Products {
+		if p.Mode == config.ModeSubscription && p.Credits > 0 {
+			credits[p.Key] = true
+		}
+	}
+	return subPolicy{Grace: o.Grace, DunningReminder: o.DunningReminder, Quiet: o.Quiet, NotifyWindow: o.NotifyWindow,
+		Credits: credits}
 }
 
 // routedToSubscription reports whether a Checkout Session is handled as
