@@ -105,7 +105,7 @@ func unixPtr(t int64) *time.Time {
 
 // subscriptionSnapshot reads a Stripe subscription in the row's terms: id
 // from our metadata (a new one otherwise), user and organization from our
-// metadata, product and price from metadata or the price's lookup key.
+// metadata, the product from the price's lookup key (else our metadata).
 func subscriptionSnapshot(s *stripe.Subscription, prices map[string]config.ProductPrice, now time.Time) (store.Subscription, error) {
 	it := firstItem(s)
 	if it == nil || it.Price == nil {
@@ -146,8 +146,10 @@ func subscriptionSnapshot(s *stripe.Subscription, prices map[string]config.Produ
 	if o := s.Metadata["organization_id"]; o != "" {
 		row.OrganizationID = &o
 	}
+	// The price says the product: a plan changed to another product's
+	// price (the billing portal) keeps the first product in its metadata.
 	row.ProductKey = s.Metadata["product"]
-	if pp, ok := prices[pr.LookupKey]; ok && row.ProductKey == "" {
+	if pp, ok := prices[pr.LookupKey]; ok && pp.Product.Key != "" {
 		row.ProductKey = pp.Product.Key
 	}
 	if row.ProductKey == "" {

@@ -39,7 +39,9 @@ func planProducts(cfg *config.Config) {
 	cfg.Products = append(cfg.Products,
 		config.Product{Key: "plan", Name: "Plan", Mode: config.ModeSubscription, Credits: 100, Prices: price("plan")},
 		config.Product{Key: "plan_roll", Name: "Plan (rollover)", Mode: config.ModeSubscription, Credits: 100,
-			CreditsRollover: true, Prices: price("plan_roll")})
+			CreditsRollover: true, Prices: price("plan_roll")},
+		config.Product{Key: "plan_pro", Name: "Plan Pro", Mode: config.ModeSubscription, Credits: 1000,
+			Prices: price("plan_pro")})
 }
 
 // eventCollector is the webhook endpoint the emulator delivers to when
@@ -83,6 +85,7 @@ type planWorld struct {
 	rec    *reconcile.Reconciler
 	hints  *eventCollector // nil: every webhook dropped
 	rng    *rand.Rand
+	prices map[string]string // plan product → Stripe price id
 	subs   map[string]string // plan product → Stripe subscription id
 	holder map[string]store.CreditHolder
 }
@@ -103,7 +106,7 @@ func newPlanWorld(t *testing.T, hints bool) *planWorld {
 		t.Fatal(err)
 	}
 	w := &planWorld{h: h, emu: emu, rng: rand.New(rand.NewPCG(3, 5)), subs: map[string]string{},
-		holder: map[string]store.CreditHolder{}}
+		prices: map[string]string{}, holder: map[string]store.CreditHolder{}}
 	w.rec = reconcile.New(reconcile.Options{DB: h.db, Stripe: api, Fulfillment: h.ful, Clock: h.clk,
 		Log:      slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Products: h.cfg.Products,
@@ -115,7 +118,7 @@ func newPlanWorld(t *testing.T, hints bool) *planWorld {
 		t.Cleanup(hs.Close)
 		emu.SetWebhook(hs.URL, "whsec_test", 0)
 	}
-	for _, plan := range []string{"plan", "plan_roll"} {
+	for _, plan := range []string{"plan", "plan_roll", "plan_pro"} {
 		prod, err := api.CreateProduct(h.ctx, stripeapi.ProductSpec{Key: plan, Name: plan}, "")
 		if err != nil {
 			t.Fatal(err)
@@ -125,16 +128,23 @@ func newPlanWorld(t *testing.T, hints bool) *planWorld {
 		if err != nil {
 			t.Fatal(err)
 		}
-		user := "user-" + plan
-		s, err := emu.CreateSubscription(stripeemu.SubscriptionParams{Email: user + "@example.com",
-			Items:    []stripeemu.LineItem{{Price: pr.ID}},
-			Metadata: map[string]string{reconcile.MetaSubscriptionID: uuid.NewString(), "user_id": user}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.subs[plan], w.holder[plan] = s.ID, store.CreditHolder{UserID: user}
+		w.prices[plan] = pr.ID
 	}
 	return w
+}
+
+// subscribe subscribes user to plan on the emulator with paymentd's
+// metadata (as checkout sets it), with a trial of trialDays.
+func (w *planWorld) subscribe(plan, user string, trialDays int) string {
+	w.h.t.Helper()
+	s, err := w.emu.CreateSubscription(stripeemu.SubscriptionParams{Email: user + "@example.com", TrialDays: trialDays,
+		Items:    []stripeemu.LineItem{{Price: w.prices[plan]}},
+		Metadata: map[string]string{reconcile.MetaSubscriptionID: uuid.NewString(), "user_id": user, "product": plan}})
+	if err != nil {
+		w.h.t.Fatal(err)
+	}
+	w.subs[plan], w.holder[plan] = s.ID, store.CreditHolder{UserID: user}
+	return s.ID
 }
 
 // reconcile runs a pass as the mode says (the events feed with every
@@ -209,7 +219,7 @@ func (w *planWorld) check(when string, want map[string]int64) {
 	}
 }
 
-// resets counts the plan entries (reset or grant, cause invoice) of plan's
+// entriesByInvoice counts the plan entries (reset or grant, cause invoice) of plan's
 // holder, by invoice.
 func (w *planWorld) entriesByInvoice(plan string) map[string]int {
 	w.h.t.Helper()
@@ -234,6 +244,8 @@ func TestPlanCreditsOverSixMonthsEndToEnd(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			w := newPlanWorld(t, mode == "shuffled_doubled")
+			w.subscribe("plan", "ada", 0)
+			w.subscribe("plan_roll", "bob", 0)
 			w.reconcile()
 			plain, roll := int64(100), int64(100)
 			w.check("first period", map[string]int64{"plan": plain, "plan_roll": roll})
@@ -296,4 +308,37 @@ func TestPlanCreditsOverSixMonthsEndToEnd(t *testing.T) {
 			w.check("ended", map[string]int64{"plan": 0, "plan_roll": 0})
 		})
 	}
+}
+
+// A trial grants the plan's amount from its start (its first invoice pays
+// 0); the first paid invoice at the trial's end resets it. A plan changed
+// to another product's price, invoiced at once, resets the plan's part to
+// the new plan's amount from the change on, though the subscription's
+// metadata still names the first product.
+func TestPlanCreditsTrialAndPlanChangeEndToEnd(t *testing.T) {
+	t.Parallel()
+	w := newPlanWorld(t, false)
+	id := w.subscribe("plan", "cy", 14)
+	w.reconcile()
+	w.check("the trial", map[string]int64{"plan": 100})
+	if res := w.h.consume(w.holder["plan"], "trial-use", 30); res.Outcome != store.ConsumeConsumed {
+		t.Fatalf("consume: %+v", res)
+	}
+	w.until(w.periodEnd().Add(25 * time.Hour))
+	w.check("the trial converted", map[string]int64{"plan": 100})
+	if res := w.h.consume(w.holder["plan"], "use", 30); res.Outcome != store.ConsumeConsumed {
+		t.Fatalf("consume: %+v", res)
+	}
+	w.until(w.h.clk.Now().Add(10 * 24 * time.Hour))
+	if err := w.emu.ChangePrice(id, w.prices["plan_pro"], "always_invoice"); err != nil {
+		t.Fatal(err)
+	}
+	w.until(w.h.clk.Now().Add(2 * 24 * time.Hour))
+	w.check("the plan changed", map[string]int64{"plan": 1000})
+	row, err := w.h.db.SubscriptionByStripeID(w.h.ctx, id)
+	if err != nil || row.ProductKey != "plan_pro" {
+		t.Errorf("the changed subscription's product %q (%v), want plan_pro", row.ProductKey, err)
+	}
+	w.until(w.periodEnd().Add(25 * time.Hour))
+	w.check("the new plan renewed", map[string]int64{"plan": 1000})
 }
