@@ -405,7 +405,8 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 // (never called for a prev that is terminal): each invoice of a plan
 // reason newly seen paid, whatever it paid (a trial's first invoice pays
 // 0 and grants the plan from the trial's start), and the end once, on
-// entering a terminal status, at the time it ended. A quiet pass (a
+// entering a terminal status, at the time it ended, for a subscription
+// that had started (one that expired incomplete never paid for a period). A quiet pass (a
 // backfill) moves credits all the same: they are no email. An unpaid
 // invoice moves nothing; it does when it is paid later.
 func planCredits(prev *store.Subscription, next store.Subscription, invs []store.Invoice,
@@ -420,7 +421,7 @@ func planCredits(prev *store.Subscription, next store.Subscription, invs []store
 			out = append(out, SubscriptionCredit{InvoiceID: inv.ID, ProductKey: next.ProductKey, At: now})
 		}
 	}
-	if next.Status.Terminal() && (prev == nil || !prev.Status.Terminal()) {
+	if next.Status.Terminal() && (prev == nil || !prev.Status.Terminal()) && next.StartedAt != nil {
 		at := now
 		if next.EndedAt != nil && next.EndedAt.After(now) {
 			at = *next.EndedAt

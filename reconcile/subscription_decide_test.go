@@ -324,6 +324,10 @@ func TestDecidePlanCredits(t *testing.T) {
 		s.Status, s.EndedAt, s.CanceledAt = store.SubscriptionCanceled, tp(endedAt), tp(endedAt)
 	})
 	later := subNow.Add(48 * time.Hour)
+	incomplete := sub(func(s *store.Subscription) { s.Status, s.StartedAt = store.SubscriptionIncomplete, nil })
+	expired := sub(func(s *store.Subscription) {
+		s.Status, s.StartedAt, s.EndedAt = store.SubscriptionIncompleteExpired, nil, tp(endedAt)
+	})
 	for _, tc := range []struct {
 		name    string
 		prev    *store.Subscription
@@ -365,6 +369,7 @@ func TestDecidePlanCredits(t *testing.T) {
 		{name: "first seen ended, its invoice paid: both", snap: canceled, invs: []store.Invoice{inv(nil)}, pol: pol,
 			want: []SubscriptionCredit{{InvoiceID: "in_1", ProductKey: "pro", At: subNow},
 				{End: true, ProductKey: "pro", At: subNow}}},
+		{name: "expired incomplete, never started: no end", prev: &incomplete, snap: expired, pol: pol},
 		{name: "ended seen again: nothing", prev: &canceled, prevInv: []store.Invoice{inv(nil)}, snap: canceled,
 			invs: []store.Invoice{inv(nil), paid2}, pol: pol},
 		{name: "a product without credits: nothing", snap: active, invs: []store.Invoice{inv(nil)},
