@@ -406,9 +406,9 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 // reason newly seen paid, whatever it paid (a trial's first invoice pays
 // 0 and grants the plan from the trial's start), and the end once, on
 // entering a terminal status, at the time it ended, for a subscription
-// that had started (one that expired incomplete never paid for a period). A quiet pass (a
-// backfill) moves credits all the same: they are no email. An unpaid
-// invoice moves nothing; it does when it is paid later.
+// that had started (one that expired incomplete never paid for a
+// period). A quiet pass (a backfill) moves credits all the same: they are
+// no email. An unpaid invoice moves nothing; it does once it is paid.
 func planCredits(prev *store.Subscription, next store.Subscription, invs []store.Invoice,
 	prevInv map[string]store.Invoice, pol subPolicy, now time.Time) []SubscriptionCredit {
 	if !pol.Credits[next.ProductKey] {
