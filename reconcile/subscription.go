@@ -105,7 +105,7 @@ func unixPtr(t int64) *time.Time {
 
 // subscriptionSnapshot reads a Stripe subscription in the row's terms: id
 // from our metadata (a new one otherwise), user and organization from our
-// metadata, product and price from metadata or the price's lookup key.
+// metadata, the product from the price's lookup key (else our metadata).
 func subscriptionSnapshot(s *stripe.Subscription, prices map[string]config.ProductPrice, now time.Time) (store.Subscription, error) {
 	it := firstItem(s)
 	if it == nil || it.Price == nil {
@@ -146,8 +146,10 @@ func subscriptionSnapshot(s *stripe.Subscription, prices map[string]config.Produ
 	if o := s.Metadata["organization_id"]; o != "" {
 		row.OrganizationID = &o
 	}
+	// The price says the product: a plan changed to another product's
+	// price (the billing portal) keeps the first product in its metadata.
 	row.ProductKey = s.Metadata["product"]
-	if pp, ok := prices[pr.LookupKey]; ok && row.ProductKey == "" {
+	if pp, ok := prices[pr.LookupKey]; ok && pp.Product.Key != "" {
 		row.ProductKey = pp.Product.Key
 	}
 	if row.ProductKey == "" {
@@ -360,7 +362,14 @@ func (r *Reconciler) writeSubscription(ctx context.Context, q *store.Queries, d 
 
 func (r *Reconciler) subPolicy() subPolicy {
 	o := r.opts.Subscriptions
-	return subPolicy{Grace: o.Grace, DunningReminder: o.DunningReminder, Quiet: o.Quiet, NotifyWindow: o.NotifyWindow}
+	credits := map[string]bool{}
+	for _, p := range r.opts.Products {
+		if p.Mode == config.ModeSubscription && p.Credits > 0 {
+			credits[p.Key] = true
+		}
+	}
+	return subPolicy{Grace: o.Grace, DunningReminder: o.DunningReminder, Quiet: o.Quiet, NotifyWindow: o.NotifyWindow,
+		Credits: credits}
 }
 
 // routedToSubscription reports whether a Checkout Session is handled as

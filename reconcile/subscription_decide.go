@@ -60,6 +60,29 @@ type SubscriptionEmail struct {
 	PreviousPrice string     `json:"previous_price,omitempty"`
 }
 
+// SubscriptionCredit is one move of a subscription's plan credits that a
+// change schedules: an invoice of the plan newly seen paid (InvoiceID,
+// with the plan's product as the subscription has it then), or the end of
+// the subscription (End, at At). The fulfillment applies each once, as
+// the ledger stands when its step runs.
+type SubscriptionCredit struct {
+	InvoiceID  string    `json:"invoice_id,omitempty"`
+	ProductKey string    `json:"product_key"`
+	End        bool      `json:"end,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// PlanCreditReason reports whether an invoice of this billing reason moves
+// a plan's credits: the first invoice (a trial's, for 0, included), a
+// renewal, and a plan change's invoice. Others (manual, threshold) do not.
+func PlanCreditReason(reason string) bool {
+	switch reason {
+	case "subscription_create", "subscription_cycle", "subscription_update":
+		return true
+	}
+	return false
+}
+
 // SubscriptionChange is what one write of a subscription set in motion,
 // for SubscriptionFulfillment to schedule in the same transaction. Cancel
 // lists the tags of the subscription's waiting steps to cancel first.
@@ -74,11 +97,13 @@ type SubscriptionChange struct {
 	// entitlement changed, "" otherwise.
 	Access   store.AccessState
 	Webhooks []string
+	// Credits are the plan credit moves, for a product with credits.
+	Credits []SubscriptionCredit
 }
 
 // Empty reports whether the change sets nothing in motion.
 func (c SubscriptionChange) Empty() bool {
-	return len(c.Emails) == 0 && len(c.Cancel) == 0 && c.Access == "" && len(c.Webhooks) == 0
+	return len(c.Emails) == 0 && len(c.Cancel) == 0 && c.Access == "" && len(c.Webhooks) == 0 && len(c.Credits) == 0
 }
 
 // subPolicy is what the configuration says about subscriptions.
@@ -94,6 +119,8 @@ type subPolicy struct {
 	// existing account), and a receipt is not sent for an invoice paid
 	// longer ago; zero means no limit.
 	NotifyWindow time.Duration
+	// Credits names the products whose plans grant credits.
+	Credits map[string]bool
 }
 
 // stale reports whether t is older than the notify window at now.
@@ -362,6 +389,7 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 			c.Cancel = append(c.Cancel, tagTrial)
 		}
 	}
+	c.Credits = planCredits(prev, next, invs, prevInv, pol, now)
 	// Access follows the entitlement.
 	switch {
 	case next.Entitled && (prev == nil || !prev.Entitled):
@@ -371,6 +399,36 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 	}
 	c.Webhooks, c.Cancel = compactStrings(c.Webhooks), compactStrings(c.Cancel)
 	return c
+}
+
+// planCredits decides the plan credit moves of the move from prev to next
+// (never called for a prev that is terminal): each invoice of a plan
+// reason newly seen paid, whatever it paid (a trial's first invoice pays
+// 0 and grants the plan from the trial's start), and the end once, on
+// entering a terminal status, at the time it ended, for a subscription
+// that had started (one that expired incomplete never paid for a
+// period). A quiet pass (a backfill) moves credits all the same: they are
+// no email. An unpaid invoice moves nothing; it does once it is paid.
+func planCredits(prev *store.Subscription, next store.Subscription, invs []store.Invoice,
+	prevInv map[string]store.Invoice, pol subPolicy, now time.Time) []SubscriptionCredit {
+	if !pol.Credits[next.ProductKey] {
+		return nil
+	}
+	var out []SubscriptionCredit
+	for _, inv := range invs {
+		old, known := prevInv[inv.ID]
+		if inv.Status == store.InvoicePaid && PlanCreditReason(inv.BillingReason) && (!known || old.Status != store.InvoicePaid) {
+			out = append(out, SubscriptionCredit{InvoiceID: inv.ID, ProductKey: next.ProductKey, At: now})
+		}
+	}
+	if next.Status.Terminal() && (prev == nil || !prev.Status.Terminal()) && next.StartedAt != nil {
+		at := now
+		if next.EndedAt != nil && next.EndedAt.After(now) {
+			at = *next.EndedAt
+		}
+		out = append(out, SubscriptionCredit{End: true, ProductKey: next.ProductKey, At: at})
+	}
+	return out
 }
 
 // Step tags of a subscription's waiting emails.

@@ -306,3 +306,101 @@ func withFailure(i store.Invoice, at time.Time) store.Invoice {
 }
 
 func itoa(n int64) string { return time.Unix(n, 0).UTC().Format(time.RFC3339) }
+
+// TestDecidePlanCredits: a product with credits gets one credit move per
+// invoice of a plan reason newly seen paid (a trial's 0 included), none for
+// an unpaid, repeated or manual one, and the end once, on entering a
+// terminal status; a product without credits gets none.
+func TestDecidePlanCredits(t *testing.T) {
+	t.Parallel()
+	pol := subPolicy{Grace: 7 * 24 * time.Hour, Credits: map[string]bool{"pro": true}}
+	active := sub(func(s *store.Subscription) { s.Entitled, s.AccessState = true, store.AccessGranted })
+	failing := inv(func(i *store.Invoice) {
+		i.ID, i.Status, i.AmountPaid, i.AmountRemaining, i.PaidAt = "in_2", store.InvoiceOpen, 0, 2900, nil
+	})
+	paid2 := inv(func(i *store.Invoice) { i.ID = "in_2" })
+	endedAt := subNow.Add(-time.Minute)
+	canceled := sub(func(s *store.Subscription) {
+		s.Status, s.EndedAt, s.CanceledAt = store.SubscriptionCanceled, tp(endedAt), tp(endedAt)
+	})
+	later := subNow.Add(48 * time.Hour)
+	incomplete := sub(func(s *store.Subscription) { s.Status, s.StartedAt = store.SubscriptionIncomplete, nil })
+	expired := sub(func(s *store.Subscription) {
+		s.Status, s.StartedAt, s.EndedAt = store.SubscriptionIncompleteExpired, nil, tp(endedAt)
+	})
+	for _, tc := range []struct {
+		name    string
+		prev    *store.Subscription
+		prevInv []store.Invoice
+		snap    store.Subscription
+		invs    []store.Invoice
+		pol     subPolicy
+		want    []SubscriptionCredit
+	}{
+		{name: "first invoice paid", snap: active,
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.BillingReason = "subscription_create" })}, pol: pol,
+			want: []SubscriptionCredit{{InvoiceID: "in_1", ProductKey: "pro", At: subNow}}},
+		{name: "a trial's first invoice pays 0 and counts",
+			snap: sub(func(s *store.Subscription) { s.Status, s.TrialEnd = store.SubscriptionTrialing, tp(later) }),
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.BillingReason, i.AmountDue, i.AmountPaid = "subscription_create", 0, 0 })},
+			pol:  pol, want: []SubscriptionCredit{{InvoiceID: "in_1", ProductKey: "pro", At: subNow}}},
+		{name: "renewal paid", prev: &active, prevInv: []store.Invoice{inv(nil)}, snap: active,
+			invs: []store.Invoice{inv(nil), paid2}, pol: pol,
+			want: []SubscriptionCredit{{InvoiceID: "in_2", ProductKey: "pro", At: subNow}}},
+		{name: "plan change invoice, with the new plan's product", prev: &active, prevInv: []store.Invoice{inv(nil)},
+			snap: sub(func(s *store.Subscription) {
+				s.Entitled, s.AccessState, s.StripePriceID = true, store.AccessGranted, "price_y"
+			}),
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.ID, i.BillingReason = "in_3", "subscription_update" })}, pol: pol,
+			want: []SubscriptionCredit{{InvoiceID: "in_3", ProductKey: "pro", At: subNow}}},
+		{name: "failed renewal: nothing", prev: &active, prevInv: []store.Invoice{inv(nil)},
+			snap: sub(func(s *store.Subscription) { s.Status = store.SubscriptionPastDue }),
+			invs: []store.Invoice{failing}, pol: pol},
+		{name: "failed renewal paid on retry", prev: &active, prevInv: []store.Invoice{failing}, snap: active,
+			invs: []store.Invoice{paid2}, pol: pol,
+			want: []SubscriptionCredit{{InvoiceID: "in_2", ProductKey: "pro", At: subNow}}},
+		{name: "paid invoice seen again: nothing", prev: &active, prevInv: []store.Invoice{paid2}, snap: active,
+			invs: []store.Invoice{paid2}, pol: pol},
+		{name: "a manual invoice: nothing", snap: active,
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.BillingReason = "manual" })}, pol: pol},
+		{name: "ended: the end once, now", prev: &active, prevInv: []store.Invoice{inv(nil)}, snap: canceled,
+			invs: []store.Invoice{inv(nil)}, pol: pol,
+			want: []SubscriptionCredit{{End: true, ProductKey: "pro", At: subNow}}},
+		{name: "first seen ended, its invoice paid: both", snap: canceled, invs: []store.Invoice{inv(nil)}, pol: pol,
+			want: []SubscriptionCredit{{InvoiceID: "in_1", ProductKey: "pro", At: subNow},
+				{End: true, ProductKey: "pro", At: subNow}}},
+		{name: "expired incomplete, never started: no end", prev: &incomplete, snap: expired, pol: pol},
+		{name: "ended seen again: nothing", prev: &canceled, prevInv: []store.Invoice{inv(nil)}, snap: canceled,
+			invs: []store.Invoice{inv(nil), paid2}, pol: pol},
+		{name: "a product without credits: nothing", snap: active, invs: []store.Invoice{inv(nil)},
+			pol: subPolicy{Grace: pol.Grace}},
+		{name: "quiet (a backfill) moves credits all the same", snap: active, invs: []store.Invoice{inv(nil)},
+			pol:  subPolicy{Grace: pol.Grace, Quiet: true, Credits: pol.Credits},
+			want: []SubscriptionCredit{{InvoiceID: "in_1", ProductKey: "pro", At: subNow}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prevInv := map[string]store.Invoice{}
+			for _, i := range tc.prevInv {
+				prevInv[i.ID] = i
+			}
+			d := decideSubscription(tc.prev, tc.snap, tc.invs, prevInv, tc.pol, subNow)
+			if !slices.Equal(d.Change.Credits, tc.want) {
+				t.Errorf("credits %+v, want %+v", d.Change.Credits, tc.want)
+			}
+			if len(tc.want) > 0 && d.Change.Empty() {
+				t.Error("a change with credit moves is empty")
+			}
+			again := d
+			prev, inv := recorded(d)
+			for id, i := range prevInv {
+				if _, ok := inv[id]; !ok {
+					inv[id] = i
+				}
+			}
+			again = decideSubscription(prev, tc.snap, tc.invs, inv, tc.pol, subNow)
+			if len(again.Change.Credits) != 0 {
+				t.Errorf("decided again: credits %+v", again.Change.Credits)
+			}
+		})
+	}
+}

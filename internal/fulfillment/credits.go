@@ -61,6 +61,7 @@ func (c *Credits) Register() {
 	c.f.engine.Register(StepCreditsClawback, c.clawback)
 	c.f.engine.Register(StepCreditsWebhook, c.webhook)
 	c.f.engine.Register(StepCreditsLow, c.lowEmail)
+	c.f.engine.Register(StepSubscriptionCredits, c.subscriptionCredits)
 }
 
 // Credited is a Fulfillment whose purchase transitions also schedule the

@@ -17,6 +17,13 @@
 // without rollover, writes nothing, so late or reordered signals cannot
 // reset a later period. When the subscription ends, its plan's remainder
 // expires (cause: the subscription id) and no later invoice adds to it.
+//
+// The subscription's decision (reconcile.decideSubscription) says when:
+// each invoice of a plan reason newly seen paid, and the end. Each is a
+// subscription_credits step on the subscription's subject, one pipeline
+// per invoice (credits:<invoice id>) and one for the end (credits_end), so
+// a signal seen twice schedules once; the step applies the invoice as it
+// is recorded when it runs, under the subscription's row lock.
 package fulfillment
 
 import (
@@ -25,8 +32,116 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
 )
+
+// StepSubscriptionCredits applies one plan credit move of a subscription:
+// a paid invoice, or the end.
+const StepSubscriptionCredits = "subscription_credits"
+
+// Pipeline names of a subscription's plan credit moves.
+const (
+	PrefixSubscriptionCredits = "credits:"    // + the invoice id
+	PipelineSubscriptionEnd   = "credits_end" // the plan's credits expire
+)
+
+// subscriptionCreditsArgs is the input of a subscription_credits step.
+type subscriptionCreditsArgs struct {
+	InvoiceID  string `json:"invoice_id,omitempty"`
+	ProductKey string `json:"product_key"`
+	End        bool   `json:"end,omitempty"`
+}
+
+// scheduleSubscriptionCredits schedules a subscription_credits step per
+// move, for a product that grants credits, in q's transaction.
+func (f *Fulfillment) scheduleSubscriptionCredits(ctx context.Context, q *store.Queries, subject steps.Subject,
+	moves []reconcile.SubscriptionCredit) error {
+	for _, m := range moves {
+		if f.product(m.ProductKey).Credits <= 0 {
+			continue
+		}
+		name := PipelineSubscriptionEnd
+		if !m.End {
+			name = PrefixSubscriptionCredits + m.InvoiceID
+		}
+		st := steps.Step{Name: StepSubscriptionCredits,
+			Args: subscriptionCreditsArgs{InvoiceID: m.InvoiceID, ProductKey: m.ProductKey, End: m.End}}
+		if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: subject, Name: name, Anchor: m.At,
+			Steps: []steps.Step{st}}); err != nil {
+			return fmt.Errorf("schedule plan credits: %w", err)
+		}
+	}
+	return nil
+}
+
+// subscriptionCredits applies a subscription's plan credit move under its
+// row lock: the invoice as recorded now (paid or not) through InvoicePaid,
+// with its service period (the subscription's current one when Stripe gave
+// none), or the end through SubscriptionEnded. The holder is the
+// subscription's user (and organization); one without a user yet retries.
+func (c *Credits) subscriptionCredits(ctx context.Context, job *steps.Job) (any, error) {
+	var args subscriptionCreditsArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
+	res := creditsResult{}
+	err := c.f.db.InTx(ctx, func(q *store.Queries) error {
+		s, err := q.LockSubscription(ctx, job.Subject.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return steps.Permanent(fmt.Errorf("subscription %s not found", job.Subject.ID))
+		}
+		if err != nil {
+			return err
+		}
+		if s.UserID == nil || *s.UserID == "" {
+			return errors.New("the subscription has no user to credit yet")
+		}
+		holder := store.CreditHolder{UserID: *s.UserID, OrganizationID: deref(s.OrganizationID)}
+		var (
+			e       store.CreditEntry
+			created bool
+		)
+		if args.End {
+			e, created, err = c.SubscriptionEnded(ctx, q, holder, s.ID)
+		} else {
+			e, created, err = c.applyInvoice(ctx, q, s, holder, args)
+		}
+		switch {
+		case err != nil:
+			return err
+		case !created:
+			res.Skipped = "no change to the credits"
+		default:
+			res = creditsResult{EntryID: e.ID, Amount: e.Amount, BalanceAfter: e.BalanceAfter}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply plan credits: %w", err)
+	}
+	return res, nil
+}
+
+// applyInvoice hands a recorded invoice of s to InvoicePaid.
+func (c *Credits) applyInvoice(ctx context.Context, q *store.Queries, s store.Subscription, holder store.CreditHolder,
+	args subscriptionCreditsArgs) (store.CreditEntry, bool, error) {
+	inv, err := q.GetInvoice(ctx, args.InvoiceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.CreditEntry{}, false, steps.Permanent(fmt.Errorf("invoice %s not found", args.InvoiceID))
+	}
+	if err != nil {
+		return store.CreditEntry{}, false, err
+	}
+	start, end := s.CurrentPeriodStart, s.CurrentPeriodEnd
+	if inv.PeriodStart != nil && inv.PeriodEnd != nil && inv.PeriodEnd.After(*inv.PeriodStart) {
+		start, end = *inv.PeriodStart, *inv.PeriodEnd
+	}
+	return c.InvoicePaid(ctx, q, PlanInvoice{Holder: holder, SubscriptionID: s.ID, InvoiceID: inv.ID,
+		ProductKey: args.ProductKey, PeriodStart: start, PeriodEnd: end,
+		Paid: inv.Status == store.InvoicePaid && inv.SubscriptionID == s.ID})
+}
 
 // PlanInvoice is one invoice of a subscription whose product grants
 // credits, as the subscription code passes it.

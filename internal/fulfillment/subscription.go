@@ -88,6 +88,9 @@ func (f *Fulfillment) SubscriptionChanged(ctx context.Context, q *store.Queries,
 			return err
 		}
 	}
+	if err := f.scheduleSubscriptionCredits(ctx, q, subject, c.Credits); err != nil {
+		return fmt.Errorf("subscription %s: %w", c.Subscription.ID, err)
+	}
 	if f.product(c.Subscription.ProductKey).Access == providerWebhook {
 		for _, ev := range c.Webhooks {
 			if err := schedule(PrefixSubscriptionWebhook+ev+":"+c.Cause, time.Time{},
