@@ -96,6 +96,7 @@ func TestViewStep(t *testing.T) {
 	lapsed, holding := now.Add(-time.Minute), now.Add(time.Minute)
 	sent := json.RawMessage(`{"sent": true, "template": "purchase_confirmation", "to": "ada@example.com"}`)
 	skipped := json.RawMessage(`{"sent": false, "skipped": "no admin email configured"}`)
+	pid, sid := "0b7c4f0e-8a51-4d43-9a4c-3a6f3e1c2d10", "5f0c9c1e-2b7d-4c36-8f0e-7d2a1b3c4e5f"
 	for _, c := range []struct {
 		name    string
 		s       store.Step
@@ -112,7 +113,12 @@ func TestViewStep(t *testing.T) {
 		{"running, lease lapsed", store.Step{Status: store.StepRunning, LeaseExpiresAt: &lapsed}, nil, false, "",
 			"running past its lease (since 2026-04-01 11:59:00Z): its worker is gone"},
 		{"running, lease holds", store.Step{Status: store.StepRunning, LeaseExpiresAt: &holding}, nil, false, "", ""},
-		{"done, sent", store.Step{Status: store.StepDone, Result: sent}, []string{actionResend}, true, "", ""},
+		{"done, sent", store.Step{Status: store.StepDone, Result: sent, SubjectKind: store.SubjectPurchase, SubjectID: &pid,
+			PurchaseID: &pid}, []string{actionResend}, true, "", ""},
+		// A resend is a new pipeline of a purchase: a subscription's email
+		// shows, but is not resent from the console.
+		{"done, sent, subscription", store.Step{Status: store.StepDone, Result: sent, SubjectKind: store.SubjectSubscription,
+			SubjectID: &sid}, nil, true, "", ""},
 		{"done, skipped", store.Step{Status: store.StepDone, Result: skipped}, nil, false, "no admin email configured", ""},
 		{"done, not an email", store.Step{Status: store.StepDone, Result: json.RawMessage(`{"granted": true}`)}, nil, false, "", ""},
 		{"done, no result", store.Step{Status: store.StepDone}, nil, false, "", ""},
