@@ -8,3 +8,7 @@ const (
 
 // SearchSQL exposes the search statement to the EXPLAIN test.
 var SearchSQL = searchSQL
+
+// SubscriptionSearchSQL exposes the subscription search statement to the
+// EXPLAIN test.
+var SubscriptionSearchSQL = subscriptionSearchSQL
