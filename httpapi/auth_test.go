@@ -28,6 +28,10 @@ var userEndpoints = []struct {
 	{"POST", "/api/purchases/claim", map[string]any{"session_id": "cs_test_a1"}},
 	{"GET", "/api/purchases", nil},
 	{"PUT", "/api/me/github", map[string]any{"username": "octocat"}},
+	{"GET", "/api/cart", nil},
+	{"PUT", "/api/cart", map[string]any{"items": []any{}}},
+	{"POST", "/api/checkout", map[string]any{"cart": true, "ui_mode": "embedded"}},
+	{"GET", "/api/orders", nil},
 }
 
 // claims builds the claims of a token; mutate adjusts them.

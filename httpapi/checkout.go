@@ -80,6 +80,10 @@ type checkoutRequest struct {
 	// Coupon is declared only to be refused by name, so a frontend that
 	// still sends it notices: a coupon id never comes from a client.
 	Coupon json.RawMessage `json:"coupon"`
+	// Cart checks the caller's cart out instead of one product, paid as
+	// UIMode says (cart_checkout.go).
+	Cart   bool   `json:"cart"`
+	UIMode string `json:"ui_mode"`
 }
 
 // checkoutOrder is a validated checkout request.
@@ -88,6 +92,9 @@ type checkoutOrder struct {
 	quantity       int64
 	promotionCode  string
 	githubUsername string
+	// cart: check the caller's cart out, paid as uiMode says.
+	cart   bool
+	uiMode string
 	// price and organizationID: a subscription product's (subscriptions.go).
 	price, organizationID string
 }
@@ -104,6 +111,9 @@ func (a *api) checkout(w http.ResponseWriter, r *http.Request, u User) error {
 	order, err := a.readCheckout(w, r)
 	if err != nil {
 		return err
+	}
+	if order.cart {
+		return a.checkoutCart(w, r, u, order)
 	}
 	if order.product.IsSubscription() {
 		return a.subscriptionCheckout(w, r, u, order)
@@ -178,6 +188,18 @@ func (a *api) readCheckout(w http.ResponseWriter, r *http.Request) (checkoutOrde
 	if req.Coupon != nil {
 		return checkoutOrder{}, Errorf(http.StatusBadRequest, "unsupported_field",
 			`"coupon" is not accepted; send "promotion_code", the code the customer typed`)
+	}
+	switch {
+	case req.Cart && (req.Product != "" || req.Quantity != nil || req.PromotionCode != ""):
+		return checkoutOrder{}, Errorf(http.StatusBadRequest, "unsupported_field",
+			`a cart checkout takes the cart's products and promotion code: send "cart" without "product", "quantity" or "promotion_code"`)
+	case req.Cart && req.GitHubUsername != "" && !validGitHubUsername(req.GitHubUsername):
+		return checkoutOrder{}, Errorf(http.StatusBadRequest, "invalid_github_username",
+			"a GitHub username has 1-39 letters, digits or single hyphens, and does not start or end with a hyphen")
+	case req.Cart:
+		return checkoutOrder{cart: true, uiMode: req.UIMode, githubUsername: req.GitHubUsername}, nil
+	case req.UIMode != "":
+		return checkoutOrder{}, Errorf(http.StatusBadRequest, "unsupported_field", `"ui_mode" is for a cart checkout ("cart": true)`)
 	}
 	product, ok := a.products[req.Product]
 	if !ok {

@@ -16,6 +16,10 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Product and Available detail an out_of_stock error: the product and
+	// the units of it that can still be bought.
+	Product   string `json:"product,omitempty"`
+	Available *int   `json:"available,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

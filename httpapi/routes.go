@@ -40,6 +40,9 @@ type APIDeps struct {
 	// Credits serves POST /api/credits/consume (*fulfillment.Credits),
 	// mounted only when credits.service_tokens lists any.
 	Credits CreditsConsumer
+	// Orders prices carts and opens their checkouts (*stripeapi.API);
+	// with Prices it serves the cart, cart checkouts and the orders.
+	Orders OrderStripe
 }
 
 // webhookBodyLimit bounds a Stripe webhook delivery; real events are a few KiB.
@@ -47,19 +50,21 @@ const webhookBodyLimit = 512 << 10
 
 // api holds the routes' dependencies.
 type api struct {
-	db       *store.DB
-	clock    clock.Clock
-	log      *slog.Logger
-	metrics  *Metrics
-	cfg      *config.Config
-	auth     *Authenticator
-	stripe   CheckoutCreator
-	prices   PriceResolver
-	claimer  Claimer
-	access   AccessRequester
-	billing  BillingAPI
-	cors     *cors
-	products map[string]config.Product
+	db      *store.DB
+	clock   clock.Clock
+	log     *slog.Logger
+	metrics *Metrics
+	cfg     *config.Config
+	auth    *Authenticator
+	stripe  CheckoutCreator
+	prices  PriceResolver
+	claimer Claimer
+	access  AccessRequester
+	billing BillingAPI
+	// orderStripe serves carts and their checkouts (cart.go).
+	orderStripe OrderStripe
+	cors        *cors
+	products    map[string]config.Product
 }
 
 // MountAPI mounts the API routes on s:
@@ -68,6 +73,9 @@ type api struct {
 //	POST /api/purchases/claim  confirm a paid session as the caller's (bearer)
 //	GET  /api/purchases        the caller's purchases (bearer)
 //	PUT  /api/me/github        set the caller's GitHub username (bearer)
+//	GET  /api/cart             the caller's cart, priced (bearer)
+//	PUT  /api/cart             replace the caller's cart (bearer)
+//	GET  /api/orders           the caller's orders (bearer)
 //	GET  /api/subscriptions    the caller's subscriptions (bearer)
 //	POST /api/billing/portal   a Stripe billing portal session for the caller (bearer)
 //	GET  /api/credits          the caller's credit balance and ledger (bearer)
@@ -83,7 +91,7 @@ func (s *Server) MountAPI(d APIDeps) {
 		panic("httpapi: MountAPI needs Config and Auth")
 	}
 	a := &api{db: s.db, clock: s.clock, log: s.log, metrics: s.metrics, cfg: d.Config, auth: d.Auth,
-		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access, billing: d.Billing,
+		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access, billing: d.Billing, orderStripe: d.Orders,
 		products: map[string]config.Product{}}
 	for _, p := range d.Config.Products {
 		a.products[p.Key] = p
@@ -95,6 +103,9 @@ func (s *Server) MountAPI(d APIDeps) {
 		"POST /api/purchases/claim": a.authed(a.claim),
 		"GET /api/purchases":        a.authed(a.listPurchases),
 		"PUT /api/me/github":        a.authed(a.setGitHub),
+		"GET /api/cart":             a.authed(a.getCart),
+		"PUT /api/cart":             a.authed(a.putCart),
+		"GET /api/orders":           a.authed(a.listOrders),
 		"GET /api/subscriptions":    a.authed(a.listSubscriptions),
 		"POST /api/billing/portal":  a.authed(a.portal),
 	}

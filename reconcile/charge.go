@@ -38,6 +38,9 @@ func (r *Reconciler) charge(ctx context.Context, chargeID string, rep *Report) e
 		return err
 	}
 	rep.seen(len(refunds))
+	if order, err := r.orderCharge(ctx, ch, refunds, rep); order || err != nil {
+		return err // an order's charge (order.go)
+	}
 	return r.applyCharge(ctx, ch, refunds, rep)
 }
 
@@ -159,7 +162,9 @@ func (r *Reconciler) applyCharge(ctx context.Context, ch *stripe.Charge, refunds
 	}
 	base, err := r.purchaseFor(ctx, ch.PaymentIntent.ID, rep)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // not a checkout payment of ours
+		// A hosted order's session, just applied, may have named the intent.
+		_, err := r.orderCharge(ctx, ch, refunds, rep)
+		return err // else not a checkout payment of ours
 	}
 	if err != nil {
 		return err
@@ -296,7 +301,7 @@ func (r *Reconciler) applyDispute(ctx context.Context, d *stripe.Dispute, rep *R
 	}
 	base, err := r.purchaseFor(ctx, piID, rep)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return r.orderDispute(ctx, d, piID, rep) // order.go
 	}
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@ package reconcile_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"sync/atomic"
@@ -272,5 +274,87 @@ func TestOnePassComparesTheWholeBacklogOfOpenPurchases(t *testing.T) {
 	e.db.Pool.QueryRow(e.ctx, `SELECT count(*) FROM purchases WHERE status = 'pending' AND checked_at IS NULL`).Scan(&open)
 	if open != 0 {
 		t.Errorf("%d open purchases were not compared", open)
+	}
+}
+
+// A burst of payment hints is read from the list of complete sessions, a
+// hundred a call, not with a retrieve each: under Stripe's 100 calls a
+// second, the pipeline then carries more than 100 payments a second.
+func TestABurstOfHintsIsReadFromTheListNotOneRetrieveEach(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	const n = 150
+	pids := make([]string, n)
+	for i := range n {
+		sid, pid := e.checkout(fmt.Sprintf("buyer%d", i))
+		pids[i] = pid
+		e.pay(sid, false)
+		if _, err := e.db.InsertHint(e.ctx, fmt.Sprintf("evt_burst_%d", i), "checkout.session.completed", sid, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(time.Second)
+	}
+	e.emu.ResetRequests()
+	e.pass(reconcile.HintsOnly)
+	for _, pid := range pids {
+		if p := e.purchase(pid); p.Status != store.PurchaseCompleted {
+			t.Fatalf("purchase %s is %s after its hint", pid, p.Status)
+		}
+	}
+	lists, retrieves := 0, 0
+	for _, r := range e.emu.Requests() {
+		switch {
+		case r.Path == "/v1/checkout/sessions":
+			lists++
+		case strings.HasPrefix(r.Path, "/v1/checkout/sessions/"):
+			retrieves++
+		}
+	}
+	if lists != 2 || retrieves != 0 {
+		t.Errorf("%d hinted payments took %d list and %d retrieve calls; want 2 pages and no retrieve", n, lists, retrieves)
+	}
+	if left, err := e.db.UnhandledHints(e.ctx, e.clock.Now(), 1000); err != nil || len(left) != 0 {
+		t.Errorf("%d hints left unhandled (%v)", len(left), err)
+	}
+}
+
+// Hinted sessions the list does not bring within its page budget (one page
+// per ten sought: here, crowded out by newer complete sessions) are
+// retrieved one by one.
+func TestHintedSessionsTheListDoesNotBringAreRetrieved(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	var pids []string
+	for i := range 12 {
+		sid, pid := e.checkout(fmt.Sprintf("old%d", i))
+		pids = append(pids, pid)
+		e.pay(sid, false)
+		if _, err := e.db.InsertHint(e.ctx, fmt.Sprintf("evt_old_%d", i), "checkout.session.completed", sid, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 250 { // newer payments, not hinted
+		e.clock.Advance(time.Second)
+		sid, _ := e.checkout(fmt.Sprintf("new%d", i))
+		e.pay(sid, false)
+	}
+	e.emu.ResetRequests()
+	e.pass(reconcile.HintsOnly)
+	for _, pid := range pids {
+		if p := e.purchase(pid); p.Status != store.PurchaseCompleted {
+			t.Fatalf("purchase %s is %s after its hint", pid, p.Status)
+		}
+	}
+	lists, retrieves := 0, 0
+	for _, r := range e.emu.Requests() {
+		switch {
+		case r.Path == "/v1/checkout/sessions":
+			lists++
+		case strings.HasPrefix(r.Path, "/v1/checkout/sessions/"):
+			retrieves++
+		}
+	}
+	if lists != 2 || retrieves != 12 {
+		t.Errorf("%d list and %d retrieve calls; want the 2-page budget, then the 12 retrieved", lists, retrieves)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,6 +204,9 @@ func (p *pass) run(ctx context.Context) {
 		{o.Lists, "list", p.lists},
 		{o.Events, "events", p.events},
 		{o.Pending, "pending", p.pending},
+		{o.Lists, "order_intents", p.orderIntents}, // order.go
+		{o.Events, "order_events", p.orderEvents},
+		{o.Pending, "orders", p.openOrders},
 		{o.Lists, "subscriptions", p.subscriptionLists},
 		{o.Pending, "subscriptions_due", p.dueSubscriptions},
 		{o.Access, "access", func(ctx context.Context) error { return p.r.accessPass(ctx, p.rep) }},
@@ -229,13 +233,23 @@ func (p *pass) hints(ctx context.Context) error {
 		return err
 	}
 	seen := map[string]bool{}
-	var items []work
+	var ids []string
 	for _, h := range hints {
 		if seen[h.ObjectID] {
 			continue // duplicate hints for one object coalesce
 		}
 		seen[h.ObjectID] = true
-		id := h.ObjectID
+		ids = append(ids, h.ObjectID)
+	}
+	listed := p.listHinted(ctx, ids)
+	var items []work
+	for _, id := range ids {
+		if listed[id] {
+			if err := p.r.db.MarkHintsHandled(ctx, id, p.r.clock.Now()); err != nil {
+				p.rep.fail("hints", id, err)
+			}
+			continue
+		}
 		items = append(items, work{id: id, fresh: true, then: func(ctx context.Context, ok bool) {
 			if p.opts.DryRun {
 				return
@@ -253,6 +267,72 @@ func (p *pass) hints(ctx context.Context) error {
 	}
 	p.work.each(ctx, items)
 	return nil
+}
+
+// hintListMin is how many hinted sessions with a purchase make a hints
+// pass read them from the list of complete sessions, a hundred a call,
+// before retrieving one by one what the list did not bring. Under Stripe's
+// 100 calls a second, a burst of payments then costs a call per page
+// instead of one per payment.
+const hintListMin = 10
+
+// listHinted applies, a page at a time as a walk does, the complete
+// sessions created since the oldest purchase among the hinted sessions,
+// and returns the hinted ones it applied. It reads at most one page per
+// hintListMin sessions sought, so a list crowded with other sessions costs
+// no more calls than retrieving the sought ones would have. A session whose
+// write fails is recorded in reconcile_errors and retried from there, as in
+// a walk.
+func (p *pass) listHinted(ctx context.Context, ids []string) map[string]bool {
+	var sought []string
+	for _, id := range ids {
+		if strings.HasPrefix(id, "cs_") {
+			sought = append(sought, id)
+		}
+	}
+	if len(sought) < hintListMin || p.opts.DryRun {
+		return nil
+	}
+	existing, err := p.r.db.PurchasesBySessions(ctx, sought)
+	if err != nil || len(existing) < hintListMin {
+		return nil // retrieved one by one
+	}
+	want := map[string]bool{}
+	var since time.Time
+	for id, pu := range existing {
+		want[id] = true
+		if since.IsZero() || pu.CreatedAt.Before(since) {
+			since = pu.CreatedAt
+		}
+	}
+	// The row is written once Stripe created the session, on another clock.
+	since = since.Add(-time.Minute)
+	applied := map[string]bool{}
+	after := ""
+	for pages := len(want)/hintListMin + 1; pages > 0 && len(want) > 0; pages-- {
+		page, more, err := p.r.stripe.CompleteCheckoutSessionsPage(stripeclient.WithRetry(ctx, listRetry), since, after)
+		if err != nil {
+			break
+		}
+		var found []string
+		for _, s := range page {
+			if want[s.ID] {
+				found = append(found, s.ID)
+				delete(want, s.ID)
+			}
+		}
+		if err := p.sessionPage(ctx, page); err != nil {
+			break
+		}
+		for _, id := range found {
+			applied[id] = true
+		}
+		if !more || len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	return applied
 }
 
 // retries retries the objects whose next attempt is due.
@@ -278,9 +358,18 @@ const eventBatch = 100
 // at a time: the cursor moves past a batch once each of its objects has
 // reconciled or been recorded for a retry.
 func (p *pass) events(ctx context.Context) error {
+	return p.feed(ctx, "events", p.r.stripe.EventsAfter, func(t string) bool {
+		return stripeapi.UsesEventType(t) || stripeapi.UsesSubscriptionEventType(t)
+	}, nil)
+}
+
+// feed reads one events feed (its cursor kind, how to list it, which types
+// it acts on) as events describes.
+func (p *pass) feed(ctx context.Context, kind string, list func(context.Context, string, time.Time, func(*stripe.Event) error) error,
+	uses func(string) bool, run func(id string) func(context.Context) error) error {
 	r := p.r
 	now := r.clock.Now()
-	cur, err := r.db.GetCursor(ctx, "events")
+	cur, err := r.db.GetCursor(ctx, kind)
 	if err != nil {
 		return err
 	}
@@ -302,7 +391,7 @@ func (p *pass) events(ctx context.Context) error {
 		}
 		batch = batch[:0]
 		created := time.Unix(last.Created, 0).UTC()
-		cur = store.Cursor{Kind: "events", Cursor: last.ID, Position: &created}
+		cur = store.Cursor{Kind: kind, Cursor: last.ID, Position: &created}
 		last = nil
 		if p.opts.DryRun {
 			return nil
@@ -311,10 +400,13 @@ func (p *pass) events(ctx context.Context) error {
 	}
 	queued := map[string]bool{}
 	visit := func(ev *stripe.Event) error {
-		if id, ok := ev.Data.Object["id"].(string); ok && (stripeapi.UsesEventType(string(ev.Type)) ||
-			stripeapi.UsesSubscriptionEventType(string(ev.Type))) && !queued[id] {
+		if id, ok := ev.Data.Object["id"].(string); ok && uses(string(ev.Type)) && !queued[id] {
 			queued[id] = true
-			batch = append(batch, work{id: id})
+			w := work{id: id}
+			if run != nil {
+				w.run = run(id)
+			}
+			batch = append(batch, w)
 		}
 		last = ev
 		if len(batch) >= eventBatch {
@@ -324,7 +416,7 @@ func (p *pass) events(ctx context.Context) error {
 		return ctx.Err()
 	}
 	lctx := stripeclient.WithRetry(ctx, listRetry)
-	err = r.stripe.EventsAfter(lctx, after, since, visit)
+	err = list(lctx, after, since, visit)
 	if err != nil && isNotFound(err) && after != "" {
 		// The cursor's event is gone (older than Stripe keeps): resume
 		// from its time instead.
@@ -333,7 +425,7 @@ func (p *pass) events(ctx context.Context) error {
 		if cur.Position != nil {
 			from = cur.Position.Add(-r.opts.Overlap)
 		}
-		err = r.stripe.EventsAfter(lctx, "", from, visit)
+		err = list(lctx, "", from, visit)
 	}
 	if ferr := flush(); ferr != nil && err == nil {
 		err = ferr

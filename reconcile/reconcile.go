@@ -56,6 +56,9 @@ type Options struct {
 	// StallAfter is how long without a successful polling pass alerts the
 	// operator (once per stall); default five incremental intervals.
 	StallAfter time.Duration
+	// Orders schedules the steps of orders' transitions (cart checkouts);
+	// nil records the transitions without scheduling anything.
+	Orders OrderFulfillment
 	// Concurrency is how many objects a pass reconciles at once; default 8.
 	// They share the Stripe client's rate limiter.
 	Concurrency int
@@ -300,6 +303,8 @@ func kindOf(id string) string {
 		return kindDispute
 	case strings.HasPrefix(id, "pi_"):
 		return kindPaymentIntent
+	case orderIDOf(map[string]string{"order_id": id}) != "":
+		return kindOrder // the sweep's name for an order, whatever its Stripe object
 	case strings.HasPrefix(id, "sub_"):
 		return kindSubscription
 	case strings.HasPrefix(id, "in_"):
@@ -334,9 +339,17 @@ func (r *Reconciler) Object(ctx context.Context, id string, rep *Report) error {
 			err = r.applyDispute(ctx, d, rep)
 		}
 	case kindPaymentIntent:
-		var s *stripe.CheckoutSession
-		if s, err = r.stripe.CheckoutSessionByPaymentIntent(ctx, id); err == nil && s != nil {
-			err = r.applySession(ctx, s, nil, rep)
+		var order bool
+		if order, err = r.orderObject(ctx, id, rep); err == nil && !order {
+			var s *stripe.CheckoutSession
+			if s, err = r.stripe.CheckoutSessionByPaymentIntent(ctx, id); err == nil && s != nil {
+				err = r.applySession(ctx, s, nil, rep)
+			}
+		}
+	case kindOrder:
+		var o store.Order
+		if o, err = r.db.GetOrder(ctx, id); err == nil {
+			err = r.reconcileOrder(ctx, o, rep)
 		}
 	case kindSubscription:
 		err = r.subscription(ctx, id, nil, rep)

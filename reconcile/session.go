@@ -237,6 +237,13 @@ func (r *Reconciler) applySession(ctx context.Context, s *stripe.CheckoutSession
 // adopt says it is paymentd's; one that is not is counted as skipped, and
 // a claim of it finds no session.
 func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) (sessionResult, error) {
+	if isOrderSession(s) {
+		// A cart's session is an order's, never a purchase (order.go).
+		if c != nil {
+			return sessionResult{}, fmt.Errorf("%w: the session of an order", ErrUnknownSession)
+		}
+		return sessionResult{}, r.applyOrderSession(ctx, s, rep)
+	}
 	if routedToSubscription(s) {
 		_, err := r.sessionSubscription(ctx, s, c, rep)
 		return sessionResult{skipped: SkipNotPaymentMode}, err

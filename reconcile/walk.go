@@ -251,6 +251,14 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 		if p.isDone(s.ID) {
 			continue
 		}
+		if isOrderSession(s) { // an order's (order.go): applied on its own
+			if p.claim(s.ID) {
+				alone = append(alone, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
+					return r.applyOrderSession(ctx, s, p.rep)
+				}})
+			}
+			continue
+		}
 		cur, ok := existing[s.ID]
 		f := sessionFacts{s: s, state: stateOf(s), paidAt: paidAt(s)}
 		if routedToSubscription(s) {

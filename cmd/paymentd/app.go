@@ -99,12 +99,14 @@ func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg promethe
 	ful.RegisterSubscriptions()
 	credits := fulfillment.NewCredits(ful)
 	credits.Register()
+	ful.RegisterOrders(stripeAPI)
 
 	opts := reconcile.Options{DB: db, Stripe: stripeAPI, Fulfillment: credits.Wrap(), Clock: clk, Log: log.With("component", "reconcile"),
 		Products: cfg.Products, Overlap: cfg.Reconcile.Overlap, DeepWindow: cfg.Reconcile.DeepWindow,
 		PassBudget: cfg.Reconcile.PassBudget, Metrics: reconcile.NewMetrics(reg),
 		Subscriptions: reconcile.SubscriptionOptions{Fulfillment: ful, Grace: cfg.Subscriptions.Grace,
-			DunningReminder: cfg.Subscriptions.DunningReminder, Quiet: o.quiet, NotifyWindow: cfg.Fulfillment.NotifyWindow}}
+			DunningReminder: cfg.Subscriptions.DunningReminder, Quiet: o.quiet, NotifyWindow: cfg.Fulfillment.NotifyWindow},
+		Orders: ful}
 	if gh != nil {
 		opts.Access = gh
 	}

@@ -159,6 +159,8 @@ func devStack(ctx context.Context, env *cliEnv, cfg *config.Config, o devOptions
 	if err != nil {
 		return err
 	}
+	front.data.ElementsURL = emuURL + "/elements/"
+
 	return serve(ctx, env, cfg, roles{"api": true, "worker": true, "reconciler": true}, hooks{
 		dev:   true,
 		mount: front.mount,
@@ -272,6 +274,15 @@ Or walk the API by hand:
 
 5. Emails land in %[8]s (.eml and .html); the GitHub invitation shows in the log.
    Health: %[1]s/readyz   Metrics: %[10]s
+
+6. A cart (the storefront's Cart box does the same), stock in `+"`paymentd stock list`"+`:
+   curl -s -X PUT %[1]s/api/cart -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+     -d '{"items":[{"product":"%[7]s","quantity":1},{"product":"acme_stickers","quantity":2}],"promotion_code":"%[9]s"}'
+   curl -s -X POST %[1]s/api/checkout -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+     -d '{"cart":true,"ui_mode":"hosted"}'      # open "url", pay on the emulator's checkout page
+   curl -s -X POST %[1]s/api/checkout -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+     -d '{"cart":true,"ui_mode":"embedded"}'    # pay on %[2]s/elements/<client_secret>
+   curl -s %[1]s/api/orders -H "Authorization: Bearer $TOKEN"
    Ctrl-C stops everything.
 %[12]s
 `, base, info.emuURL, info.ghURL, devUser, devEmail, info.token, product, info.outbox, devPromotionCode, metrics, console,
@@ -338,6 +349,8 @@ type storefrontData struct {
 	User, Email, Token              string
 	PromotionCode                   string
 	Products                        []storefrontProduct
+	// ElementsURL is the emulator's Elements page, for embedded carts.
+	ElementsURL string
 }
 
 type storefrontProduct struct {

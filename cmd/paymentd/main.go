@@ -59,6 +59,8 @@ func commands() []command {
 		{"reconcile", "one-off reconcile pass: reconcile [--since 72h] [--dry-run] [--json]", runReconcile},
 		{"purchases", "show a purchase and its steps: purchases show <id | session id | email>", runPurchases},
 		{"steps", "list or retry steps: steps list --failed, steps retry <id | --all-failed>", runSteps},
+		{"orders", "show an order (a cart's checkout): orders show <order id | session id | payment intent id>", runOrders},
+		{"stock", "limited products' stock: stock set <product> <units>, stock list", runStock},
 		{"emails", "render every email template to HTML: emails preview --out DIR", runEmails},
 		{"catalog", "make Stripe's products and prices match config.yaml: catalog sync [--dry-run]", runCatalog},
 		{"operators", "print a console operator's password hash: operators hash (password from a prompt or stdin)", runOperators},

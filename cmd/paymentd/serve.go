@@ -106,6 +106,9 @@ func serve(ctx context.Context, env *cliEnv, cfg *config.Config, rs roles, h hoo
 	if err != nil {
 		return err
 	}
+	if err := seedStock(ctx, db, cfg.Products, log); err != nil {
+		return err
+	}
 
 	// Readiness is the database and the schema only: a stalled reconciler
 	// or an unreachable Stripe must not take the API out of rotation.
@@ -175,7 +178,7 @@ func mountAPI(ctx context.Context, cfg *config.Config, log *slog.Logger, a *app,
 	}
 	api.MountAPI(httpapi.APIDeps{Config: cfg, Auth: auth, Stripe: a.stripe,
 		Prices: catalog.NewResolver(a.stripe, clk, 0), Claimer: a.rec, Access: a.ful, Billing: a.stripe,
-		Credits: a.credits})
+		Credits: a.credits, Orders: a.stripe})
 	if cfg.HTTP.PublicMetrics {
 		api.Handle("GET /metrics", metrics)
 	}

@@ -106,14 +106,17 @@ func benchmarks() []benchmark {
 		{"access", benchAccessDrift},
 		{"console", benchConsole},
 		{"degraded", benchDegraded},
+		{"stock", benchStock},
 		{"subscriptions", benchSubscriptions},
 		{"credits", benchCredits},
+		{"e2e", benchE2E},
 	}
 }
 
 func main() {
 	out := flag.String("out", "bench-results.json", "where to write the results")
 	only := flag.String("only", "", "run only the benchmark with this name")
+	flag.IntVar(&e2ePurchases, "e2e-purchases", e2ePurchases, "purchases the end-to-end throughput run pays")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	flag.Parse()
 	if *cpuProfile != "" {

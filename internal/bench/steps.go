@@ -80,8 +80,8 @@ func median(xs []float64) float64 {
 func seedSteps(ctx context.Context, db *store.DB, table string, n int) error {
 	_, err := db.Pool.Exec(ctx, `TRUNCATE `+table)
 	if err == nil {
-		_, err = db.Pool.Exec(ctx, `INSERT INTO `+table+` (pipeline, name, status, run_at, max_attempts, created_at, updated_at)
-			SELECT 'bench-' || g, 'noop', 'pending', now() - interval '1 second', 5, now(), now()
+		_, err = db.Pool.Exec(ctx, `INSERT INTO `+table+` (subject_kind, pipeline, name, status, run_at, max_attempts, created_at, updated_at)
+			SELECT 'global', 'bench-' || g, 'noop', 'pending', now() - interval '1 second', 5, now(), now()
 			FROM generate_series(1, $1) AS g`, n)
 	}
 	if err == nil {

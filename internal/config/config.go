@@ -44,6 +44,7 @@ type Config struct {
 	// Subscriptions configures grace and dunning (subscriptions.go).
 	Subscriptions Subscriptions `yaml:"subscriptions"`
 	Credits       Credits       `yaml:"credits"`
+	Cart          Cart          `yaml:"cart"`
 }
 
 // Database says where Postgres is.
@@ -86,6 +87,10 @@ type Stripe struct {
 	CancelURL        string        `yaml:"cancel_url"`
 	RateLimit        float64       `yaml:"rate_limit"`
 	WebhookTolerance time.Duration `yaml:"webhook_tolerance"`
+	// AutomaticTax turns on Stripe Tax for carts: hosted checkouts
+	// through the session's automatic_tax, embedded ones through a tax
+	// calculation that the PaymentIntent's amount includes.
+	AutomaticTax bool `yaml:"automatic_tax"`
 }
 
 // Reconcile configures when the reconciler runs.
@@ -167,6 +172,9 @@ type Fulfillment struct {
 	// customer emails to be sent: older ones (a backfill, a long outage)
 	// are recorded and acted on quietly.
 	NotifyWindow time.Duration `yaml:"notify_window"`
+	// RetryURL is the frontend page where a buyer whose card was declined
+	// tries another on the same order; paymentd adds order_id=<id>.
+	RetryURL string `yaml:"retry_url"`
 }
 
 // FollowUp is one email sent a delay after the purchase completed.
@@ -202,6 +210,21 @@ type Product struct {
 	// credits.low webhook once per period when a consumption leaves the
 	// balance below it.
 	CreditsLowThreshold *int64 `yaml:"credits_low_threshold"`
+	// Stock, when set, limits the product: the units on hand the first
+	// time paymentd starts with it. From then on the database holds the
+	// count (sales, paymentd stock set); this value is not applied again.
+	Stock *int `yaml:"stock"`
+}
+
+// Cart configures carts and the checkouts of carts.
+type Cart struct {
+	// TTL is how long a cart is kept after its last change.
+	TTL time.Duration `yaml:"ttl"`
+	// CheckoutTTL is how long a checkout of a cart holds its stock: a
+	// hosted order's session expires after it, and paymentd cancels an
+	// embedded order's PaymentIntent after it (unless a payment is
+	// processing). Stripe allows sessions between 30m and 24h.
+	CheckoutTTL time.Duration `yaml:"checkout_ttl"`
 }
 
 // Log configures log/slog output.
@@ -285,7 +308,7 @@ func Defaults() *Config {
 			CancelURL:  "http://localhost:8080/"},
 		Reconcile: Reconcile{Schedule: "@every 1m", DeepSchedule: "@daily", DeepWindow: 30 * 24 * time.Hour,
 			Overlap: 10 * time.Minute, AccessSchedule: "@hourly", PassBudget: 5 * time.Minute},
-		Steps: Steps{Workers: 8, Lease: 5 * time.Minute, Timeout: 4 * time.Minute, PollInterval: time.Second,
+		Steps: Steps{Workers: 8, Lease: time.Minute, Timeout: 45 * time.Second, PollInterval: time.Second,
 			BackoffBase: 10 * time.Second, BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
 		GitHub: GitHub{Permission: "pull"},
@@ -299,6 +322,7 @@ func Defaults() *Config {
 		Retention:     90 * 24 * time.Hour,
 		Console:       defaultConsole(),
 		Subscriptions: defaultSubscriptions(),
+		Cart:          Cart{TTL: 7 * 24 * time.Hour, CheckoutTTL: time.Hour},
 	}
 }
 

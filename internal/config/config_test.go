@@ -75,7 +75,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 	}
 	bad := strings.NewReplacer(
 		"workers: 8", "workers: 0",
-		"lease: 5m", "lease: -5m",
+		"lease: 1m", "lease: -1m",
 		`schedule: "@every 1m"`, `schedule: "every minute"`,
 		"currency: usd", "currency: USD",
 		"amount: 19900", "amount: 0",
@@ -151,14 +151,14 @@ func TestRetentionAndStepTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Retention != 2160*time.Hour || cfg.Steps.Timeout != 4*time.Minute {
-		t.Errorf("retention %s, steps.timeout %s; want 2160h and 4m", cfg.Retention, cfg.Steps.Timeout)
+	if cfg.Retention != 2160*time.Hour || cfg.Steps.Timeout != 45*time.Second {
+		t.Errorf("retention %s, steps.timeout %s; want 2160h and 45s", cfg.Retention, cfg.Steps.Timeout)
 	}
 	without := strings.Replace(string(base), "retention: 2160h", "", 1)
 	if cfg, err := config.Parse([]byte(without), noEnv); err != nil || cfg.Retention != 90*24*time.Hour {
 		t.Errorf("retention without the key = %v, %v; want the 90-day default", cfg, err)
 	}
-	bad := strings.NewReplacer("retention: 2160h", "retention: 1h", "timeout: 4m", "timeout: 0s").Replace(string(base))
+	bad := strings.NewReplacer("retention: 2160h", "retention: 1h", "timeout: 45s", "timeout: 0s").Replace(string(base))
 	_, err = config.Parse([]byte(bad), noEnv)
 	var problems config.Problems
 	if !errors.As(err, &problems) || len(problems) != 2 ||

@@ -231,6 +231,11 @@ func (c *Config) validateFulfillment(ck *checker) {
 	}
 	ck.positive("fulfillment.abandoned_delay", c.Fulfillment.AbandonedDelay)
 	ck.positive("fulfillment.notify_window", c.Fulfillment.NotifyWindow)
+	ck.url("fulfillment.retry_url", c.Fulfillment.RetryURL, false)
+	ck.positive("cart.ttl", c.Cart.TTL)
+	if c.Cart.CheckoutTTL < 30*time.Minute || c.Cart.CheckoutTTL > 24*time.Hour {
+		ck.add("cart.checkout_ttl", "must be between 30m and 24h (the bounds Stripe puts on a Checkout Session's expiry)")
+	}
 }
 
 func (c *Config) validateProducts(ck *checker) {
@@ -277,6 +282,9 @@ func (c *Config) validateProduct(ck *checker, key string, prod Product) {
 		ck.add(key+".access", "must be none, github or webhook, got %q", prod.Access)
 	}
 	ck.url(key+".repo_url", prod.RepoURL, false)
+	if prod.Stock != nil && *prod.Stock < 0 {
+		ck.add(key+".stock", "must not be negative")
+	}
 }
 
 // validateLive refuses live keys with dev placeholders or the dev outbox: a

@@ -363,6 +363,11 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 		}
 		m, err := f.requestSubscriptionAccess(ctx, q, userID, username)
 		n += m
+		if err != nil {
+			return err
+		}
+		m, err = f.requestOrderAccess(ctx, q, userID, username) // order.go
+		n += m
 		return err
 	})
 	if err != nil {

@@ -125,6 +125,25 @@ type Data struct {
 	InvoiceURL     string
 	PeriodStart    string
 	PeriodEnd      string
+	// An order (a cart's checkout): its lines and totals in minor units of
+	// Currency (Amount is the total), the code the buyer used, and where a
+	// buyer whose card was declined tries another (RetryURL).
+	OrderID       string
+	Lines         []Line
+	Subtotal      int64
+	Discount      int64
+	Tax           int64
+	PromotionCode string
+	RetryURL      string
+}
+
+// Line is one line of an order: Amount is what it costs after its share
+// of the discount, before tax, in minor units of the order's currency.
+type Line struct {
+	Name       string
+	Quantity   int
+	UnitAmount int64
+	Amount     int64
 }
 
 // Template names.
@@ -143,6 +162,9 @@ const (
 	OperatorAlert        = "operator_alert"
 	DisputeOpened        = "dispute_opened"
 	RefundReversed       = "refund_reversed"
+	OrderConfirmation    = "order_confirmation"
+	AdminOrder           = "admin_order"
+	OrderPaymentFailed   = "order_payment_failed"
 
 	// The subscription lifecycle.
 	SubscriptionStarted      = "subscription_started"
@@ -191,6 +213,9 @@ func catalog() []spec {
 		{OperatorAlert, toAdmin, false},
 		{DisputeOpened, toAdmin, false},
 		{RefundReversed, toAdmin, false},
+		{OrderConfirmation, toCustomer, false},
+		{AdminOrder, toAdmin, false},
+		{OrderPaymentFailed, toCustomer, false},
 		{SubscriptionStarted, toCustomer, false},
 		{AdminSubscriptionStarted, toAdmin, false},
 		{TrialEnding, toCustomer, false},

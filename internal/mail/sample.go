@@ -40,6 +40,16 @@ func SampleData(name, currency string) Data {
 	case DisputeOpened:
 		d.DisputeID = "dp_1PqR5sT7uV9wX1yZ"
 		d.Reason = "fraudulent"
+	case OrderConfirmation, AdminOrder, OrderPaymentFailed:
+		d.OrderID = "0f9c5a8e-3b1d-4c7a-9e2f-6d4b8a1c3e5f"
+		d.Lines = []Line{{Name: "Acme Pro", Quantity: 1, UnitAmount: 19900, Amount: 15920},
+			{Name: "Acme sticker pack", Quantity: 3, UnitAmount: 900, Amount: 2160}}
+		d.Subtotal, d.Discount, d.Tax, d.Amount = 22600, 4520, 1808, 19888
+		d.PromotionCode = "LAUNCH20"
+		if name == OrderPaymentFailed {
+			d.RetryURL = "https://app.example.com/orders/retry?order_id=0f9c5a8e-3b1d-4c7a-9e2f-6d4b8a1c3e5f"
+			d.Reason = "insufficient_funds"
+		}
 	case CreditsLow:
 		d.CreditsBalance = 42
 		d.CreditsThreshold = 50

@@ -160,6 +160,16 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 			t.Fatalf("CheckoutSessionsPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
+	"CompleteCheckoutSessionsPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.CompleteCheckoutSessionsPage(ctx, since, "")
+		if err != nil || len(page) == 0 {
+			t.Fatalf("CompleteCheckoutSessionsPage = %d, %v", len(page), err)
+		}
+		expandedSession(t, page[0])
+		if _, _, err := api.CompleteCheckoutSessionsPage(ctx, since, page[len(page)-1].ID); err != nil {
+			t.Fatalf("CompleteCheckoutSessionsPage after %s: %v", page[len(page)-1].ID, err)
+		}
+	},
 	"PaymentIntent": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
 		if pi, err := api.PaymentIntent(ctx, "pi_contract"); err != nil || pi.ID == "" {
 			t.Fatalf("PaymentIntent = %v", err)
@@ -215,6 +225,15 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 		}
 		if err := api.EventsAfter(ctx, "evt_contract", since, collect[*stripe.Event](&next)); err != nil {
 			t.Fatalf("EventsAfter a cursor: %v", err)
+		}
+	},
+	"PaymentIntentEventsAfter": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		var first, next int
+		if err := api.PaymentIntentEventsAfter(ctx, "", since, collect[*stripe.Event](&first)); err != nil || first == 0 {
+			t.Fatalf("PaymentIntentEventsAfter without a cursor saw %d, %v", first, err)
+		}
+		if err := api.PaymentIntentEventsAfter(ctx, "evt_contract", since, collect[*stripe.Event](&next)); err != nil {
+			t.Fatalf("PaymentIntentEventsAfter a cursor: %v", err)
 		}
 	},
 }

@@ -4,6 +4,7 @@
 package stripeemu_test
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -192,6 +193,87 @@ func TestFaults(t *testing.T) {
 	}
 	if r, x := strings.Count(p1, "r"), strings.Count(p1, "x"); r < 50 || r > 110 || x < 20 || x > 65 {
 		t.Fatalf("400 requests gave %d 429s and %d 5xx", r, x)
+	}
+}
+
+// A lost answer: the request is applied, the connection drops without an
+// answer, and a retry with the same idempotency key gets the stored result
+// instead of doing the work twice.
+func TestLostResponses(t *testing.T) {
+	f := newFixture(t)
+	// A client without kept-alive connections, so net/http cannot replay
+	// the request on a fresh one and hide the loss.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	post := func() (*http.Response, string, error) {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/products", strings.NewReader("name=Course"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer sk_test_x")
+		req.Header.Set("Idempotency-Key", "lost-1")
+		res, err := client.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		return res, string(b), err
+	}
+	f.emu.SetFaults(stripeemu.Faults{RateLost: 1})
+	if res, body, err := post(); err == nil {
+		t.Fatalf("a lost answer arrived: %d %s", res.StatusCode, body)
+	}
+	if reqs := f.emu.Requests(); len(reqs) != 1 || !reqs[0].Lost {
+		t.Fatalf("request log %+v; want one request marked lost", reqs)
+	}
+	f.emu.SetFaults(stripeemu.Faults{})
+	products := f.sc.Products.List(&stripe.ProductListParams{})
+	var ids []string
+	for products.Next() {
+		ids = append(ids, products.Product().ID)
+	}
+	if len(ids) != 1 {
+		t.Fatalf("%d products after the lost create; want it applied once", len(ids))
+	}
+	res, body, err := post()
+	if err != nil || res.StatusCode != 200 || res.Header.Get("Idempotent-Replayed") != "true" || !strings.Contains(body, ids[0]) {
+		t.Fatalf("retry of the lost create: %v %v %s", err, res, body)
+	}
+
+	// Lost answers take their share of the draws after 429s and 5xx, so
+	// adding them leaves a seed's other faults where they were.
+	pattern := func(faults stripeemu.Faults) string {
+		e := stripeemu.New(stripeemu.Options{Seed: 7})
+		e.SetFaults(faults)
+		var sb strings.Builder
+		for range 400 {
+			req := httptest.NewRequest(http.MethodGet, "/v1/events", nil)
+			req.Header.Set("Authorization", "Bearer sk_test_x")
+			rec := httptest.NewRecorder()
+			func() {
+				defer func() {
+					if recover() == http.ErrAbortHandler {
+						sb.WriteByte('l')
+					}
+				}()
+				e.ServeHTTP(rec, req)
+				switch rec.Code {
+				case 200:
+					sb.WriteByte('.')
+				case 429:
+					sb.WriteByte('r')
+				default:
+					sb.WriteByte('x')
+				}
+			}()
+		}
+		return sb.String()
+	}
+	without := pattern(stripeemu.Faults{Rate429: 0.1, Rate5xx: 0.3})
+	with := pattern(stripeemu.Faults{Rate429: 0.1, Rate5xx: 0.3, RateLost: 0.05})
+	if strings.ReplaceAll(with, "l", ".") != without {
+		t.Fatalf("lost answers moved other faults:\n%s\n%s", without, with)
+	}
+	if l := strings.Count(with, "l"); l < 8 || l > 36 {
+		t.Fatalf("400 requests at 5%% lost lost %d answers", l)
 	}
 }
 

@@ -83,6 +83,9 @@ type Request struct {
 	IdempotencyKey string
 	// At is the emulator clock's time when the request arrived.
 	At time.Time
+	// Lost is set when the request was applied and its answer dropped
+	// (Faults.RateLost).
+	Lost bool
 }
 
 // Faults describes randomly injected API failures. Rates are fractions of
@@ -94,6 +97,11 @@ type Faults struct {
 	// Rate429 is the fraction of API requests answered with 429 and a
 	// Retry-After header.
 	Rate429 float64
+	// RateLost is the fraction of API requests whose answer is lost: the
+	// request is applied (a write takes effect, an idempotent one is stored
+	// for replay) and then the connection is dropped without an answer, as
+	// when the network fails after Stripe did the work.
+	RateLost float64
 	// RetryAfter is the Retry-After advertised on 429s, rounded up to whole
 	// seconds; zero means one second.
 	RetryAfter time.Duration
@@ -366,11 +374,12 @@ func (e *Emulator) api(fn apiFunc) http.Handler {
 		c.requestID = e.newIDLocked("req_")
 		e.requests = append(e.requests, Request{Method: r.Method, Path: r.URL.Path, Form: cloneValues(r.Form), IdempotencyKey: c.idemKey, At: e.clock.Now()})
 		authed := authorized(r) || publishableRetrieve(r)
-		var fault *injected
-		var latency time.Duration
+		var d draw
 		if authed {
-			fault, latency = e.drawFaultLocked()
+			d = e.drawFaultLocked()
+			e.requests[len(e.requests)-1].Lost = d.lost
 		}
+		fault, latency := d.fault, d.latency
 		e.mu.Unlock()
 
 		if !authed {
@@ -405,10 +414,12 @@ func (e *Emulator) api(fn apiFunc) http.Handler {
 			}
 			e.mu.Unlock()
 			if aerr != nil {
+				d.dropIfLost()
 				writeError(w, c.requestID, aerr)
 				return
 			}
 			if replay != nil {
+				d.dropIfLost()
 				w.Header().Set("Idempotent-Replayed", "true")
 				writeRaw(w, replay.requestID, replay.status, replay.inflate())
 				return
@@ -436,6 +447,7 @@ func (e *Emulator) api(fn apiFunc) http.Handler {
 			}
 		}
 		e.mu.Unlock()
+		d.dropIfLost()
 		writeRaw(w, c.requestID, status, body)
 	})
 }
@@ -458,26 +470,50 @@ type injected struct {
 	retryAfter int
 }
 
+// draw is what befalls one request: an injected error instead of an
+// answer, or a lost answer after the request is applied, and a latency.
+type draw struct {
+	fault   *injected
+	lost    bool
+	latency time.Duration
+}
+
+// dropIfLost, for a request whose answer is lost, ends the handler without
+// answering: the server drops the connection (HTTP/1) or resets the stream
+// (HTTP/2), and logs nothing.
+func (d draw) dropIfLost() {
+	if d.lost {
+		panic(http.ErrAbortHandler)
+	}
+}
+
 // drawFaultLocked decides whether this request fails and how long it waits.
-func (e *Emulator) drawFaultLocked() (*injected, time.Duration) {
+// One number is drawn per request whatever the rates, in the order 429,
+// 5xx, lost, so adding a lost rate leaves the other faults of a seed where
+// they were.
+func (e *Emulator) drawFaultLocked() draw {
 	retryAfter := int(math.Ceil(e.faults.RetryAfter.Seconds()))
 	if retryAfter < 1 {
 		retryAfter = 1
 	}
+	d := draw{latency: e.faults.Latency}
 	if e.failNext > 0 {
 		e.failNext--
-		return faultFor(e.failStatus, retryAfter), e.faults.Latency
+		d.fault = faultFor(e.failStatus, retryAfter)
+		return d
 	}
-	if e.faults.Rate5xx > 0 || e.faults.Rate429 > 0 {
+	if e.faults.Rate5xx > 0 || e.faults.Rate429 > 0 || e.faults.RateLost > 0 {
 		x := e.faultRNG.Float64()
 		switch {
 		case x < e.faults.Rate429:
-			return faultFor(http.StatusTooManyRequests, retryAfter), e.faults.Latency
+			d.fault = faultFor(http.StatusTooManyRequests, retryAfter)
 		case x < e.faults.Rate429+e.faults.Rate5xx:
-			return faultFor(http.StatusInternalServerError, retryAfter), e.faults.Latency
+			d.fault = faultFor(http.StatusInternalServerError, retryAfter)
+		case x < e.faults.Rate429+e.faults.Rate5xx+e.faults.RateLost:
+			d.lost = true
 		}
 	}
-	return nil, e.faults.Latency
+	return d
 }
 
 // faultFor builds the Stripe-style error body for an injected status.

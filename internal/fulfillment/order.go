@@ -1,0 +1,668 @@
+// Orders (cart checkouts): the steps of an order's transitions, on the
+// order subject. A paid order gets its confirmation with every line, the
+// discount, tax and total, the admin notification, and access for each
+// line whose product grants it: one GitHub invitation per order (every
+// GitHub product opens the one repository) and one access webhook per
+// product. A declined attempt on an embedded order's PaymentIntent gets one
+// recovery email with the retry link, however many attempts fail. Refunds
+// get the refund emails as purchases do; a full refund takes the access
+// back. Canceled and expired orders send nothing. As for purchases, a
+// payment older than the notify window, or a quiet run, sends no customer
+// email; access is granted whatever the age.
+package fulfillment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paymentd/paymentd/internal/access"
+	"github.com/paymentd/paymentd/internal/mail"
+	"github.com/paymentd/paymentd/steps"
+	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// Order steps and pipelines.
+const (
+	StepOrderConfirmation  = "order_confirmation"         // customer: receipt with every line
+	StepAdminOrder         = "admin_order"                // admin: new order
+	StepOrderGitHub        = "order_grant_github"         // GitHub invitation for the order's GitHub lines
+	StepOrderWebhook       = "order_grant_webhook"        // order.paid access webhook, per product
+	StepOrderPaymentFailed = "order_payment_failed_email" // customer: card declined, retry link
+	StepOrderRefundEmail   = "order_refund_email"         // customer: refund_full or refund_partial
+	StepOrderRevoke        = "order_revoke_access"        // full refund: GitHub removal, order.refunded webhooks
+	StepOrderTax           = "order_tax_transaction"      // an embedded order's Stripe Tax calculation, recorded
+	StepOrderTaxReversal   = "order_tax_reversal"         // a refund of it, reversed
+
+	PipelineOrder              = "order"
+	PipelineOrderPaymentFailed = "order_payment_failed"
+	PrefixOrderRefund          = "refund:" // + Stripe refund id, on the order subject
+)
+
+// TaxRecorder records in Stripe Tax what an embedded order's PaymentIntent
+// charged (Stripe reports count tax transactions, not calculations) and
+// reverses refunds of it; *stripeapi.API satisfies it.
+type TaxRecorder interface {
+	CreateTaxTransaction(ctx context.Context, calculationID, reference string, metadata map[string]string, idempotencyKey string) (*stripe.TaxTransaction, error)
+	ReverseTaxTransaction(ctx context.Context, transactionID, reference string, amount int64, idempotencyKey string) (*stripe.TaxTransaction, error)
+}
+
+// RegisterOrders registers the order step handlers; call it beside
+// Register. tax records embedded orders' tax (nil when Stripe Tax is not
+// used: such orders have no calculation).
+func (f *Fulfillment) RegisterOrders(tax TaxRecorder) {
+	f.engine.Register(StepOrderTax, func(ctx context.Context, job *steps.Job) (any, error) { return f.orderTax(ctx, job, tax) })
+	f.engine.Register(StepOrderTaxReversal, func(ctx context.Context, job *steps.Job) (any, error) {
+		return f.orderTaxReversal(ctx, job, tax)
+	})
+	for name, h := range map[string]steps.Handler{
+		StepOrderConfirmation:  f.orderConfirmation,
+		StepAdminOrder:         f.adminOrder,
+		StepOrderGitHub:        f.orderGitHub,
+		StepOrderPaymentFailed: f.orderPaymentFailed,
+		StepOrderRefundEmail:   f.orderRefundEmail,
+		StepOrderRevoke:        f.orderRevoke,
+	} {
+		f.engine.Register(name, h)
+	}
+	// One webhook step per product (a step's name is unique in its
+	// pipeline); every configured webhook product has its name registered.
+	for key, p := range f.products {
+		if p.Access == providerWebhook {
+			f.engine.Register(StepOrderWebhook+":"+key, f.orderWebhook)
+		}
+	}
+}
+
+// orderFacts is what decides a paid order's pipeline.
+type orderFacts struct {
+	Now, PaidAt  time.Time
+	NotifyWindow time.Duration
+	Quiet        bool
+	// GitHub: a line's product grants GitHub access and the buyer named an
+	// account; Webhooks: the products of lines granted by webhook.
+	GitHub   bool
+	Webhooks []string
+}
+
+// orderPlan is a paid order's pipeline, as decided.
+type orderPlan struct {
+	Confirmation, AdminEmail bool
+	GitHub                   bool
+	Webhooks                 []string
+	Stale                    bool
+}
+
+// planOrder decides a paid order's pipeline as planPurchase does a
+// purchase's: a payment older than the notify window gets no email at
+// all, quiet no customer email; access whatever the age.
+func planOrder(f orderFacts) orderPlan {
+	stale := f.Now.Sub(f.PaidAt) > f.NotifyWindow
+	return orderPlan{Confirmation: !f.Quiet && !stale, AdminEmail: !stale, GitHub: f.GitHub, Webhooks: f.Webhooks, Stale: stale}
+}
+
+// webhookGrantArgs names the product of an order_grant_webhook step.
+type webhookGrantArgs struct {
+	Product  string `json:"product"`
+	Quantity int    `json:"quantity"`
+}
+
+// OrderPaid schedules a paid order's pipeline (reconcile.OrderFulfillment).
+func (f *Fulfillment) OrderPaid(ctx context.Context, q *store.Queries, o store.Order, lines []store.OrderLine) error {
+	now := f.clock.Now()
+	paidAt := now
+	if o.PaidAt != nil {
+		paidAt = *o.PaidAt
+	}
+	facts := orderFacts{Now: now, PaidAt: paidAt, NotifyWindow: f.cfg.NotifyWindow, Quiet: f.quiet}
+	username, err := orderGitHubUsername(ctx, q, o)
+	if err != nil {
+		return fmt.Errorf("schedule order %s: %w", o.ID, err)
+	}
+	quantities := map[string]int{}
+	for _, l := range lines {
+		switch f.product(l.ProductKey).Access {
+		case providerGitHub:
+			facts.GitHub = username != ""
+		case providerWebhook:
+			if _, ok := quantities[l.ProductKey]; !ok {
+				facts.Webhooks = append(facts.Webhooks, l.ProductKey)
+			}
+			quantities[l.ProductKey] += l.Quantity
+		}
+	}
+	plan := planOrder(facts)
+	if plan.Stale {
+		f.log.Info("order paid longer ago than the notify window: no email", "order_id", o.ID, "paid_at", paidAt)
+	}
+	var list []steps.Step
+	if plan.Confirmation {
+		list = append(list, steps.Step{Name: StepOrderConfirmation})
+	}
+	if plan.AdminEmail {
+		list = append(list, steps.Step{Name: StepAdminOrder})
+	}
+	if plan.GitHub {
+		list = append(list, steps.Step{Name: StepOrderGitHub, Tags: []string{TagAccess}})
+	}
+	for _, key := range plan.Webhooks {
+		list = append(list, steps.Step{Name: StepOrderWebhook + ":" + key, Tags: []string{TagAccess},
+			Args: webhookGrantArgs{Product: key, Quantity: quantities[key]}})
+	}
+	if o.UIMode == store.UIModeEmbedded && o.TaxCalculationID != nil {
+		list = append(list, steps.Step{Name: StepOrderTax})
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PipelineOrder, Anchor: paidAt, Steps: list})
+	return err
+}
+
+// OrderPaymentFailed schedules the recovery email of a declined attempt,
+// once per order (an order has one PaymentIntent): the pipeline is unique
+// per order, so later declines schedule nothing.
+func (f *Fulfillment) OrderPaymentFailed(ctx context.Context, q *store.Queries, o store.Order) error {
+	if f.quiet {
+		return nil
+	}
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PipelineOrderPaymentFailed,
+		Steps: []steps.Step{{Name: StepOrderPaymentFailed}}})
+	return err
+}
+
+// orderRefundArgs is the input of an order's refund steps.
+type orderRefundArgs struct {
+	RefundID string `json:"refund_id"`
+	Amount   int64  `json:"amount"`
+	Refunded int64  `json:"refunded"` // cumulative, this refund included
+	Total    int64  `json:"total"`
+	Currency string `json:"currency"`
+	Full     bool   `json:"full"`
+}
+
+// OrderRefunded schedules refund r's pipeline: the customer's refund email
+// (unless quiet or older than the notify window) and, once the order is
+// fully refunded, the access taken back.
+func (f *Fulfillment) OrderRefunded(ctx context.Context, q *store.Queries, o store.Order, r store.OrderRefund) error {
+	args := orderRefundArgs{RefundID: r.ID, Amount: r.Amount, Refunded: o.AmountRefunded, Total: o.AmountTotal,
+		Currency: o.Currency, Full: o.AmountRefunded >= o.AmountTotal}
+	var list []steps.Step
+	if !f.quiet && f.clock.Now().Sub(r.CreatedAt) <= f.cfg.NotifyWindow {
+		list = append(list, steps.Step{Name: StepOrderRefundEmail, Args: args})
+	}
+	if o.UIMode == store.UIModeEmbedded && o.TaxCalculationID != nil {
+		list = append(list, steps.Step{Name: StepOrderTaxReversal, Args: args})
+	}
+	if args.Full {
+		if _, err := f.engine.CancelSubject(ctx, q, steps.OrderSubject(o.ID), TagAccess); err != nil {
+			return fmt.Errorf("cancel access steps of order %s: %w", o.ID, err)
+		}
+		list = append(list, steps.Step{Name: StepOrderRevoke, Tags: []string{TagRevoke}, Args: args})
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixOrderRefund + r.ID, Steps: list})
+	return err
+}
+
+// order loads the job's order; a missing one cannot appear later.
+func (f *Fulfillment) order(ctx context.Context, job *steps.Job) (store.Order, []store.OrderLine, error) {
+	o, err := f.db.GetOrder(ctx, job.Subject.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return o, nil, steps.Permanent(fmt.Errorf("order %s not found", job.Subject.ID))
+	}
+	if err != nil {
+		return o, nil, fmt.Errorf("load order: %w", err)
+	}
+	lines, err := f.db.OrderLines(ctx, o.ID)
+	if err != nil {
+		return o, nil, fmt.Errorf("load order lines: %w", err)
+	}
+	return o, lines, nil
+}
+
+// orderEmail is the buyer's address: the order's, else the account's.
+func (f *Fulfillment) orderEmail(ctx context.Context, o store.Order) (string, error) {
+	if o.Email != nil && *o.Email != "" {
+		return *o.Email, nil
+	}
+	a, err := f.db.GetAccount(ctx, o.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.Email == nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load account: %w", err)
+	}
+	return *a.Email, nil
+}
+
+// orderGitHubUsername is the account an order's GitHub access goes to:
+// the order's, else the buyer's account's.
+func orderGitHubUsername(ctx context.Context, q *store.Queries, o store.Order) (string, error) {
+	if o.GitHubUsername != nil && *o.GitHubUsername != "" {
+		return *o.GitHubUsername, nil
+	}
+	a, err := q.GetAccount(ctx, o.UserID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.GitHubUsername == nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("load account: %w", err)
+	}
+	return *a.GitHubUsername, nil
+}
+
+// orderData is what the order templates show about o.
+func (f *Fulfillment) orderData(o store.Order, lines []store.OrderLine, email string) mail.Data {
+	d := mail.Data{CustomerEmail: email, Amount: o.AmountTotal, OriginalAmount: o.AmountTotal, Currency: o.Currency,
+		OrderID: o.ID, PurchaseID: o.ID, Subtotal: o.AmountSubtotal, Discount: o.AmountDiscount, Tax: o.AmountTax,
+		PromotionCode: deref(o.PromotionCode), StripeSessionID: deref(o.StripeSessionID), StripeChargeID: deref(o.StripeChargeID),
+		ProductName: "your order"}
+	for _, l := range lines {
+		name := f.product(l.ProductKey).Name
+		if name == "" {
+			name = l.ProductKey
+		}
+		d.Lines = append(d.Lines, mail.Line{Name: name, Quantity: l.Quantity, UnitAmount: l.UnitAmount,
+			Amount: l.AmountSubtotal - l.AmountDiscount})
+	}
+	return d
+}
+
+func (f *Fulfillment) orderConfirmation(ctx context.Context, job *steps.Job) (any, error) {
+	o, lines, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	email, err := f.orderEmail(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if email == "" {
+		return skipMail("the order has no email address")
+	}
+	return f.send(ctx, job, mail.OrderConfirmation, f.orderData(o, lines, email))
+}
+
+func (f *Fulfillment) adminOrder(ctx context.Context, job *steps.Job) (any, error) {
+	if !f.toAdmin() {
+		return skipMail("no admin email configured")
+	}
+	o, lines, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	email, err := f.orderEmail(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return f.send(ctx, job, mail.AdminOrder, f.orderData(o, lines, email))
+}
+
+// orderPaymentFailed sends the recovery email unless the order was paid
+// or ended meanwhile (a canceled order sends nothing).
+func (f *Fulfillment) orderPaymentFailed(ctx context.Context, job *steps.Job) (any, error) {
+	o, lines, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Status.Open() {
+		return skipMail("the order is " + string(o.Status))
+	}
+	email, err := f.orderEmail(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if email == "" {
+		return skipMail("the order has no email address")
+	}
+	d := f.orderData(o, lines, email)
+	d.RetryURL = retryURL(f.cfg.RetryURL, o.ID)
+	d.Reason = deref(o.LastPaymentError)
+	return f.send(ctx, job, mail.OrderPaymentFailed, d)
+}
+
+// retryURL is base with order_id=id added to its query; "" without base
+// (the template then links to the pricing page).
+func retryURL(base, id string) string {
+	if base == "" {
+		return ""
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	q := u.Query()
+	q.Set("order_id", id)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (f *Fulfillment) orderRefundEmail(ctx context.Context, job *steps.Job) (any, error) {
+	var args orderRefundArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
+	o, lines, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	email, err := f.orderEmail(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if email == "" {
+		return skipMail("the order has no email address")
+	}
+	d := f.orderData(o, lines, email)
+	d.RefundedAmount, d.OriginalAmount = args.Amount, args.Total
+	template := mail.RefundPartial
+	if args.Full {
+		template = mail.RefundFull
+		for _, l := range lines {
+			d.AccessRevoked = d.AccessRevoked || hasAccess(f.product(l.ProductKey))
+		}
+	}
+	return f.send(ctx, job, template, d)
+}
+
+// grantOutcome is the recorded result of an order's grant step.
+type grantOutcome struct {
+	Granted  bool   `json:"granted"`
+	Provider string `json:"provider"`
+	Username string `json:"username,omitempty"`
+	Product  string `json:"product,omitempty"`
+	Skipped  string `json:"skipped,omitempty"`
+}
+
+// orderGitHub invites the buyer's GitHub account to the repository, once
+// per order, recording the grant before GitHub is called.
+func (f *Fulfillment) orderGitHub(ctx context.Context, job *steps.Job) (any, error) {
+	if f.github == nil {
+		return nil, steps.Permanent(errors.New("github access is not configured (github.token)"))
+	}
+	o, _, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Status.Entitled() {
+		return grantOutcome{Provider: providerGitHub, Skipped: "the order is " + string(o.Status)}, nil
+	}
+	login, err := orderGitHubUsername(ctx, f.db.Queries, o)
+	if err != nil {
+		return nil, err
+	}
+	if login == "" {
+		return grantOutcome{Provider: providerGitHub, Skipped: "no GitHub username"}, nil
+	}
+	user, err := f.github.User(ctx, login)
+	if err != nil {
+		return nil, err
+	}
+	already, err := f.github.IsCollaborator(ctx, user.Login)
+	if err != nil {
+		return nil, err
+	}
+	g, err := f.db.RecordOrderGrantAttempt(ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderGitHub,
+		GitHubUserID: user.ID, GitHubLogin: user.Login, Preexisting: already}, f.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	res := access.GrantResult{AlreadyCollaborator: already}
+	if !already {
+		if res, err = f.github.Grant(ctx, user.Login, job.IdempotencyKey); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.db.MarkOrderGrantGranted(ctx, g.ID, res.InvitationID, f.clock.Now()); err != nil {
+		return nil, err
+	}
+	return grantOutcome{Granted: true, Provider: providerGitHub, Username: user.Login}, nil
+}
+
+// orderWebhookPayload is the data of the order.paid and order.refunded
+// access webhooks.
+type orderWebhookPayload struct {
+	OrderID  string `json:"order_id"`
+	UserID   string `json:"user_id"`
+	Email    string `json:"email,omitempty"`
+	Product  string `json:"product"`
+	Quantity int    `json:"quantity"`
+}
+
+// orderWebhook sends order.paid for one product of the order.
+func (f *Fulfillment) orderWebhook(ctx context.Context, job *steps.Job) (any, error) {
+	if f.webhook == nil {
+		return nil, steps.Permanent(errors.New("the access webhook is not configured (access_webhook.url)"))
+	}
+	var args webhookGrantArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
+	o, _, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	if !o.Status.Entitled() {
+		return grantOutcome{Provider: providerWebhook, Product: args.Product, Skipped: "the order is " + string(o.Status)}, nil
+	}
+	g, err := f.db.RecordOrderGrantAttempt(ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderWebhook,
+		ProductKey: args.Product}, f.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := f.webhook.Send(ctx, "order.paid", job.IdempotencyKey, orderWebhookPayload{OrderID: o.ID, UserID: o.UserID,
+		Email: deref(o.Email), Product: args.Product, Quantity: args.Quantity}); err != nil {
+		return nil, err
+	}
+	if err := f.db.MarkOrderGrantGranted(ctx, g.ID, 0, f.clock.Now()); err != nil {
+		return nil, err
+	}
+	return grantOutcome{Granted: true, Provider: providerWebhook, Product: args.Product}, nil
+}
+
+// orderRevoke takes back a fully refunded order's access: order.refunded
+// for each webhook grant, and the GitHub collaborator removed unless the
+// account had access before, or still has it through another order or a
+// purchase.
+func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, error) {
+	o, _, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	grants, err := f.db.OrderGrants(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	var revoked []int64
+	var kept []string
+	for _, g := range grants {
+		if g.State == store.GrantRevoked {
+			continue
+		}
+		switch g.Provider {
+		case store.ProviderWebhook:
+			if f.webhook == nil {
+				return nil, steps.Permanent(errors.New("the access webhook is not configured (access_webhook.url)"))
+			}
+			if err := f.webhook.Send(ctx, "order.refunded", fmt.Sprintf("%s:%d", job.IdempotencyKey, g.ID),
+				orderWebhookPayload{OrderID: o.ID, UserID: o.UserID, Email: deref(o.Email), Product: g.ProductKey}); err != nil {
+				return nil, err
+			}
+		case store.ProviderGitHub:
+			keep, err := f.keepGitHub(ctx, o, g)
+			if err != nil {
+				return nil, err
+			}
+			if keep != "" {
+				kept = append(kept, keep)
+			} else if err := f.github.Revoke(ctx, access.User{ID: g.GitHubUserID, Login: g.GitHubLogin}, g.InvitationID); err != nil {
+				return nil, err
+			}
+		}
+		revoked = append(revoked, g.ID)
+	}
+	if err := f.db.MarkOrderGrantsRevoked(ctx, revoked, f.clock.Now()); err != nil {
+		return nil, err
+	}
+	return map[string]any{"revoked": len(revoked), "kept": strings.Join(kept, "; ")}, nil
+}
+
+// keepGitHub says why a GitHub grant must not be removed ("" when it may).
+func (f *Fulfillment) keepGitHub(ctx context.Context, o store.Order, g store.OrderGrant) (string, error) {
+	switch {
+	case g.Preexisting:
+		return g.GitHubLogin + " had access before the order", nil
+	case f.github == nil:
+		return "", steps.Permanent(errors.New("github access is not configured (github.token)"))
+	}
+	others, err := f.db.OrderGrantsToGitHubUser(ctx, g.GitHubUserID, o.ID)
+	if err != nil {
+		return "", err
+	}
+	if len(others) > 0 {
+		return g.GitHubLogin + " has access through another order", nil
+	}
+	// The order id excludes no purchase (they never share an id).
+	purchases, err := f.db.GrantsToGitHubUser(ctx, g.GitHubUserID, g.GitHubLogin, o.ID)
+	if err != nil {
+		return "", err
+	}
+	if len(purchases) > 0 {
+		return g.GitHubLogin + " has access through a purchase", nil
+	}
+	return "", nil
+}
+
+// taxResult is the recorded result of an order_tax_transaction step.
+type taxResult struct {
+	TransactionID string `json:"tax_transaction_id"`
+}
+
+// orderTax records a paid embedded order's tax calculation as a Stripe Tax
+// transaction, referenced by the order id (once: the step's idempotency
+// key is the same on every attempt).
+func (f *Fulfillment) orderTax(ctx context.Context, job *steps.Job, tax TaxRecorder) (any, error) {
+	o, _, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	if o.TaxCalculationID == nil || !o.Status.Paid() {
+		return map[string]string{"skipped": "no paid tax calculation"}, nil
+	}
+	if tax == nil {
+		return nil, steps.Permanent(errors.New("no Stripe client to record the tax transaction"))
+	}
+	tx, err := tax.CreateTaxTransaction(ctx, *o.TaxCalculationID, o.ID, map[string]string{"order_id": o.ID,
+		"payment_intent_id": deref(o.StripePaymentIntentID)}, job.IdempotencyKey)
+	if err != nil {
+		return nil, fmt.Errorf("record tax transaction: %w", err)
+	}
+	return taxResult{TransactionID: tx.ID}, nil
+}
+
+// orderTaxReversal reverses a refund in the order's tax transaction: the
+// whole of what remains for a full refund, else the refund's amount. It
+// waits (retries) until the transaction is recorded.
+func (f *Fulfillment) orderTaxReversal(ctx context.Context, job *steps.Job, tax TaxRecorder) (any, error) {
+	var args orderRefundArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
+	if tax == nil {
+		return nil, steps.Permanent(errors.New("no Stripe client to reverse the tax transaction"))
+	}
+	all, err := f.db.SubjectSteps(ctx, job.Subject.ID)
+	if err != nil {
+		return nil, err
+	}
+	var rec taxResult
+	for _, s := range all {
+		if s.Name == StepOrderTax && s.Status == store.StepDone && len(s.Result) > 0 {
+			if err := json.Unmarshal(s.Result, &rec); err != nil {
+				return nil, steps.Permanent(fmt.Errorf("read the tax transaction: %w", err))
+			}
+		}
+	}
+	if rec.TransactionID == "" {
+		return nil, errors.New("the order's tax transaction is not recorded yet")
+	}
+	amount := args.Amount
+	if args.Full && args.Refunded == args.Amount {
+		amount = 0 // one refund of everything: a full reversal
+	}
+	tx, err := tax.ReverseTaxTransaction(ctx, rec.TransactionID, job.Subject.ID+":"+args.RefundID, amount, job.IdempotencyKey)
+	if err != nil {
+		return nil, fmt.Errorf("reverse tax transaction: %w", err)
+	}
+	return taxResult{TransactionID: tx.ID}, nil
+}
+
+// requestOrderAccess gives username the GitHub access of userID's paid
+// orders that have a GitHub line and no GitHub grant yet (the buyer named
+// no account at checkout): the order records the login and its grant is
+// scheduled. It returns how many orders will change. A grant already
+// given to another login is left as it is.
+func (f *Fulfillment) requestOrderAccess(ctx context.Context, q *store.Queries, userID, username string) (int, error) {
+	orders, err := q.UserOrders(ctx, userID, 1000)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, o := range orders {
+		if !o.Status.Entitled() {
+			continue
+		}
+		lines, err := q.OrderLines(ctx, o.ID)
+		if err != nil {
+			return n, err
+		}
+		github := false
+		for _, l := range lines {
+			github = github || f.product(l.ProductKey).Access == providerGitHub
+		}
+		if !github {
+			continue
+		}
+		if o, err = q.LockOrder(ctx, o.ID); err != nil {
+			return n, err
+		}
+		existing, err := q.SubjectSteps(ctx, o.ID)
+		if err != nil {
+			return n, err
+		}
+		if underway(existing, StepOrderGitHub) {
+			continue // a grant is scheduled or running: it reads the login when it runs
+		}
+		grants, err := q.OrderGrants(ctx, o.ID)
+		if err != nil {
+			return n, err
+		}
+		given := false
+		for _, g := range grants {
+			given = given || (g.Provider == store.ProviderGitHub && g.State.Active())
+		}
+		if given {
+			continue
+		}
+		o.GitHubUsername = &username
+		if err := q.UpdateOrder(ctx, o, f.clock.Now()); err != nil {
+			return n, err
+		}
+		name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
+		if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: name,
+			Steps: []steps.Step{{Name: StepOrderGitHub, Tags: []string{TagAccess}}}}); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

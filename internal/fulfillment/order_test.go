@@ -1,0 +1,269 @@
+package fulfillment_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/internal/mail"
+	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+)
+
+const retryBase = "https://app.acme.test/orders/retry"
+
+func newOrderHarness(t *testing.T, opts harnessOptions) *harness {
+	t.Helper()
+	configure := opts.configure
+	opts.configure = func(c *config.Config) {
+		c.Fulfillment.RetryURL = retryBase
+		if configure != nil {
+			configure(c)
+		}
+	}
+	h := newHarness(t, opts)
+	h.ful.RegisterOrders(nil)
+	return h
+}
+
+// insertOrder records an order of pro ×1 (GitHub), api ×2 (webhook) and
+// ebook ×1 with 20% off, in status.
+func (h *harness) insertOrder(status store.OrderStatus, username string) (store.Order, []store.OrderLine) {
+	h.t.Helper()
+	now := h.clk.Now()
+	email, code := buyerEmail, "LAUNCH20"
+	o := store.Order{ID: uuid.NewString(), UserID: "user-ada", Email: &email, UIMode: store.UIModeEmbedded, Status: status,
+		Currency: "usd", AmountSubtotal: 19900 + 2*19900 + 1900, AmountDiscount: 12320, AmountTotal: 61600 - 12320,
+		PromotionCode: &code, ExpiresAt: now.Add(time.Hour), CreatedAt: now, UpdatedAt: now}
+	pi := "pi_" + uuid.NewString()[:8]
+	o.StripePaymentIntentID = &pi
+	if username != "" {
+		o.GitHubUsername = &username
+	}
+	if status.Paid() {
+		o.PaidAt = &now
+	}
+	lines := []store.OrderLine{
+		{Line: 0, ProductKey: "pro", Quantity: 1, UnitAmount: 19900, AmountSubtotal: 19900, AmountDiscount: 3980, AmountTotal: 15920},
+		{Line: 1, ProductKey: "api", Quantity: 2, UnitAmount: 19900, AmountSubtotal: 39800, AmountDiscount: 7960, AmountTotal: 31840},
+		{Line: 2, ProductKey: "ebook", Quantity: 1, UnitAmount: 1900, AmountSubtotal: 1900, AmountDiscount: 380, AmountTotal: 1520},
+	}
+	if err := h.db.InsertOrder(h.ctx, o, lines); err != nil {
+		h.t.Fatal(err)
+	}
+	return o, lines
+}
+
+func (h *harness) setOrderStatus(o store.Order, status store.OrderStatus) store.Order {
+	h.t.Helper()
+	now := h.clk.Now()
+	o.Status = status
+	if status.Ended() {
+		o.EndedAt = &now
+	}
+	if err := h.db.UpdateOrder(h.ctx, o, now); err != nil {
+		h.t.Fatal(err)
+	}
+	return o
+}
+
+// TestOrderPaidPipeline: a paid order's confirmation lists every line,
+// the discount and the total; the admin hears of it; the GitHub line
+// invites the buyer once and the webhook line sends order.paid with its
+// quantity; scheduling it again changes nothing.
+func TestOrderPaidPipeline(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o, lines := h.insertOrder(store.OrderPaid, "ada-l")
+	for range 2 {
+		h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	}
+	h.run()
+	conf := h.oneMail(mail.OrderConfirmation, buyerEmail)
+	for _, want := range []string{"Acme Pro x 1 ($199.00 each): $159.20", "Acme API x 2 ($199.00 each): $318.40",
+		"Acme Ebook x 1 ($19.00 each): $15.20", "Discount:         -$123.20 (LAUNCH20)", "Total paid:       $492.80", o.ID} {
+		if !strings.Contains(conf.Text, want) {
+			t.Errorf("confirmation lacks %q:\n%s", want, conf.Text)
+		}
+	}
+	if admin := h.oneMail(mail.AdminOrder, adminEmail); !strings.Contains(admin.Text, o.ID) {
+		t.Errorf("admin email = %s", admin.Text)
+	}
+	if invs := h.gh.Invitations(); len(invs) != 1 || invs[0].Invitee != "ada-l" {
+		t.Errorf("invitations = %+v", invs)
+	}
+	var hooks []map[string]any
+	for _, d := range h.hook.deliveries() {
+		var ev map[string]any
+		if err := json.Unmarshal(d.body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		hooks = append(hooks, ev)
+	}
+	if len(hooks) != 1 || hooks[0]["type"] != "order.paid" {
+		t.Fatalf("access webhooks = %+v", hooks)
+	}
+	if data := hooks[0]["data"].(map[string]any); data["product"] != "api" || data["quantity"] != float64(2) || data["order_id"] != o.ID {
+		t.Errorf("order.paid data = %+v", data)
+	}
+	grants, err := h.db.OrderGrants(h.ctx, o.ID)
+	if err != nil || len(grants) != 2 {
+		t.Fatalf("grants = %+v, %v", grants, err)
+	}
+	for _, g := range grants {
+		if g.State != store.GrantGranted {
+			t.Errorf("grant %+v not granted", g)
+		}
+	}
+}
+
+// TestOrderPaymentFailedOnce: declines ask for the recovery email as
+// often as they are seen, and one is sent, with the retry link carrying
+// the order id; an order canceled before its email went out gets none.
+func TestOrderPaymentFailedOnce(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	o, _ := h.insertOrder(store.OrderPending, "")
+	for range 3 {
+		h.tx(func(q *store.Queries) error { return h.ful.OrderPaymentFailed(h.ctx, q, o) })
+		h.run()
+	}
+	m := h.oneMail(mail.OrderPaymentFailed, buyerEmail)
+	if !strings.Contains(m.Text, retryBase+"?order_id="+o.ID) {
+		t.Errorf("recovery email lacks the retry link:\n%s", m.Text)
+	}
+
+	canceled, _ := h.insertOrder(store.OrderPending, "")
+	h.tx(func(q *store.Queries) error { return h.ful.OrderPaymentFailed(h.ctx, q, canceled) })
+	h.setOrderStatus(canceled, store.OrderCanceled)
+	h.run()
+	if n := len(h.mails(mail.OrderPaymentFailed)); n != 1 {
+		t.Errorf("%d recovery emails; the canceled order's must not be sent", n)
+	}
+}
+
+// TestOrderFullRefundRevokes: a partial refund sends refund_partial and
+// keeps access; the refund that completes it sends refund_full, removes
+// the GitHub access and sends order.refunded.
+func TestOrderFullRefundRevokes(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o, lines := h.insertOrder(store.OrderPaid, "ada-l")
+	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	h.run()
+	for _, inv := range h.gh.Invitations() {
+		h.gh.AcceptInvitation(inv.ID)
+	}
+	refund := func(id string, amount int64) {
+		o.AmountRefunded += amount
+		o.Status = store.OrderPartiallyRefunded
+		if o.AmountRefunded >= o.AmountTotal {
+			o.Status = store.OrderRefunded
+		}
+		r := store.OrderRefund{ID: id, OrderID: o.ID, Amount: amount, Currency: "usd", Status: "succeeded", CreatedAt: h.clk.Now()}
+		h.tx(func(q *store.Queries) error {
+			if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+				return err
+			}
+			if err := q.UpsertOrderRefund(h.ctx, r, h.clk.Now()); err != nil {
+				return err
+			}
+			return h.ful.OrderRefunded(h.ctx, q, o, r)
+		})
+		h.run()
+	}
+	refund("re_part", 10000)
+	if len(h.mails(mail.RefundPartial)) != 1 || len(h.gh.Collaborators()) != 1 {
+		t.Fatalf("after a partial refund: %v, collaborators %+v", h.categories(), h.gh.Collaborators())
+	}
+	refund("re_rest", o.AmountTotal-10000)
+	h.oneMail(mail.RefundFull, buyerEmail)
+	if c := h.gh.Collaborators(); len(c) != 0 {
+		t.Errorf("collaborators after the full refund = %+v", c)
+	}
+	var types []string
+	for _, d := range h.hook.deliveries() {
+		var ev struct{ Type string }
+		_ = json.Unmarshal(d.body, &ev)
+		types = append(types, ev.Type)
+	}
+	if strings.Join(types, ",") != "order.paid,order.refunded" {
+		t.Errorf("access webhooks = %v", types)
+	}
+}
+
+// taxFake records the tax transactions it was asked for.
+type taxFake struct {
+	created  []string // calculation:reference
+	reversed []string // transaction:reference:amount
+}
+
+func (f *taxFake) CreateTaxTransaction(_ context.Context, calc, ref string, _ map[string]string, _ string) (*stripe.TaxTransaction, error) {
+	f.created = append(f.created, calc+":"+ref)
+	return &stripe.TaxTransaction{ID: "tax_1"}, nil
+}
+
+func (f *taxFake) ReverseTaxTransaction(_ context.Context, tx, ref string, amount int64, _ string) (*stripe.TaxTransaction, error) {
+	f.reversed = append(f.reversed, fmt.Sprintf("%s:%s:%d", tx, ref, amount))
+	return &stripe.TaxTransaction{ID: "tax_2"}, nil
+}
+
+// TestOrderTaxTransaction: a paid embedded order taxed by Stripe Tax has
+// its calculation recorded as a transaction once, and a partial refund is
+// reversed for its amount.
+func TestOrderTaxTransaction(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{configure: func(c *config.Config) { c.Fulfillment.RetryURL = retryBase }})
+	tax := &taxFake{}
+	h.ful.RegisterOrders(tax)
+	o, lines := h.insertOrder(store.OrderPaid, "")
+	calc := "taxcalc_1"
+	o.TaxCalculationID = &calc
+	if err := h.db.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	}
+	h.run()
+	if fmt.Sprint(tax.created) != "[taxcalc_1:"+o.ID+"]" {
+		t.Errorf("tax transactions = %v", tax.created)
+	}
+	o.AmountRefunded, o.Status = 1000, store.OrderPartiallyRefunded
+	r := store.OrderRefund{ID: "re_1", OrderID: o.ID, Amount: 1000, Currency: "usd", Status: "succeeded", CreatedAt: h.clk.Now()}
+	h.tx(func(q *store.Queries) error { return h.ful.OrderRefunded(h.ctx, q, o, r) })
+	h.run()
+	if fmt.Sprint(tax.reversed) != "[tax_1:"+o.ID+":re_1:1000]" {
+		t.Errorf("tax reversals = %v", tax.reversed)
+	}
+}
+
+// TestOrderAccessWhenTheBuyerNamesAnAccountLater: an order paid without
+// a GitHub account gets its invitation once the buyer names one, once.
+func TestOrderAccessWhenTheBuyerNamesAnAccountLater(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o, lines := h.insertOrder(store.OrderPaid, "")
+	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	h.run()
+	if invs := h.gh.Invitations(); len(invs) != 0 {
+		t.Fatalf("invited without an account: %+v", invs)
+	}
+	for range 2 {
+		if _, err := h.ful.RequestAccess(h.ctx, o.UserID, "ada-l"); err != nil {
+			t.Fatal(err)
+		}
+		h.run()
+	}
+	if invs := h.gh.Invitations(); len(invs) != 1 || invs[0].Invitee != "ada-l" {
+		t.Errorf("invitations = %+v", invs)
+	}
+}

@@ -1,0 +1,85 @@
+package reconcile
+
+import (
+	"testing"
+	"time"
+
+	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// TestDecideOrder: what an order becomes, and what happens to its stock,
+// for each state of its intent or session; a decision applied once
+// decides nothing the second time.
+func TestDecideOrder(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	paidAt := now.Add(-time.Hour)
+	msg := "generic_decline"
+	embedded := store.Order{ID: "o1", UIMode: store.UIModeEmbedded, Status: store.OrderPending, AmountTotal: 1000}
+	hosted := store.Order{ID: "o2", UIMode: store.UIModeHosted, Status: store.OrderPending, AmountTotal: 1000}
+	with := func(o store.Order, edit func(*store.Order)) store.Order { edit(&o); return o }
+	intent := func(st stripe.PaymentIntentStatus, e *stripe.Error) *stripe.PaymentIntent {
+		pi := &stripe.PaymentIntent{ID: "pi_1", Status: st, Created: now.Add(-2 * time.Hour).Unix(), LastPaymentError: e}
+		if st == stripe.PaymentIntentStatusSucceeded {
+			pi.LatestCharge = &stripe.Charge{ID: "ch_1", Created: paidAt.Unix()}
+		}
+		return pi
+	}
+	session := func(st stripe.CheckoutSessionStatus, ps stripe.CheckoutSessionPaymentStatus) *stripe.CheckoutSession {
+		return &stripe.CheckoutSession{ID: "cs_1", Status: st, PaymentStatus: ps, AmountSubtotal: 1200, AmountTotal: 960,
+			TotalDetails:  &stripe.CheckoutSessionTotalDetails{AmountDiscount: 240},
+			PaymentIntent: &stripe.PaymentIntent{ID: "pi_2", Created: paidAt.Unix()}}
+	}
+	declined := &stripe.Error{DeclineCode: "generic_decline", Msg: "Your card was declined."}
+	for _, c := range []struct {
+		name   string
+		o      store.Order
+		f      orderFacts
+		status store.OrderStatus
+		what   string
+		stock  stockMove
+		failed bool
+	}{
+		{"intent paid", embedded, orderFacts{pi: intent(stripe.PaymentIntentStatusSucceeded, nil)}, store.OrderPaid, whatPaid, stockCommit, false},
+		{"intent paid again", with(embedded, func(o *store.Order) { o.Status, o.PaidAt = store.OrderPaid, &paidAt }),
+			orderFacts{pi: intent(stripe.PaymentIntentStatusSucceeded, nil)}, store.OrderPaid, "", stockKeep, false},
+		{"late payment of a canceled order", with(embedded, func(o *store.Order) { o.Status, o.EndedAt = store.OrderCanceled, &now }),
+			orderFacts{pi: intent(stripe.PaymentIntentStatusSucceeded, nil)}, store.OrderPaid, whatPaid, stockCommit, false},
+		{"processing", embedded, orderFacts{pi: intent(stripe.PaymentIntentStatusProcessing, nil)}, store.OrderProcessing, whatProcessing, stockKeep, false},
+		{"canceled", embedded, orderFacts{pi: intent(stripe.PaymentIntentStatusCanceled, nil)}, store.OrderCanceled, whatCanceled, stockRelease, false},
+		{"canceled after paid", with(embedded, func(o *store.Order) { o.Status, o.PaidAt = store.OrderPaid, &paidAt }),
+			orderFacts{pi: intent(stripe.PaymentIntentStatusCanceled, nil)}, store.OrderPaid, "", stockKeep, false},
+		{"declined", embedded, orderFacts{pi: intent(stripe.PaymentIntentStatusRequiresPaymentMethod, declined)},
+			store.OrderPending, whatPaymentFailed, stockKeep, true},
+		{"declined, seen again", with(embedded, func(o *store.Order) { o.LastPaymentError, o.FailedAttempts = &msg, 1 }),
+			orderFacts{pi: intent(stripe.PaymentIntentStatusRequiresPaymentMethod, declined)}, store.OrderPending, "", stockKeep, false},
+		{"requires action", embedded, orderFacts{pi: intent(stripe.PaymentIntentStatusRequiresAction, nil)}, store.OrderPending, "", stockKeep, false},
+		{"a session is not an embedded order's", embedded, orderFacts{s: session(stripe.CheckoutSessionStatusExpired, "unpaid")},
+			store.OrderPending, "", stockKeep, false},
+		{"session paid", hosted, orderFacts{s: session(stripe.CheckoutSessionStatusComplete, stripe.CheckoutSessionPaymentStatusPaid)},
+			store.OrderPaid, whatPaid, stockCommit, false},
+		{"session expired", hosted, orderFacts{s: session(stripe.CheckoutSessionStatusExpired, stripe.CheckoutSessionPaymentStatusUnpaid)},
+			store.OrderExpired, whatExpired, stockRelease, false},
+		{"session open", hosted, orderFacts{s: session(stripe.CheckoutSessionStatusOpen, stripe.CheckoutSessionPaymentStatusUnpaid)},
+			store.OrderPending, "", stockKeep, false},
+		{"an intent is not a hosted order's", hosted, orderFacts{pi: intent(stripe.PaymentIntentStatusSucceeded, nil)},
+			store.OrderPending, "", stockKeep, false},
+	} {
+		d := decideOrder(c.o, c.f, nil, now)
+		if d.next.Status != c.status || d.what != c.what || d.stock != c.stock || d.failed != c.failed {
+			t.Errorf("%s: %s %q stock %d failed %v; want %s %q stock %d failed %v", c.name, d.next.Status, d.what, d.stock,
+				d.failed, c.status, c.what, c.stock, c.failed)
+			continue
+		}
+		if again := decideOrder(d.next, c.f, nil, now); again.what != "" || again.stock != stockKeep || !equalOrders(again.next, d.next) {
+			t.Errorf("%s: applied twice decides %q stock %d", c.name, again.what, again.stock)
+		}
+		if c.what == whatPaid && c.f.pi != nil && (d.next.PaidAt == nil || !d.next.PaidAt.Equal(paidAt) || d.next.StripeChargeID == nil) {
+			t.Errorf("%s: paid at %v charge %v, want the charge's", c.name, d.next.PaidAt, d.next.StripeChargeID)
+		}
+		if c.what == whatPaid && c.f.s != nil && (d.next.AmountTotal != 960 || d.next.AmountDiscount != 240 ||
+			d.next.StripePaymentIntentID == nil || *d.next.StripePaymentIntentID != "pi_2") {
+			t.Errorf("%s: totals %d/%d intent %v, want Stripe's", c.name, d.next.AmountTotal, d.next.AmountDiscount, d.next.StripePaymentIntentID)
+		}
+	}
+}
