@@ -1,6 +1,6 @@
 // The console's queries about subjects other than purchases: searching
-// subscriptions by keyset, the audit of a subject (its own entries and
-// those of its steps), and the overview's subscription counts.
+// subscriptions and orders by keyset, the audit of a subject (its own
+// entries and those of its steps), and the overview's counts of both.
 package store
 
 import (
@@ -68,43 +68,112 @@ func (q *Queries) SearchSubscriptions(ctx context.Context, s SubscriptionSearch)
 }
 
 func subscriptionSearchSQL(s SubscriptionSearch) (string, []any, error) {
-	if s.Limit <= 0 || s.Limit > 500 {
-		return "", nil, fmt.Errorf("search subscriptions: limit %d out of 1..500", s.Limit)
+	if s.Status != "" && !slices.Contains(SubscriptionStatuses, s.Status) {
+		return "", nil, fmt.Errorf("search subscriptions: unknown status %q", s.Status)
 	}
-	var conds []string
+	return keysetSQL("subscriptions", subscriptionColumns, subscriptionConditions, keyset{s.Field, s.Value, string(s.Status),
+		s.From, s.To, s.After, s.Limit})
+}
+
+// keyset is a search of one table, newest first by (created_at, id).
+type keyset struct {
+	field    SearchField
+	value    string
+	status   string // checked by the caller against its type's values
+	from, to time.Time
+	after    *PurchaseCursor
+	limit    int
+}
+
+// keysetSQL is the statement of a search of table, whose fields'
+// conditions are conds ($1 the value).
+func keysetSQL(table, columns string, conds map[SearchField]string, k keyset) (string, []any, error) {
+	if k.limit <= 0 || k.limit > 500 {
+		return "", nil, fmt.Errorf("search %s: limit %d out of 1..500", table, k.limit)
+	}
+	var where []string
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
-	if s.Field != SearchAny {
-		cond, ok := subscriptionConditions[s.Field]
+	if k.field != SearchAny {
+		cond, ok := conds[k.field]
 		if !ok {
-			return "", nil, fmt.Errorf("search subscriptions: unknown field %q", s.Field)
+			return "", nil, fmt.Errorf("search %s: unknown field %q", table, k.field)
 		}
-		arg(s.Value) // $1
-		conds = append(conds, cond)
+		arg(k.value) // $1
+		where = append(where, cond)
 	}
-	if s.Status != "" {
-		if !slices.Contains(SubscriptionStatuses, s.Status) {
-			return "", nil, fmt.Errorf("search subscriptions: unknown status %q", s.Status)
-		}
-		conds = append(conds, "status = "+arg(s.Status))
+	if k.status != "" {
+		where = append(where, "status = "+arg(k.status))
 	}
-	if !s.From.IsZero() {
-		conds = append(conds, "created_at >= "+arg(s.From.UTC()))
+	if !k.from.IsZero() {
+		where = append(where, "created_at >= "+arg(k.from.UTC()))
 	}
-	if !s.To.IsZero() {
-		conds = append(conds, "created_at < "+arg(s.To.UTC()))
+	if !k.to.IsZero() {
+		where = append(where, "created_at < "+arg(k.to.UTC()))
 	}
-	if s.After != nil {
-		conds = append(conds, "(created_at, id) < ("+arg(s.After.CreatedAt.UTC())+", "+arg(s.After.ID)+"::uuid)")
+	if k.after != nil {
+		where = append(where, "(created_at, id) < ("+arg(k.after.CreatedAt.UTC())+", "+arg(k.after.ID)+"::uuid)")
 	}
-	sql := `SELECT ` + subscriptionColumns + ` FROM subscriptions`
-	if len(conds) > 0 {
-		sql += ` WHERE ` + strings.Join(conds, " AND ")
+	sql := `SELECT ` + columns + ` FROM ` + table
+	if len(where) > 0 {
+		sql += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	return sql + ` ORDER BY created_at DESC, id DESC LIMIT ` + strconv.Itoa(s.Limit+1), args, nil
+	// The limit is in the text, as in searchSQL.
+	return sql + ` ORDER BY created_at DESC, id DESC LIMIT ` + strconv.Itoa(k.limit+1), args, nil
+}
+
+// orderConditions is the WHERE condition of each field an order search
+// matches on; $1 is the value. Each walks an index but the email and the
+// customer, which orders have none for.
+var orderConditions = map[SearchField]string{
+	SearchEmail:         `lower(email) = lower($1) AND email IS NOT NULL`,
+	SearchUserID:        `user_id = $1`,
+	SearchPurchaseID:    `id = $1::uuid`, // a paymentd id: a uuid names a purchase, a subscription or an order
+	SearchSession:       `stripe_session_id = $1`,
+	SearchPaymentIntent: `stripe_payment_intent_id = $1`,
+	SearchCharge:        `stripe_charge_id = $1 AND stripe_charge_id IS NOT NULL`,
+	SearchCustomer:      `stripe_customer_id = $1`,
+}
+
+// OrderSearchable reports whether a search on field can find orders.
+func OrderSearchable(f SearchField) bool {
+	_, ok := orderConditions[f]
+	return ok || f == SearchAny
+}
+
+// OrderSearch selects a page of orders, newest first.
+type OrderSearch struct {
+	Field    SearchField
+	Value    string
+	Status   OrderStatus // "" for any
+	From, To time.Time
+	After    *PurchaseCursor
+	Limit    int
+}
+
+// SearchOrders returns a page of orders matching s, newest first, and
+// whether more follow.
+func (q *Queries) SearchOrders(ctx context.Context, s OrderSearch) ([]Order, bool, error) {
+	if s.Status != "" && !slices.Contains(OrderStatuses, s.Status) {
+		return nil, false, fmt.Errorf("search orders: unknown status %q", s.Status)
+	}
+	sql, args, err := keysetSQL("orders", orderColumns, orderConditions, keyset{s.Field, s.Value, string(s.Status),
+		s.From, s.To, s.After, s.Limit})
+	if err != nil {
+		return nil, false, err
+	}
+	found, err := q.orders(ctx, sql, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("search orders: %w", err)
+	}
+	more := len(found) > s.Limit
+	if more {
+		found = found[:s.Limit]
+	}
+	return found, more, nil
 }
 
 // SubjectAudit returns the newest limit operator actions on a subject
@@ -124,6 +193,10 @@ func (q *Queries) SubjectAudit(ctx context.Context, kind, id string, stepIDs []i
 	return as, nil
 }
 
-// countSubscriptionsSQL is the overview's subscription counts: one grouped
-// scan of a table that holds one row per subscriber, not per payment.
-const countSubscriptionsSQL = `SELECT status, count(*) FROM subscriptions GROUP BY status`
+// countSubscriptionsSQL and countOrdersSQL are the overview's counts of
+// subscriptions and orders by status: one grouped scan each (neither table
+// has a status index yet; see README, Operator console).
+const (
+	countSubscriptionsSQL = `SELECT status, count(*) FROM subscriptions GROUP BY status`
+	countOrdersSQL        = `SELECT status, count(*) FROM orders GROUP BY status`
+)

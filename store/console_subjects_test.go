@@ -11,9 +11,8 @@ import (
 	"github.com/paymentd/paymentd/store"
 )
 
-// A subscription search by an id walks that id's index. (By email it
-// reads the table: subscriptions have no index on the customer's email,
-// and are one row per subscriber, not per payment.)
+// A subscription or order search by an id walks that id's index. (By
+// email it reads the table: neither has an index on the email yet.)
 func TestSubscriptionSearchUsesItsIndexes(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
@@ -28,6 +27,24 @@ func TestSubscriptionSearchUsesItsIndexes(t *testing.T) {
 		{store.SubscriptionSearch{Field: store.SearchPurchaseID, Value: uuid.NewString(), Limit: 50}, "subscriptions_pkey"},
 	} {
 		sql, args, err := store.SubscriptionSearchSQL(c.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan := explain(t, db, sql, args...); !strings.Contains(plan, c.idx) {
+			t.Errorf("search %+v does not use %s:\n%s", c.s, c.idx, plan)
+		}
+	}
+	for _, c := range []struct {
+		s   store.OrderSearch
+		idx string
+	}{
+		{store.OrderSearch{Field: store.SearchSession, Value: "cs_1", Limit: 50}, "orders_stripe_session_id_key"},
+		{store.OrderSearch{Field: store.SearchPaymentIntent, Value: "pi_1", Limit: 50}, "orders_stripe_payment_intent_id_key"},
+		{store.OrderSearch{Field: store.SearchCharge, Value: "ch_1", Limit: 50}, "orders_charge_idx"},
+		{store.OrderSearch{Field: store.SearchUserID, Value: "u", Limit: 50}, "orders_user_idx"},
+		{store.OrderSearch{Field: store.SearchPurchaseID, Value: uuid.NewString(), Limit: 50}, "orders_pkey"},
+	} {
+		sql, args, err := store.OrderSearchSQL(c.s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -80,6 +80,8 @@ func subjectPage(s store.Step) string {
 		return "/console/purchases/" + *s.SubjectID
 	case s.SubjectKind == store.SubjectSubscription:
 		return "/console/subscriptions/" + *s.SubjectID
+	case s.SubjectKind == store.SubjectOrder:
+		return "/console/orders/" + *s.SubjectID
 	}
 	return ""
 }

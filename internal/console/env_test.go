@@ -157,7 +157,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	e.ful.Register()
 	e.ful.RegisterSubscriptions()
-	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: clk, Log: log,
+	e.ful.RegisterOrders(nil)
+	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Orders: e.ful, Clock: clk, Log: log,
 		Products: cfg.Products, Subscriptions: reconcile.SubscriptionOptions{Fulfillment: e.ful,
 			Grace: cfg.Subscriptions.Grace, DunningReminder: cfg.Subscriptions.DunningReminder}})
 	e.rec = rec

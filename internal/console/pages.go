@@ -71,9 +71,15 @@ type subscriptionCount struct {
 	Count  int64
 }
 
+type orderCount struct {
+	Status store.OrderStatus
+	Count  int64
+}
+
 type overviewView struct {
 	Purchases     []statusCount
 	Subscriptions []subscriptionCount
+	Orders        []orderCount
 	Steps         store.StepCounts
 	StuckAfter    time.Duration
 	Passes        []store.PassSummary
@@ -96,6 +102,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	for _, st := range store.SubscriptionStatuses {
 		v.Subscriptions = append(v.Subscriptions, subscriptionCount{st, o.Subscriptions[st]})
 	}
+	for _, st := range store.OrderStatuses {
+		v.Orders = append(v.Orders, orderCount{st, o.Orders[st]})
+	}
 	for _, a := range o.Alerts {
 		av := alertView{Step: a}
 		_ = json.Unmarshal(a.Args, &av.Args) // an alert with odd args still shows its step
@@ -105,31 +114,36 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 type searchView struct {
-	Form        searchForm
-	Statuses    []store.PurchaseStatus
-	SubStatuses []store.SubscriptionStatus
-	Field       store.SearchField
-	Error       string
-	// Purchases and Subscriptions are the kinds listed, each with its
-	// next page ("" on the last page).
+	Form          searchForm
+	Statuses      []store.PurchaseStatus
+	SubStatuses   []store.SubscriptionStatus
+	OrderStatuses []store.OrderStatus
+	Field         store.SearchField
+	Error         string
+	// Purchases, Subscriptions and Orders are the kinds listed, each with
+	// its results and next page ("" on the last page).
 	Purchases, Subscriptions bool
 	Results                  []store.Purchase
 	Next                     template.URL
 	SubscriptionResults      []store.Subscription
 	SubscriptionsNext        template.URL
+	Orders                   bool
+	OrderResults             []store.Order
+	OrdersNext               template.URL
 	Searched                 bool
 }
 
 func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 	form, q, err := parseSearch(r.URL.Query())
-	v := searchView{Form: form, Statuses: store.PurchaseStatuses, SubStatuses: store.SubscriptionStatuses, Field: q.Field}
+	v := searchView{Form: form, Statuses: store.PurchaseStatuses, SubStatuses: store.SubscriptionStatuses,
+		OrderStatuses: store.OrderStatuses, Field: q.Field}
 	if err != nil {
 		v.Error = err.Error()
 		c.render(w, r, s, http.StatusBadRequest, "search", "Search", v, 0)
 		return
 	}
-	v.Purchases, v.Subscriptions = searchKinds(form, q.Field)
-	var more, subMore bool
+	v.Purchases, v.Subscriptions, v.Orders = searchKinds(form, q.Field)
+	var more, subMore, orderMore bool
 	if v.Purchases {
 		if v.Results, more, err = c.db.SearchPurchases(r.Context(), q); err != nil {
 			c.fail(w, r, s, "search purchases", err)
@@ -142,15 +156,23 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 			return
 		}
 	}
-	if exactField(q.Field) && q.After == nil && form.Status == "" && q.From.IsZero() && q.To.IsZero() {
-		switch {
-		case len(v.Results) == 1 && len(v.SubscriptionResults) == 0:
-			http.Redirect(w, r, "/console/purchases/"+v.Results[0].ID, http.StatusSeeOther)
-			return
-		case len(v.Results) == 0 && len(v.SubscriptionResults) == 1:
-			http.Redirect(w, r, "/console/subscriptions/"+v.SubscriptionResults[0].ID, http.StatusSeeOther)
+	if v.Orders {
+		if v.OrderResults, orderMore, err = c.db.SearchOrders(r.Context(), orderSearch(form, q)); err != nil {
+			c.fail(w, r, s, "search orders", err)
 			return
 		}
+	}
+	if exactField(q.Field) && q.After == nil && form.Status == "" && q.From.IsZero() && q.To.IsZero() &&
+		len(v.Results)+len(v.SubscriptionResults)+len(v.OrderResults) == 1 {
+		switch {
+		case len(v.Results) == 1:
+			http.Redirect(w, r, "/console/purchases/"+v.Results[0].ID, http.StatusSeeOther)
+		case len(v.SubscriptionResults) == 1:
+			http.Redirect(w, r, "/console/subscriptions/"+v.SubscriptionResults[0].ID, http.StatusSeeOther)
+		default:
+			http.Redirect(w, r, "/console/orders/"+v.OrderResults[0].ID, http.StatusSeeOther)
+		}
+		return
 	}
 	v.Searched = true
 	next := func(kind, cursor string) template.URL {
@@ -166,6 +188,9 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 	if subMore {
 		last := v.SubscriptionResults[len(v.SubscriptionResults)-1]
 		v.SubscriptionsNext = next(kindSubscriptions, subscriptionCursor(last))
+	}
+	if orderMore {
+		v.OrdersNext = next(kindOrders, orderCursor(v.OrderResults[len(v.OrderResults)-1]))
 	}
 	c.render(w, r, s, http.StatusOK, "search", "Search", v, 0)
 }

@@ -103,7 +103,7 @@ func TestSubscriptionInOverviewSearchAndDetail(t *testing.T) {
 	}
 	for q, want := range map[string]string{
 		"kind=subscriptions&status=completed": "unknown subscription status &#34;completed&#34;",
-		"kind=orders":                         "unknown kind &#34;orders&#34;",
+		"kind=carts":                          "unknown kind &#34;carts&#34;",
 	} {
 		if a := b.get("/console/search?" + q); a.status != http.StatusBadRequest || !strings.Contains(a.body, want) {
 			t.Errorf("search %s = %d, want 400 saying %q", q, a.status, want)

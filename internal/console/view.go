@@ -68,16 +68,32 @@ func exactField(f store.SearchField) bool {
 const (
 	kindPurchases     = "purchases"
 	kindSubscriptions = "subscriptions"
+	kindOrders        = "orders"
 )
 
 // searchKinds decides which kinds a search lists: those the field can
 // name, narrowed to the kind asked for; a status alone names a purchase
 // status unless the kind says otherwise.
-func searchKinds(f searchForm, field store.SearchField) (purchases, subscriptions bool) {
+func searchKinds(f searchForm, field store.SearchField) (purchases, subscriptions, orders bool) {
 	purchaseField := field != store.SearchSubscription && field != store.SearchInvoice
 	purchases = purchaseField && (f.Kind == "" || f.Kind == kindPurchases)
 	subscriptions = store.SubscriptionSearchable(field) && (f.Kind == kindSubscriptions || (f.Kind == "" && f.Status == ""))
-	return purchases, subscriptions
+	orders = store.OrderSearchable(field) && (f.Kind == kindOrders || (f.Kind == "" && f.Status == ""))
+	return purchases, subscriptions, orders
+}
+
+// orderSearch is the order half of a parsed search.
+func orderSearch(f searchForm, ps store.PurchaseSearch) store.OrderSearch {
+	s := store.OrderSearch{Field: ps.Field, Value: ps.Value, From: ps.From, To: ps.To, After: ps.After, Limit: ps.Limit}
+	if f.Kind == kindOrders {
+		s.Status = store.OrderStatus(f.Status)
+	}
+	return s
+}
+
+// orderCursor encodes where a page of orders ended.
+func orderCursor(o store.Order) string {
+	return o.CreatedAt.UTC().Format(time.RFC3339Nano) + "_" + o.ID
 }
 
 // subscriptionSearch is the subscription half of a parsed search.
@@ -109,11 +125,15 @@ func parseSearch(v url.Values) (searchForm, store.PurchaseSearch, error) {
 		return f, s, errors.New("the search text is longer than 200 characters")
 	}
 	switch {
-	case f.Kind != "" && f.Kind != kindPurchases && f.Kind != kindSubscriptions:
-		return f, s, fmt.Errorf("unknown kind %q (purchases or subscriptions)", f.Kind)
+	case f.Kind != "" && f.Kind != kindPurchases && f.Kind != kindSubscriptions && f.Kind != kindOrders:
+		return f, s, fmt.Errorf("unknown kind %q (purchases, subscriptions or orders)", f.Kind)
 	case f.Kind == kindSubscriptions && f.Status != "":
 		if !slices.Contains(store.SubscriptionStatuses, store.SubscriptionStatus(f.Status)) {
 			return f, s, fmt.Errorf("unknown subscription status %q", f.Status)
+		}
+	case f.Kind == kindOrders && f.Status != "":
+		if !slices.Contains(store.OrderStatuses, store.OrderStatus(f.Status)) {
+			return f, s, fmt.Errorf("unknown order status %q", f.Status)
 		}
 	case f.Status != "":
 		if !slices.Contains(store.PurchaseStatuses, store.PurchaseStatus(f.Status)) {
@@ -311,15 +331,18 @@ const timeLayout = "2006-01-02 15:04:05Z"
 // entry is one line of a purchase's timeline.
 type entry struct {
 	At   time.Time
-	Kind string // purchase, subscription, step, grant, refund, dispute, invoice, audit
-	Text string // for purchase and subscription entries
+	Kind string // purchase, subscription, order, step, grant, refund, dispute, invoice, audit
+	Text string // for purchase, subscription and order entries
 	Step *stepView
-	// Grant, Refund, Dispute, Invoice and Audit are set for their kinds.
-	Grant   *store.Grant
-	Refund  *store.Refund
-	Dispute *store.Dispute
-	Invoice *store.Invoice
-	Audit   *store.AuditEntry
+	// Grant (OrderGrant), Refund (OrderRefund), Dispute, Invoice and Audit
+	// are set for their kinds.
+	Grant       *store.Grant
+	OrderGrant  *store.OrderGrant
+	Refund      *store.Refund
+	OrderRefund *store.OrderRefund
+	Dispute     *store.Dispute
+	Invoice     *store.Invoice
+	Audit       *store.AuditEntry
 }
 
 // purchaseDetail is everything known about one purchase.
