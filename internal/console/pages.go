@@ -122,15 +122,16 @@ type searchView struct {
 	Error         string
 	// Purchases, Subscriptions and Orders are the kinds listed, each with
 	// its results and next page ("" on the last page).
-	Purchases, Subscriptions bool
-	Results                  []store.Purchase
-	Next                     template.URL
-	SubscriptionResults      []store.Subscription
-	SubscriptionsNext        template.URL
-	Orders                   bool
-	OrderResults             []store.Order
-	OrdersNext               template.URL
-	Searched                 bool
+	Purchases           bool
+	Results             []store.Purchase
+	Next                template.URL
+	Subscriptions       bool
+	SubscriptionResults []store.Subscription
+	SubscriptionsNext   template.URL
+	Orders              bool
+	OrderResults        []store.Order
+	OrdersNext          template.URL
+	Searched            bool
 }
 
 func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {

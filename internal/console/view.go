@@ -57,8 +57,8 @@ func parseQuery(q string) (store.SearchField, string) {
 	return store.SearchUserID, q
 }
 
-// exactField reports whether a field names at most one purchase or
-// subscription, so a search that finds it can open it directly.
+// exactField reports whether a field names at most one purchase,
+// subscription or order, so a search that finds one can open it directly.
 func exactField(f store.SearchField) bool {
 	return f == store.SearchPurchaseID || f == store.SearchSession || f == store.SearchPaymentIntent ||
 		f == store.SearchCharge || f == store.SearchSubscription || f == store.SearchInvoice

@@ -25,6 +25,8 @@ func TestParseQuery(t *testing.T) {
 		{"ch_3Pq", store.SearchCharge, "ch_3Pq"},
 		{"py_3Pq", store.SearchCharge, "py_3Pq"},
 		{"cus_Q1", store.SearchCustomer, "cus_Q1"},
+		{"sub_1Q", store.SearchSubscription, "sub_1Q"},
+		{"in_1Q", store.SearchInvoice, "in_1Q"},
 		{"8F14E45F-CEEA-467F-A0E6-07A9E1B1D3F2", store.SearchPurchaseID, "8f14e45f-ceea-467f-a0e6-07a9e1b1d3f2"},
 		{"dev-user-1", store.SearchUserID, "dev-user-1"},
 		{"auth0|5f7c", store.SearchUserID, "auth0|5f7c"},
@@ -199,6 +201,37 @@ func TestAgo(t *testing.T) {
 		3 * time.Hour: "3h ago", 72 * time.Hour: "3d ago", -2 * time.Minute: "in 2m"} {
 		if got := ago(d); got != want {
 			t.Errorf("ago(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// A search lists the kinds its field can name, narrowed by the kind asked
+// for; a status without a kind is a purchase's.
+func TestSearchKinds(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		kind, status string
+		field        store.SearchField
+		p, s, o      bool
+	}{
+		{"", "", store.SearchAny, true, true, true},
+		{"", "", store.SearchEmail, true, true, true},
+		{"", "", store.SearchPurchaseID, true, true, true},
+		{"", "", store.SearchSession, true, false, true},
+		{"", "", store.SearchPaymentIntent, true, false, true},
+		{"", "", store.SearchCharge, true, false, true},
+		{"", "", store.SearchCustomer, true, true, true},
+		{"", "", store.SearchSubscription, false, true, false},
+		{"", "", store.SearchInvoice, false, true, false},
+		{"", "completed", store.SearchEmail, true, false, false},
+		{kindSubscriptions, "active", store.SearchAny, false, true, false},
+		{kindOrders, "", store.SearchCharge, false, false, true},
+		{kindOrders, "", store.SearchSubscription, false, false, false},
+		{kindPurchases, "", store.SearchCustomer, true, false, false},
+	} {
+		p, s, o := searchKinds(searchForm{Kind: c.kind, Status: c.status}, c.field)
+		if p != c.p || s != c.s || o != c.o {
+			t.Errorf("kind %q status %q field %q: purchases %v, subscriptions %v, orders %v", c.kind, c.status, c.field, p, s, o)
 		}
 	}
 }
