@@ -186,6 +186,23 @@ func TestSubscriptionStepRetryAndReconcile(t *testing.T) {
 		t.Error("the retry is not among the subscription's operator actions")
 	}
 
+	// A step of the subscription not run yet is canceled from its page too.
+	if _, err := e.db.InsertSteps(e.ctx, e.clock.Now(), []store.NewStep{{SubjectKind: store.SubjectSubscription,
+		SubjectID: sub.ID, Pipeline: "email:trial_ending:test", Name: "subscription_email",
+		RunAt: e.clock.Now().Add(24 * time.Hour), MaxAttempts: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	later, err := e.db.SubjectSteps(e.ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := later[len(later)-1]
+	c := b.post("/console/steps/"+itoa(pending.ID)+"/cancel", url.Values{"csrf": {b.csrf()}})
+	if c.status != http.StatusSeeOther || !strings.HasPrefix(c.header.Get("Location"), page+"?done=") ||
+		e.step(pending.ID).Status != store.StepCanceled {
+		t.Errorf("cancel = %d → %q, step %s", c.status, c.header.Get("Location"), e.step(pending.ID).Status)
+	}
+
 	// Stripe moves on without a webhook: the dry run shows it, the row waits.
 	if err := e.emu.SetCancelAtPeriodEnd(sub.StripeSubscriptionID, true); err != nil {
 		t.Fatal(err)
