@@ -226,9 +226,11 @@ type StepCounts struct {
 // Overview is everything the console's front page shows, read in one
 // round trip.
 type Overview struct {
-	Purchases map[PurchaseStatus]int64
-	Steps     StepCounts
-	Passes    []PassSummary
+	Purchases     map[PurchaseStatus]int64
+	Subscriptions map[SubscriptionStatus]int64
+	Orders        map[OrderStatus]int64
+	Steps         StepCounts
+	Passes        []PassSummary
 	// Failing are the objects the reconciler keeps failing on, most
 	// failures first.
 	Failing []ReconcileError
@@ -250,7 +252,8 @@ const (
 // their cost follows the number of unfinished steps, not the size of the
 // table.
 func (q *Queries) ConsoleOverview(ctx context.Context, now, stuckBefore time.Time, limit int) (Overview, error) {
-	o := Overview{Purchases: map[PurchaseStatus]int64{}}
+	o := Overview{Purchases: map[PurchaseStatus]int64{}, Subscriptions: map[SubscriptionStatus]int64{},
+		Orders: map[OrderStatus]int64{}}
 	b := &pgx.Batch{}
 	// Each count is an index-only scan of a partial index: the completed
 	// (most purchases) from a deduplicated one, the others from theirs.
@@ -266,6 +269,28 @@ func (q *Queries) ConsoleOverview(ctx context.Context, now, stuckBefore time.Tim
 				return err
 			}
 			o.Purchases[s] = n
+		}
+		return rows.Err()
+	})
+	b.Queue(countSubscriptionsSQL).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var s SubscriptionStatus
+			var n int64
+			if err := rows.Scan(&s, &n); err != nil {
+				return err
+			}
+			o.Subscriptions[s] = n
+		}
+		return rows.Err()
+	})
+	b.Queue(countOrdersSQL).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var s OrderStatus
+			var n int64
+			if err := rows.Scan(&s, &n); err != nil {
+				return err
+			}
+			o.Orders[s] = n
 		}
 		return rows.Err()
 	})

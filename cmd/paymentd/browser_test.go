@@ -149,7 +149,10 @@ func (b *browserTest) screenshot(dir, name, url string) {
 // is refused, the right one signs in; search the buyer by email, open the
 // purchase whose grant failed, retry it, and watch the step become done
 // and the access email appear in the timeline. A form posted without its
-// CSRF token is refused.
+// CSRF token is refused. Then a subscription: subscribe on the storefront,
+// pay, see it active and its subscription_started email listed, find it in
+// the console by its sub_ id and see its timeline; Manage billing opens
+// the portal.
 func TestBrowserStorefrontAndConsole(t *testing.T) {
 	exe := chromium(t)
 	api, admin := freeAddr(t), freeAddr(t)
@@ -164,6 +167,11 @@ func TestBrowserStorefrontAndConsole(t *testing.T) {
 	cfg.Email.OutboxDir = t.TempDir()
 	cfg.Steps.MaxAttempts = 1 // GitHub's one refusal fails the grant for good
 	cfg.Steps.PollInterval = 100 * time.Millisecond
+	for i := range cfg.Products {
+		if cfg.Products[i].Key == "pro_subscription" {
+			cfg.Products[i].TrialDays = 0 // paid at once: active, not trialing
+		}
+	}
 
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -209,7 +217,7 @@ func TestBrowserStorefrontAndConsole(t *testing.T) {
 	b := &browserTest{t: t, ctx: bctx, info: info, logs: logs}
 	store := "http://" + api
 	console := "http://" + admin + "/console/"
-	var purchasePage string
+	var purchasePage, subscriptionPage string
 	defer func() {
 		if !t.Failed() {
 			return
@@ -222,6 +230,9 @@ func TestBrowserStorefrontAndConsole(t *testing.T) {
 		b.screenshot(dir, "overview", console)
 		if purchasePage != "" {
 			b.screenshot(dir, "timeline", purchasePage)
+		}
+		if subscriptionPage != "" {
+			b.screenshot(dir, "subscription", subscriptionPage)
 		}
 		t.Logf("dev stack log:\n%s", logs.String())
 	}()
@@ -346,6 +357,49 @@ func TestBrowserStorefrontAndConsole(t *testing.T) {
 	b.run("still signed in", chromedp.Navigate(console), chromedp.WaitVisible(chromedp.CSS(`nav`)))
 	if loc := b.location(); loc != console {
 		t.Errorf("after the refused sign-out the console led to %s", loc)
+	}
+
+	// A subscription: subscribe on the storefront, pay on the emulator's
+	// page, come back, and see it active with its subscription_started
+	// email listed; then its page in the console, with its timeline.
+	subscribe := `form.buy[data-product="pro_subscription"] button`
+	b.run("open the storefront again", chromedp.Navigate(store+"/"), chromedp.WaitVisible(chromedp.CSS(subscribe)))
+	b.run("subscribe", chromedp.Click(chromedp.CSS(subscribe)),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/pay"] button`)))
+	if loc := b.location(); !strings.HasPrefix(loc, info.emuURL+"/checkout/cs_") {
+		t.Fatalf("Subscribe led to %s, not the emulator's checkout page", loc)
+	}
+	// The emulator's page fills in the email of a session's customer_email
+	// only, and a subscription's session names its customer instead.
+	b.run("pay for the subscription", chromedp.SetValue(chromedp.CSS(`#email`), devEmail),
+		chromedp.Click(chromedp.CSS(`form[action$="/pay"] button`)), chromedp.WaitVisible(chromedp.CSS(`#subscriptions`)))
+	b.eventually("the subscription shows active", 20*time.Second, false, func() bool {
+		return strings.Contains(b.textOf("#subscriptions"), "pro_subscription (pro_monthly): active · $29.00 / month")
+	})
+	b.eventually("the subscription_started email is listed", 20*time.Second, false, func() bool {
+		return strings.Contains(b.textOf("#emails"), "(subscription_started to buyer@example.com)")
+	})
+	subs, err := info.app.db.UserSubscriptions(b.ctx, devUser)
+	if err != nil || len(subs) != 1 {
+		t.Fatalf("subscriptions of %s: %v, %v", devUser, subs, err)
+	}
+	b.run("find the subscription in the console", chromedp.Navigate(console+"search?q="+subs[0].StripeSubscriptionID),
+		chromedp.WaitVisible(chromedp.CSS(`.timeline`)))
+	subscriptionPage = b.location()
+	if subscriptionPage != console+"subscriptions/"+subs[0].ID {
+		t.Errorf("searching %s led to %s", subs[0].StripeSubscriptionID, subscriptionPage)
+	}
+	if txt := b.text(); !strings.Contains(txt, "Subscription: created ("+subs[0].StripeSubscriptionID+")") ||
+		!strings.Contains(txt, "Sent email subscription_started to "+devEmail) {
+		t.Errorf("the subscription's timeline lacks its creation or its email:\n%s", txt)
+	}
+
+	// The storefront's billing portal link opens the portal of the
+	// subscriber's customer.
+	b.run("open the billing portal", chromedp.Navigate(store+"/"), chromedp.WaitVisible(chromedp.CSS(`#portal`)),
+		chromedp.Click(chromedp.CSS(`#portal`)), chromedp.WaitNotPresent(chromedp.CSS(`#portal`)))
+	if loc := b.location(); !strings.HasPrefix(loc, info.emuURL+"/billing/p/session/") {
+		t.Errorf("Manage billing led to %s, not the emulator's portal", loc)
 	}
 }
 

@@ -327,11 +327,12 @@ Subscriptions:
 
 // The dev storefront: the page / serves in `paymentd dev`. It is the
 // API's living example for frontend developers, so it uses the public API
-// exactly as a frontend would, with the dev JWT: the products with Buy
-// buttons (POST /api/checkout, then the emulator's page), the buyer's
-// purchases (GET /api/purchases, and POST /api/purchases/claim with the
-// session_id the redirect brings back), and the outbox's emails, which
-// open in the page.
+// exactly as a frontend would, with the dev JWT: the products with Buy or
+// Subscribe buttons (POST /api/checkout, then the emulator's page), the
+// buyer's purchases, subscriptions and credits (GET /api/purchases,
+// /api/subscriptions, /api/credits, and POST /api/purchases/claim with the
+// session_id the redirect brings back), a link to the billing portal (POST
+// /api/billing/portal), and the outbox's emails, which open in the page.
 
 //go:embed storefront.html
 var storefrontHTML string
@@ -356,6 +357,14 @@ type storefrontProduct struct {
 	Key, Name, Description, Price string
 	Features                      []string
 	GitHub                        bool // the buyer names a GitHub account
+	// Prices are a subscription's prices, to choose from; none for a
+	// one-time product.
+	Prices    []storefrontPrice
+	TrialDays int
+}
+
+type storefrontPrice struct {
+	Key, Label string
 }
 
 func newStorefront(cfg *config.Config, token, outbox string) (*storefront, error) {
@@ -367,8 +376,20 @@ func newStorefront(cfg *config.Config, token, outbox string) (*storefront, error
 	d := storefrontData{Brand: b.ProductName, Colour: b.PrimaryColor, Background: b.BackgroundColor, Text: b.TextColor,
 		User: devUser, Email: devEmail, Token: token, PromotionCode: devPromotionCode}
 	for _, p := range cfg.Products {
-		d.Products = append(d.Products, storefrontProduct{Key: p.Key, Name: p.Name, Description: p.Description,
-			Price: mail.FormatMoney(p.Amount, p.Currency), Features: p.Features, GitHub: p.Access == "github"})
+		sp := storefrontProduct{Key: p.Key, Name: p.Name, Description: p.Description,
+			Price: mail.FormatMoney(p.Amount, p.Currency), Features: p.Features, GitHub: p.Access == "github"}
+		if p.IsSubscription() {
+			sp.Price, sp.TrialDays = "", p.TrialDays
+			for _, pr := range p.Prices {
+				every := pr.Interval
+				if pr.Count() > 1 {
+					every = fmt.Sprintf("%d %ss", pr.Count(), pr.Interval)
+				}
+				sp.Prices = append(sp.Prices, storefrontPrice{Key: pr.Key,
+					Label: mail.FormatMoney(pr.Amount, pr.Currency) + " / " + every})
+			}
+		}
+		d.Products = append(d.Products, sp)
 	}
 	return &storefront{page: page, data: d, outbox: outbox}, nil
 }

@@ -49,6 +49,19 @@ func TestStorefrontPageAndOutbox(t *testing.T) {
 		!strings.Contains(page, `data-product="pro_one_time"`) || !strings.Contains(page, "Acme Pro · $199.00") {
 		t.Fatalf("storefront = %d\n%s", code, page)
 	}
+	// A subscription product: its prices to choose from, its trial, a
+	// Subscribe button; and the lists and the portal link.
+	for _, want := range []string{`data-product="pro_subscription"`, `<option value="pro_monthly">$29.00 / month</option>`,
+		`<option value="pro_yearly">$290.00 / year</option>`, "14-day free trial", "Subscribe to Acme Pro Cloud",
+		`id="subscriptions"`, `id="credits"`, `id="portal"`, `api("/api/billing/portal"`, `api("/api/subscriptions")`,
+		`api("/api/credits?limit=5")`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the storefront lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "Acme Pro Cloud · ") {
+		t.Error("a subscription product shows a one-time price")
+	}
 	code, body := get(t, srv.URL+"/dev/outbox")
 	var list struct{ Emails []outboxEmail }
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &list) != nil || len(list.Emails) != 2 {

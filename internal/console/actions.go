@@ -62,13 +62,28 @@ func (c *Console) audit(ctx context.Context, q *store.Queries, operator, action,
 		ObjectID: objectID, PurchaseID: purchaseID, Before: snapshot(before), After: snapshot(after), Note: note})
 }
 
-// backTo is where to go after an action on a step: its purchase's page, or
-// the steps list for a global step.
+// backTo is where to go after an action on a step: its subject's page, or
+// the steps list for a global step (or a subject without a page).
 func backTo(s store.Step) string {
-	if s.PurchaseID != nil {
-		return "/console/purchases/" + *s.PurchaseID
+	if p := subjectPage(s); p != "" {
+		return p
 	}
 	return "/console/steps"
+}
+
+// subjectPage is the console page of a step's subject, "" for none.
+func subjectPage(s store.Step) string {
+	switch {
+	case s.SubjectID == nil:
+		return ""
+	case s.SubjectKind == store.SubjectPurchase:
+		return "/console/purchases/" + *s.SubjectID
+	case s.SubjectKind == store.SubjectSubscription:
+		return "/console/subscriptions/" + *s.SubjectID
+	case s.SubjectKind == store.SubjectOrder:
+		return "/console/orders/" + *s.SubjectID
+	}
+	return ""
 }
 
 // redirectDone sends the browser to back, reporting the audit entries.
@@ -243,7 +258,7 @@ func (c *Console) cancelStep(ctx context.Context, q *store.Queries, operator str
 	return as, nil
 }
 
-// stepsAround returns, by id, step id and the other steps of its purchase
+// stepsAround returns, by id, step id and the other steps of its subject
 // (those a cancel may reach), as they are before an action.
 func stepsAround(ctx context.Context, q *store.Queries, id int64) (map[int64]store.Step, error) {
 	st, err := q.GetStep(ctx, id)
@@ -251,8 +266,8 @@ func stepsAround(ctx context.Context, q *store.Queries, id int64) (map[int64]sto
 		return nil, err
 	}
 	out := map[int64]store.Step{id: st}
-	if st.PurchaseID != nil {
-		all, err := q.PurchaseSteps(ctx, *st.PurchaseID)
+	if st.SubjectID != nil {
+		all, err := q.SubjectSteps(ctx, *st.SubjectID)
 		if err != nil {
 			return nil, err
 		}
@@ -473,31 +488,14 @@ func (c *Console) reconcileDo(w http.ResponseWriter, r *http.Request, s *session
 		c.fail(w, r, s, "read the purchase after reconciling it", err)
 		return
 	}
-	healed := 0
-	for _, n := range rep.Healed {
-		healed += n
-	}
-	note := rep.Summary()
-	if len(failed) > 0 {
-		note += "; failed: " + strings.Join(failed, "; ")
-	}
-	var a store.AuditEntry
-	err = c.db.InTx(ctx, func(q *store.Queries) error {
-		if err := q.RecordReconcilePass(ctx, store.PassSummary{Kind: "targeted", StartedAt: start, Duration: c.now().Sub(start),
-			Seen: rep.Seen, Changes: len(rep.Changes), Healed: healed, Errors: len(failed), Summary: "purchase " + before.ID + ": " + note}); err != nil {
-			return err
-		}
-		var err error
-		a, err = c.audit(ctx, q, s.Operator, "reconcile", "purchase", before.ID, &before.ID, purchaseState(before),
-			map[string]any{"purchase": purchaseState(after), "changes": rep.Changes}, note)
-		return err
-	})
+	a, err := c.recordTargeted(ctx, s.Operator, "purchase", before.ID, &before.ID, start, rep, failed,
+		purchaseState(before), purchaseState(after))
 	if err != nil {
 		c.fail(w, r, s, "record the reconcile", err)
 		return
 	}
 	c.log.InfoContext(ctx, "console: purchase reconciled", "operator", s.Operator, "purchase_id", before.ID,
-		"summary", note)
+		"summary", a.Note)
 	redirectDone(w, r, "/console/purchases/"+before.ID, []store.AuditEntry{a})
 }
 

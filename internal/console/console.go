@@ -1,15 +1,17 @@
 // Package console is the operator console: server-rendered pages on the
-// admin listener, under /console/, to see, search and repair purchases and
-// steps. It reads through store and acts through the functions the CLI and
-// the reconciler use (store.RetryFailedStep, reconcile.Reconciler.Object,
+// admin listener, under /console/, to see, search and repair purchases,
+// subscriptions, orders and steps. It reads through store and acts through the
+// functions the CLI and the reconciler use (store.RetryFailedStep, reconcile.Reconciler.Object,
 // fulfillment.RepairAccess, steps.Engine.Schedule): there is no second code
 // path for retry, reconcile or access. Every action is behind a
 // confirmation page and written to the operator_audit table with the
 // object before and after.
 //
 // A kind of object is a page template and a store query: purchases have
-// purchase.html and store.SearchPurchases/PurchaseSteps; another kind adds
-// its own beside them, reusing the timeline and audit partials.
+// purchase.html and store.SearchPurchases/PurchaseSteps, subscriptions
+// subscription.html and store.SearchSubscriptions/SubjectSteps, orders
+// order.html and store.SearchOrders/SubjectSteps; each reuses the
+// timeline and audit partials.
 package console
 
 import (
@@ -133,7 +135,7 @@ func New(o Options) (*Console, error) {
 }
 
 // pageFiles are the pages; each is parsed with the layout and partials.
-var pageFiles = []string{"login", "overview", "search", "purchase", "steps", "confirm", "message"}
+var pageFiles = []string{"login", "overview", "search", "purchase", "subscription", "order", "steps", "confirm", "message"}
 
 func (c *Console) parseTemplates() error {
 	base, err := template.New("").Funcs(c.funcs()).ParseFS(templateFS, "templates/layout.html", "templates/partials.html")
@@ -177,6 +179,14 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("POST /console/purchases/{id}/reconcile", c.authed(c.reconcileDo))
 	mux.Handle("GET /console/purchases/{id}/access/{want}", c.authed(c.accessConfirm))
 	mux.Handle("POST /console/purchases/{id}/access/{want}", c.authed(c.accessDo))
+	mux.Handle("GET /console/subscriptions/{id}", c.authed(c.subscription))
+	mux.Handle("GET /console/subscriptions/{id}/steps/{step}/email", c.authed(c.subscriptionEmailPreview))
+	mux.Handle("GET /console/subscriptions/{id}/reconcile", c.authed(c.subscriptionReconcileConfirm))
+	mux.Handle("POST /console/subscriptions/{id}/reconcile", c.authed(c.subscriptionReconcileDo))
+	mux.Handle("GET /console/orders/{id}", c.authed(c.order))
+	mux.Handle("GET /console/orders/{id}/steps/{step}/email", c.authed(c.orderEmailPreview))
+	mux.Handle("GET /console/orders/{id}/reconcile", c.authed(c.orderReconcileConfirm))
+	mux.Handle("POST /console/orders/{id}/reconcile", c.authed(c.orderReconcileDo))
 	mux.Handle("GET /console/steps", c.authed(c.stepsPage))
 	mux.Handle("GET /console/steps/retry", c.authed(c.bulkRetryConfirm))
 	mux.Handle("POST /console/steps/retry", c.authed(c.bulkRetryDo))

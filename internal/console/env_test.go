@@ -78,6 +78,7 @@ type env struct {
 	gh      *githubfake.Fake
 	engine  *steps.Engine
 	ful     *fulfillment.Fulfillment
+	rec     *reconcile.Reconciler
 	cfg     *config.Config
 	console *Console
 	srv     *httptest.Server
@@ -155,8 +156,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.ful.Register()
-	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: clk, Log: log,
-		Products: cfg.Products})
+	e.ful.RegisterSubscriptions()
+	e.ful.RegisterOrders(nil)
+	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Orders: e.ful, Clock: clk, Log: log,
+		Products: cfg.Products, Subscriptions: reconcile.SubscriptionOptions{Fulfillment: e.ful,
+			Grace: cfg.Subscriptions.Grace, DunningReminder: cfg.Subscriptions.DunningReminder}})
+	e.rec = rec
 	e.console, err = New(Options{DB: e.db, Clock: clk, Log: log, Config: cfg, Engine: e.engine, Reconciler: rec,
 		Access: e.ful, Renderer: renderer, Tokens: o.tokens})
 	if err != nil {

@@ -66,14 +66,26 @@ type alertView struct {
 	Args steps.AlertArgs
 }
 
+type subscriptionCount struct {
+	Status store.SubscriptionStatus
+	Count  int64
+}
+
+type orderCount struct {
+	Status store.OrderStatus
+	Count  int64
+}
+
 type overviewView struct {
-	Purchases  []statusCount
-	Steps      store.StepCounts
-	StuckAfter time.Duration
-	Passes     []store.PassSummary
-	Failing    []store.ReconcileError
-	Alerts     []alertView
-	Audit      []store.AuditEntry
+	Purchases     []statusCount
+	Subscriptions []subscriptionCount
+	Orders        []orderCount
+	Steps         store.StepCounts
+	StuckAfter    time.Duration
+	Passes        []store.PassSummary
+	Failing       []store.ReconcileError
+	Alerts        []alertView
+	Audit         []store.AuditEntry
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
@@ -87,6 +99,12 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	for _, st := range store.PurchaseStatuses {
 		v.Purchases = append(v.Purchases, statusCount{st, o.Purchases[st]})
 	}
+	for _, st := range store.SubscriptionStatuses {
+		v.Subscriptions = append(v.Subscriptions, subscriptionCount{st, o.Subscriptions[st]})
+	}
+	for _, st := range store.OrderStatuses {
+		v.Orders = append(v.Orders, orderCount{st, o.Orders[st]})
+	}
 	for _, a := range o.Alerts {
 		av := alertView{Step: a}
 		_ = json.Unmarshal(a.Args, &av.Args) // an alert with odd args still shows its step
@@ -96,40 +114,86 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 type searchView struct {
-	Form     searchForm
-	Statuses []store.PurchaseStatus
-	Field    store.SearchField
-	Error    string
-	Results  []store.Purchase
-	Next     template.URL // the next page, "" on the last page
-	Searched bool
+	Form          searchForm
+	Statuses      []store.PurchaseStatus
+	SubStatuses   []store.SubscriptionStatus
+	OrderStatuses []store.OrderStatus
+	Field         store.SearchField
+	Error         string
+	// Purchases, Subscriptions and Orders are the kinds listed, each with
+	// its results and next page ("" on the last page).
+	Purchases           bool
+	Results             []store.Purchase
+	Next                template.URL
+	Subscriptions       bool
+	SubscriptionResults []store.Subscription
+	SubscriptionsNext   template.URL
+	Orders              bool
+	OrderResults        []store.Order
+	OrdersNext          template.URL
+	Searched            bool
 }
 
 func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 	form, q, err := parseSearch(r.URL.Query())
-	v := searchView{Form: form, Statuses: store.PurchaseStatuses, Field: q.Field}
+	v := searchView{Form: form, Statuses: store.PurchaseStatuses, SubStatuses: store.SubscriptionStatuses,
+		OrderStatuses: store.OrderStatuses, Field: q.Field}
 	if err != nil {
 		v.Error = err.Error()
-		c.render(w, r, s, http.StatusBadRequest, "search", "Purchases", v, 0)
+		c.render(w, r, s, http.StatusBadRequest, "search", "Search", v, 0)
 		return
 	}
-	ps, more, err := c.db.SearchPurchases(r.Context(), q)
-	if err != nil {
-		c.fail(w, r, s, "search purchases", err)
+	v.Purchases, v.Subscriptions, v.Orders = searchKinds(form, q.Field)
+	var more, subMore, orderMore bool
+	if v.Purchases {
+		if v.Results, more, err = c.db.SearchPurchases(r.Context(), q); err != nil {
+			c.fail(w, r, s, "search purchases", err)
+			return
+		}
+	}
+	if v.Subscriptions {
+		if v.SubscriptionResults, subMore, err = c.db.SearchSubscriptions(r.Context(), subscriptionSearch(form, q)); err != nil {
+			c.fail(w, r, s, "search subscriptions", err)
+			return
+		}
+	}
+	if v.Orders {
+		if v.OrderResults, orderMore, err = c.db.SearchOrders(r.Context(), orderSearch(form, q)); err != nil {
+			c.fail(w, r, s, "search orders", err)
+			return
+		}
+	}
+	if exactField(q.Field) && q.After == nil && form.Status == "" && q.From.IsZero() && q.To.IsZero() &&
+		len(v.Results)+len(v.SubscriptionResults)+len(v.OrderResults) == 1 {
+		switch {
+		case len(v.Results) == 1:
+			http.Redirect(w, r, "/console/purchases/"+v.Results[0].ID, http.StatusSeeOther)
+		case len(v.SubscriptionResults) == 1:
+			http.Redirect(w, r, "/console/subscriptions/"+v.SubscriptionResults[0].ID, http.StatusSeeOther)
+		default:
+			http.Redirect(w, r, "/console/orders/"+v.OrderResults[0].ID, http.StatusSeeOther)
+		}
 		return
 	}
-	if len(ps) == 1 && exactField(q.Field) && q.After == nil && q.Status == "" && q.From.IsZero() && q.To.IsZero() {
-		http.Redirect(w, r, "/console/purchases/"+ps[0].ID, http.StatusSeeOther)
-		return
+	v.Searched = true
+	next := func(kind, cursor string) template.URL {
+		n := r.URL.Query()
+		n.Set("kind", kind)
+		n.Set("after", cursor)
+		n.Del("done")
+		return template.URL("/console/search?" + n.Encode()) // built here from url.Values: safe
 	}
-	v.Results, v.Searched = ps, true
 	if more {
-		next := r.URL.Query()
-		next.Set("after", purchaseCursor(ps[len(ps)-1]))
-		next.Del("done")
-		v.Next = template.URL("/console/search?" + next.Encode()) // built here from url.Values: safe
+		v.Next = next(kindPurchases, purchaseCursor(v.Results[len(v.Results)-1]))
 	}
-	c.render(w, r, s, http.StatusOK, "search", "Purchases", v, 0)
+	if subMore {
+		last := v.SubscriptionResults[len(v.SubscriptionResults)-1]
+		v.SubscriptionsNext = next(kindSubscriptions, subscriptionCursor(last))
+	}
+	if orderMore {
+		v.OrdersNext = next(kindOrders, orderCursor(v.OrderResults[len(v.OrderResults)-1]))
+	}
+	c.render(w, r, s, http.StatusOK, "search", "Search", v, 0)
 }
 
 type purchaseView struct {
@@ -143,6 +207,7 @@ type purchaseView struct {
 	Refunds     []store.Refund
 	Disputes    []store.Dispute
 	Audit       []store.AuditEntry
+	Credits     *creditsView
 	Unfinished  int
 	StepsFailed int
 }
@@ -198,9 +263,14 @@ func (c *Console) purchase(w http.ResponseWriter, r *http.Request, s *session) {
 	now := c.now()
 	p := d.Purchase
 	prod := c.products[p.ProductKey]
+	cr, err := c.credits(r.Context(), store.CreditHolder{UserID: deref(p.UserID)})
+	if err != nil {
+		c.fail(w, r, s, "read the buyer's credits", err)
+		return
+	}
 	v := purchaseView{Purchase: p, Product: prod, HasAccess: hasAccess(prod), Dashboard: c.dashboard().purchase(p),
 		Customer: c.dashboard().customer(p), Timeline: timeline(d, now, c.cfg.StuckAfter), Grants: d.Grants,
-		Refunds: d.Refunds, Disputes: d.Disputes, Audit: d.Audit}
+		Refunds: d.Refunds, Disputes: d.Disputes, Audit: d.Audit, Credits: cr}
 	for _, st := range d.Steps {
 		switch {
 		case st.Status == store.StepFailed:
@@ -356,6 +426,13 @@ func (c *Console) stepsPage(w http.ResponseWriter, r *http.Request, s *session) 
 	c.render(w, r, s, http.StatusOK, "steps", "Steps", v, 0)
 }
 
+// timelineView is what the timeline partial receives.
+type timelineView struct {
+	Entries []entry
+	Base    string
+	Noun    string
+}
+
 // funcs are the helpers the templates use.
 func (c *Console) funcs() template.FuncMap {
 	return template.FuncMap{
@@ -399,6 +476,9 @@ func (c *Console) funcs() template.FuncMap {
 		"dur":    func(d time.Duration) string { return d.String() },
 		"has":    func(v stepView, action string) bool { return v.can(action) },
 		"search": func(id string) string { return "/console/search?" + url.Values{"q": {id}}.Encode() },
+		// timeline hands the timeline partial its entries, the subject's
+		// page (under which its email previews are) and what to call it.
+		"timeline": func(es []entry, base, noun string) timelineView { return timelineView{es, base, noun} },
 	}
 }
 

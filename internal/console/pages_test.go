@@ -184,9 +184,10 @@ func TestPagesHaveNoScriptAndAViewport(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	p, _ := e.paidPurchase(product, map[string]store.StepStatus{"grant_access": store.StepFailed})
+	sub, o := e.subscribe(), e.paidOrder()
 	b := e.signedIn()
 	for _, path := range []string{"/console/", "/console/search?q=ada%40example.com", "/console/purchases/" + p.ID,
-		"/console/steps?view=failed", "/console/login"} {
+		"/console/subscriptions/" + sub.ID, "/console/orders/" + o.ID, "/console/steps?view=failed", "/console/login"} {
 		a := b.get(path)
 		if path == "/console/login" {
 			a = e.browser().get(path)

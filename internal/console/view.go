@@ -32,6 +32,8 @@ var stripePrefixes = []struct {
 	{"ch_", store.SearchCharge},
 	{"py_", store.SearchCharge},
 	{"cus_", store.SearchCustomer},
+	{"sub_", store.SearchSubscription},
+	{"in_", store.SearchInvoice},
 }
 
 // parseQuery says what a search box's text names: an email (it has an @),
@@ -55,11 +57,53 @@ func parseQuery(q string) (store.SearchField, string) {
 	return store.SearchUserID, q
 }
 
-// exactField reports whether a field names at most one purchase, so a
-// search that finds it can open the purchase directly.
+// exactField reports whether a field names at most one purchase,
+// subscription or order, so a search that finds one can open it directly.
 func exactField(f store.SearchField) bool {
 	return f == store.SearchPurchaseID || f == store.SearchSession || f == store.SearchPaymentIntent ||
-		f == store.SearchCharge
+		f == store.SearchCharge || f == store.SearchSubscription || f == store.SearchInvoice
+}
+
+// Kinds of object a search lists; "" lists every kind the query can name.
+const (
+	kindPurchases     = "purchases"
+	kindSubscriptions = "subscriptions"
+	kindOrders        = "orders"
+)
+
+// searchKinds decides which kinds a search lists: those the field can
+// name, narrowed to the kind asked for; a status alone names a purchase
+// status unless the kind says otherwise.
+func searchKinds(f searchForm, field store.SearchField) (purchases, subscriptions, orders bool) {
+	purchaseField := field != store.SearchSubscription && field != store.SearchInvoice
+	purchases = purchaseField && (f.Kind == "" || f.Kind == kindPurchases)
+	subscriptions = store.SubscriptionSearchable(field) && (f.Kind == kindSubscriptions || (f.Kind == "" && f.Status == ""))
+	orders = store.OrderSearchable(field) && (f.Kind == kindOrders || (f.Kind == "" && f.Status == ""))
+	return purchases, subscriptions, orders
+}
+
+// orderSearch is the order half of a parsed search.
+func orderSearch(f searchForm, ps store.PurchaseSearch) store.OrderSearch {
+	s := store.OrderSearch{Field: ps.Field, Value: ps.Value, From: ps.From, To: ps.To, After: ps.After, Limit: ps.Limit}
+	if f.Kind == kindOrders {
+		s.Status = store.OrderStatus(f.Status)
+	}
+	return s
+}
+
+// orderCursor encodes where a page of orders ended.
+func orderCursor(o store.Order) string {
+	return o.CreatedAt.UTC().Format(time.RFC3339Nano) + "_" + o.ID
+}
+
+// subscriptionSearch is the subscription half of a parsed search.
+func subscriptionSearch(f searchForm, ps store.PurchaseSearch) store.SubscriptionSearch {
+	s := store.SubscriptionSearch{Field: ps.Field, Value: ps.Value, From: ps.From, To: ps.To, After: ps.After,
+		Limit: ps.Limit}
+	if f.Kind == kindSubscriptions {
+		s.Status = store.SubscriptionStatus(f.Status)
+	}
+	return s
 }
 
 // dateLayout is how the search form's dates read (an <input type=date>).
@@ -67,20 +111,31 @@ const dateLayout = "2006-01-02"
 
 // searchForm is the search page's query, as typed.
 type searchForm struct {
-	Q, Status, From, To, After string
+	Q, Kind, Status, From, To, After string
 }
 
 // parseSearch turns the search page's parameters into a store search.
 // Bad input is an error that says what is wrong.
 func parseSearch(v url.Values) (searchForm, store.PurchaseSearch, error) {
-	f := searchForm{Q: strings.TrimSpace(v.Get("q")), Status: v.Get("status"), From: v.Get("from"), To: v.Get("to"),
-		After: v.Get("after")}
+	f := searchForm{Q: strings.TrimSpace(v.Get("q")), Kind: v.Get("kind"), Status: v.Get("status"), From: v.Get("from"),
+		To: v.Get("to"), After: v.Get("after")}
 	s := store.PurchaseSearch{Limit: pageSize}
 	s.Field, s.Value = parseQuery(f.Q)
 	if len(f.Q) > 200 {
 		return f, s, errors.New("the search text is longer than 200 characters")
 	}
-	if f.Status != "" {
+	switch {
+	case f.Kind != "" && f.Kind != kindPurchases && f.Kind != kindSubscriptions && f.Kind != kindOrders:
+		return f, s, fmt.Errorf("unknown kind %q (purchases, subscriptions or orders)", f.Kind)
+	case f.Kind == kindSubscriptions && f.Status != "":
+		if !slices.Contains(store.SubscriptionStatuses, store.SubscriptionStatus(f.Status)) {
+			return f, s, fmt.Errorf("unknown subscription status %q", f.Status)
+		}
+	case f.Kind == kindOrders && f.Status != "":
+		if !slices.Contains(store.OrderStatuses, store.OrderStatus(f.Status)) {
+			return f, s, fmt.Errorf("unknown order status %q", f.Status)
+		}
+	case f.Status != "":
 		if !slices.Contains(store.PurchaseStatuses, store.PurchaseStatus(f.Status)) {
 			return f, s, fmt.Errorf("unknown status %q", f.Status)
 		}
@@ -115,6 +170,12 @@ func parseSearch(v url.Values) (searchForm, store.PurchaseSearch, error) {
 // purchaseCursor encodes where a page of purchases ended.
 func purchaseCursor(p store.Purchase) string {
 	return p.CreatedAt.UTC().Format(time.RFC3339Nano) + "_" + p.ID
+}
+
+// subscriptionCursor encodes where a page of subscriptions ended: the
+// same keyset as purchases'.
+func subscriptionCursor(s store.Subscription) string {
+	return s.CreatedAt.UTC().Format(time.RFC3339Nano) + "_" + s.ID
 }
 
 func parsePurchaseCursor(s string) (store.PurchaseCursor, error) {
@@ -167,6 +228,19 @@ func (d dashboard) purchase(p store.Purchase) string {
 		return d.url("/payments/" + url.PathEscape(*p.StripePaymentIntentID))
 	}
 	return d.url("/search?query=" + url.QueryEscape(p.StripeSessionID))
+}
+
+// subscription links a subscription.
+func (d dashboard) subscription(s store.Subscription) string {
+	return d.url("/subscriptions/" + url.PathEscape(s.StripeSubscriptionID))
+}
+
+// customerID links the customer with id, or "" for none.
+func (d dashboard) customerID(id string) string {
+	if id == "" {
+		return ""
+	}
+	return d.url("/customers/" + url.PathEscape(id))
 }
 
 // customer links a customer, or "" for none.
@@ -235,7 +309,7 @@ func viewStep(s store.Step, now time.Time, stuckAfter time.Duration) stepView {
 	case store.StepWaiting, store.StepPending:
 		v.Actions = []string{actionCancel}
 	case store.StepDone:
-		if v.Email != nil {
+		if v.Email != nil && s.PurchaseID != nil { // a resend is a new pipeline of a purchase
 			v.Actions = []string{actionResend}
 		}
 	}
@@ -257,14 +331,18 @@ const timeLayout = "2006-01-02 15:04:05Z"
 // entry is one line of a purchase's timeline.
 type entry struct {
 	At   time.Time
-	Kind string // purchase, step, grant, refund, dispute, audit
-	Text string // for purchase entries
+	Kind string // purchase, subscription, order, step, grant, refund, dispute, invoice, audit
+	Text string // for purchase, subscription and order entries
 	Step *stepView
-	// Grant, Refund, Dispute and Audit are set for their kinds.
-	Grant   *store.Grant
-	Refund  *store.Refund
-	Dispute *store.Dispute
-	Audit   *store.AuditEntry
+	// Grant (OrderGrant), Refund (OrderRefund), Dispute, Invoice and Audit
+	// are set for their kinds.
+	Grant       *store.Grant
+	OrderGrant  *store.OrderGrant
+	Refund      *store.Refund
+	OrderRefund *store.OrderRefund
+	Dispute     *store.Dispute
+	Invoice     *store.Invoice
+	Audit       *store.AuditEntry
 }
 
 // purchaseDetail is everything known about one purchase.

@@ -25,6 +25,8 @@ func TestParseQuery(t *testing.T) {
 		{"ch_3Pq", store.SearchCharge, "ch_3Pq"},
 		{"py_3Pq", store.SearchCharge, "py_3Pq"},
 		{"cus_Q1", store.SearchCustomer, "cus_Q1"},
+		{"sub_1Q", store.SearchSubscription, "sub_1Q"},
+		{"in_1Q", store.SearchInvoice, "in_1Q"},
 		{"8F14E45F-CEEA-467F-A0E6-07A9E1B1D3F2", store.SearchPurchaseID, "8f14e45f-ceea-467f-a0e6-07a9e1b1d3f2"},
 		{"dev-user-1", store.SearchUserID, "dev-user-1"},
 		{"auth0|5f7c", store.SearchUserID, "auth0|5f7c"},
@@ -96,6 +98,7 @@ func TestViewStep(t *testing.T) {
 	lapsed, holding := now.Add(-time.Minute), now.Add(time.Minute)
 	sent := json.RawMessage(`{"sent": true, "template": "purchase_confirmation", "to": "ada@example.com"}`)
 	skipped := json.RawMessage(`{"sent": false, "skipped": "no admin email configured"}`)
+	pid, sid := "0b7c4f0e-8a51-4d43-9a4c-3a6f3e1c2d10", "5f0c9c1e-2b7d-4c36-8f0e-7d2a1b3c4e5f"
 	for _, c := range []struct {
 		name    string
 		s       store.Step
@@ -112,7 +115,12 @@ func TestViewStep(t *testing.T) {
 		{"running, lease lapsed", store.Step{Status: store.StepRunning, LeaseExpiresAt: &lapsed}, nil, false, "",
 			"running past its lease (since 2026-04-01 11:59:00Z): its worker is gone"},
 		{"running, lease holds", store.Step{Status: store.StepRunning, LeaseExpiresAt: &holding}, nil, false, "", ""},
-		{"done, sent", store.Step{Status: store.StepDone, Result: sent}, []string{actionResend}, true, "", ""},
+		{"done, sent", store.Step{Status: store.StepDone, Result: sent, SubjectKind: store.SubjectPurchase, SubjectID: &pid,
+			PurchaseID: &pid}, []string{actionResend}, true, "", ""},
+		// A resend is a new pipeline of a purchase: a subscription's email
+		// shows, but is not resent from the console.
+		{"done, sent, subscription", store.Step{Status: store.StepDone, Result: sent, SubjectKind: store.SubjectSubscription,
+			SubjectID: &sid}, nil, true, "", ""},
 		{"done, skipped", store.Step{Status: store.StepDone, Result: skipped}, nil, false, "no admin email configured", ""},
 		{"done, not an email", store.Step{Status: store.StepDone, Result: json.RawMessage(`{"granted": true}`)}, nil, false, "", ""},
 		{"done, no result", store.Step{Status: store.StepDone}, nil, false, "", ""},
@@ -193,6 +201,37 @@ func TestAgo(t *testing.T) {
 		3 * time.Hour: "3h ago", 72 * time.Hour: "3d ago", -2 * time.Minute: "in 2m"} {
 		if got := ago(d); got != want {
 			t.Errorf("ago(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// A search lists the kinds its field can name, narrowed by the kind asked
+// for; a status without a kind is a purchase's.
+func TestSearchKinds(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		kind, status string
+		field        store.SearchField
+		p, s, o      bool
+	}{
+		{"", "", store.SearchAny, true, true, true},
+		{"", "", store.SearchEmail, true, true, true},
+		{"", "", store.SearchPurchaseID, true, true, true},
+		{"", "", store.SearchSession, true, false, true},
+		{"", "", store.SearchPaymentIntent, true, false, true},
+		{"", "", store.SearchCharge, true, false, true},
+		{"", "", store.SearchCustomer, true, true, true},
+		{"", "", store.SearchSubscription, false, true, false},
+		{"", "", store.SearchInvoice, false, true, false},
+		{"", "completed", store.SearchEmail, true, false, false},
+		{kindSubscriptions, "active", store.SearchAny, false, true, false},
+		{kindOrders, "", store.SearchCharge, false, false, true},
+		{kindOrders, "", store.SearchSubscription, false, false, false},
+		{kindPurchases, "", store.SearchCustomer, true, false, false},
+	} {
+		p, s, o := searchKinds(searchForm{Kind: c.kind, Status: c.status}, c.field)
+		if p != c.p || s != c.s || o != c.o {
+			t.Errorf("kind %q status %q field %q: purchases %v, subscriptions %v, orders %v", c.kind, c.status, c.field, p, s, o)
 		}
 	}
 }
