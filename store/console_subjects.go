@@ -194,8 +194,7 @@ func (q *Queries) SubjectAudit(ctx context.Context, kind, id string, stepIDs []i
 }
 
 // countSubscriptionsSQL and countOrdersSQL are the overview's counts of
-// subscriptions and orders by status: one grouped scan each (neither table
-// has a status index yet; see README, Operator console).
+// subscriptions and orders by status, each over its status index.
 const (
 	countSubscriptionsSQL = `SELECT status, count(*) FROM subscriptions GROUP BY status`
 	countOrdersSQL        = `SELECT status, count(*) FROM orders GROUP BY status`

@@ -11,8 +11,8 @@ import (
 	"github.com/paymentd/paymentd/store"
 )
 
-// A subscription or order search by an id walks that id's index. (By
-// email it reads the table: neither has an index on the email yet.)
+// A subscription or order search by an id, an email or a status walks an
+// index, never the whole table.
 func TestSubscriptionSearchUsesItsIndexes(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
@@ -25,6 +25,8 @@ func TestSubscriptionSearchUsesItsIndexes(t *testing.T) {
 		{store.SubscriptionSearch{Field: store.SearchCustomer, Value: "cus_1", Limit: 50}, "subscriptions_customer_idx"},
 		{store.SubscriptionSearch{Field: store.SearchUserID, Value: "u", Limit: 50}, "subscriptions_user_idx"},
 		{store.SubscriptionSearch{Field: store.SearchPurchaseID, Value: uuid.NewString(), Limit: 50}, "subscriptions_pkey"},
+		{store.SubscriptionSearch{Field: store.SearchEmail, Value: "A@example.com", Limit: 50}, "subscriptions_email_idx"},
+		{store.SubscriptionSearch{Status: "active", Limit: 50}, "subscriptions_status_idx"},
 	} {
 		sql, args, err := store.SubscriptionSearchSQL(c.s)
 		if err != nil {
@@ -43,6 +45,8 @@ func TestSubscriptionSearchUsesItsIndexes(t *testing.T) {
 		{store.OrderSearch{Field: store.SearchCharge, Value: "ch_1", Limit: 50}, "orders_charge_idx"},
 		{store.OrderSearch{Field: store.SearchUserID, Value: "u", Limit: 50}, "orders_user_idx"},
 		{store.OrderSearch{Field: store.SearchPurchaseID, Value: uuid.NewString(), Limit: 50}, "orders_pkey"},
+		{store.OrderSearch{Field: store.SearchEmail, Value: "A@example.com", Limit: 50}, "orders_email_idx"},
+		{store.OrderSearch{Status: "paid", Limit: 50}, "orders_status_idx"},
 	} {
 		sql, args, err := store.OrderSearchSQL(c.s)
 		if err != nil {
