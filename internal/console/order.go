@@ -11,8 +11,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -61,11 +59,7 @@ func (c *Console) loadOrder(w http.ResponseWriter, r *http.Request, s *session) 
 		d.Refunds, err = c.db.OrderRefunds(ctx, id)
 	}
 	if err == nil {
-		ids := make([]int64, len(d.Steps))
-		for i, st := range d.Steps {
-			ids[i] = st.ID
-		}
-		d.Audit, err = c.db.SubjectAudit(ctx, "order", id, ids, 100)
+		d.Audit, err = c.subjectAudit(ctx, "order", id, d.Steps)
 	}
 	if err != nil {
 		c.fail(w, r, s, "read the order", err)
@@ -86,21 +80,14 @@ func orderTimeline(d orderDetail, now time.Time, stuckAfter time.Duration) []ent
 	if o.EndedAt != nil {
 		es = append(es, entry{At: *o.EndedAt, Kind: "order", Text: "ended unpaid (" + string(o.Status) + ")"})
 	}
-	for _, s := range d.Steps {
-		v := viewStep(s, now, stuckAfter)
-		es = append(es, entry{At: s.CreatedAt, Kind: "step", Step: &v})
-	}
+	var more []entry
 	for i := range d.Grants {
-		es = append(es, entry{At: d.Grants[i].UpdatedAt, Kind: "grant", OrderGrant: &d.Grants[i]})
+		more = append(more, entry{At: d.Grants[i].UpdatedAt, Kind: "grant", OrderGrant: &d.Grants[i]})
 	}
 	for i := range d.Refunds {
-		es = append(es, entry{At: d.Refunds[i].CreatedAt, Kind: "refund", OrderRefund: &d.Refunds[i]})
+		more = append(more, entry{At: d.Refunds[i].CreatedAt, Kind: "refund", OrderRefund: &d.Refunds[i]})
 	}
-	for i := range d.Audit {
-		es = append(es, entry{At: d.Audit[i].At, Kind: "audit", Audit: &d.Audit[i]})
-	}
-	sort.SliceStable(es, func(i, j int) bool { return es[i].At.Before(es[j].At) })
-	return es
+	return subjectTimeline(es, d.Steps, more, d.Audit, now, stuckAfter)
 }
 
 // order links an order: its payment once there is an intent, else a
@@ -149,16 +136,8 @@ func (c *Console) order(w http.ResponseWriter, r *http.Request, s *session) {
 	for _, l := range d.Lines {
 		v.Lines = append(v.Lines, orderLineView{OrderLine: l, Name: c.productName(l.ProductKey)})
 	}
-	for _, st := range d.Steps {
-		if st.Status == store.StepFailed {
-			v.StepsFailed++
-		}
-	}
-	refresh := 0
-	if inFlight(d.Steps, now) {
-		refresh = 3
-	}
-	c.render(w, r, s, http.StatusOK, "order", "Order "+o.ID, v, refresh)
+	v.StepsFailed = failedSteps(d.Steps)
+	c.render(w, r, s, http.StatusOK, "order", "Order "+o.ID, v, refreshWhileRunning(d.Steps, now))
 }
 
 // productName is a product's configured name, or its key.
@@ -176,32 +155,9 @@ func (c *Console) orderEmailPreview(w http.ResponseWriter, r *http.Request, s *s
 	if !ok {
 		return
 	}
-	id, err := strconv.ParseInt(r.PathValue("step"), 10, 64)
-	var st *store.Step
-	for i := range d.Steps {
-		if err == nil && d.Steps[i].ID == id {
-			st = &d.Steps[i]
-		}
-	}
-	if st == nil {
-		c.message(w, r, s, http.StatusNotFound, "No such step", "This order has no such step.")
-		return
-	}
-	e, ok := emailOf(*st)
-	if !ok {
-		c.message(w, r, s, http.StatusNotFound, "No email", "This step did not send an email.")
-		return
-	}
-	m, err := c.previewOrderEmail(d, *st, e)
-	if err != nil {
-		c.message(w, r, s, http.StatusUnprocessableEntity, "No preview", "The email could not be rendered again: "+err.Error())
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'")
-	h.Set("X-Frame-Options", "SAMEORIGIN")
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	w.Write([]byte(m.HTML))
+	c.serveStepEmail(w, r, s, "order", d.Steps, func(st store.Step, e sentEmail) (mail.Message, error) {
+		return c.previewOrderEmail(d, st, e)
+	})
 }
 
 // previewOrderEmail renders a sent order email's template again from the

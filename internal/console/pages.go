@@ -279,11 +279,7 @@ func (c *Console) purchase(w http.ResponseWriter, r *http.Request, s *session) {
 			v.Unfinished++
 		}
 	}
-	refresh := 0
-	if inFlight(d.Steps, now) {
-		refresh = 3
-	}
-	c.render(w, r, s, http.StatusOK, "purchase", "Purchase "+p.ID, v, refresh)
+	c.render(w, r, s, http.StatusOK, "purchase", "Purchase "+p.ID, v, refreshWhileRunning(d.Steps, now))
 }
 
 // emailPreview shows an email a step sent, rendered again from the
@@ -294,32 +290,9 @@ func (c *Console) emailPreview(w http.ResponseWriter, r *http.Request, s *sessio
 	if !ok {
 		return
 	}
-	id, err := strconv.ParseInt(r.PathValue("step"), 10, 64)
-	var st *store.Step
-	for i := range d.Steps {
-		if err == nil && d.Steps[i].ID == id {
-			st = &d.Steps[i]
-		}
-	}
-	if st == nil {
-		c.message(w, r, s, http.StatusNotFound, "No such step", "This purchase has no such step.")
-		return
-	}
-	e, ok := emailOf(*st)
-	if !ok {
-		c.message(w, r, s, http.StatusNotFound, "No email", "This step did not send an email.")
-		return
-	}
-	m, err := c.previewEmail(d.Purchase, *st, e)
-	if err != nil {
-		c.message(w, r, s, http.StatusUnprocessableEntity, "No preview", "The email could not be rendered again: "+err.Error())
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'")
-	h.Set("X-Frame-Options", "SAMEORIGIN")
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	w.Write([]byte(m.HTML))
+	c.serveStepEmail(w, r, s, "purchase", d.Steps, func(st store.Step, e sentEmail) (mail.Message, error) {
+		return c.previewEmail(d.Purchase, st, e)
+	})
 }
 
 // previewEmail renders a sent email's template again from the purchase as

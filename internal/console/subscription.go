@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -88,11 +87,7 @@ func (c *Console) loadSubscription(w http.ResponseWriter, r *http.Request, s *se
 		d.Invoices, err = c.db.SubscriptionInvoices(ctx, id)
 	}
 	if err == nil {
-		ids := make([]int64, len(d.Steps))
-		for i, st := range d.Steps {
-			ids[i] = st.ID
-		}
-		d.Audit, err = c.db.SubjectAudit(ctx, "subscription", id, ids, 100)
+		d.Audit, err = c.subjectAudit(ctx, "subscription", id, d.Steps)
 	}
 	if err != nil {
 		c.fail(w, r, s, "read the subscription", err)
@@ -116,21 +111,14 @@ func subscriptionTimeline(d subscriptionDetail, now time.Time, stuckAfter time.D
 	if sub.EndedAt != nil {
 		es = append(es, entry{At: *sub.EndedAt, Kind: "subscription", Text: "ended (" + string(sub.Status) + ")"})
 	}
-	for _, s := range d.Steps {
-		v := viewStep(s, now, stuckAfter)
-		es = append(es, entry{At: s.CreatedAt, Kind: "step", Step: &v})
-	}
+	var more []entry
 	for i := range d.Grants {
-		es = append(es, entry{At: d.Grants[i].UpdatedAt, Kind: "grant", Grant: &d.Grants[i]})
+		more = append(more, entry{At: d.Grants[i].UpdatedAt, Kind: "grant", Grant: &d.Grants[i]})
 	}
 	for i := range d.Invoices {
-		es = append(es, entry{At: d.Invoices[i].CreatedAt, Kind: "invoice", Invoice: &d.Invoices[i]})
+		more = append(more, entry{At: d.Invoices[i].CreatedAt, Kind: "invoice", Invoice: &d.Invoices[i]})
 	}
-	for i := range d.Audit {
-		es = append(es, entry{At: d.Audit[i].At, Kind: "audit", Audit: &d.Audit[i]})
-	}
-	sort.SliceStable(es, func(i, j int) bool { return es[i].At.Before(es[j].At) })
-	return es
+	return subjectTimeline(es, d.Steps, more, d.Audit, now, stuckAfter)
 }
 
 type subscriptionView struct {
@@ -159,17 +147,8 @@ func (c *Console) subscription(w http.ResponseWriter, r *http.Request, s *sessio
 	now := c.now()
 	v := subscriptionView{Subscription: sub, Product: c.products[sub.ProductKey], Dashboard: c.dashboard().subscription(sub),
 		Customer: c.dashboard().customerID(sub.StripeCustomerID), Timeline: subscriptionTimeline(d, now, c.cfg.StuckAfter),
-		Invoices: d.Invoices, Audit: d.Audit, Credits: cr}
-	for _, st := range d.Steps {
-		if st.Status == store.StepFailed {
-			v.StepsFailed++
-		}
-	}
-	refresh := 0
-	if inFlight(d.Steps, now) {
-		refresh = 3
-	}
-	c.render(w, r, s, http.StatusOK, "subscription", "Subscription "+sub.ID, v, refresh)
+		Invoices: d.Invoices, Audit: d.Audit, Credits: cr, StepsFailed: failedSteps(d.Steps)}
+	c.render(w, r, s, http.StatusOK, "subscription", "Subscription "+sub.ID, v, refreshWhileRunning(d.Steps, now))
 }
 
 // subscriptionEmailPreview shows an email a subscription's step sent,
@@ -180,32 +159,9 @@ func (c *Console) subscriptionEmailPreview(w http.ResponseWriter, r *http.Reques
 	if !ok {
 		return
 	}
-	id, err := strconv.ParseInt(r.PathValue("step"), 10, 64)
-	var st *store.Step
-	for i := range d.Steps {
-		if err == nil && d.Steps[i].ID == id {
-			st = &d.Steps[i]
-		}
-	}
-	if st == nil {
-		c.message(w, r, s, http.StatusNotFound, "No such step", "This subscription has no such step.")
-		return
-	}
-	e, ok := emailOf(*st)
-	if !ok {
-		c.message(w, r, s, http.StatusNotFound, "No email", "This step did not send an email.")
-		return
-	}
-	m, err := c.previewSubscriptionEmail(d, *st, e)
-	if err != nil {
-		c.message(w, r, s, http.StatusUnprocessableEntity, "No preview", "The email could not be rendered again: "+err.Error())
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Security-Policy", "sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'")
-	h.Set("X-Frame-Options", "SAMEORIGIN")
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	w.Write([]byte(m.HTML))
+	c.serveStepEmail(w, r, s, "subscription", d.Steps, func(st store.Step, e sentEmail) (mail.Message, error) {
+		return c.previewSubscriptionEmail(d, st, e)
+	})
 }
 
 // previewSubscriptionEmail renders a sent subscription email's template

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -368,24 +367,17 @@ func timeline(d purchaseDetail, now time.Time, stuckAfter time.Duration) []entry
 	if p.ExpiredAt != nil {
 		es = append(es, entry{At: *p.ExpiredAt, Kind: "purchase", Text: "checkout expired"})
 	}
-	for _, s := range d.Steps {
-		v := viewStep(s, now, stuckAfter)
-		es = append(es, entry{At: s.CreatedAt, Kind: "step", Step: &v})
-	}
+	var more []entry
 	for i := range d.Grants {
-		es = append(es, entry{At: d.Grants[i].UpdatedAt, Kind: "grant", Grant: &d.Grants[i]})
+		more = append(more, entry{At: d.Grants[i].UpdatedAt, Kind: "grant", Grant: &d.Grants[i]})
 	}
 	for i := range d.Refunds {
-		es = append(es, entry{At: d.Refunds[i].CreatedAt, Kind: "refund", Refund: &d.Refunds[i]})
+		more = append(more, entry{At: d.Refunds[i].CreatedAt, Kind: "refund", Refund: &d.Refunds[i]})
 	}
 	for i := range d.Disputes {
-		es = append(es, entry{At: d.Disputes[i].CreatedAt, Kind: "dispute", Dispute: &d.Disputes[i]})
+		more = append(more, entry{At: d.Disputes[i].CreatedAt, Kind: "dispute", Dispute: &d.Disputes[i]})
 	}
-	for i := range d.Audit {
-		es = append(es, entry{At: d.Audit[i].At, Kind: "audit", Audit: &d.Audit[i]})
-	}
-	sort.SliceStable(es, func(i, j int) bool { return es[i].At.Before(es[j].At) })
-	return es
+	return subjectTimeline(es, d.Steps, more, d.Audit, now, stuckAfter)
 }
 
 // inFlight reports whether any step of the purchase is due to run within
