@@ -63,8 +63,7 @@ func (a *api) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	eventType := string(event.Type)
-	if !stripeapi.UsesEventType(eventType) && !stripeapi.UsesSubscriptionEventType(eventType) &&
-		!stripeapi.UsesPaymentIntentEventType(eventType) {
+	if !stripeapi.Acts(eventType) {
 		a.metrics.webhook(webhookIgnored)
 		a.log.DebugContext(ctx, "webhook ignored", "event_id", event.ID, "type", eventType)
 		writeJSON(w, http.StatusOK, webhookAck{Received: true, Ignored: true})

@@ -43,14 +43,7 @@ var PaymentIntentEventTypes = []string{
 
 // UsesPaymentIntentEventType reports whether t is one of
 // PaymentIntentEventTypes.
-func UsesPaymentIntentEventType(t string) bool {
-	for _, u := range PaymentIntentEventTypes {
-		if u == t {
-			return true
-		}
-	}
-	return false
-}
+func UsesPaymentIntentEventType(t string) bool { return slices.Contains(PaymentIntentEventTypes, t) }
 
 // --- payment intents ---
 

@@ -6,6 +6,7 @@ package stripeapi
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
@@ -34,13 +35,12 @@ var EventTypes = []string{
 }
 
 // UsesEventType reports whether paymentd acts on events of type t.
-func UsesEventType(t string) bool {
-	for _, u := range EventTypes {
-		if u == t {
-			return true
-		}
-	}
-	return false
+func UsesEventType(t string) bool { return slices.Contains(EventTypes, t) }
+
+// Acts reports whether paymentd acts on events of type t in any of its
+// lists: purchases, subscriptions or PaymentIntents.
+func Acts(t string) bool {
+	return UsesEventType(t) || UsesSubscriptionEventType(t) || UsesPaymentIntentEventType(t)
 }
 
 // PageSize is the page size of every listing (Stripe's maximum).

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,14 +41,7 @@ var SubscriptionEventTypes = []string{
 
 // UsesSubscriptionEventType reports whether t is one of
 // SubscriptionEventTypes.
-func UsesSubscriptionEventType(t string) bool {
-	for _, u := range SubscriptionEventTypes {
-		if u == t {
-			return true
-		}
-	}
-	return false
-}
+func UsesSubscriptionEventType(t string) bool { return slices.Contains(SubscriptionEventTypes, t) }
 
 // FeedEventTypes are the types the events feed reads in one request:
 // EventTypes and SubscriptionEventTypes, which fit within
