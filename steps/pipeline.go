@@ -69,11 +69,38 @@ func Chain(steps ...Step) []Step {
 // q's transaction): retention takes that lock before it prunes a subject's
 // steps, so none is added while its old ones go.
 func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (int, error) {
+	return e.ScheduleAll(ctx, q, []Pipeline{p})
+}
+
+// ScheduleAll is Schedule for several pipelines (of one subject or many) in
+// one statement: a page of purchases recorded together schedules its
+// pipelines together.
+func (e *Engine) ScheduleAll(ctx context.Context, q *store.Queries, ps []Pipeline) (int, error) {
+	now := e.clock.Now()
+	var rows []store.NewStep
+	for _, p := range ps {
+		r, err := e.stepRows(p, now)
+		if err != nil {
+			return 0, err
+		}
+		rows = append(rows, r...)
+	}
+	n, err := q.InsertSteps(ctx, now, rows)
+	if err != nil {
+		if len(ps) == 1 {
+			return n, fmt.Errorf("schedule %s: %w", ps[0].Name, err)
+		}
+		return n, fmt.Errorf("schedule %d pipelines: %w", len(ps), err)
+	}
+	return n, nil
+}
+
+// stepRows checks p and returns its steps as rows to insert.
+func (e *Engine) stepRows(p Pipeline, now time.Time) ([]store.NewStep, error) {
 	subject, err := p.subject()
 	if err != nil {
-		return 0, fmt.Errorf("schedule %s: %w", p.Name, err)
+		return nil, fmt.Errorf("schedule %s: %w", p.Name, err)
 	}
-	now := e.clock.Now()
 	anchor := p.Anchor
 	if anchor.IsZero() {
 		anchor = now
@@ -86,15 +113,15 @@ func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (in
 	rows := make([]store.NewStep, 0, len(p.Steps))
 	for _, s := range p.Steps {
 		if s.Name == "" {
-			return 0, fmt.Errorf("schedule %s: a step has no name", p.Name)
+			return nil, fmt.Errorf("schedule %s: a step has no name", p.Name)
 		}
 		if s.After != "" && !names[s.After] {
-			return 0, fmt.Errorf("schedule %s: step %s waits for %s, which does not come before it", p.Name, s.Name, s.After)
+			return nil, fmt.Errorf("schedule %s: step %s waits for %s, which does not come before it", p.Name, s.Name, s.After)
 		}
 		names[s.Name] = true
 		args, err := json.Marshal(s.Args)
 		if err != nil {
-			return 0, fmt.Errorf("schedule %s: encode args of %s: %w", p.Name, s.Name, err)
+			return nil, fmt.Errorf("schedule %s: encode args of %s: %w", p.Name, s.Name, err)
 		}
 		if s.Args == nil {
 			args = []byte(`{}`)
@@ -108,11 +135,7 @@ func (e *Engine) Schedule(ctx context.Context, q *store.Queries, p Pipeline) (in
 			Args: args, RunAt: anchor.Add(s.Delay), MaxAttempts: max,
 		})
 	}
-	n, err := q.InsertSteps(ctx, now, rows)
-	if err != nil {
-		return n, fmt.Errorf("schedule %s: %w", p.Name, err)
-	}
-	return n, nil
+	return rows, nil
 }
 
 // subject resolves the PurchaseID shorthand and checks the subject.

@@ -233,3 +233,50 @@ func TestBadSubjectsAreRefused(t *testing.T) {
 		t.Errorf("%d steps recorded (%v), want none", n, err)
 	}
 }
+
+// TestScheduleAllRecordsPipelinesOfManySubjectsOnce: pipelines of several
+// subjects (and a global one) scheduled in one call keep their steps,
+// chains, tags and delays; a pipeline named twice, in the same call or
+// later, adds nothing, and a bad pipeline records none of the call's steps.
+func TestScheduleAllRecordsPipelinesOfManySubjectsOnce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{})
+	sub, order := steps.SubscriptionSubject(uuid.NewString()), steps.OrderSubject(uuid.NewString())
+	pipes := func() []steps.Pipeline {
+		return []steps.Pipeline{
+			{Subject: sub, Name: "renewal", Steps: steps.Chain(steps.Step{Name: "charge"}, steps.Step{Name: "receipt"})},
+			{Subject: order, Name: "paid", Steps: []steps.Step{{Name: "ship", Delay: time.Hour, Tags: []string{"followup", "x"}}}},
+			{Name: "nightly", Steps: []steps.Step{{Name: "digest"}}},
+			{Subject: sub, Name: "renewal", Steps: []steps.Step{{Name: "charge"}}}, // again, in the same call
+		}
+	}
+	n, err := eng.ScheduleAll(ctx, db.Queries, pipes())
+	if err != nil || n != 4 {
+		t.Fatalf("first ScheduleAll: %d new, %v; want 4", n, err)
+	}
+	if n, err := eng.ScheduleAll(ctx, db.Queries, pipes()); err != nil || n != 0 {
+		t.Fatalf("second ScheduleAll: %d new, %v; want 0", n, err)
+	}
+	bad := append(pipes(), steps.Pipeline{Subject: order, Name: "broken", Steps: []steps.Step{{Name: "b", After: "a"}}})
+	bad[0].Name = "another"
+	if _, err := eng.ScheduleAll(ctx, db.Queries, bad); err == nil {
+		t.Fatal("a pipeline waiting for a step it lacks was scheduled")
+	}
+	got, err := db.SubjectSteps(ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Status != store.StepPending || got[1].Status != store.StepWaiting {
+		t.Fatalf("subscription's steps: %+v", got)
+	}
+	shipped, err := db.SubjectSteps(ctx, order.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shipped) != 1 || !slices.Equal(shipped[0].Tags, []string{"followup", "x"}) || !shipped[0].RunAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("order's step: %+v", shipped)
+	}
+}

@@ -136,59 +136,73 @@ func (q *Queries) InsertSteps(ctx context.Context, now time.Time, steps []NewSte
 	if len(steps) == 0 {
 		return 0, nil
 	}
-	batch := &pgx.Batch{}
-	for _, s := range steps {
-		status := StepPending
-		var after *string
+	n := len(steps)
+	var (
+		kinds, pipelines, names, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		subjects, afters                  = make([]*string, n), make([]*string, n)
+		blocking                          = make([]bool, n)
+		tags, args                        = make([][]byte, n), make([][]byte, n)
+		runAt                             = make([]time.Time, n)
+		maxAttempts                       = make([]int32, n)
+	)
+	for i, s := range steps {
+		statuses[i] = string(StepPending)
 		if s.After != "" {
-			status, after = StepWaiting, &s.After
+			statuses[i], afters[i] = string(StepWaiting), &s.After
 		}
 		kind, id := s.SubjectKind, s.SubjectID
 		if s.PurchaseID != "" {
 			kind, id = SubjectPurchase, s.PurchaseID
 		}
-		var subject *string
 		if id != "" {
-			subject = &id
+			subjects[i] = &id
 		}
-		if kind == "" && subject == nil {
+		if kind == "" && id == "" {
 			kind = SubjectGlobal
 		}
-		args := s.Args
-		if len(args) == 0 {
-			args = json.RawMessage(`{}`)
+		kinds[i], pipelines[i], names[i], blocking[i] = string(kind), s.Pipeline, s.Name, s.Blocking
+		args[i] = s.Args
+		if len(args[i]) == 0 {
+			args[i] = []byte(`{}`)
 		}
-		tags := s.Tags
-		if tags == nil {
-			tags = []string{}
+		t := s.Tags
+		if t == nil {
+			t = []string{}
 		}
-		batch.Queue(`INSERT INTO steps (subject_kind, subject_id, pipeline, name, after_name, blocking, tags, args, status,
-				run_at, max_attempts, created_at, updated_at)
-			VALUES ($12, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-			ON CONFLICT DO NOTHING`,
-			subject, s.Pipeline, s.Name, after, s.Blocking, tags, args, status, s.RunAt.UTC(), s.MaxAttempts, now.UTC(),
-			kind)
+		var err error
+		if tags[i], err = json.Marshal(t); err != nil {
+			return 0, fmt.Errorf("insert steps: encode tags: %w", err)
+		}
+		runAt[i], maxAttempts[i] = s.RunAt.UTC(), int32(s.MaxAttempts)
 	}
-	res := q.db.SendBatch(ctx, batch)
-	inserted := 0
-	for range steps {
-		tag, err := res.Exec()
-		if err != nil {
-			res.Close()
-			return inserted, fmt.Errorf("insert step: %w", err)
-		}
-		inserted += int(tag.RowsAffected())
-	}
-	if err := res.Close(); err != nil {
-		return inserted, fmt.Errorf("insert steps: %w", err)
-	}
-	if inserted > 0 {
-		if err := q.NotifySteps(ctx); err != nil {
-			return inserted, err
-		}
+	var inserted int
+	err := q.db.QueryRow(ctx, insertStepsSQL, kinds, subjects, pipelines, names, afters, blocking, tags, args, statuses,
+		runAt, maxAttempts, now.UTC(), StepsChannel).Scan(&inserted)
+	if err != nil {
+		return 0, fmt.Errorf("insert steps: %w", err)
 	}
 	return inserted, nil
 }
+
+// insertStepsSQL inserts a batch of steps in one statement (the arrays are
+// the columns, one element a step; tags are a JSON array each, since an
+// array of arrays cannot be unnested by row) and notifies StepsChannel when
+// it inserted any: at commit, inside a transaction.
+const insertStepsSQL = `
+	WITH input AS (
+		SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::jsonb[],
+			$8::jsonb[], $9::text[], $10::timestamptz[], $11::integer[])
+			AS i (subject_kind, subject_id, pipeline, name, after_name, blocking, tags, args, status, run_at, max_attempts)
+	), ins AS (
+		INSERT INTO steps (subject_kind, subject_id, pipeline, name, after_name, blocking, tags, args, status,
+			run_at, max_attempts, created_at, updated_at)
+		SELECT subject_kind, subject_id, pipeline, name, after_name, blocking,
+			ARRAY(SELECT jsonb_array_elements_text(tags)), args, status, run_at, max_attempts, $12, $12
+		FROM input
+		ON CONFLICT DO NOTHING
+		RETURNING 1
+	)
+	SELECT count(*)::int + 0 * (SELECT count(pg_notify($13, '')) FROM (SELECT 1 FROM ins LIMIT 1) one)::int FROM ins`
 
 // NotifySteps tells listening workers that there may be due steps; inside a
 // transaction the notification is delivered at commit.
