@@ -8,7 +8,6 @@ package reconcile
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -251,113 +250,29 @@ func (r *Reconciler) customer(ctx context.Context, id string, rep *Report) error
 // applySubscription makes the subscription's row and invoices agree with
 // s (and more, other invoices of it), in one transaction with the row
 // locked, and hands what the change sets in motion to the fulfillment in
-// that transaction. A subscription paymentd has no row for is recorded only
-// when adoptSubscription says it is ours. A claimant, when set, is the
-// verified user claiming it through its checkout session.
+// that transaction: writeSubscriptions for one. A subscription paymentd
+// has no row for is recorded only when adoptSubscription says it is ours.
+// A claimant, when set, is the verified user claiming it through its
+// checkout session.
 func (r *Reconciler) applySubscription(ctx context.Context, s *stripe.Subscription, more []*stripe.Invoice, c *Claimant,
 	rep *Report) (subscriptionResult, error) {
 	rep.seen(1)
-	now := r.clock.Now()
-	var res subscriptionResult
-	snap, err := subscriptionSnapshot(s, r.subPrices, now)
+	it, err := r.newSubItem(s, more, r.clock.Now())
 	if err != nil {
-		return res, err
+		return subscriptionResult{}, err
 	}
-	var invs []store.Invoice
-	ids := map[string]bool{}
-	for _, inv := range append([]*stripe.Invoice{s.LatestInvoice}, more...) {
-		if inv == nil || inv.ID == "" || ids[inv.ID] || inv.Status == "" {
-			continue // not expanded, or seen
-		}
-		if inv.Subscription != nil && inv.Subscription.ID != "" && inv.Subscription.ID != s.ID {
-			continue
-		}
-		ids[inv.ID] = true
-		invs = append(invs, invoiceRow(inv, now))
-	}
-	skip := adoptSubscription(s, r.subPrices)
-	err = r.inTx(ctx, rep, func(q *store.Queries) error {
-		res = subscriptionResult{}
-		var prev *store.Subscription
-		switch row, err := q.LockSubscriptionByStripeID(ctx, s.ID); {
-		case err == nil:
-			prev = &row
-			res.wasStarted = row.Status.Started()
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		case skip != "":
-			res.skipped = skip
-			return nil
-		default:
-			taken, err := q.SubscriptionIDTaken(ctx, snap.ID)
-			if err != nil {
-				return err
-			}
-			if taken {
-				snap.ID = uuid.NewString()
-			}
-		}
-		owner := snap.UserID
-		if prev != nil && prev.UserID != nil {
-			owner = prev.UserID
-		}
-		if c != nil && owner != nil && *owner != c.UserID {
-			return ErrNotYours
-		}
-		invIDs := make([]string, 0, len(invs))
-		for _, i := range invs {
-			invIDs = append(invIDs, i.ID)
-		}
-		prevInv, err := q.InvoicesByIDs(ctx, invIDs)
-		if err != nil {
-			return err
-		}
-		d := decideSubscription(prev, snap, invs, prevInv, r.subPolicy(), now)
-		if c != nil && d.Next.UserID == nil {
-			d.Next.UserID, d.Write = &c.UserID, true // claimed by its verified buyer
-			d.Change.Subscription.UserID = d.Next.UserID
-		}
-		res.sub, res.found = d.Next, true
-		if err := r.writeSubscription(ctx, q, d); err != nil {
-			return err
-		}
-		if d.What != "" {
-			if err := r.record(ctx, q, rep, Change{Kind: kindSubscription, ObjectID: s.ID, What: d.What}); err != nil {
-				return err
-			}
-		}
-		if d.Change.Empty() || r.opts.Subscriptions.Fulfillment == nil {
-			return nil
-		}
-		return r.opts.Subscriptions.Fulfillment.SubscriptionChanged(ctx, q, d.Change)
+	var report []Change
+	err = r.inTx(ctx, rep, func(q *store.Queries) (err error) {
+		report, err = r.writeSubscriptions(ctx, q, []*subItem{it}, c)
+		return err
 	})
-	return res, err
-}
-
-// writeSubscription writes a decision: the row (inserted or updated), then
-// its invoices.
-func (r *Reconciler) writeSubscription(ctx context.Context, q *store.Queries, d subDecision) error {
-	now := r.clock.Now()
-	d.Next.CheckedAt = &now
-	switch {
-	case d.Insert:
-		inserted, err := q.InsertSubscription(ctx, d.Next)
-		if err != nil {
-			return err
-		}
-		if !inserted {
-			return errCreatedMeanwhile
-		}
-	case d.Write:
-		if err := q.UpdateSubscription(ctx, d.Next, now); err != nil {
-			return err
-		}
-	default:
-		if err := q.MarkSubscriptionChecked(ctx, d.Next.ID, now); err != nil {
-			return err
-		}
+	if err != nil {
+		return it.res, err
 	}
-	return q.UpsertInvoices(ctx, d.Invoices, now)
+	for _, ch := range report {
+		r.report(rep, ch)
+	}
+	return it.res, nil
 }
 
 func (r *Reconciler) subPolicy() subPolicy {

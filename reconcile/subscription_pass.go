@@ -8,19 +8,22 @@ package reconcile
 
 import (
 	"context"
+	"sync"
 
 	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/stripe/stripe-go/v76"
 )
 
-// subscriptionBatch is how many listed subscriptions are reconciled
-// together before the listing goes on.
+// subscriptionBatch is how many listed subscriptions are written together
+// (a page of the listing).
 const subscriptionBatch = 100
 
 // subscriptionLists lists the invoices and then the subscriptions created
 // since the pass's since (the deep window by default), and reconciles each
-// subscription once with the listed invoices of it. A listed invoice of a
-// subscription created earlier has its subscription retrieved.
+// subscription once with the listed invoices of it, a page at a time (see
+// subscriptionPage): up to pageWriters pages are written while the listing
+// goes on. A listed invoice of a subscription created earlier has its
+// subscription retrieved.
 func (p *pass) subscriptionLists(ctx context.Context) error {
 	r := p.r
 	since := p.opts.Since
@@ -39,24 +42,41 @@ func (p *pass) subscriptionLists(ctx context.Context) error {
 		return err
 	}
 	listed := map[string]bool{}
-	var batch []work
+	var (
+		batch   []listedSubscription
+		writers sync.WaitGroup
+		slots   = make(chan struct{}, pageWriters)
+	)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		page := batch
+		batch = nil
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		writers.Add(1)
+		go func() {
+			defer func() { <-slots; writers.Done() }()
+			_ = p.subscriptionPage(ctx, page) // its objects' failures are recorded; a cut short pass ends below
+		}()
+	}
 	err = r.stripe.ListSubscriptions(lctx, since, func(s *stripe.Subscription) error {
 		listed[s.ID] = true
 		if !p.claim(s.ID) {
 			return ctx.Err()
 		}
-		more := invoices[s.ID]
-		batch = append(batch, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
-			_, err := r.applySubscription(ctx, s, more, nil, p.rep)
-			return err
-		}})
+		batch = append(batch, listedSubscription{s: s, more: invoices[s.ID]})
 		if len(batch) >= subscriptionBatch {
-			p.work.each(ctx, batch)
-			batch = batch[:0]
+			flush()
 		}
 		return ctx.Err()
 	})
-	p.work.each(ctx, batch)
+	flush()
+	writers.Wait()
 	if err != nil {
 		return err
 	}

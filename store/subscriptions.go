@@ -229,6 +229,215 @@ func (q *Queries) UpdateSubscription(ctx context.Context, s Subscription, now ti
 	return nil
 }
 
+// SubscriptionWriteState is what writing a page of subscriptions needs to
+// know first (see LockSubscriptionWrite).
+type SubscriptionWriteState struct {
+	// Rows are the recorded subscriptions, keyed by Stripe id, locked.
+	Rows map[string]Subscription
+	// Taken says which of the candidate subscription ids are already used.
+	Taken map[string]bool
+	// Invoices are the recorded invoices among those asked for, by id.
+	Invoices map[string]Invoice
+	// Hinted says which of the Stripe subscriptions a webhook announced.
+	Hinted map[string]bool
+}
+
+// LockSubscriptionWrite locks the subscriptions of stripeIDs (in Stripe id
+// order, so that two writers of overlapping pages cannot deadlock), and
+// reads which of candidateIDs (UUIDs) are subscription ids already, the
+// recorded invoices among invoiceIDs and which of stripeIDs a webhook
+// announced, all in one round trip. The invoices are read after the lock:
+// an invoice is written only under its subscription's row lock.
+func (q *Queries) LockSubscriptionWrite(ctx context.Context, stripeIDs, candidateIDs, invoiceIDs []string) (SubscriptionWriteState, error) {
+	st := SubscriptionWriteState{Rows: map[string]Subscription{}, Taken: map[string]bool{}, Invoices: map[string]Invoice{},
+		Hinted: map[string]bool{}}
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT `+subscriptionColumns+` FROM subscriptions WHERE stripe_subscription_id = ANY($1)
+		ORDER BY stripe_subscription_id FOR UPDATE`, stripeIDs)
+	batch.Queue(`SELECT id::text FROM subscriptions WHERE id = ANY($1::uuid[])`, candidateIDs)
+	batch.Queue(`SELECT `+invoiceColumns+` FROM invoices WHERE id = ANY($1)`, invoiceIDs)
+	batch.Queue(`SELECT DISTINCT object_id FROM webhook_hints WHERE object_id = ANY($1)`, stripeIDs)
+	res := q.db.SendBatch(ctx, batch)
+	defer res.Close()
+	fail := func(err error) (SubscriptionWriteState, error) {
+		return st, fmt.Errorf("lock subscriptions for writing: %w", err)
+	}
+	ss, err := collect(res, scanSubscription)
+	if err != nil {
+		return fail(err)
+	}
+	for _, s := range ss {
+		st.Rows[s.StripeSubscriptionID] = s
+	}
+	taken, err := collect(res, pgx.RowTo[string])
+	if err != nil {
+		return fail(err)
+	}
+	for _, id := range taken {
+		st.Taken[id] = true
+	}
+	is, err := collect(res, scanInvoice)
+	if err != nil {
+		return fail(err)
+	}
+	for _, i := range is {
+		st.Invoices[i.ID] = i
+	}
+	hinted, err := collect(res, pgx.RowTo[string])
+	if err != nil {
+		return fail(err)
+	}
+	for _, id := range hinted {
+		st.Hinted[id] = true
+	}
+	if err := res.Close(); err != nil {
+		return fail(err)
+	}
+	return st, nil
+}
+
+// collect reads the next result of a batch.
+func collect[T any](res pgx.BatchResults, scan pgx.RowToFunc[T]) ([]T, error) {
+	rows, err := res.Query()
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scan)
+}
+
+// SubscriptionWrites is one page's write of subscriptions: rows to insert,
+// rows to update, ids of rows only compared (marked checked), and invoices
+// to write.
+type SubscriptionWrites struct {
+	Inserts, Updates []Subscription
+	Checked          []string
+	Invoices         []Invoice
+}
+
+// WriteSubscriptions writes w in one round trip at now: the new rows in one
+// statement (a Stripe subscription recorded meanwhile is left alone and not
+// counted), the changed ones in one (updated_at stamped with now), the
+// checked marks in one, then the invoices (see UpsertInvoices). It returns
+// how many rows it inserted; fewer than len(w.Inserts) means another
+// writer recorded some first, and the caller must roll back (their
+// invoices may have been written under ids that do not exist).
+func (q *Queries) WriteSubscriptions(ctx context.Context, w SubscriptionWrites, now time.Time) (inserted int, err error) {
+	batch := &pgx.Batch{}
+	if len(w.Inserts) > 0 {
+		batch.Queue(insertSubscriptionsSQL, subscriptionArrays(w.Inserts)...)
+	}
+	if len(w.Updates) > 0 {
+		batch.Queue(updateSubscriptionsSQL, append(subscriptionArrays(w.Updates), now.UTC())...)
+	}
+	if len(w.Checked) > 0 {
+		batch.Queue(`UPDATE subscriptions SET checked_at = $2 WHERE id = ANY($1::uuid[])`, w.Checked, now.UTC())
+	}
+	if len(w.Invoices) > 0 {
+		batch.Queue(upsertInvoicesSQL, invoiceArrays(w.Invoices, now)...)
+	}
+	if batch.Len() == 0 {
+		return 0, nil
+	}
+	res := q.db.SendBatch(ctx, batch)
+	defer res.Close()
+	if len(w.Inserts) > 0 {
+		tag, err := res.Exec()
+		if err != nil {
+			return 0, fmt.Errorf("insert subscriptions: %w", err)
+		}
+		inserted = int(tag.RowsAffected())
+	}
+	for _, what := range []struct {
+		n    int
+		verb string
+	}{{len(w.Updates), "update subscriptions"}, {len(w.Checked), "mark subscriptions checked"},
+		{len(w.Invoices), "write invoices"}} {
+		if what.n == 0 {
+			continue
+		}
+		if _, err := res.Exec(); err != nil {
+			return inserted, fmt.Errorf("%s: %w", what.verb, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		return inserted, fmt.Errorf("write subscriptions: %w", err)
+	}
+	return inserted, nil
+}
+
+// subscriptionUnnest reads the arrays of subscriptionArrays as rows, named
+// as the columns.
+const subscriptionUnnest = `unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+		$8::text[], $9::text[], $10::text[], $11::integer[], $12::bigint[], $13::text[], $14::text[], $15::integer[],
+		$16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::boolean[], $20::timestamptz[],
+		$21::timestamptz[], $22::text[], $23::timestamptz[], $24::boolean[], $25::timestamptz[], $26::text[],
+		$27::integer[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[], $31::timestamptz[])
+	AS v (` + subscriptionColumns + `)`
+
+// insertSubscriptionsSQL inserts a batch of subscriptions; one whose Stripe
+// subscription is recorded already is left alone.
+const insertSubscriptionsSQL = `INSERT INTO subscriptions (` + subscriptionColumns + `)
+	SELECT * FROM ` + subscriptionUnnest + `
+	ON CONFLICT (stripe_subscription_id) DO NOTHING`
+
+// updateSubscriptionsSQL writes every mutable column of a batch of
+// subscriptions (found by id), as UpdateSubscription does for one.
+const updateSubscriptionsSQL = `UPDATE subscriptions s SET user_id = v.user_id, organization_id = v.organization_id,
+		stripe_customer_id = v.stripe_customer_id, customer_email = v.customer_email, product_key = v.product_key,
+		price_key = v.price_key, stripe_price_id = v.stripe_price_id, status = v.status, quantity = v.quantity,
+		amount = v.amount, currency = v.currency, interval = v.interval, interval_count = v.interval_count,
+		current_period_start = v.current_period_start, current_period_end = v.current_period_end,
+		trial_end = v.trial_end, cancel_at_period_end = v.cancel_at_period_end, canceled_at = v.canceled_at,
+		ended_at = v.ended_at, latest_invoice_id = v.latest_invoice_id, started_at = v.started_at,
+		entitled = v.entitled, grace_until = v.grace_until, access_state = v.access_state,
+		transitions = v.transitions, next_check_at = v.next_check_at, checked_at = v.checked_at, updated_at = $32
+	FROM ` + subscriptionUnnest + `
+	WHERE s.id = v.id`
+
+// subscriptionArrays is ss as one array per column of subscriptionColumns,
+// in its order, for subscriptionUnnest.
+func subscriptionArrays(ss []Subscription) []any {
+	n := len(ss)
+	strs := func() []string { return make([]string, 0, n) }
+	ptrs := func() []*string { return make([]*string, 0, n) }
+	times := func() []*time.Time { return make([]*time.Time, 0, n) }
+	var (
+		ids, stripeIDs, customers, products, prices, stripePrices = strs(), strs(), strs(), strs(), strs(), strs()
+		statuses, currencies, intervals, access                   = strs(), strs(), strs(), strs()
+		users, orgs, emails, latest                               = ptrs(), ptrs(), ptrs(), ptrs()
+		quantities, amounts, counts                               = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		transitions                                               = make([]int32, 0, n)
+		starts, ends, created, updated                            = make([]time.Time, 0, n), make([]time.Time, 0, n),
+			make([]time.Time, 0, n), make([]time.Time, 0, n)
+		trials, canceled, ended, started, grace, next, checked = times(), times(), times(), times(), times(), times(), times()
+		cancelAtEnd, entitled                                  = make([]bool, 0, n), make([]bool, 0, n)
+	)
+	for _, s := range ss {
+		ids, stripeIDs, users, orgs = append(ids, s.ID), append(stripeIDs, s.StripeSubscriptionID), append(users, s.UserID),
+			append(orgs, s.OrganizationID)
+		customers, emails, products = append(customers, s.StripeCustomerID), append(emails, s.CustomerEmail),
+			append(products, s.ProductKey)
+		prices, stripePrices, statuses = append(prices, s.PriceKey), append(stripePrices, s.StripePriceID),
+			append(statuses, string(s.Status))
+		quantities, amounts, currencies = append(quantities, s.Quantity), append(amounts, s.Amount),
+			append(currencies, s.Currency)
+		intervals, counts = append(intervals, s.Interval), append(counts, s.IntervalCount)
+		starts, ends, trials = append(starts, s.CurrentPeriodStart.UTC()), append(ends, s.CurrentPeriodEnd.UTC()),
+			append(trials, s.TrialEnd)
+		cancelAtEnd, canceled, ended = append(cancelAtEnd, s.CancelAtPeriodEnd), append(canceled, s.CanceledAt),
+			append(ended, s.EndedAt)
+		latest, started, entitled = append(latest, s.LatestInvoiceID), append(started, s.StartedAt),
+			append(entitled, s.Entitled)
+		grace, access, transitions = append(grace, s.GraceUntil), append(access, string(s.AccessState)),
+			append(transitions, int32(s.Transitions))
+		next, checked, created, updated = append(next, s.NextCheckAt), append(checked, s.CheckedAt),
+			append(created, s.CreatedAt.UTC()), append(updated, s.UpdatedAt.UTC())
+	}
+	return []any{ids, stripeIDs, users, orgs, customers, emails, products, prices, stripePrices, statuses, quantities,
+		amounts, currencies, intervals, counts, starts, ends, trials, cancelAtEnd, canceled, ended, latest, started,
+		entitled, grace, access, transitions, next, checked, created, updated}
+}
+
 // UserSubscriptions returns a user's subscriptions, newest first.
 func (q *Queries) UserSubscriptions(ctx context.Context, userID string) ([]Subscription, error) {
 	ss, err := q.subscriptions(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions WHERE user_id = $1
@@ -355,37 +564,65 @@ func (q *Queries) SubscriptionInvoices(ctx context.Context, subscriptionID strin
 }
 
 // UpsertInvoices writes the invoices (inserted, or updated in place) in
-// one round trip, stamping updated_at with now.
+// one statement, stamping updated_at with now. An id given twice is
+// written once, as its last occurrence says.
 func (q *Queries) UpsertInvoices(ctx context.Context, is []Invoice, now time.Time) error {
 	if len(is) == 0 {
 		return nil
 	}
-	batch := &pgx.Batch{}
-	for _, i := range is {
-		batch.Queue(`INSERT INTO invoices (`+invoiceColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-			ON CONFLICT (id) DO UPDATE SET subscription_id = EXCLUDED.subscription_id, status = EXCLUDED.status,
-				billing_reason = EXCLUDED.billing_reason, number = EXCLUDED.number, currency = EXCLUDED.currency,
-				amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid,
-				amount_remaining = EXCLUDED.amount_remaining, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
-				attempt_count = EXCLUDED.attempt_count, next_payment_attempt = EXCLUDED.next_payment_attempt,
-				period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, paid_at = EXCLUDED.paid_at,
-				first_failed_at = EXCLUDED.first_failed_at, updated_at = EXCLUDED.updated_at`,
-			i.ID, i.SubscriptionID, i.Status, i.BillingReason, i.Number, i.Currency, i.AmountDue, i.AmountPaid,
-			i.AmountRemaining, i.HostedInvoiceURL, i.AttemptCount, i.NextPaymentAttempt, i.PeriodStart, i.PeriodEnd,
-			i.PaidAt, i.FirstFailedAt, i.CreatedAt.UTC(), now.UTC())
-	}
-	res := q.db.SendBatch(ctx, batch)
-	for _, i := range is {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return fmt.Errorf("write invoice %s: %w", i.ID, err)
-		}
-	}
-	if err := res.Close(); err != nil {
+	if _, err := q.db.Exec(ctx, upsertInvoicesSQL, invoiceArrays(is, now)...); err != nil {
 		return fmt.Errorf("write invoices: %w", err)
 	}
 	return nil
+}
+
+// upsertInvoicesSQL writes a batch of invoices (one array a column, see
+// invoiceArrays). ON CONFLICT DO UPDATE may not touch a row twice in one
+// statement: invoiceArrays leaves out repeated ids.
+const upsertInvoicesSQL = `INSERT INTO invoices (` + invoiceColumns + `)
+	SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+		$8::bigint[], $9::bigint[], $10::text[], $11::integer[], $12::timestamptz[], $13::timestamptz[],
+		$14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[])
+	ON CONFLICT (id) DO UPDATE SET subscription_id = EXCLUDED.subscription_id, status = EXCLUDED.status,
+		billing_reason = EXCLUDED.billing_reason, number = EXCLUDED.number, currency = EXCLUDED.currency,
+		amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid,
+		amount_remaining = EXCLUDED.amount_remaining, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
+		attempt_count = EXCLUDED.attempt_count, next_payment_attempt = EXCLUDED.next_payment_attempt,
+		period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, paid_at = EXCLUDED.paid_at,
+		first_failed_at = EXCLUDED.first_failed_at, updated_at = EXCLUDED.updated_at`
+
+// invoiceArrays is is as one array per column of invoiceColumns (updated_at
+// set to now), each id once (its last occurrence).
+func invoiceArrays(is []Invoice, now time.Time) []any {
+	last := make(map[string]int, len(is))
+	for k, i := range is {
+		last[i.ID] = k
+	}
+	n := len(last)
+	var (
+		ids, subs, statuses, reasons, currencies = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n)
+		numbers, urls             = make([]*string, 0, n), make([]*string, 0, n)
+		due, paid, remaining      = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		attempts                  = make([]int64, 0, n)
+		next, starts, ends, paids = make([]*time.Time, 0, n), make([]*time.Time, 0, n), make([]*time.Time, 0, n),
+			make([]*time.Time, 0, n)
+		failed           = make([]*time.Time, 0, n)
+		created, updated = make([]time.Time, 0, n), make([]time.Time, 0, n)
+	)
+	for k, i := range is {
+		if last[i.ID] != k {
+			continue
+		}
+		ids, subs, statuses = append(ids, i.ID), append(subs, i.SubscriptionID), append(statuses, string(i.Status))
+		reasons, numbers, currencies = append(reasons, i.BillingReason), append(numbers, i.Number), append(currencies, i.Currency)
+		due, paid, remaining = append(due, i.AmountDue), append(paid, i.AmountPaid), append(remaining, i.AmountRemaining)
+		urls, attempts, next = append(urls, i.HostedInvoiceURL), append(attempts, i.AttemptCount), append(next, i.NextPaymentAttempt)
+		starts, ends, paids = append(starts, i.PeriodStart), append(ends, i.PeriodEnd), append(paids, i.PaidAt)
+		failed, created, updated = append(failed, i.FirstFailedAt), append(created, i.CreatedAt.UTC()), append(updated, now.UTC())
+	}
+	return []any{ids, subs, statuses, reasons, numbers, currencies, due, paid, remaining, urls, attempts, next, starts,
+		ends, paids, failed, created, updated}
 }
 
 // InvoiceChange is an invoice as a write found it (nil: not recorded

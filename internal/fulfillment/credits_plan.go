@@ -54,10 +54,11 @@ type subscriptionCreditsArgs struct {
 	End        bool   `json:"end,omitempty"`
 }
 
-// scheduleSubscriptionCredits schedules a subscription_credits step per
-// move, for a product that grants credits, in q's transaction.
-func (f *Fulfillment) scheduleSubscriptionCredits(ctx context.Context, q *store.Queries, subject steps.Subject,
-	moves []reconcile.SubscriptionCredit) error {
+// subscriptionCreditPipelines are the pipelines of a subscription's plan
+// credit moves: a subscription_credits step per move, for a product that
+// grants credits.
+func (f *Fulfillment) subscriptionCreditPipelines(subject steps.Subject, moves []reconcile.SubscriptionCredit) []steps.Pipeline {
+	var ps []steps.Pipeline
 	for _, m := range moves {
 		if f.product(m.ProductKey).Credits <= 0 {
 			continue
@@ -68,12 +69,9 @@ func (f *Fulfillment) scheduleSubscriptionCredits(ctx context.Context, q *store.
 		}
 		st := steps.Step{Name: StepSubscriptionCredits,
 			Args: subscriptionCreditsArgs{InvoiceID: m.InvoiceID, ProductKey: m.ProductKey, End: m.End}}
-		if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: subject, Name: name, Anchor: m.At,
-			Steps: []steps.Step{st}}); err != nil {
-			return fmt.Errorf("schedule plan credits: %w", err)
-		}
+		ps = append(ps, steps.Pipeline{Subject: subject, Name: name, Anchor: m.At, Steps: []steps.Step{st}})
 	}
-	return nil
+	return ps
 }
 
 // subscriptionCredits applies a subscription's plan credit move under its

@@ -55,20 +55,46 @@ func (f *Fulfillment) RegisterSubscriptions() {
 	f.engine.Register(StepSubscriptionWebhook, f.subscriptionWebhook)
 }
 
-// SubscriptionChanged implements reconcile.SubscriptionFulfillment: it
-// cancels the waiting steps the change makes moot, then schedules its
-// emails (each at its time), the access step and the webhook events, in
-// the caller's transaction (which holds the subscription's row lock).
+// SubscriptionChanged implements reconcile.SubscriptionFulfillment: it is
+// SubscriptionsChanged for one change.
 func (f *Fulfillment) SubscriptionChanged(ctx context.Context, q *store.Queries, c reconcile.SubscriptionChange) error {
-	subject := steps.SubscriptionSubject(c.Subscription.ID)
-	for _, tag := range c.Cancel {
-		if _, err := f.engine.CancelSubject(ctx, q, subject, tag); err != nil {
-			return fmt.Errorf("subscription %s: %w", c.Subscription.ID, err)
+	return f.SubscriptionsChanged(ctx, q, []reconcile.SubscriptionChange{c})
+}
+
+// SubscriptionsChanged implements reconcile.SubscriptionBatchFulfillment:
+// for each change it cancels the waiting steps the change makes moot, then
+// it schedules every change's emails (each at its time), access step, plan
+// credit moves and webhook events in one statement, in the caller's
+// transaction (which holds the subscriptions' row locks).
+func (f *Fulfillment) SubscriptionsChanged(ctx context.Context, q *store.Queries, cs []reconcile.SubscriptionChange) error {
+	var ps []steps.Pipeline
+	for _, c := range cs {
+		subject := steps.SubscriptionSubject(c.Subscription.ID)
+		for _, tag := range c.Cancel { // rare: one statement each
+			if _, err := f.engine.CancelSubject(ctx, q, subject, tag); err != nil {
+				return fmt.Errorf("subscription %s: %w", c.Subscription.ID, err)
+			}
 		}
+		ps = append(ps, f.subscriptionPipelines(subject, c)...)
 	}
-	schedule := func(name string, at time.Time, st steps.Step) error {
-		_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: subject, Name: name, Anchor: at, Steps: []steps.Step{st}})
-		return err
+	if _, err := f.engine.ScheduleAll(ctx, q, ps); err != nil {
+		if len(cs) == 1 {
+			return fmt.Errorf("subscription %s: %w", cs[0].Subscription.ID, err)
+		}
+		return fmt.Errorf("schedule the changes of %d subscriptions: %w", len(cs), err)
+	}
+	return nil
+}
+
+// subscriptionPipelines are the pipelines one change sets in motion on the
+// subscription's subject: an email per cause (none but the admin's when
+// quiet), the access step when the entitlement moved and the product has
+// access, the plan credit moves, and the outbound webhook events of a
+// product whose access is the webhook.
+func (f *Fulfillment) subscriptionPipelines(subject steps.Subject, c reconcile.SubscriptionChange) []steps.Pipeline {
+	var ps []steps.Pipeline
+	one := func(name string, at time.Time, st steps.Step) {
+		ps = append(ps, steps.Pipeline{Subject: subject, Name: name, Anchor: at, Steps: []steps.Step{st}})
 	}
 	for _, e := range c.Emails {
 		if f.quiet && !e.Admin {
@@ -79,27 +105,20 @@ func (f *Fulfillment) SubscriptionChanged(ctx context.Context, q *store.Queries,
 		if e.Tag != "" {
 			st.Tags = []string{e.Tag}
 		}
-		if err := schedule(PrefixSubscriptionEmail+e.Cause, e.At, st); err != nil {
-			return err
-		}
+		one(PrefixSubscriptionEmail+e.Cause, e.At, st)
 	}
-	if c.Access != "" && hasAccess(f.product(c.Subscription.ProductKey)) {
-		if err := schedule(PrefixSubscriptionAccess+c.Cause, time.Time{}, steps.Step{Name: StepSubscriptionAccess}); err != nil {
-			return err
-		}
+	product := f.product(c.Subscription.ProductKey)
+	if c.Access != "" && hasAccess(product) {
+		one(PrefixSubscriptionAccess+c.Cause, time.Time{}, steps.Step{Name: StepSubscriptionAccess})
 	}
-	if err := f.scheduleSubscriptionCredits(ctx, q, subject, c.Credits); err != nil {
-		return fmt.Errorf("subscription %s: %w", c.Subscription.ID, err)
-	}
-	if f.product(c.Subscription.ProductKey).Access == providerWebhook {
+	ps = append(ps, f.subscriptionCreditPipelines(subject, c.Credits)...)
+	if product.Access == providerWebhook {
 		for _, ev := range c.Webhooks {
-			if err := schedule(PrefixSubscriptionWebhook+ev+":"+c.Cause, time.Time{},
-				steps.Step{Name: StepSubscriptionWebhook, Args: webhookArgs{Event: ev}}); err != nil {
-				return err
-			}
+			one(PrefixSubscriptionWebhook+ev+":"+c.Cause, time.Time{},
+				steps.Step{Name: StepSubscriptionWebhook, Args: webhookArgs{Event: ev}})
 		}
 	}
-	return nil
+	return ps
 }
 
 // subscription loads the job's subscription; a missing one cannot appear.
