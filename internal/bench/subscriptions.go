@@ -167,21 +167,33 @@ func benchRenewals(ctx context.Context, env *benchEnv) (Result, error) {
 		}
 	}
 
+	// As in paymentd serve, the step workers run beside the pass: timed
+	// until the last receipt step is done.
+	since1h := s.clk.Now().Add(-time.Hour)
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- s.eng.Run(runCtx) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopRun()
+			<-ran
+		}
+	}
+	defer stop()
 	t := time.Now()
 	rep, err := s.rec.RunPass(ctx, "renewals", reconcile.PassOptions{Lists: true, Since: since})
 	if err != nil || !rep.Converged() {
 		return Result{}, fmt.Errorf("renewal pass: %v %+v", err, rep.Errors)
 	}
 	reconciled := time.Since(t)
-	if _, err := s.eng.RunDue(ctx); err != nil {
+	receipts, err := awaitReceipts(ctx, s.db, since1h, renewals, time.Minute)
+	if err != nil {
 		return Result{}, err
 	}
 	took := time.Since(t)
-	var receipts int
-	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM steps WHERE pipeline LIKE 'email:invoice_receipt:%'
-		AND status = 'done' AND created_at > $1`, s.clk.Now().Add(-time.Hour)).Scan(&receipts); err != nil {
-		return Result{}, err
-	}
+	stop() // the baseline runs alone
 	if renewals != renewalSubscriptions || receipts != renewals {
 		return Result{}, fmt.Errorf("%d renewals, %d receipts sent; want %d of each", renewals, receipts, renewalSubscriptions)
 	}
@@ -193,9 +205,34 @@ func benchRenewals(ctx context.Context, env *benchEnv) (Result, error) {
 	return Result{Name: "subscription_renewals_per_second", Value: rate, Unit: "renewals/s", Baseline: base,
 		Ratio: rate / base, HigherIsBetter: true, Target: 500,
 		Note: fmt.Sprintf("%d renewal invoices reconciled (rows, invoices, steps) and their receipts rendered and sent "+
-			"(instant fakes) in %s (the pass %s, the email steps %s, 32 step workers); baseline: the same listings and "+
-			"receipts without a database", renewals, took.Round(time.Millisecond), reconciled.Round(time.Millisecond),
+			"(instant fakes) in %s: the pass took %s, the last receipt step was done %s later (32 step workers running "+
+			"beside the pass, as in paymentd serve); baseline: the same listings and receipts without a database",
+			renewals, took.Round(time.Millisecond), reconciled.Round(time.Millisecond),
 			(took - reconciled).Round(time.Millisecond))}, nil
+}
+
+// awaitReceipts polls until want receipt steps created after since are
+// done, and returns how many are; past the deadline it is an error.
+func awaitReceipts(ctx context.Context, db *store.DB, since time.Time, want int, deadline time.Duration) (int, error) {
+	end := time.Now().Add(deadline)
+	for {
+		var done int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM steps WHERE pipeline LIKE 'email:invoice_receipt:%'
+			AND status = 'done' AND created_at > $1`, since).Scan(&done); err != nil {
+			return 0, err
+		}
+		if done >= want {
+			return done, nil
+		}
+		if time.Now().After(end) {
+			return done, fmt.Errorf("%d of %d receipts sent after %s", done, want, deadline)
+		}
+		select {
+		case <-ctx.Done():
+			return done, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // renewalBaseline lists the invoices and the subscriptions (with their
