@@ -29,7 +29,9 @@ type changeLog struct {
 	batches []int
 }
 
-func newChangeLog() *changeLog { return &changeLog{changes: map[string][]reconcile.SubscriptionChange{}} }
+func newChangeLog() *changeLog {
+	return &changeLog{changes: map[string][]reconcile.SubscriptionChange{}}
+}
 
 func (l *changeLog) SubscriptionChanged(ctx context.Context, q *store.Queries, c reconcile.SubscriptionChange) error {
 	return l.SubscriptionsChanged(ctx, q, []reconcile.SubscriptionChange{c})
