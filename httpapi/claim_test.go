@@ -26,13 +26,17 @@ type purchasePipeline struct {
 	completed atomic.Int32
 }
 
-func (f *purchasePipeline) Completed(ctx context.Context, q *store.Queries, p store.Purchase) error {
-	f.completed.Add(1)
-	_, err := q.InsertSteps(ctx, *p.CompletedAt, []store.NewStep{
-		{PurchaseID: p.ID, Pipeline: "purchase", Name: "confirmation_email", RunAt: *p.CompletedAt, MaxAttempts: 5},
-		{PurchaseID: p.ID, Pipeline: "purchase", Name: "grant_access", RunAt: *p.CompletedAt, MaxAttempts: 5},
-	})
-	return err
+func (f *purchasePipeline) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+	for _, p := range ps {
+		f.completed.Add(1)
+		if _, err := q.InsertSteps(ctx, *p.CompletedAt, []store.NewStep{
+			{PurchaseID: p.ID, Pipeline: "purchase", Name: "confirmation_email", RunAt: *p.CompletedAt, MaxAttempts: 5},
+			{PurchaseID: p.ID, Pipeline: "purchase", Name: "grant_access", RunAt: *p.CompletedAt, MaxAttempts: 5},
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // newClaimHarness is the API with checkout on the emulator and claims

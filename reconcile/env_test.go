@@ -193,8 +193,13 @@ func (f *recorder) schedule(ctx context.Context, q *store.Queries, p store.Purch
 	return err
 }
 
-func (f *recorder) Completed(ctx context.Context, q *store.Queries, p store.Purchase) error {
-	return f.schedule(ctx, q, p, "purchase", time.Time{}, nil)
+func (f *recorder) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+	for _, p := range ps {
+		if err := f.schedule(ctx, q, p, "purchase", time.Time{}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *recorder) Refunded(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error {

@@ -18,9 +18,10 @@ import (
 // method must be idempotent: scheduling a pipeline already scheduled is a
 // no-op (steps are unique per purchase, pipeline and name).
 type Fulfillment interface {
-	// Completed schedules the purchase pipeline of a purchase that just
-	// became completed (confirmation, admin notification, access, follow-ups).
-	Completed(ctx context.Context, q *store.Queries, p store.Purchase) error
+	// Completed schedules the purchase pipelines of purchases that just
+	// became completed (confirmation, admin notification, access,
+	// follow-ups); a page of purchases recorded together comes in one call.
+	Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error
 	// Refunded schedules the refund pipeline for refund r, once per refund.
 	// p.AmountRefunded is the cumulative amount refunded up to and including
 	// r, so of two partial refunds adding up to the total the second is

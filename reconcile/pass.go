@@ -243,11 +243,10 @@ func (p *pass) hints(ctx context.Context) error {
 	}
 	listed := p.listHinted(ctx, ids)
 	var items []work
+	var handled []string
 	for _, id := range ids {
 		if listed[id] {
-			if err := p.r.db.MarkHintsHandled(ctx, id, p.r.clock.Now()); err != nil {
-				p.rep.fail("hints", id, err)
-			}
+			handled = append(handled, id)
 			continue
 		}
 		items = append(items, work{id: id, fresh: true, then: func(ctx context.Context, ok bool) {
@@ -256,7 +255,7 @@ func (p *pass) hints(ctx context.Context) error {
 			}
 			var err error
 			if ok {
-				err = p.r.db.MarkHintsHandled(ctx, id, p.r.clock.Now())
+				err = p.r.db.MarkHintsHandled(ctx, p.r.clock.Now(), id)
 			} else {
 				err = p.r.db.MarkHintsFailed(ctx, id, "reconcile failed; see reconcile_errors")
 			}
@@ -264,6 +263,11 @@ func (p *pass) hints(ctx context.Context) error {
 				p.rep.fail("hints", id, err)
 			}
 		}})
+	}
+	if err := p.r.db.MarkHintsHandled(ctx, p.r.clock.Now(), handled...); err != nil {
+		for _, id := range handled {
+			p.rep.fail("hints", id, err)
+		}
 	}
 	p.work.each(ctx, items)
 	return nil

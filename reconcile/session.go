@@ -324,14 +324,19 @@ func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items 
 	if err := q.UpdatePurchases(ctx, w.updates, w.now); err != nil {
 		return err
 	}
+	var completed []store.Purchase
 	for _, ch := range w.changes {
 		r.report(rep, Change{Kind: kindSession, ObjectID: ch.sessionID, PurchaseID: ch.p.ID, What: ch.what,
 			Unannounced: !st.Hinted[ch.sessionID]})
+		if ch.what == whatCompleted {
+			completed = append(completed, ch.p) // scheduled together, below
+			continue
+		}
 		if err := r.sessionTransition(ctx, q, ch.p, ch.what); err != nil {
 			return err
 		}
 	}
-	return nil
+	return r.ful.Completed(ctx, q, completed)
 }
 
 // sessionWrites is what decideSessions decided: the rows to insert and to
@@ -405,7 +410,7 @@ func decideSessions(items []*sessionItem, rows map[string]store.Purchase, taken 
 func (r *Reconciler) sessionTransition(ctx context.Context, q *store.Queries, p store.Purchase, what string) error {
 	switch what {
 	case whatCompleted:
-		return r.ful.Completed(ctx, q, p)
+		return r.ful.Completed(ctx, q, []store.Purchase{p})
 	case whatExpired:
 		return r.ful.Expired(ctx, q, p)
 	case whatFailed:

@@ -49,7 +49,7 @@ func TestRetentionPrunesOnlyWhatNothingNeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 		if handled {
-			if err := db.MarkHintsHandled(ctx, object, clk.Now()); err != nil {
+			if err := db.MarkHintsHandled(ctx, clk.Now(), object); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -44,6 +44,31 @@ func (q *Queries) GetAccount(ctx context.Context, userID string) (Account, error
 	return a, notFound(err)
 }
 
+// Accounts returns the accounts of the given users that exist, by user id.
+func (q *Queries) Accounts(ctx context.Context, userIDs []string) (map[string]Account, error) {
+	out := make(map[string]Account, len(userIDs))
+	if len(userIDs) == 0 {
+		return out, nil
+	}
+	rows, err := q.db.Query(ctx, `SELECT user_id, email, github_username, created_at, updated_at FROM accounts
+		WHERE user_id = ANY($1)`, userIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read accounts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a Account
+		if err := rows.Scan(&a.UserID, &a.Email, &a.GitHubUsername, &a.CreatedAt, &a.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("read accounts: %w", err)
+		}
+		out[a.UserID] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read accounts: %w", err)
+	}
+	return out, nil
+}
+
 // Unsubscribe records that email wants no more marketing email.
 func (q *Queries) Unsubscribe(ctx context.Context, email string, now time.Time) error {
 	_, err := q.db.Exec(ctx, `INSERT INTO unsubscribes (email, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,

@@ -531,7 +531,7 @@ func (q *Queries) CancelStep(ctx context.Context, id int64, now time.Time, reaso
 			UNION
 			SELECT s.id, s.subject_id, s.pipeline, s.name, t.depth + 1 FROM steps s JOIN target t
 				ON s.status = 'waiting' AND s.pipeline = t.pipeline AND s.after_name = t.name
-					AND s.subject_id IS NOT DISTINCT FROM t.subject_id
+					AND (s.subject_id = t.subject_id OR (s.subject_id IS NULL AND t.subject_id IS NULL))
 		)
 		UPDATE steps SET status = 'canceled', updated_at = $2, finished_at = $2, last_error = $3
 		FROM target WHERE steps.id = target.id AND steps.status IN ('waiting', 'pending')

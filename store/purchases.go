@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -187,22 +188,48 @@ func (q *Queries) UpdatePurchases(ctx context.Context, ps []Purchase, now time.T
 	if len(ps) == 0 {
 		return nil
 	}
-	batch := &pgx.Batch{}
-	for _, p := range ps {
-		batch.Queue(updatePurchaseSQL, p.ID, p.UserID, p.Email, p.Status, p.StripeCustomerID, p.StripePaymentIntentID,
-			p.StripeChargeID, p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername, p.AccessState, p.AccessRef,
-			p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed, p.CompletedAt, now.UTC(), p.CheckedAt,
-			p.ExpiredAt)
-	}
-	res := q.db.SendBatch(ctx, batch)
-	for _, p := range ps {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
+	if len(ps) == 1 {
+		p := ps[0]
+		if _, err := q.db.Exec(ctx, updatePurchaseSQL, p.ID, p.UserID, p.Email, p.Status, p.StripeCustomerID,
+			p.StripePaymentIntentID, p.StripeChargeID, p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername,
+			p.AccessState, p.AccessRef, p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed,
+			p.CompletedAt, now.UTC(), p.CheckedAt, p.ExpiredAt); err != nil {
 			return fmt.Errorf("update purchase %s: %w", p.ID, err)
 		}
+		return nil
 	}
-	if err := res.Close(); err != nil {
-		return fmt.Errorf("update purchases: %w", err)
+	// Many rows in one statement: each row a JSON object named by column,
+	// read back as a purchases record. Times are cut to microseconds, as
+	// the binary protocol writes them, so a row reads back the same either
+	// way.
+	rows := make([]map[string]any, len(ps))
+	for i, p := range ps {
+		rows[i] = map[string]any{"id": p.ID, "user_id": p.UserID, "email": p.Email, "status": p.Status,
+			"stripe_customer_id": p.StripeCustomerID, "stripe_payment_intent_id": p.StripePaymentIntentID,
+			"stripe_charge_id": p.StripeChargeID, "amount_total": p.AmountTotal, "amount_refunded": p.AmountRefunded,
+			"currency": p.Currency, "github_username": p.GitHubUsername, "access_state": p.AccessState,
+			"access_ref": p.AccessRef, "promotions_consent": p.PromotionsConsent, "recovery_url": p.RecoveryURL,
+			"session_expires_at": usec(p.SessionExpiresAt), "disputed": p.Disputed, "completed_at": usec(p.CompletedAt),
+			"checked_at": usec(p.CheckedAt), "expired_at": usec(p.ExpiredAt)}
+	}
+	doc, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("update purchases: encode: %w", err)
+	}
+	tag, err := q.db.Exec(ctx, `UPDATE purchases p SET user_id = r.user_id, email = r.email, status = r.status,
+			stripe_customer_id = r.stripe_customer_id, stripe_payment_intent_id = r.stripe_payment_intent_id,
+			stripe_charge_id = r.stripe_charge_id, amount_total = r.amount_total, amount_refunded = r.amount_refunded,
+			currency = r.currency, github_username = r.github_username, access_state = r.access_state,
+			access_ref = r.access_ref, promotions_consent = r.promotions_consent, recovery_url = r.recovery_url,
+			session_expires_at = r.session_expires_at, disputed = r.disputed, completed_at = r.completed_at,
+			updated_at = $2, checked_at = r.checked_at, expired_at = r.expired_at
+		FROM jsonb_populate_recordset(NULL::purchases, $1) r
+		WHERE p.id = r.id`, doc, now.UTC())
+	if err != nil {
+		return fmt.Errorf("update %d purchases: %w", len(ps), err)
+	}
+	if int(tag.RowsAffected()) != len(ps) {
+		return fmt.Errorf("update purchases: %d of %d rows found", tag.RowsAffected(), len(ps))
 	}
 	return nil
 }
@@ -335,4 +362,13 @@ func (q *Queries) SetAccess(ctx context.Context, purchaseID string, state Access
 		return fmt.Errorf("set access of %s: %w", purchaseID, err)
 	}
 	return nil
+}
+
+// usec is t truncated to the microsecond, nil for nil.
+func usec(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.Truncate(time.Microsecond)
+	return &u
 }

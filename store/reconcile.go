@@ -43,11 +43,14 @@ func (q *Queries) UnhandledHints(ctx context.Context, now time.Time, limit int) 
 	})
 }
 
-// MarkHintsHandled marks every unhandled hint about objectID handled; call
-// it only after the object's reconcile committed.
-func (q *Queries) MarkHintsHandled(ctx context.Context, objectID string, now time.Time) error {
+// MarkHintsHandled marks every unhandled hint about the objects handled, in
+// one statement; call it only after their reconciles committed.
+func (q *Queries) MarkHintsHandled(ctx context.Context, now time.Time, objectIDs ...string) error {
+	if len(objectIDs) == 0 {
+		return nil
+	}
 	_, err := q.db.Exec(ctx, `UPDATE webhook_hints SET handled_at = $2, attempts = attempts + 1, last_error = NULL
-		WHERE object_id = $1 AND handled_at IS NULL`, objectID, now.UTC())
+		WHERE object_id = ANY($1) AND handled_at IS NULL`, objectIDs, now.UTC())
 	if err != nil {
 		return fmt.Errorf("mark hints handled: %w", err)
 	}

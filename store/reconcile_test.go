@@ -154,6 +154,11 @@ func TestPurchasesWrittenTogether(t *testing.T) {
 		}
 		a.Status, a.AmountRefunded = store.PurchaseRefunded, 39800
 		b.Status, b.AmountRefunded = store.PurchasePartiallyRefunded, 100
+		// Every kind of column, through the many-rows statement: text,
+		// false, true, a state, and a time finer than Postgres keeps.
+		email, login, consent, fine := "b@example.com", "octo", false, now.Add(1500*time.Nanosecond)
+		b.Email, b.GitHubUsername, b.PromotionsConsent, b.SessionExpiresAt = &email, &login, &consent, &fine
+		b.Disputed, b.AccessState = true, store.AccessGranted
 		return q.UpdatePurchases(ctx, []store.Purchase{a, b}, now.Add(time.Minute))
 	})
 	if err != nil {
@@ -164,5 +169,11 @@ func TestPurchasesWrittenTogether(t *testing.T) {
 		if got.Status != want.Status || got.AmountRefunded != want.AmountRefunded || !got.UpdatedAt.Equal(now.Add(time.Minute)) {
 			t.Errorf("updated %s: %s %d at %s", want.ID, got.Status, got.AmountRefunded, got.UpdatedAt)
 		}
+	}
+	got, _ = db.GetPurchase(ctx, b.ID)
+	if *got.Email != "b@example.com" || *got.GitHubUsername != "octo" || got.PromotionsConsent == nil || *got.PromotionsConsent ||
+		!got.Disputed || got.AccessState != store.AccessGranted || !got.CompletedAt.Equal(now) ||
+		!got.SessionExpiresAt.Equal(now.Add(time.Microsecond)) {
+		t.Errorf("columns written together: %+v", got)
 	}
 }

@@ -306,12 +306,14 @@ const completeOneSQL = `
 
 // releaseSQL, after completeSQL or completeOneSQL, makes due the steps that
 // waited for the completed ones, notifies listeners when any of them is due
-// now, and returns the ids completed.
+// now, and returns the ids completed. Subjects match by equality or both
+// NULL (global), never IS NOT DISTINCT FROM, which no index serves: every
+// waiting step of the pipeline would be read for each completion.
 const releaseSQL = `, released AS (
 		UPDATE steps w SET status = 'pending', run_at = greatest(w.run_at, $4), updated_at = $4
 		FROM done d
 		WHERE d.blocking AND w.status = 'waiting' AND w.pipeline = d.pipeline AND w.after_name = d.name
-			AND w.subject_id IS NOT DISTINCT FROM d.subject_id
+			AND (w.subject_id = d.subject_id OR (w.subject_id IS NULL AND d.subject_id IS NULL))
 		RETURNING w.run_at
 	)
 	SELECT id, (SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM released WHERE run_at <= $4 LIMIT 1) due)
@@ -436,11 +438,11 @@ func (q *Queries) RetryStep(ctx context.Context, c Claim, now, runAt time.Time, 
 const dependentsSQL = `, waiting AS (
 		SELECT w.id, w.subject_id, w.pipeline, w.name, r.id AS root_id, r.name AS root_name
 		FROM roots r JOIN steps w ON w.status = 'waiting' AND w.pipeline = r.pipeline AND w.after_name = r.name
-			AND w.subject_id IS NOT DISTINCT FROM r.subject_id
+			AND (w.subject_id = r.subject_id OR (w.subject_id IS NULL AND r.subject_id IS NULL))
 		UNION
 		SELECT w.id, w.subject_id, w.pipeline, w.name, d.root_id, d.root_name
 		FROM waiting d JOIN steps w ON w.status = 'waiting' AND w.pipeline = d.pipeline AND w.after_name = d.name
-			AND w.subject_id IS NOT DISTINCT FROM d.subject_id
+			AND (w.subject_id = d.subject_id OR (w.subject_id IS NULL AND d.subject_id IS NULL))
 	), canceled AS (
 		UPDATE steps s SET status = 'canceled', canceled_by = w.root_id, updated_at = $1, finished_at = $1,
 			last_error = 'canceled: ' || w.root_name || ' (step ' || w.root_id || ') failed'

@@ -112,8 +112,10 @@ func devStack(ctx context.Context, env *cliEnv, cfg *config.Config, o devOptions
 		fmt.Fprintf(env.stdout, "applied %d migration(s)\n", len(applied))
 	}
 
-	// The Stripe emulator, delivering signed webhooks to our endpoint.
-	emu := stripeemu.New(stripeemu.Options{Clock: clock.Real{}, Logger: log.With("component", "stripe-emulator")})
+	// The Stripe emulator, delivering signed webhooks to our endpoint, several
+	// at once and so in no guaranteed order, as Stripe does.
+	emu := stripeemu.New(stripeemu.Options{Clock: clock.Real{}, Logger: log.With("component", "stripe-emulator"),
+		WebhookConcurrency: 8})
 	defer emu.Close()
 	emuURL, stopEmu, err := listenAndServe(ctx, o.emuAddr, emu)
 	if err != nil {

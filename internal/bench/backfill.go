@@ -197,16 +197,25 @@ func benchBackfill(ctx context.Context, env *benchEnv) ([]Result, error) {
 // would, so the backfill writes what production writes without sending mail.
 type pipelineOnly struct{ eng *steps.Engine }
 
-func (p pipelineOnly) schedule(ctx context.Context, q *store.Queries, pu store.Purchase, name string) error {
-	_, err := p.eng.Schedule(ctx, q, steps.Pipeline{PurchaseID: pu.ID, Name: name, Steps: steps.Chain(
+func (p pipelineOnly) pipeline(pu store.Purchase, name string) steps.Pipeline {
+	return steps.Pipeline{PurchaseID: pu.ID, Name: name, Steps: steps.Chain(
 		steps.Step{Name: "purchase_confirmation"}, steps.Step{Name: "admin_purchase"}, steps.Step{Name: "grant_access"},
 		steps.Step{Name: "access_email"}, steps.Step{Name: "followup_onboarding", Delay: 7 * 24 * time.Hour},
-	)})
+	)}
+}
+
+func (p pipelineOnly) schedule(ctx context.Context, q *store.Queries, pu store.Purchase, name string) error {
+	_, err := p.eng.Schedule(ctx, q, p.pipeline(pu, name))
 	return err
 }
 
-func (p pipelineOnly) Completed(ctx context.Context, q *store.Queries, pu store.Purchase) error {
-	return p.schedule(ctx, q, pu, "purchase")
+func (p pipelineOnly) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+	pipes := make([]steps.Pipeline, len(ps))
+	for i, pu := range ps {
+		pipes[i] = p.pipeline(pu, "purchase")
+	}
+	_, err := p.eng.ScheduleAll(ctx, q, pipes)
+	return err
 }
 func (p pipelineOnly) Refunded(ctx context.Context, q *store.Queries, pu store.Purchase, r store.Refund) error {
 	return p.schedule(ctx, q, pu, "refund:"+r.ID)

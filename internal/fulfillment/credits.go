@@ -75,17 +75,23 @@ type Credited struct {
 // reconciler.
 func (c *Credits) Wrap() *Credited { return &Credited{Fulfillment: c.f, credits: c} }
 
-// Completed schedules the purchase pipeline and, for a product with
-// credits, the pack's grant.
-func (w *Credited) Completed(ctx context.Context, q *store.Queries, p store.Purchase) error {
-	if err := w.Fulfillment.Completed(ctx, q, p); err != nil {
+// Completed schedules the purchase pipelines and, for each product with
+// credits, the pack's grant, together.
+func (w *Credited) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+	if err := w.Fulfillment.Completed(ctx, q, ps); err != nil {
 		return err
 	}
-	if w.product(p.ProductKey).Credits <= 0 {
+	var packs []steps.Pipeline
+	for _, p := range ps {
+		if w.product(p.ProductKey).Credits > 0 {
+			packs = append(packs, steps.Pipeline{PurchaseID: p.ID, Name: PipelineCredits,
+				Steps: []steps.Step{{Name: StepCreditsGrant}}})
+		}
+	}
+	if len(packs) == 0 {
 		return nil
 	}
-	_, err := w.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelineCredits,
-		Steps: []steps.Step{{Name: StepCreditsGrant}}})
+	_, err := w.engine.ScheduleAll(ctx, q, packs)
 	return err
 }
 

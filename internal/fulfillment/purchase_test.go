@@ -57,10 +57,8 @@ func TestPurchaseSendsEmailsGrantsAccessAndFollowsUp(t *testing.T) {
 	if n := len(h.mails("")); n != 6 {
 		t.Errorf("%d emails in all, want 6: %v", n, h.categories())
 	}
-	for _, s := range h.stepsNamed(p, fulfillment.StepAnalytics) {
-		if r := result[map[string]any](t, s); s.Status != store.StepDone || r["skipped"] == "" {
-			t.Errorf("analytics without PostHog = %s %s, want done and skipped", s.Status, s.Result)
-		}
+	if s := h.stepsNamed(p, fulfillment.StepAnalytics); len(s) != 0 {
+		t.Errorf("analytics scheduled without PostHog: %+v", s)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/paymentd/paymentd/internal/access"
 	"github.com/paymentd/paymentd/steps"
@@ -65,22 +66,39 @@ type reversalArgs struct {
 	Status   string `json:"status"`
 }
 
-// Completed schedules the purchase pipeline as planPurchase decides:
-// confirmation and admin emails, the access grant and access email when
-// the product has an access provider and the buyer gave what it needs (a
-// GitHub username, on the purchase or the account, for GitHub products),
-// analytics, and the follow-ups dated from p.CompletedAt (the payment
+// Completed schedules, for each purchase that just became completed, the
+// purchase pipeline as planPurchase decides: confirmation and admin emails,
+// the access grant and access email when the product has an access
+// provider and the buyer gave what it needs (a GitHub username, on the
+// purchase or the account, for GitHub products), analytics when PostHog is
+// configured, and the follow-ups dated from p.CompletedAt (the payment
 // time) that are still ahead. A payment older than the notify window is
-// fulfilled without any email, and logged.
-func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, p store.Purchase) error {
+// fulfilled without any email, and logged. Purchases recorded together (a
+// page of a pass) are scheduled together: their accounts are read in one
+// query and their pipelines written in one statement.
+func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	ready, err := f.accessReadyAll(ctx, q, ps)
+	if err != nil {
+		return fmt.Errorf("schedule %d purchases: %w", len(ps), err)
+	}
 	now := f.clock.Now()
+	pipes := make([]steps.Pipeline, 0, len(ps))
+	for _, p := range ps {
+		pipes = append(pipes, f.purchasePipeline(p, ready[p.ID], now))
+	}
+	_, err = f.engine.ScheduleAll(ctx, q, pipes)
+	return err
+}
+
+// purchasePipeline is the purchase pipeline of p, completed, whose access
+// is ready or not.
+func (f *Fulfillment) purchasePipeline(p store.Purchase, ready bool, now time.Time) steps.Pipeline {
 	anchor := now
 	if p.CompletedAt != nil {
 		anchor = *p.CompletedAt
-	}
-	ready, err := f.accessReady(ctx, q, p)
-	if err != nil {
-		return fmt.Errorf("schedule purchase %s: %w", p.ID, err)
 	}
 	plan := planPurchase(purchaseFacts{Now: now, CompletedAt: anchor, NotifyWindow: f.cfg.NotifyWindow,
 		Quiet: f.quiet, Access: ready, FollowUps: f.cfg.FollowUps})
@@ -101,13 +119,14 @@ func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, p store.P
 	if plan.AccessEmail {
 		list = append(list, steps.Step{Name: StepAccessEmail, After: StepGrantAccess, Tags: []string{TagAccess}})
 	}
-	list = append(list, steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: "purchase_completed", Amount: p.AmountTotal}})
+	if f.posthog != nil {
+		list = append(list, steps.Step{Name: StepAnalytics, Args: analyticsArgs{Event: "purchase_completed", Amount: p.AmountTotal}})
+	}
 	for _, fu := range plan.FollowUps {
 		list = append(list, steps.Step{Name: fu.Template, Delay: fu.Delay, Tags: []string{TagFollowup},
 			Args: followupArgs{Template: fu.Template}})
 	}
-	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelinePurchase, Anchor: anchor, Steps: list})
-	return err
+	return steps.Pipeline{PurchaseID: p.ID, Name: PipelinePurchase, Anchor: anchor, Steps: list}
 }
 
 // grantSteps are the grant and, unless quiet, the access email that waits
@@ -123,14 +142,43 @@ func (f *Fulfillment) grantSteps(args any) []steps.Step {
 // accessReady reports whether p's product has an access provider and the
 // buyer gave what it needs.
 func (f *Fulfillment) accessReady(ctx context.Context, q *store.Queries, p store.Purchase) (bool, error) {
-	switch f.product(p.ProductKey).Access {
-	case providerWebhook:
-		return true, nil
-	case providerGitHub:
-		username, err := githubUsername(ctx, q, p)
-		return username != "", err
+	ready, err := f.accessReadyAll(ctx, q, []store.Purchase{p})
+	return ready[p.ID], err
+}
+
+// accessReadyAll is accessReady for several purchases, by purchase id,
+// with the accounts it needs read in one query.
+func (f *Fulfillment) accessReadyAll(ctx context.Context, q *store.Queries, ps []store.Purchase) (map[string]bool, error) {
+	ready := make(map[string]bool, len(ps))
+	var users []string
+	for _, p := range ps {
+		switch f.product(p.ProductKey).Access {
+		case providerWebhook:
+			ready[p.ID] = true
+		case providerGitHub:
+			if p.GitHubUsername != nil && *p.GitHubUsername != "" {
+				ready[p.ID] = true
+			} else if p.UserID != nil && *p.UserID != "" {
+				users = append(users, *p.UserID)
+			}
+		}
 	}
-	return false, nil
+	if len(users) == 0 {
+		return ready, nil
+	}
+	accounts, err := q.Accounts(ctx, users)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if f.product(p.ProductKey).Access != providerGitHub || ready[p.ID] || p.UserID == nil {
+			continue
+		}
+		if a, ok := accounts[*p.UserID]; ok && a.GitHubUsername != nil && *a.GitHubUsername != "" {
+			ready[p.ID] = true
+		}
+	}
+	return ready, nil
 }
 
 // Refunded schedules the pipeline of refund r as planRefund decides. A

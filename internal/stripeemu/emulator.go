@@ -69,6 +69,11 @@ type Options struct {
 	HTTPClient *http.Client
 	// Logger receives webhook delivery failures. Nil discards them.
 	Logger *slog.Logger
+	// WebhookConcurrency is how many webhooks are delivered at once. Stripe
+	// delivers concurrently and guarantees no order; zero or one delivers
+	// one at a time, in the order the events happened (deterministic, for
+	// tests that want it).
+	WebhookConcurrency int
 }
 
 // Request is one API request as the emulator received it.
@@ -222,7 +227,7 @@ func New(opts Options) *Emulator {
 		disputesByCharge: map[string][]*dispute{},
 	}
 	e.zw, _ = flate.NewWriter(&e.zbuf, flate.BestSpeed) // error only for a bad level
-	e.hooks = newWebhookSender(clk, httpClient, logger)
+	e.hooks = newWebhookSender(clk, httpClient, logger, opts.WebhookConcurrency)
 	e.mux = e.routes()
 	return e
 }

@@ -1,6 +1,8 @@
 // Events and webhook delivery. Every state change records an event; when a
-// webhook URL is configured the event is queued and POSTed, in order, by one
-// goroutine, signed the way Stripe signs (Stripe-Signature: t=...,v1=...).
+// webhook URL is configured the event is queued and POSTed, signed the way
+// Stripe signs (Stripe-Signature: t=...,v1=...): by one goroutine, in order,
+// or as Stripe does, by several at once (Options.WebhookConcurrency), so that
+// events arrive in no guaranteed order.
 // Failed deliveries are logged and not retried: the daemon's reconciler is
 // the safety net, exactly as with a lost webhook in production.
 
@@ -58,10 +60,11 @@ type delivery struct {
 	payload []byte
 }
 
-// webhookSender delivers webhooks from a single goroutine, started on the
+// webhookSender delivers webhooks from workers goroutines, started on the
 // first delivery.
 type webhookSender struct {
-	clock  clock.Clock
+	workers int
+	clock   clock.Clock
 	client *http.Client
 	log    *slog.Logger
 	ctx    context.Context
@@ -78,11 +81,11 @@ type webhookSender struct {
 }
 
 // newWebhookSender returns an idle sender.
-func newWebhookSender(clk clock.Clock, client *http.Client, log *slog.Logger) *webhookSender {
+func newWebhookSender(clk clock.Clock, client *http.Client, log *slog.Logger, workers int) *webhookSender {
 	ctx, cancel := context.WithCancel(context.Background())
 	idle := make(chan struct{})
 	close(idle)
-	return &webhookSender{clock: clk, client: client, log: log, ctx: ctx, cancel: cancel,
+	return &webhookSender{workers: max(workers, 1), clock: clk, client: client, log: log, ctx: ctx, cancel: cancel,
 		idle: idle, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -100,7 +103,12 @@ func (w *webhookSender) enqueue(d delivery) {
 	w.pending++
 	if !w.started {
 		w.started = true
-		go w.run()
+		var wg sync.WaitGroup
+		for range w.workers {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.run() }()
+		}
+		go func() { wg.Wait(); close(w.done) }()
 	}
 	select {
 	case w.wake <- struct{}{}:
@@ -110,7 +118,6 @@ func (w *webhookSender) enqueue(d delivery) {
 
 // run delivers queued webhooks until the sender is closed.
 func (w *webhookSender) run() {
-	defer close(w.done)
 	for w.ctx.Err() == nil {
 		w.mu.Lock()
 		if len(w.queue) == 0 {
@@ -125,6 +132,12 @@ func (w *webhookSender) run() {
 		d := w.queue[0]
 		w.queue[0] = delivery{}
 		w.queue = w.queue[1:]
+		if len(w.queue) > 0 {
+			select { // more to send: another worker may take the next
+			case w.wake <- struct{}{}:
+			default:
+			}
+		}
 		w.mu.Unlock()
 
 		if err := w.post(d); err != nil && w.ctx.Err() == nil {

@@ -213,3 +213,64 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestConcurrentWebhookDelivery: with WebhookConcurrency set, webhooks are
+// in flight together, as Stripe sends them, and each event is still
+// delivered exactly once.
+func TestConcurrentWebhookDelivery(t *testing.T) {
+	var (
+		mu             sync.Mutex
+		inFlight, most int
+		seen           = map[string]int{}
+		release        = make(chan struct{})
+		releaseOnce    sync.Once
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		ev, err := webhook.ConstructEventWithOptions(body, req.Header.Get("Stripe-Signature"), secret,
+			webhook.ConstructEventOptions{IgnoreAPIVersionMismatch: true})
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if err == nil {
+			seen[ev.ID]++
+		}
+		if inFlight >= 4 {
+			releaseOnce.Do(func() { close(release) })
+		}
+		mu.Unlock()
+		select { // hold each delivery until four are in flight (or a deadline)
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	f := newFixture(t, func(o *stripeemu.Options) {
+		o.WebhookURL, o.WebhookSecret, o.WebhookConcurrency = srv.URL, secret, 4
+	})
+	f.clk.Set(time.Now().Truncate(time.Second))
+	pr := f.price(f.product("Course").ID, 2000, "")
+	for range 12 {
+		if err := f.emu.PaySession(f.session(pr.ID).ID, stripeemu.Pay{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, f.emu)
+	mu.Lock()
+	defer mu.Unlock()
+	if most != 4 {
+		t.Errorf("at most %d webhooks in flight, want 4", most)
+	}
+	recorded := f.emu.Events()
+	if len(seen) != len(recorded) {
+		t.Fatalf("%d events delivered, %d recorded", len(seen), len(recorded))
+	}
+	for _, ev := range recorded {
+		if seen[ev.ID] != 1 {
+			t.Errorf("event %s delivered %d times", ev.ID, seen[ev.ID])
+		}
+	}
+}
