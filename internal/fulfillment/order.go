@@ -43,6 +43,9 @@ const (
 	PipelineOrder              = "order"
 	PipelineOrderPaymentFailed = "order_payment_failed"
 	PrefixOrderRefund          = "refund:" // + Stripe refund id, on the order subject
+	// PrefixOrderLateRevoke + grant id: the revocation of a grant that
+	// landed after its order was refunded.
+	PrefixOrderLateRevoke = "revoke_late_grant:"
 )
 
 // TaxRecorder records in Stripe Tax what an embedded order's PaymentIntent
@@ -411,10 +414,10 @@ func (f *Fulfillment) orderGitHub(ctx context.Context, job *steps.Job) (any, err
 	if err != nil {
 		return nil, err
 	}
-	g, err := f.db.RecordOrderGrantAttempt(ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderGitHub,
-		GitHubUserID: user.ID, GitHubLogin: user.Login, Preexisting: already}, f.clock.Now())
-	if err != nil {
-		return nil, err
+	g, err := f.recordOrderAttempt(ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderGitHub,
+		GitHubUserID: user.ID, GitHubLogin: user.Login, Preexisting: already})
+	if err != nil || g == nil {
+		return skippedOrderGrant(providerGitHub, "", err)
 	}
 	res := access.GrantResult{AlreadyCollaborator: already}
 	if !already {
@@ -422,10 +425,66 @@ func (f *Fulfillment) orderGitHub(ctx context.Context, job *steps.Job) (any, err
 			return nil, err
 		}
 	}
-	if err := f.db.MarkOrderGrantGranted(ctx, g.ID, res.InvitationID, f.clock.Now()); err != nil {
+	job.OnCommit(func(ctx context.Context, q *store.Queries) error {
+		return f.settleOrderGrant(ctx, q, *g, res.InvitationID)
+	})
+	return grantOutcome{Granted: true, Provider: providerGitHub, Username: user.Login}, nil
+}
+
+// recordOrderAttempt records that g is about to be granted, in a
+// transaction that locks its order and first checks that it is still paid
+// for, as recordAttempt does for purchases: a refund recorded before is
+// seen here, and one recorded after finds the attempt. A nil grant means
+// the order lost its entitlement: grant nothing.
+func (f *Fulfillment) recordOrderAttempt(ctx context.Context, g store.OrderGrant) (*store.OrderGrant, error) {
+	var out *store.OrderGrant
+	err := f.db.InTx(ctx, func(q *store.Queries) error {
+		out = nil
+		o, err := q.LockOrder(ctx, g.OrderID)
+		if err != nil || !o.Status.Entitled() {
+			return err
+		}
+		recorded, err := q.RecordOrderGrantAttempt(ctx, g, f.clock.Now())
+		out = &recorded
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record grant attempt: %w", err)
+	}
+	return out, nil
+}
+
+// skippedOrderGrant is the outcome of an order grant whose attempt was not
+// recorded: an error, or an order that lost its entitlement meanwhile.
+func skippedOrderGrant(provider, product string, err error) (any, error) {
+	if err != nil {
 		return nil, err
 	}
-	return grantOutcome{Granted: true, Provider: providerGitHub, Username: user.Login}, nil
+	return grantOutcome{Provider: provider, Product: product, Skipped: "the order lost its entitlement before the grant"}, nil
+}
+
+// settleOrderGrant runs in the transaction that completes an order's grant
+// step: the grant is marked granted, since the provider gave it. When the
+// order lost its entitlement while the provider was being called, the
+// refund's revocation may have run before the grant landed: a revocation
+// of its own takes it back.
+func (f *Fulfillment) settleOrderGrant(ctx context.Context, q *store.Queries, g store.OrderGrant, invitationID int64) error {
+	o, err := q.LockOrder(ctx, g.OrderID)
+	if err != nil {
+		return err
+	}
+	if err := q.MarkOrderGrantGranted(ctx, g.ID, invitationID, f.clock.Now()); err != nil {
+		return err
+	}
+	if o.Status.Entitled() {
+		return nil
+	}
+	f.log.Warn("an order grant completed after the order lost its entitlement; revoking it",
+		"order_id", o.ID, "grant_id", g.ID, "status", string(o.Status))
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID),
+		Name:  PrefixOrderLateRevoke + strconv.FormatInt(g.ID, 10),
+		Steps: []steps.Step{{Name: StepOrderRevoke, Tags: []string{TagRevoke}}}})
+	return err
 }
 
 // orderWebhookPayload is the data of the order.paid and order.refunded
@@ -454,18 +513,16 @@ func (f *Fulfillment) orderWebhook(ctx context.Context, job *steps.Job) (any, er
 	if !o.Status.Entitled() {
 		return grantOutcome{Provider: providerWebhook, Product: args.Product, Skipped: "the order is " + string(o.Status)}, nil
 	}
-	g, err := f.db.RecordOrderGrantAttempt(ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderWebhook,
-		ProductKey: args.Product}, f.clock.Now())
-	if err != nil {
-		return nil, err
+	g, err := f.recordOrderAttempt(ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderWebhook,
+		ProductKey: args.Product})
+	if err != nil || g == nil {
+		return skippedOrderGrant(providerWebhook, args.Product, err)
 	}
 	if err := f.webhook.Send(ctx, "order.paid", job.IdempotencyKey, orderWebhookPayload{OrderID: o.ID, UserID: o.UserID,
 		Email: deref(o.Email), Product: args.Product, Quantity: args.Quantity}); err != nil {
 		return nil, err
 	}
-	if err := f.db.MarkOrderGrantGranted(ctx, g.ID, 0, f.clock.Now()); err != nil {
-		return nil, err
-	}
+	job.OnCommit(func(ctx context.Context, q *store.Queries) error { return f.settleOrderGrant(ctx, q, *g, 0) })
 	return grantOutcome{Granted: true, Provider: providerWebhook, Product: args.Product}, nil
 }
 

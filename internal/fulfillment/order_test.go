@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,21 +164,7 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 		h.gh.AcceptInvitation(inv.ID)
 	}
 	refund := func(id string, amount int64) {
-		o.AmountRefunded += amount
-		o.Status = store.OrderPartiallyRefunded
-		if o.AmountRefunded >= o.AmountTotal {
-			o.Status = store.OrderRefunded
-		}
-		r := store.OrderRefund{ID: id, OrderID: o.ID, Amount: amount, Currency: "usd", Status: "succeeded", CreatedAt: h.clk.Now()}
-		h.tx(func(q *store.Queries) error {
-			if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
-				return err
-			}
-			if err := q.UpsertOrderRefund(h.ctx, r, h.clk.Now()); err != nil {
-				return err
-			}
-			return h.ful.OrderRefunded(h.ctx, q, o, r)
-		})
+		o = h.refundOrder(o, id, amount)
 		h.run()
 	}
 	refund("re_part", 10000)
@@ -196,6 +184,77 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	}
 	if strings.Join(types, ",") != "order.paid,order.refunded" {
 		t.Errorf("access webhooks = %v", types)
+	}
+}
+
+// refundOrder records refund id of amount on o, as the reconciler does,
+// and returns the order as it now is.
+func (h *harness) refundOrder(o store.Order, id string, amount int64) store.Order {
+	h.t.Helper()
+	o.AmountRefunded += amount
+	o.Status = store.OrderPartiallyRefunded
+	if o.AmountRefunded >= o.AmountTotal {
+		o.Status = store.OrderRefunded
+	}
+	r := store.OrderRefund{ID: id, OrderID: o.ID, Amount: amount, Currency: "usd", Status: "succeeded", CreatedAt: h.clk.Now()}
+	h.tx(func(q *store.Queries) error {
+		if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+			return err
+		}
+		if err := q.UpsertOrderRefund(h.ctx, r, h.clk.Now()); err != nil {
+			return err
+		}
+		return h.ful.OrderRefunded(h.ctx, q, o, r)
+	})
+	return o
+}
+
+// TestOrderRefundedDuringItsRunningGrantsTakesBackWhatTheyGave: the order
+// is fully refunded while its GitHub invitation and its order.paid webhook
+// are in flight, and the refund's revocation runs before either lands.
+// The late grants are taken back: no invitation or collaborator is left,
+// and the seller hears order.refunded after the late order.paid.
+func TestOrderRefundedDuringItsRunningGrantsTakesBackWhatTheyGave(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.gh.BeforeServe(func(method, path string) {
+		if method == http.MethodPut {
+			once.Do(func() { close(arrived); <-release })
+		}
+	})
+	held := h.hook.holdNext() // the order.paid webhook
+	o, lines := h.insertOrder(store.OrderPaid, "ada-l")
+	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	wait := h.runInBackground()
+	await(t, arrived, "the invitation request")
+	await(t, held.arrived, "the order.paid webhook")
+
+	h.refundOrder(o, "re_all", o.AmountTotal)
+	h.run() // the refund's revocation runs before the late grants land
+	close(release)
+	close(held.release)
+	wait()
+	h.run()
+
+	if invs, c := h.gh.Invitations(), h.gh.Collaborators(); len(invs) != 0 || len(c) != 0 {
+		t.Errorf("invitations %+v, collaborators %+v: a late grant survived the refund", invs, c)
+	}
+	var paid, refunded int
+	for _, d := range h.hook.deliveries() {
+		var ev struct{ Type string }
+		_ = json.Unmarshal(d.body, &ev)
+		switch ev.Type {
+		case "order.paid":
+			paid++
+		case "order.refunded":
+			refunded = paid // the last order.refunded came after this many order.paid
+		}
+	}
+	if paid == 0 || refunded != paid {
+		t.Errorf("order.paid %d, the last order.refunded after %d of them: the seller's last word is not the refund", paid, refunded)
 	}
 }
 

@@ -65,10 +65,10 @@ type delivery struct {
 type webhookSender struct {
 	workers int
 	clock   clock.Clock
-	client *http.Client
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
+	client  *http.Client
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	mu      sync.Mutex
 	queue   []delivery
