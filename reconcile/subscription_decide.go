@@ -289,106 +289,29 @@ func entitle(s store.Subscription, latest *store.Invoice, pol subPolicy, now tim
 // whose first failure this snapshot found.
 func subscriptionChange(prev *store.Subscription, next store.Subscription, invs []store.Invoice,
 	prevInv map[string]store.Invoice, failed map[string]bool, pol subPolicy, now time.Time) SubscriptionChange {
-	var c SubscriptionChange
 	if prev != nil && prev.Status.Terminal() {
-		return c
+		return SubscriptionChange{}
 	}
-	invoiceEmail := func(template, cause string, at time.Time, tag, invoiceID string) {
-		if !pol.Quiet {
-			c.Emails = append(c.Emails, SubscriptionEmail{Template: template, Cause: cause, At: at, Tag: tag,
-				InvoiceID: invoiceID})
-		}
-	}
-	email := func(template, cause string, at time.Time, tag string) { invoiceEmail(template, cause, at, tag, "") }
-	admin := func(template, cause string) {
-		if !pol.Quiet {
-			c.Emails = append(c.Emails, SubscriptionEmail{Template: template, Cause: cause + ":admin", At: now, Admin: true})
-		}
-	}
+	b := &changeBuilder{quiet: pol.Quiet, now: now}
 	wasStarted := prev != nil && prev.Status.Started()
-	wasEnded := prev != nil && ended(prev.Status)
 	n := strconv.Itoa(next.Transitions + 1)
-
-	// Start.
 	if !wasStarted && next.Status.Started() && !ended(next.Status) {
-		email(TemplateSubscriptionStarted, "started", now, "")
-		admin(TemplateSubscriptionStarted, "started")
-		c.Webhooks = append(c.Webhooks, WebhookSubscriptionActivated)
+		b.email(SubscriptionEmail{Template: TemplateSubscriptionStarted, Cause: "started"})
+		b.admin(TemplateSubscriptionStarted, "started")
+		b.webhook(WebhookSubscriptionActivated)
 	}
-	// Trial reminder: one per trial end, 7 days before it; moved when the
-	// trial end moves; canceled once the trial is over (converted or not).
-	wasTrial := prev != nil && prev.Status == store.SubscriptionTrialing && prev.TrialEnd != nil
-	isTrial := next.Status == store.SubscriptionTrialing && next.TrialEnd != nil && next.TrialEnd.After(now)
-	switch {
-	case isTrial && (!wasTrial || !prev.TrialEnd.Equal(*next.TrialEnd)):
-		if wasTrial {
-			c.Cancel = append(c.Cancel, tagTrial)
-		}
-		at := next.TrialEnd.Add(-trialReminderLead)
-		if at.Before(now) {
-			at = now
-		}
-		email(TemplateTrialEnding, "trial_ending:"+strconv.FormatInt(next.TrialEnd.Unix(), 10), at, tagTrial)
-		if !pol.Quiet {
-			c.Emails[len(c.Emails)-1].TrialEnd = next.TrialEnd
-		}
-	case wasTrial && !isTrial:
-		c.Cancel = append(c.Cancel, tagTrial)
-	}
-	// Invoices: a receipt per paid invoice with something paid; one failure
-	// email per invoice, then its reminder unless it is paid by then.
-	for _, inv := range invs {
-		old, known := prevInv[inv.ID]
-		if inv.Status == store.InvoicePaid && inv.AmountPaid > 0 && (!known || old.Status != store.InvoicePaid) &&
-			!pol.stale(inv.PaidAt, now) {
-			invoiceEmail(TemplateInvoiceReceipt, "invoice_receipt:"+inv.ID, now, "", inv.ID)
-		}
-		if failed[inv.ID] && next.Status.Started() && !ended(next.Status) {
-			invoiceEmail(TemplatePaymentFailed, "payment_failed:"+inv.ID, now, "", inv.ID)
-			invoiceEmail(TemplatePaymentReminder, "payment_reminder:"+inv.ID, inv.FirstFailedAt.Add(pol.DunningReminder),
-				tagDunning(inv.ID), inv.ID)
-		}
-		if known && old.FirstFailedAt != nil && old.Status.Unpaid() && !inv.Status.Unpaid() {
-			c.Cancel = append(c.Cancel, tagDunning(inv.ID))
-		}
-	}
+	b.trial(prev, next)
+	b.invoices(next, invs, prevInv, failed, pol)
 	if prev != nil && !ended(next.Status) {
-		// Cancellation scheduled, or taken back.
-		switch {
-		case !prev.CancelAtPeriodEnd && next.CancelAtPeriodEnd:
-			email(TemplateSubscriptionCanceling, "canceling:"+n, now, "")
-			c.Webhooks = append(c.Webhooks, WebhookSubscriptionCanceled)
-		case prev.CancelAtPeriodEnd && !next.CancelAtPeriodEnd:
-			email(TemplateSubscriptionResumed, "resumed:"+n, now, "")
-			c.Webhooks = append(c.Webhooks, WebhookSubscriptionUpdated)
-		}
-		if prev.StripePriceID != next.StripePriceID {
-			email(TemplatePlanChanged, "plan_changed:"+n, now, "")
-			if !pol.Quiet {
-				c.Emails[len(c.Emails)-1].PreviousPrice = prev.PriceKey
-			}
-			c.Webhooks = append(c.Webhooks, WebhookSubscriptionUpdated)
-		}
-		if prev.Status != store.SubscriptionPastDue && next.Status == store.SubscriptionPastDue {
-			c.Webhooks = append(c.Webhooks, WebhookSubscriptionPastDue)
-		}
-		if prev.Status != next.Status && prev.Status.Started() && next.Status != store.SubscriptionPastDue {
-			c.Webhooks = append(c.Webhooks, WebhookSubscriptionUpdated) // active again, paused, trial converted
-		}
+		b.updated(*prev, next, n)
 	}
 	// End: once per entry into an ended status, of a subscription that
 	// had started.
+	wasEnded := prev != nil && ended(prev.Status)
 	if ended(next.Status) && !wasEnded && (wasStarted || (prev == nil && next.StartedAt != nil)) {
-		email(TemplateSubscriptionEnded, "ended:"+n, now, "")
-		admin(TemplateSubscriptionEnded, "ended:"+n)
-		if next.Status == store.SubscriptionCanceled && (prev == nil || !prev.CancelAtPeriodEnd) {
-			c.Webhooks = append(c.Webhooks, WebhookSubscriptionCanceled)
-		}
-		c.Webhooks = append(c.Webhooks, WebhookSubscriptionEnded)
-		if prev != nil {
-			c.Cancel = append(c.Cancel, tagTrial)
-		}
+		b.ended(prev, next, n)
 	}
+	c := b.c
 	c.Credits = planCredits(prev, next, invs, prevInv, pol, now)
 	// Access follows the entitlement.
 	switch {
@@ -399,6 +322,114 @@ func subscriptionChange(prev *store.Subscription, next store.Subscription, invs 
 	}
 	c.Webhooks, c.Cancel = compactStrings(c.Webhooks), compactStrings(c.Cancel)
 	return c
+}
+
+// changeBuilder collects a SubscriptionChange, one cause at a time; a quiet
+// one (a backfill) keeps no email.
+type changeBuilder struct {
+	c     SubscriptionChange
+	quiet bool
+	now   time.Time
+}
+
+// email adds e, due now unless e says when.
+func (b *changeBuilder) email(e SubscriptionEmail) {
+	if b.quiet {
+		return
+	}
+	if e.At.IsZero() {
+		e.At = b.now
+	}
+	b.c.Emails = append(b.c.Emails, e)
+}
+
+// admin adds the admin's copy of template, for cause.
+func (b *changeBuilder) admin(template, cause string) {
+	b.email(SubscriptionEmail{Template: template, Cause: cause + ":admin", Admin: true})
+}
+
+func (b *changeBuilder) webhook(event string) { b.c.Webhooks = append(b.c.Webhooks, event) }
+
+func (b *changeBuilder) cancel(tag string) { b.c.Cancel = append(b.c.Cancel, tag) }
+
+// trial decides the trial reminder: one per trial end, 7 days before it;
+// moved when the trial end moves; canceled once the trial is over
+// (converted or not).
+func (b *changeBuilder) trial(prev *store.Subscription, next store.Subscription) {
+	wasTrial := prev != nil && prev.Status == store.SubscriptionTrialing && prev.TrialEnd != nil
+	isTrial := next.Status == store.SubscriptionTrialing && next.TrialEnd != nil && next.TrialEnd.After(b.now)
+	switch {
+	case isTrial && (!wasTrial || !prev.TrialEnd.Equal(*next.TrialEnd)):
+		if wasTrial {
+			b.cancel(tagTrial)
+		}
+		at := next.TrialEnd.Add(-trialReminderLead)
+		if at.Before(b.now) {
+			at = b.now
+		}
+		b.email(SubscriptionEmail{Template: TemplateTrialEnding,
+			Cause: "trial_ending:" + strconv.FormatInt(next.TrialEnd.Unix(), 10), At: at, Tag: tagTrial, TrialEnd: next.TrialEnd})
+	case wasTrial && !isTrial:
+		b.cancel(tagTrial)
+	}
+}
+
+// invoices decides a receipt per paid invoice with something paid, and one
+// failure email per invoice, then its reminder unless it is paid by then.
+func (b *changeBuilder) invoices(next store.Subscription, invs []store.Invoice, prevInv map[string]store.Invoice,
+	failed map[string]bool, pol subPolicy) {
+	for _, inv := range invs {
+		old, known := prevInv[inv.ID]
+		if inv.Status == store.InvoicePaid && inv.AmountPaid > 0 && (!known || old.Status != store.InvoicePaid) &&
+			!pol.stale(inv.PaidAt, b.now) {
+			b.email(SubscriptionEmail{Template: TemplateInvoiceReceipt, Cause: "invoice_receipt:" + inv.ID, InvoiceID: inv.ID})
+		}
+		if failed[inv.ID] && next.Status.Started() && !ended(next.Status) {
+			b.email(SubscriptionEmail{Template: TemplatePaymentFailed, Cause: "payment_failed:" + inv.ID, InvoiceID: inv.ID})
+			b.email(SubscriptionEmail{Template: TemplatePaymentReminder, Cause: "payment_reminder:" + inv.ID,
+				At: inv.FirstFailedAt.Add(pol.DunningReminder), Tag: tagDunning(inv.ID), InvoiceID: inv.ID})
+		}
+		if known && old.FirstFailedAt != nil && old.Status.Unpaid() && !inv.Status.Unpaid() {
+			b.cancel(tagDunning(inv.ID))
+		}
+	}
+}
+
+// updated decides what a subscription that has not ended says about a
+// change: a cancellation scheduled or taken back, a plan change, past due,
+// another status (n numbers the transition).
+func (b *changeBuilder) updated(prev, next store.Subscription, n string) {
+	switch {
+	case !prev.CancelAtPeriodEnd && next.CancelAtPeriodEnd:
+		b.email(SubscriptionEmail{Template: TemplateSubscriptionCanceling, Cause: "canceling:" + n})
+		b.webhook(WebhookSubscriptionCanceled)
+	case prev.CancelAtPeriodEnd && !next.CancelAtPeriodEnd:
+		b.email(SubscriptionEmail{Template: TemplateSubscriptionResumed, Cause: "resumed:" + n})
+		b.webhook(WebhookSubscriptionUpdated)
+	}
+	if prev.StripePriceID != next.StripePriceID {
+		b.email(SubscriptionEmail{Template: TemplatePlanChanged, Cause: "plan_changed:" + n, PreviousPrice: prev.PriceKey})
+		b.webhook(WebhookSubscriptionUpdated)
+	}
+	if prev.Status != store.SubscriptionPastDue && next.Status == store.SubscriptionPastDue {
+		b.webhook(WebhookSubscriptionPastDue)
+	}
+	if prev.Status != next.Status && prev.Status.Started() && next.Status != store.SubscriptionPastDue {
+		b.webhook(WebhookSubscriptionUpdated) // active again, paused, trial converted
+	}
+}
+
+// ended decides the end of a subscription that had started.
+func (b *changeBuilder) ended(prev *store.Subscription, next store.Subscription, n string) {
+	b.email(SubscriptionEmail{Template: TemplateSubscriptionEnded, Cause: "ended:" + n})
+	b.admin(TemplateSubscriptionEnded, "ended:"+n)
+	if next.Status == store.SubscriptionCanceled && (prev == nil || !prev.CancelAtPeriodEnd) {
+		b.webhook(WebhookSubscriptionCanceled)
+	}
+	b.webhook(WebhookSubscriptionEnded)
+	if prev != nil {
+		b.cancel(tagTrial)
+	}
 }
 
 // planCredits decides the plan credit moves of the move from prev to next
