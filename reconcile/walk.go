@@ -299,27 +299,39 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 		f.items = s.LineItems.Data
 		batch = append(batch, &sessionItem{f: f, a: adopt(s, f.items, r.products)})
 	}
-	if len(batch) > 0 {
-		err := r.inTx(ctx, p.rep, func(q *store.Queries) error { return r.writeSessions(ctx, q, batch, nil, p.rep) })
-		switch {
-		case err == nil:
-			for _, it := range batch {
-				if it.res.skipped != "" {
-					p.rep.skip(it.f.s.ID, it.res.skipped)
-				}
-			}
-		case ctx.Err() != nil:
-			return ctx.Err()
-		default:
-			r.log.Debug("writing a page of sessions together failed; writing them one by one", "err", err)
-			for _, it := range batch {
-				s := it.f.s
-				alone = append(alone, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
-					return r.applySession(ctx, s, nil, p.rep)
-				}})
-			}
-		}
+	if err := p.writeSessionBatch(ctx, batch, &alone); err != nil {
+		return err
 	}
 	p.work.each(ctx, alone)
 	return ctx.Err()
+}
+
+// writeSessionBatch writes batch in one transaction (see writeSessions);
+// should it fail, each of its sessions is added to alone, to be applied on
+// its own.
+func (p *pass) writeSessionBatch(ctx context.Context, batch []*sessionItem, alone *[]work) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	r := p.r
+	err := r.inTx(ctx, p.rep, func(q *store.Queries) error { return r.writeSessions(ctx, q, batch, nil, p.rep) })
+	switch {
+	case err == nil:
+		for _, it := range batch {
+			if it.res.skipped != "" {
+				p.rep.skip(it.f.s.ID, it.res.skipped)
+			}
+		}
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		r.log.Debug("writing a page of sessions together failed; writing them one by one", "err", err)
+		for _, it := range batch {
+			s := it.f.s
+			*alone = append(*alone, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
+				return r.applySession(ctx, s, nil, p.rep)
+			}})
+		}
+	}
+	return nil
 }
