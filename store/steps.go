@@ -310,7 +310,9 @@ const completeOneSQL = `
 // by equality on all three columns of steps_waiting_idx, and a global
 // step's (no subject) by IS NULL, separately: one condition for both (an
 // OR, or IS NOT DISTINCT FROM) let the planner read every waiting step of
-// the pipeline, a hundred or more per completion in a burst.
+// the pipeline, a hundred or more per completion in a burst. The update
+// goes by primary key (= ANY of an array), whatever the plan thinks of the
+// join.
 const releaseSQL = `, waiting AS (
 		SELECT w.id FROM done d JOIN steps w ON w.status = 'waiting' AND w.subject_id = d.subject_id
 			AND w.pipeline = d.pipeline AND w.after_name = d.name
@@ -321,8 +323,7 @@ const releaseSQL = `, waiting AS (
 		WHERE d.blocking AND d.subject_id IS NULL
 	), released AS (
 		UPDATE steps w SET status = 'pending', run_at = greatest(w.run_at, $4), updated_at = $4
-		FROM waiting x
-		WHERE w.id = x.id AND w.status = 'waiting'
+		WHERE w.id = ANY (ARRAY(SELECT id FROM waiting)) AND w.status = 'waiting'
 		RETURNING w.run_at
 	)
 	SELECT id, (SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM released WHERE run_at <= $4 LIMIT 1) due)
