@@ -18,14 +18,14 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
-// SubscriptionFulfillment turns a subscription's changes into scheduled
-// steps (emails, access, outbound webhooks) on the subscription's subject.
-// The reconciler calls it inside the transaction that records the change,
-// so the row and its steps commit together; it must be idempotent (steps
-// are unique per subject, pipeline and name, and each change names its
-// pipelines after its causes).
+// SubscriptionFulfillment turns subscriptions' changes into scheduled
+// steps (emails, access, outbound webhooks) on their subjects. The
+// reconciler calls it inside the transaction that records the changes (one
+// subscription's, or a page's together), so the rows and their steps commit
+// together; it must be idempotent (steps are unique per subject, pipeline
+// and name, and each change names its pipelines after its causes).
 type SubscriptionFulfillment interface {
-	SubscriptionChanged(ctx context.Context, q *store.Queries, c SubscriptionChange) error
+	SubscriptionsChanged(ctx context.Context, q *store.Queries, cs []SubscriptionChange) error
 }
 
 // SubscriptionOptions configures the reconcile of subscriptions.

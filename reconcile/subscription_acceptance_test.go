@@ -52,7 +52,16 @@ func newStepLedger(now func() time.Time) *stepLedger {
 	return &stepLedger{now: now, scheduled: map[string]*ledgerEmail{}, access: map[string][]store.AccessState{}}
 }
 
-func (l *stepLedger) SubscriptionChanged(_ context.Context, _ *store.Queries, c reconcile.SubscriptionChange) error {
+func (l *stepLedger) SubscriptionsChanged(_ context.Context, _ *store.Queries, cs []reconcile.SubscriptionChange) error {
+	for _, c := range cs {
+		if err := l.changed(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *stepLedger) changed(c reconcile.SubscriptionChange) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()

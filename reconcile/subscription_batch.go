@@ -20,15 +20,6 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
-// SubscriptionBatchFulfillment is a SubscriptionFulfillment that also
-// schedules the changes of many subscriptions at once, in the transaction
-// that records them (see SubscriptionFulfillment); the reconciler uses it
-// when the fulfillment has it.
-type SubscriptionBatchFulfillment interface {
-	SubscriptionFulfillment
-	SubscriptionsChanged(ctx context.Context, q *store.Queries, cs []SubscriptionChange) error
-}
-
 // subItem is one subscription to write: what Stripe said (the
 // subscription, its snapshot in the row's terms, the invoices read with
 // it), the adoption decision, and (once written) what writing it did.
@@ -183,22 +174,13 @@ func (r *Reconciler) writeSubscriptions(ctx context.Context, q *store.Queries, i
 	return w.report, nil
 }
 
-// subscriptionsChanged hands changes to the fulfillment: all at once when
-// it schedules batches, else one by one.
+// subscriptionsChanged hands changes to the fulfillment, all at once.
 func (r *Reconciler) subscriptionsChanged(ctx context.Context, q *store.Queries, cs []SubscriptionChange) error {
 	f := r.opts.Subscriptions.Fulfillment
 	if len(cs) == 0 || f == nil {
 		return nil
 	}
-	if b, ok := f.(SubscriptionBatchFulfillment); ok {
-		return b.SubscriptionsChanged(ctx, q, cs)
-	}
-	for _, c := range cs {
-		if err := f.SubscriptionChanged(ctx, q, c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return f.SubscriptionsChanged(ctx, q, cs)
 }
 
 // listedSubscription is a subscription the list walk found, with the

@@ -21,7 +21,7 @@ import (
 	"github.com/paymentd/paymentd/store"
 )
 
-// changeLog is a SubscriptionBatchFulfillment that keeps every change it
+// changeLog is a SubscriptionFulfillment that keeps every change it
 // is handed, per Stripe subscription, and the size of each batch.
 type changeLog struct {
 	mu      sync.Mutex
@@ -31,10 +31,6 @@ type changeLog struct {
 
 func newChangeLog() *changeLog {
 	return &changeLog{changes: map[string][]reconcile.SubscriptionChange{}}
-}
-
-func (l *changeLog) SubscriptionChanged(ctx context.Context, q *store.Queries, c reconcile.SubscriptionChange) error {
-	return l.SubscriptionsChanged(ctx, q, []reconcile.SubscriptionChange{c})
 }
 
 func (l *changeLog) SubscriptionsChanged(_ context.Context, _ *store.Queries, cs []reconcile.SubscriptionChange) error {

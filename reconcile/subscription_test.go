@@ -37,7 +37,16 @@ func newSubRecorder() *subRecorder {
 	return &subRecorder{causes: map[string]int{}, emails: map[string]int{}, webhooks: map[string]int{}}
 }
 
-func (r *subRecorder) SubscriptionChanged(_ context.Context, _ *store.Queries, c reconcile.SubscriptionChange) error {
+func (r *subRecorder) SubscriptionsChanged(_ context.Context, _ *store.Queries, cs []reconcile.SubscriptionChange) error {
+	for _, c := range cs {
+		if err := r.changed(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *subRecorder) changed(c reconcile.SubscriptionChange) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range c.Emails {

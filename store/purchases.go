@@ -189,14 +189,7 @@ func (q *Queries) UpdatePurchases(ctx context.Context, ps []Purchase, now time.T
 		return nil
 	}
 	if len(ps) == 1 {
-		p := ps[0]
-		if _, err := q.db.Exec(ctx, updatePurchaseSQL, p.ID, p.UserID, p.Email, p.Status, p.StripeCustomerID,
-			p.StripePaymentIntentID, p.StripeChargeID, p.AmountTotal, p.AmountRefunded, p.Currency, p.GitHubUsername,
-			p.AccessState, p.AccessRef, p.PromotionsConsent, p.RecoveryURL, p.SessionExpiresAt, p.Disputed,
-			p.CompletedAt, now.UTC(), p.CheckedAt, p.ExpiredAt); err != nil {
-			return fmt.Errorf("update purchase %s: %w", p.ID, err)
-		}
-		return nil
+		return q.UpdatePurchase(ctx, ps[0], now)
 	}
 	// Many rows in one statement: each row a JSON object named by column,
 	// read back as a purchases record. Times are cut to microseconds, as

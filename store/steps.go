@@ -175,9 +175,9 @@ func (q *Queries) InsertSteps(ctx context.Context, now time.Time, steps []NewSte
 		}
 		runAt[i], maxAttempts[i] = s.RunAt.UTC(), int32(s.MaxAttempts)
 	}
-	var inserted int
+	var inserted, notified int
 	err := q.db.QueryRow(ctx, insertStepsSQL, kinds, subjects, pipelines, names, afters, blocking, tags, args, statuses,
-		runAt, maxAttempts, now.UTC(), StepsChannel).Scan(&inserted)
+		runAt, maxAttempts, now.UTC(), StepsChannel).Scan(&inserted, &notified)
 	if err != nil {
 		return 0, fmt.Errorf("insert steps: %w", err)
 	}
@@ -202,7 +202,7 @@ const insertStepsSQL = `
 		ON CONFLICT DO NOTHING
 		RETURNING 1
 	)
-	SELECT count(*)::int + 0 * (SELECT count(pg_notify($13, '')) FROM (SELECT 1 FROM ins LIMIT 1) one)::int FROM ins`
+	SELECT (SELECT count(*) FROM ins), (SELECT count(pg_notify($13, '')) FROM (SELECT 1 FROM ins LIMIT 1) one)`
 
 // NotifySteps tells listening workers that there may be due steps; inside a
 // transaction the notification is delivered at commit.

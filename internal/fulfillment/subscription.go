@@ -1,6 +1,6 @@
 // Subscriptions: what a subscription's changes set in motion, as steps on
 // the subscription's subject. The reconciler decides each change
-// (reconcile.decideSubscription) and hands it to SubscriptionChanged in
+// (reconcile.decideSubscription) and hands it to SubscriptionsChanged in
 // the transaction that records it; every email is its own pipeline named
 // after its cause, so a cause is emailed once however often it is seen.
 // Handlers are level-based: each reads the subscription (and invoice) as
@@ -55,13 +55,7 @@ func (f *Fulfillment) RegisterSubscriptions() {
 	f.engine.Register(StepSubscriptionWebhook, f.subscriptionWebhook)
 }
 
-// SubscriptionChanged implements reconcile.SubscriptionFulfillment: it is
-// SubscriptionsChanged for one change.
-func (f *Fulfillment) SubscriptionChanged(ctx context.Context, q *store.Queries, c reconcile.SubscriptionChange) error {
-	return f.SubscriptionsChanged(ctx, q, []reconcile.SubscriptionChange{c})
-}
-
-// SubscriptionsChanged implements reconcile.SubscriptionBatchFulfillment:
+// SubscriptionsChanged implements reconcile.SubscriptionFulfillment:
 // for each change it cancels the waiting steps the change makes moot, then
 // it schedules every change's emails (each at its time), access step, plan
 // credit moves and webhook events in one statement, in the caller's

@@ -11,9 +11,6 @@ import (
 	"github.com/paymentd/paymentd/store"
 )
 
-// The reconciler hands a page's subscription changes to a Fulfillment at once.
-var _ reconcile.SubscriptionBatchFulfillment = (*fulfillment.Fulfillment)(nil)
-
 // TestSubscriptionsChangedSchedulesWhatEachAloneSchedules: the changes of
 // several subscriptions handed on together schedule, per subscription,
 // exactly the steps each change handed on alone schedules (emails with
@@ -62,7 +59,7 @@ func TestSubscriptionsChangedSchedulesWhatEachAloneSchedules(t *testing.T) {
 	for i, c := range changes() {
 		h.tx(func(q *store.Queries) error {
 			c.Subscription = alone[i]
-			return h.ful.SubscriptionChanged(h.ctx, q, c)
+			return h.ful.SubscriptionsChanged(h.ctx, q, []reconcile.SubscriptionChange{c})
 		})
 	}
 	scheduled := func(s store.Subscription) string {

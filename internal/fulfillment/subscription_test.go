@@ -68,7 +68,7 @@ func (h *harness) change(s store.Subscription, c reconcile.SubscriptionChange) {
 		if err := q.UpdateSubscription(h.ctx, s, h.clk.Now()); err != nil {
 			return err
 		}
-		return h.ful.SubscriptionChanged(h.ctx, q, c)
+		return h.ful.SubscriptionsChanged(h.ctx, q, []reconcile.SubscriptionChange{c})
 	})
 }
 
