@@ -26,6 +26,7 @@ import (
 	"github.com/paymentd/paymentd/internal/devpg"
 	"github.com/paymentd/paymentd/internal/githubfake"
 	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/internal/sendgridfake"
 	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/internal/stripeemu"
@@ -174,7 +175,7 @@ func TestChaosEveryPurchaseReachesStripesStateDespiteFaultsKillsAndARestartedDat
 		time.Sleep(250 * time.Millisecond) // polling the outcome until the deadline
 	}
 	took := time.Since(lastPayment)
-	dups := d.mail.duplicates()
+	dups := d.mail.Duplicates()
 	t.Logf("every purchase at Stripe's state %s after the last payment; %d duplicate emails over %d kills; Stripe saw %d calls",
 		took.Round(time.Millisecond), dups, d.kills, len(d.emu.Requests()))
 	if dups > d.kills {
@@ -259,7 +260,7 @@ type chaosDaemon struct {
 	apiURL  string
 	emu     *stripeemu.Emulator
 	price   string
-	mail    *chaosMail
+	mail    *sendgridfake.Fake
 	github  *githubfake.Fake
 	logs    *lockedLog
 	cmd     *exec.Cmd
@@ -273,7 +274,7 @@ type chaosDaemon struct {
 func startChaosDaemon(t *testing.T, dbURL string, conf *strings.Replacer) *chaosDaemon {
 	t.Helper()
 	ctx := context.Background()
-	d := &chaosDaemon{t: t, bin: buildBinary(t), mail: &chaosMail{sends: map[string]int{}, got: map[string]int{}},
+	d := &chaosDaemon{t: t, bin: buildBinary(t), mail: sendgridfake.New(),
 		logs: &lockedLog{}, jwt: "chaos-jwt-secret-0123456789abcdef0123"}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -499,7 +500,7 @@ func (d *chaosDaemon) divergence(ctx context.Context, db *store.DB, sessions []s
 		if p.Status != want || p.AmountRefunded != wantRefunded {
 			problems = append(problems, fmt.Sprintf("%s: %s refunded %d; Stripe: %s refunded %d", sid, p.Status, p.AmountRefunded, want, wantRefunded))
 		}
-		if d.mail.count(buyer, wantMail) == 0 {
+		if d.mail.Count(buyer, wantMail) == 0 {
 			problems = append(problems, fmt.Sprintf("%s: no %s email to %s", sid, wantMail, buyer))
 		}
 		if invited[login] != wantAccess {
@@ -507,53 +508,6 @@ func (d *chaosDaemon) divergence(ctx context.Context, db *store.DB, sessions []s
 		}
 	}
 	return problems
-}
-
-// chaosMail is a SendGrid fake that accepts at once and counts sends by
-// idempotency key and by recipient and template.
-type chaosMail struct {
-	mu    sync.Mutex
-	sends map[string]int // idempotency key -> sends
-	got   map[string]int // recipient + " " + template -> sends
-}
-
-func (m *chaosMail) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Personalizations []struct {
-			To []struct {
-				Email string `json:"email"`
-			} `json:"to"`
-		} `json:"personalizations"`
-		Categories []string          `json:"categories"`
-		CustomArgs map[string]string `json:"custom_args"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Personalizations) == 0 ||
-		len(body.Personalizations[0].To) == 0 || len(body.Categories) == 0 || body.CustomArgs["idempotency_key"] == "" {
-		http.Error(w, "bad mail", http.StatusBadRequest)
-		return
-	}
-	m.mu.Lock()
-	m.sends[body.CustomArgs["idempotency_key"]]++
-	m.got[body.Personalizations[0].To[0].Email+" "+body.Categories[0]]++
-	m.mu.Unlock()
-	w.WriteHeader(http.StatusAccepted)
-}
-
-func (m *chaosMail) count(to, template string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.got[to+" "+template]
-}
-
-// duplicates is how many sends repeated an idempotency key already sent.
-func (m *chaosMail) duplicates() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for _, c := range m.sends {
-		n += c - 1
-	}
-	return n
 }
 
 // lockedLog collects the daemon's output across restarts.

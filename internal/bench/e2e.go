@@ -26,6 +26,7 @@ import (
 	"github.com/paymentd/paymentd/httpapi"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/githubfake"
+	"github.com/paymentd/paymentd/internal/sendgridfake"
 	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/internal/stripeemu"
@@ -118,7 +119,7 @@ type e2eDaemon struct {
 	drop    func()
 	emu     *stripeemu.Emulator
 	servers []*httptest.Server
-	mail    *mailFake
+	mail    *sendgridfake.Fake
 	apiURL  string
 	cfg     e2eAuth
 	cmd     *exec.Cmd
@@ -137,7 +138,7 @@ type e2eAuth struct {
 }
 
 func startE2E(ctx context.Context, env *benchEnv) (_ *e2eDaemon, err error) {
-	d := &e2eDaemon{env: env, mail: &mailFake{first: map[string]time.Time{}, sends: map[string]int{}},
+	d := &e2eDaemon{env: env, mail: sendgridfake.New(),
 		exited: make(chan struct{}), stopRSS: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -374,9 +375,8 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 			}
 		}
 		latencies, last = latencies[:0], time.Time{}
-		got := d.mail.confirmations(buyers)
-		for i, at := range got {
-			if !at.IsZero() {
+		for i, buyer := range buyers {
+			if at := d.mail.First(buyer, "purchase_confirmation"); !at.IsZero() {
 				latencies = append(latencies, float64(at.Sub(paid[i]))/float64(time.Millisecond))
 				last = maxTime(last, at)
 			}
@@ -466,70 +466,10 @@ func (d *e2eDaemon) checkOnce(ctx context.Context, n int) error {
 	if completed != n {
 		return fmt.Errorf("%d completed purchases, want %d", completed, n)
 	}
-	if dup := d.mail.duplicates(); dup != 0 {
+	if dup := d.mail.Duplicates(); dup != 0 {
 		return fmt.Errorf("%d emails sent more than once", dup)
 	}
 	return nil
-}
-
-// mailFake is a SendGrid fake that accepts at once and remembers when each
-// buyer's confirmation email first arrived, and how often each
-// idempotency key was sent.
-type mailFake struct {
-	mu    sync.Mutex
-	first map[string]time.Time // buyer address -> first purchase_confirmation
-	sends map[string]int       // idempotency key -> sends
-}
-
-func (m *mailFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	at := time.Now()
-	var body struct {
-		Personalizations []struct {
-			To []struct {
-				Email string `json:"email"`
-			} `json:"to"`
-		} `json:"personalizations"`
-		Categories []string          `json:"categories"`
-		CustomArgs map[string]string `json:"custom_args"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Personalizations) == 0 ||
-		len(body.Personalizations[0].To) == 0 {
-		http.Error(w, "bad mail", http.StatusBadRequest)
-		return
-	}
-	m.mu.Lock()
-	m.sends[body.CustomArgs["idempotency_key"]]++
-	if slices.Contains(body.Categories, "purchase_confirmation") {
-		to := body.Personalizations[0].To[0].Email
-		if _, ok := m.first[to]; !ok {
-			m.first[to] = at
-		}
-	}
-	m.mu.Unlock()
-	w.WriteHeader(http.StatusAccepted)
-}
-
-// confirmations returns when each buyer's confirmation arrived (zero: not yet).
-func (m *mailFake) confirmations(buyers []string) []time.Time {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]time.Time, len(buyers))
-	for i, b := range buyers {
-		out[i] = m.first[b]
-	}
-	return out
-}
-
-func (m *mailFake) duplicates() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for _, c := range m.sends {
-		if c > 1 {
-			n++
-		}
-	}
-	return n
 }
 
 // storeOnlyRate is the baseline: purchase rows inserted per second through
