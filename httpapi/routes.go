@@ -65,6 +65,8 @@ type api struct {
 	orderStripe OrderStripe
 	cors        *cors
 	products    map[string]config.Product
+	// hints commits the webhook deliveries in flight together (hintwriter.go).
+	hints *hintWriter
 }
 
 // MountAPI mounts the API routes on s:
@@ -92,7 +94,7 @@ func (s *Server) MountAPI(d APIDeps) {
 	}
 	a := &api{db: s.db, clock: s.clock, log: s.log, metrics: s.metrics, cfg: d.Config, auth: d.Auth,
 		stripe: d.Stripe, prices: d.Prices, claimer: d.Claimer, access: d.Access, billing: d.Billing, orderStripe: d.Orders,
-		products: map[string]config.Product{}}
+		products: map[string]config.Product{}, hints: &hintWriter{db: s.db}}
 	for _, p := range d.Config.Products {
 		a.products[p.Key] = p
 	}

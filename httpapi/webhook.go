@@ -7,11 +7,13 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 
 	"github.com/paymentd/paymentd/internal/stripeapi"
+	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
@@ -47,14 +49,23 @@ func (a *api) webhook(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusBadRequest, "unreadable_body", "the request body could not be read", err)
 		return
 	}
-	event, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), a.cfg.Stripe.WebhookSecret,
-		webhook.ConstructEventOptions{Tolerance: a.cfg.Stripe.WebhookTolerance, IgnoreAPIVersionMismatch: true})
-	switch {
-	case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader),
-		errors.Is(err, webhook.ErrNoValidSignature), errors.Is(err, webhook.ErrTooOld):
+	err = webhook.ValidatePayloadWithTolerance(body, r.Header.Get("Stripe-Signature"), a.cfg.Stripe.WebhookSecret,
+		a.cfg.Stripe.WebhookTolerance)
+	if err != nil {
 		reject(http.StatusBadRequest, "invalid_signature", "the Stripe-Signature header does not verify", err)
 		return
-	case err != nil:
+	}
+	// Only the event's identity is read: no map of the whole payload.
+	var event struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+		Data struct {
+			Object struct {
+				ID string `json:"id"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &event); err != nil {
 		reject(http.StatusBadRequest, "invalid_event", "the body is not a Stripe event", err)
 		return
 	}
@@ -62,22 +73,20 @@ func (a *api) webhook(w http.ResponseWriter, r *http.Request) {
 		reject(http.StatusBadRequest, "invalid_event", "the body is not a Stripe event", errors.New("no id or type"))
 		return
 	}
-	eventType := string(event.Type)
+	eventType := event.Type
 	if !stripeapi.Acts(eventType) {
 		a.metrics.webhook(webhookIgnored)
 		a.log.DebugContext(ctx, "webhook ignored", "event_id", event.ID, "type", eventType)
 		writeJSON(w, http.StatusOK, webhookAck{Received: true, Ignored: true})
 		return
 	}
-	var objectID string
-	if event.Data != nil {
-		objectID, _ = event.Data.Object["id"].(string)
-	}
+	objectID := event.Data.Object.ID
 	if objectID == "" {
 		reject(http.StatusBadRequest, "invalid_event", "the event names no object", errors.New("no data.object.id"))
 		return
 	}
-	inserted, err := a.db.InsertHint(ctx, event.ID, eventType, objectID, a.clock.Now())
+	inserted, err := a.hints.insert(ctx, store.NewHint{EventID: event.ID, Type: eventType, ObjectID: objectID,
+		ReceivedAt: a.clock.Now()})
 	if err != nil {
 		// Stripe retries a failed delivery, so the hint is not lost.
 		writeError(w, r, a.log, err)

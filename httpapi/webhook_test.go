@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,5 +153,83 @@ func TestWebhookIgnoresUnusedTypes(t *testing.T) {
 	}
 	if got := h.counter("paymentd_webhooks_total", "result", "ignored"); got != 1 {
 		t.Errorf("counted %v ignored, want 1", got)
+	}
+}
+
+// Deliveries in flight together are committed together (hintwriter.go),
+// yet each is answered as if alone: every event is stored once, exactly one
+// of its concurrent deliveries is answered as new and the others as
+// duplicates, and a delivery whose hint cannot be stored fails alone.
+func TestWebhookConcurrentDeliveriesEachAnsweredAsAlone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	secret := h.cfg.Stripe.WebhookSecret
+	const events, copies = 40, 3
+	type delivery struct {
+		event string
+		body  []byte
+	}
+	var deliveries []delivery
+	for i := range events {
+		id := fmt.Sprintf("evt_burst_%02d", i)
+		for range copies {
+			deliveries = append(deliveries, delivery{id, event(id, "checkout.session.completed", "cs_test_burst")})
+		}
+	}
+	// PostgreSQL refuses a NUL in text: this hint cannot be stored.
+	deliveries = append(deliveries, delivery{"bad", event("evt_bad_\x00", "checkout.session.completed", "cs_test_burst")})
+
+	type answer struct {
+		event  string
+		status int
+		ack    map[string]bool
+	}
+	answers := make([]answer, len(deliveries))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, d := range deliveries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/api/stripe/webhook", bytes.NewReader(d.body))
+			req.Header.Set("Stripe-Signature", signed(d.body, secret, time.Now()))
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers[i] = answer{event: d.event}
+				return
+			}
+			defer res.Body.Close()
+			var ack map[string]bool
+			json.NewDecoder(res.Body).Decode(&ack)
+			answers[i] = answer{d.event, res.StatusCode, ack}
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	fresh := map[string]int{}
+	for _, a := range answers {
+		switch {
+		case a.event == "bad":
+			if a.status != http.StatusInternalServerError {
+				t.Errorf("the delivery that cannot be stored = %d; want 500 (Stripe retries it)", a.status)
+			}
+		case a.status != http.StatusOK || !a.ack["received"]:
+			t.Errorf("%s answered %d %v; want 200 received", a.event, a.status, a.ack)
+		case !a.ack["duplicate"]:
+			fresh[a.event]++
+		}
+	}
+	for i := range events {
+		if id := fmt.Sprintf("evt_burst_%02d", i); fresh[id] != 1 {
+			t.Errorf("%s answered as new %d times; want once", id, fresh[id])
+		}
+	}
+	if n := h.hints(); n != events {
+		t.Errorf("%d hints stored; want %d", n, events)
+	}
+	if s, d := h.counter("paymentd_webhooks_total", "result", "stored"), h.counter("paymentd_webhooks_total", "result", "duplicate"); s != events || d != events*(copies-1) {
+		t.Errorf("counted stored %v duplicate %v; want %d and %d", s, d, events, events*(copies-1))
 	}
 }

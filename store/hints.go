@@ -7,33 +7,63 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
-// InsertHint records a webhook hint and, when the event is new, notifies
-// the 'paymentd_hints' channel with the object id in the same statement, so
-// the notification is delivered exactly when the row commits. A redelivered
-// event (same event id) is left alone and reported by inserted=false.
+// NewHint is a webhook hint to record.
+type NewHint struct {
+	EventID, Type, ObjectID string
+	ReceivedAt              time.Time
+}
+
+// InsertHint records one webhook hint: InsertHints for one.
 func (q *Queries) InsertHint(ctx context.Context, eventID, eventType, objectID string, receivedAt time.Time) (inserted bool, err error) {
+	ins, err := q.InsertHints(ctx, []NewHint{{EventID: eventID, Type: eventType, ObjectID: objectID, ReceivedAt: receivedAt}})
+	if err != nil {
+		return false, err
+	}
+	return ins[0], nil
+}
+
+// InsertHints records webhook hints in one statement and, for each new
+// event, notifies the 'paymentd_hints' channel with its object id in the
+// same statement, so the notifications are delivered exactly when the rows
+// commit. inserted[i] reports whether hints[i] was new: a redelivered event
+// (an id already stored, or one earlier in hints) is left alone.
+func (q *Queries) InsertHints(ctx context.Context, hints []NewHint) (inserted []bool, err error) {
+	inserted = make([]bool, len(hints))
+	first := make(map[string]int, len(hints)) // event id -> index of its first occurrence
+	var ids, types, objects []string
+	var times []time.Time
+	for i, h := range hints {
+		if _, dup := first[h.EventID]; dup {
+			continue
+		}
+		first[h.EventID] = i
+		ids, types, objects = append(ids, h.EventID), append(types, h.Type), append(objects, h.ObjectID)
+		times = append(times, h.ReceivedAt.UTC())
+	}
 	rows, err := q.db.Query(ctx, `
 		WITH ins AS (
 			INSERT INTO webhook_hints (event_id, type, object_id, received_at)
-			VALUES ($1, $2, $3, $4)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
 			ON CONFLICT (event_id) DO NOTHING
-			RETURNING object_id)
-		SELECT pg_notify('paymentd_hints', object_id) FROM ins`,
-		eventID, eventType, objectID, receivedAt.UTC())
+			RETURNING event_id, object_id)
+		SELECT event_id, pg_notify('paymentd_hints', object_id) FROM ins`,
+		ids, types, objects, times)
 	if err != nil {
-		return false, fmt.Errorf("insert hint %s: %w", eventID, err)
+		return nil, fmt.Errorf("insert %d hints: %w", len(ids), err)
 	}
-	n := 0
-	for rows.Next() {
-		n++
+	var id string
+	_, err = pgx.ForEachRow(rows, []any{&id, nil}, func() error {
+		inserted[first[id]] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert %d hints: %w", len(ids), err)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("insert hint %s: %w", eventID, err)
-	}
-	return n == 1, nil
+	return inserted, nil
 }
 
 // PruneHints deletes up to limit webhook hints handled before cutoff, oldest

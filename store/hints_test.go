@@ -2,11 +2,13 @@ package store_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/paymentd/paymentd/internal/pgtest"
+	"github.com/paymentd/paymentd/store"
 )
 
 func TestInsertHintStoresOnceAndNotifies(t *testing.T) {
@@ -63,5 +65,37 @@ func TestInsertHintStoresOnceAndNotifies(t *testing.T) {
 	}
 	if count != 1 || !received.Equal(at) {
 		t.Errorf("evt_1 stored %d times, received_at %s; want once at %s", count, received, at)
+	}
+}
+
+// A batch stores each new event once: an event already stored, or earlier
+// in the same batch, is reported as not inserted and notifies nothing.
+func TestInsertHintsReportsEachEventOnce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Open(t, pgtest.URL(t))
+	ctx := t.Context()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if _, err := db.InsertHint(ctx, "evt_old", "charge.refunded", "ch_old", at); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.InsertHints(ctx, []store.NewHint{
+		{EventID: "evt_a", Type: "checkout.session.completed", ObjectID: "cs_a", ReceivedAt: at},
+		{EventID: "evt_old", Type: "charge.refunded", ObjectID: "ch_old", ReceivedAt: at.Add(time.Minute)},
+		{EventID: "evt_b", Type: "charge.refunded", ObjectID: "ch_b", ReceivedAt: at},
+		{EventID: "evt_a", Type: "checkout.session.completed", ObjectID: "cs_a", ReceivedAt: at.Add(time.Second)},
+	})
+	if want := []bool{true, false, true, false}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("InsertHints = %v, %v; want %v", got, err, want)
+	}
+	var rows []string
+	r, err := db.Pool.Query(ctx, `SELECT event_id || ' ' || object_id || ' ' || to_char(received_at, 'HH24:MI:SS') FROM webhook_hints ORDER BY event_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows, err = pgx.CollectRows(r, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"evt_a cs_a 12:00:00", "evt_b ch_b 12:00:00", "evt_old ch_old 12:00:00"}; !slices.Equal(rows, want) {
+		t.Errorf("stored %v; want %v", rows, want)
 	}
 }
