@@ -1,6 +1,8 @@
 package reconcile_test
 
 import (
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +187,74 @@ func TestAPassStoppedByItsBudgetResumesWhereItStopped(t *testing.T) {
 	}
 	if cur, _ := e.db.GetCursor(e.ctx, "lists"); cur.Position == nil {
 		t.Error("the lists cursor did not move when the walk ended")
+	}
+}
+
+// The first walk of the events feed (no cursor yet: thirty days of history)
+// applies each page as it comes and saves its place, so a list call that
+// fails midway keeps what was applied and the next pass resumes after the
+// last page walked; listing the whole history in one go would, under a
+// degraded Stripe, fail somewhere every time and never set the cursor.
+func TestTheFirstEventsWalkResumesWhereAFailedCallStoppedIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	const n = 120 // paid sessions whose webhooks never came: several pages of events
+	pids := make([]string, n)
+	for i := range n {
+		sid, pid := e.checkout(fmt.Sprintf("walker%03d", i))
+		e.pay(sid, false)
+		pids[i] = pid
+	}
+	completed := func() int {
+		c := 0
+		for _, pid := range pids {
+			if e.purchase(pid).Status == store.PurchaseCompleted {
+				c++
+			}
+		}
+		return c
+	}
+	eventsCalls := func() (calls []string) {
+		for _, r := range e.emu.Requests() {
+			if r.Path == "/v1/events" {
+				calls = append(calls, r.Form.Get("starting_after")+r.Form.Get("ending_before"))
+			}
+		}
+		return calls
+	}
+
+	// The first page comes; the second fails, and so do its retries.
+	e.emu.FailPath("/v1/events", 1, 4, http.StatusInternalServerError)
+	e.emu.ResetRequests()
+	if rep := e.pass(reconcile.Incremental); rep.Converged() {
+		t.Fatal("the pass converged though its events walk failed")
+	}
+	first := completed()
+	if first == 0 || first == n {
+		t.Fatalf("after a walk stopped at its second page, %d of %d purchases completed; want the first page's", first, n)
+	}
+	place, err := e.db.GetCursor(e.ctx, "events_history")
+	if err != nil || place.Cursor == "" {
+		t.Fatalf("the walk's place after its first page: %+v, %v", place, err)
+	}
+	if calls := eventsCalls(); len(calls) != 5 || calls[0] != "" || calls[1] != place.Cursor {
+		t.Fatalf("events calls %q; want the first page, then four tries after %s", calls, place.Cursor)
+	}
+
+	e.emu.ResetRequests()
+	if rep := e.pass(reconcile.Incremental); !rep.Converged() {
+		t.Fatalf("errors: %+v", rep.Errors)
+	}
+	if calls := eventsCalls(); len(calls) == 0 || calls[0] != place.Cursor {
+		t.Fatalf("the next pass listed events from %q; want after %s, where the walk stopped", calls, place.Cursor)
+	}
+	if c := completed(); c != n {
+		t.Fatalf("after the walk resumed, %d of %d purchases completed", c, n)
+	}
+	if h, _ := e.db.GetCursor(e.ctx, "events_history"); h.Position != nil {
+		t.Errorf("the walk is over but its place is still kept: %+v", h)
+	}
+	if c, _ := e.db.GetCursor(e.ctx, "events"); c.Cursor == "" {
+		t.Error("no events cursor after the walk")
 	}
 }

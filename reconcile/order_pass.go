@@ -29,8 +29,9 @@ func (p *pass) orderEvents(ctx context.Context) error {
 	case !any:
 		return nil
 	}
-	return p.feed(ctx, paymentIntentsCursor, p.r.stripe.PaymentIntentEventsAfter, stripeapi.UsesPaymentIntentEventType,
-		func(id string) func(context.Context) error {
+	return p.feed(ctx, eventFeed{kind: paymentIntentsCursor, after: p.r.stripe.PaymentIntentEventsAfter,
+		page: p.r.stripe.PaymentIntentEventsPage, uses: stripeapi.UsesPaymentIntentEventType,
+		run: func(id string) func(context.Context) error {
 			return func(ctx context.Context) error {
 				switch _, err := p.r.db.PurchaseByPaymentIntent(ctx, id); {
 				case err == nil:
@@ -40,7 +41,7 @@ func (p *pass) orderEvents(ctx context.Context) error {
 				}
 				return p.r.Object(ctx, id, p.rep)
 			}
-		})
+		}})
 }
 
 // orderIntents lists the PaymentIntents created since the pass's Since

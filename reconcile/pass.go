@@ -14,10 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/internal/stripeclient"
 	"github.com/paymentd/paymentd/store"
-	"github.com/stripe/stripe-go/v76"
 )
 
 // PassOptions selects what a pass covers.
@@ -351,90 +349,6 @@ func (p *pass) retries(ctx context.Context) error {
 	}
 	p.work.each(ctx, items)
 	return nil
-}
-
-// eventBatch is how many events are reconciled together before the
-// events cursor moves past them.
-const eventBatch = 100
-
-// events reads the events feed from the stored cursor, oldest first, and
-// reconciles the objects the events name (never their payload), a batch
-// at a time: the cursor moves past a batch once each of its objects has
-// reconciled or been recorded for a retry.
-func (p *pass) events(ctx context.Context) error {
-	return p.feed(ctx, "events", p.r.stripe.EventsAfter, func(t string) bool {
-		return stripeapi.UsesEventType(t) || stripeapi.UsesSubscriptionEventType(t)
-	}, nil)
-}
-
-// feed reads one events feed (its cursor kind, how to list it, which types
-// it acts on) as events describes.
-func (p *pass) feed(ctx context.Context, kind string, list func(context.Context, string, time.Time, func(*stripe.Event) error) error,
-	uses func(string) bool, run func(id string) func(context.Context) error) error {
-	r := p.r
-	now := r.clock.Now()
-	cur, err := r.db.GetCursor(ctx, kind)
-	if err != nil {
-		return err
-	}
-	if cur.Position != nil && now.Sub(*cur.Position) > 25*24*time.Hour {
-		r.log.Warn("the events cursor is older than 25 days; Stripe keeps events for 30: run a deep pass (paymentd reconcile --since) soon",
-			"cursor", cur.Cursor, "position", cur.Position)
-	}
-	since := now.Add(-eventsRetention)
-	after := cur.Cursor
-	var batch []work
-	var last *stripe.Event
-	flush := func() error {
-		if last == nil {
-			return nil
-		}
-		p.work.each(ctx, batch)
-		if err := ctx.Err(); err != nil {
-			return err // not all done: the cursor stays before this batch
-		}
-		batch = batch[:0]
-		created := time.Unix(last.Created, 0).UTC()
-		cur = store.Cursor{Kind: kind, Cursor: last.ID, Position: &created}
-		last = nil
-		if p.opts.DryRun {
-			return nil
-		}
-		return r.db.SetCursor(ctx, cur, r.clock.Now())
-	}
-	queued := map[string]bool{}
-	visit := func(ev *stripe.Event) error {
-		if id, ok := ev.Data.Object["id"].(string); ok && uses(string(ev.Type)) && !queued[id] {
-			queued[id] = true
-			w := work{id: id}
-			if run != nil {
-				w.run = run(id)
-			}
-			batch = append(batch, w)
-		}
-		last = ev
-		if len(batch) >= eventBatch {
-			clear(queued)
-			return flush()
-		}
-		return ctx.Err()
-	}
-	lctx := stripeclient.WithRetry(ctx, listRetry)
-	err = list(lctx, after, since, visit)
-	if err != nil && isNotFound(err) && after != "" {
-		// The cursor's event is gone (older than Stripe keeps): resume
-		// from its time instead.
-		r.log.Warn("events cursor no longer exists at Stripe; resuming from its time", "cursor", after)
-		from := since
-		if cur.Position != nil {
-			from = cur.Position.Add(-r.opts.Overlap)
-		}
-		err = list(lctx, "", from, visit)
-	}
-	if ferr := flush(); ferr != nil && err == nil {
-		err = ferr
-	}
-	return err
 }
 
 // pendingChunk is how many open purchases the pending part reads at a time.

@@ -99,6 +99,14 @@ func (q *Queries) GetCursor(ctx context.Context, kind string) (Cursor, error) {
 	return c, nil
 }
 
+// DeleteCursor forgets the cursor of kind.
+func (q *Queries) DeleteCursor(ctx context.Context, kind string) error {
+	if _, err := q.db.Exec(ctx, `DELETE FROM reconcile_cursors WHERE kind = $1`, kind); err != nil {
+		return fmt.Errorf("delete cursor %s: %w", kind, err)
+	}
+	return nil
+}
+
 // SetCursor stores a cursor.
 func (q *Queries) SetCursor(ctx context.Context, c Cursor, now time.Time) error {
 	_, err := q.db.Exec(ctx, `INSERT INTO reconcile_cursors (kind, cursor, position, updated_at) VALUES ($1, $2, $3, $4)

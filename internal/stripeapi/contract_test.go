@@ -219,21 +219,39 @@ var contract = map[string]func(t *testing.T, ctx context.Context, api *stripeapi
 		}
 	},
 	"EventsAfter": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var first, next int
-		if err := api.EventsAfter(ctx, "", since, collect[*stripe.Event](&first)); err != nil || first == 0 {
-			t.Fatalf("EventsAfter without a cursor saw %d, %v", first, err)
-		}
-		if err := api.EventsAfter(ctx, "evt_contract", since, collect[*stripe.Event](&next)); err != nil {
+		var next int
+		if err := api.EventsAfter(ctx, "evt_contract", collect[*stripe.Event](&next)); err != nil {
 			t.Fatalf("EventsAfter a cursor: %v", err)
+		}
+		if err := api.EventsAfter(ctx, "", collect[*stripe.Event](&next)); err == nil {
+			t.Fatal("EventsAfter without a cursor: no error")
 		}
 	},
 	"PaymentIntentEventsAfter": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
-		var first, next int
-		if err := api.PaymentIntentEventsAfter(ctx, "", since, collect[*stripe.Event](&first)); err != nil || first == 0 {
-			t.Fatalf("PaymentIntentEventsAfter without a cursor saw %d, %v", first, err)
-		}
-		if err := api.PaymentIntentEventsAfter(ctx, "evt_contract", since, collect[*stripe.Event](&next)); err != nil {
+		var next int
+		if err := api.PaymentIntentEventsAfter(ctx, "evt_contract", collect[*stripe.Event](&next)); err != nil {
 			t.Fatalf("PaymentIntentEventsAfter a cursor: %v", err)
+		}
+	},
+	"EventsPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.EventsPage(ctx, "", since)
+		if err != nil || len(page) == 0 {
+			t.Fatalf("EventsPage = %d, %v", len(page), err)
+		}
+		if page[0].ID == "" || page[0].Type == "" || page[0].Data.Object["id"] == nil {
+			t.Fatalf("EventsPage's event has no identity: %+v", page[0])
+		}
+		if _, _, err := api.EventsPage(ctx, page[len(page)-1].ID, since); err != nil {
+			t.Fatalf("EventsPage after %s: %v", page[len(page)-1].ID, err)
+		}
+	},
+	"PaymentIntentEventsPage": func(t *testing.T, ctx context.Context, api *stripeapi.API) {
+		page, _, err := api.PaymentIntentEventsPage(ctx, "", since)
+		if err != nil || len(page) == 0 {
+			t.Fatalf("PaymentIntentEventsPage = %d, %v", len(page), err)
+		}
+		if _, _, err := api.PaymentIntentEventsPage(ctx, page[len(page)-1].ID, since); err != nil {
+			t.Fatalf("PaymentIntentEventsPage after %s: %v", page[len(page)-1].ID, err)
 		}
 	},
 }

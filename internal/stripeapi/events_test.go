@@ -51,7 +51,7 @@ func TestEventsAfterACursorOldestFirst(t *testing.T) {
 	}
 	var got []*stripe.Event
 	errTooMany := errors.New("too many events: the cursor does not move forward")
-	err = api.EventsAfter(ctx, all[0].ID, clk.Now().Add(-time.Hour), func(ev *stripe.Event) error {
+	err = api.EventsAfter(ctx, all[0].ID, func(ev *stripe.Event) error {
 		got = append(got, ev)
 		if len(got) > 2*n {
 			return errTooMany
@@ -65,6 +65,74 @@ func TestEventsAfterACursorOldestFirst(t *testing.T) {
 		if ev.ID != all[i+1].ID {
 			t.Fatalf("event %d is %s (created %d), want %s (created %d): not oldest first", i, ev.ID, ev.Created,
 				all[i+1].ID, all[i+1].Created)
+		}
+	}
+}
+
+// TestEventsPageNewestFirstAcrossPages: EventsPage pages backwards in time
+// from the newest event, each event once, identities only, and stops at
+// since.
+func TestEventsPageNewestFirstAcrossPages(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC))
+	emu := stripeemu.New(stripeemu.Options{Clock: clk, Seed: 6})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	emu.SetBaseURL(srv.URL)
+	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_emu", APIBase: srv.URL, MaxRetries: -1,
+		RateLimit: 1000}))
+	cus, err := api.CreateCustomer(ctx, stripeapi.CustomerSpec{Email: "bea@example.com"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2*stripeapi.PageSize + 30
+	var since time.Time
+	for i := range n + 10 {
+		clk.Advance(time.Second)
+		if i == 10 {
+			since = clk.Now() // the first ten are older than since
+		}
+		name := "Bea " + string(rune('A'+i%26))
+		if err := emu.UpdateCustomer(cus.ID, stripeemu.CustomerUpdate{Name: &name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want []string
+	for _, ev := range emu.Events() {
+		if ev.Type == "customer.updated" && ev.Created >= since.Unix() {
+			want = append([]string{ev.ID}, want...) // newest first
+		}
+	}
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("EventsPage does not move backwards")
+		}
+		page, more, err := api.EventsPage(ctx, after, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range page {
+			if ev.Data == nil || ev.Data.Object["id"] != cus.ID || len(ev.Data.Object) != 1 {
+				t.Fatalf("event %s carries %v; want its object's id only", ev.ID, ev.Data)
+			}
+			if ev.Type == "customer.updated" {
+				got = append(got, ev.ID)
+			}
+		}
+		if !more {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(got) != len(want) || len(got) != n {
+		t.Fatalf("EventsPage walked %d customer.updated events, want %d", len(got), n)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("event %d is %s, want %s: not newest first", i, got[i], want[i])
 		}
 	}
 }

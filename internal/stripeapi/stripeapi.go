@@ -6,6 +6,7 @@ package stripeapi
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -376,46 +377,59 @@ func (a *API) DisputesPage(ctx context.Context, since time.Time, startingAfter s
 // --- events ---
 
 // EventsAfter calls fn, oldest first, for every event of the types paymentd
-// uses that is newer than the event afterID ("" means: every event created
-// at or after since; those come with their identity only: id, type,
-// created and data.object.id). Stripe lists newest first; paging backwards from the
-// cursor with ending_before yields pages nearest the cursor first, each of
-// which stripe-go reverses, so fn sees events in the order they happened and
-// the caller can advance its cursor after each one.
-func (a *API) EventsAfter(ctx context.Context, afterID string, since time.Time, fn func(*stripe.Event) error) error {
-	return a.eventsAfter(ctx, FeedEventTypes(), afterID, since, fn)
+// uses that is newer than the event afterID (which must be given: a feed
+// without a cursor starts from EventsPage). Stripe lists newest first;
+// paging backwards from the cursor with ending_before yields pages nearest
+// the cursor first, each of which stripe-go reverses, so fn sees events in
+// the order they happened and the caller can advance its cursor after each
+// one.
+func (a *API) EventsAfter(ctx context.Context, afterID string, fn func(*stripe.Event) error) error {
+	return a.eventsAfter(ctx, FeedEventTypes(), afterID, fn)
 }
 
 // PaymentIntentEventsAfter is EventsAfter for PaymentIntentEventTypes, the
 // feed of embedded orders (a list request takes too few types for both).
-func (a *API) PaymentIntentEventsAfter(ctx context.Context, afterID string, since time.Time, fn func(*stripe.Event) error) error {
-	return a.eventsAfter(ctx, PaymentIntentEventTypes, afterID, since, fn)
+func (a *API) PaymentIntentEventsAfter(ctx context.Context, afterID string, fn func(*stripe.Event) error) error {
+	return a.eventsAfter(ctx, PaymentIntentEventTypes, afterID, fn)
 }
 
-func (a *API) eventsAfter(ctx context.Context, types []string, afterID string, since time.Time, fn func(*stripe.Event) error) error {
+// EventsPage returns one page of the events of the types paymentd uses
+// created at or after since, newest first, starting after the event
+// startingAfter ("": the newest), and whether older ones follow. Events come
+// with their identity only (id, type, created and data.object.id): a walk
+// of thirty days keeps no payloads.
+func (a *API) EventsPage(ctx context.Context, startingAfter string, since time.Time) ([]*stripe.Event, bool, error) {
+	return a.eventsPage(ctx, FeedEventTypes(), startingAfter, since)
+}
+
+// PaymentIntentEventsPage is EventsPage for PaymentIntentEventTypes.
+func (a *API) PaymentIntentEventsPage(ctx context.Context, startingAfter string, since time.Time) ([]*stripe.Event, bool, error) {
+	return a.eventsPage(ctx, PaymentIntentEventTypes, startingAfter, since)
+}
+
+func (a *API) eventsPage(ctx context.Context, types []string, startingAfter string, since time.Time) ([]*stripe.Event, bool, error) {
+	p := &stripe.EventListParams{Types: stripe.StringSlice(types)}
+	p.Context = ctx
+	p.Limit = stripe.Int64(PageSize)
+	p.Single = true
+	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	if startingAfter != "" {
+		p.StartingAfter = stripe.String(startingAfter)
+	}
+	it := a.sc.Events.List(p)
+	out := make([]*stripe.Event, 0, PageSize)
+	for it.Next() {
+		out = append(out, eventIdentity(it.Event()))
+	}
+	if err := it.Err(); err != nil {
+		return nil, false, err
+	}
+	return out, it.Meta().HasMore, nil
+}
+
+func (a *API) eventsAfter(ctx context.Context, types []string, afterID string, fn func(*stripe.Event) error) error {
 	if afterID == "" {
-		// No cursor yet: collect from since, then replay oldest first.
-		// Only each event's identity is kept (what fn may read: id, type,
-		// created and the object's id), so thirty days of events cost a
-		// few megabytes, not their payloads.
-		p := &stripe.EventListParams{Types: stripe.StringSlice(types)}
-		p.Context = ctx
-		p.Limit = stripe.Int64(PageSize)
-		p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-		var all []*stripe.Event
-		it := a.sc.Events.List(p)
-		for it.Next() {
-			all = append(all, eventIdentity(it.Event()))
-		}
-		if err := it.Err(); err != nil {
-			return err
-		}
-		for i := len(all) - 1; i >= 0; i-- {
-			if err := fn(all[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return errors.New("list events after a cursor: no cursor")
 	}
 	cursor := afterID
 	for {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,21 @@ func TestAuthentication(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("basic auth: %d", res.StatusCode)
+	}
+}
+
+// FailPath fails the requests to one path only, after letting some through.
+func TestFailPath(t *testing.T) {
+	f := newFixture(t)
+	auth := http.Header{"Authorization": {"Bearer sk_test_x"}}
+	f.emu.FailPath("/v1/events", 1, 2, http.StatusBadGateway)
+	var got []int
+	for _, path := range []string{"/v1/events", "/v1/customers", "/v1/events", "/v1/events", "/v1/events"} {
+		res, _ := f.raw(http.MethodGet, path, nil, auth)
+		got = append(got, res.StatusCode)
+	}
+	if want := []int{200, 200, 502, 502, 200}; !slices.Equal(got, want) {
+		t.Fatalf("statuses %v; want %v", got, want)
 	}
 }
 

@@ -136,6 +136,7 @@ type Emulator struct {
 	faults     Faults
 	failNext   int
 	failStatus int
+	failPath   pathFault
 
 	requests []Request
 
@@ -263,6 +264,21 @@ func (e *Emulator) FailNext(n int, status int) {
 	e.mu.Unlock()
 }
 
+// pathFault fails requests to one path (see FailPath).
+type pathFault struct {
+	path            string
+	skip, n, status int
+}
+
+// FailPath makes requests to path fail with status: the next skip of them
+// are answered as usual, the n after those fail. It replaces an earlier
+// FailPath.
+func (e *Emulator) FailPath(path string, skip, n, status int) {
+	e.mu.Lock()
+	e.failPath = pathFault{path: path, skip: skip, n: n, status: status}
+	e.mu.Unlock()
+}
+
 // Requests returns a copy of the API request log, oldest first.
 func (e *Emulator) Requests() []Request {
 	e.mu.Lock()
@@ -381,7 +397,7 @@ func (e *Emulator) api(fn apiFunc) http.Handler {
 		authed := authorized(r) || publishableRetrieve(r)
 		var d draw
 		if authed {
-			d = e.drawFaultLocked()
+			d = e.drawFaultLocked(r.URL.Path)
 			e.requests[len(e.requests)-1].Lost = d.lost
 		}
 		fault, latency := d.fault, d.latency
@@ -496,7 +512,7 @@ func (d draw) dropIfLost() {
 // One number is drawn per request whatever the rates, in the order 429,
 // 5xx, lost, so adding a lost rate leaves the other faults of a seed where
 // they were.
-func (e *Emulator) drawFaultLocked() draw {
+func (e *Emulator) drawFaultLocked(path string) draw {
 	retryAfter := int(math.Ceil(e.faults.RetryAfter.Seconds()))
 	if retryAfter < 1 {
 		retryAfter = 1
@@ -506,6 +522,15 @@ func (e *Emulator) drawFaultLocked() draw {
 		e.failNext--
 		d.fault = faultFor(e.failStatus, retryAfter)
 		return d
+	}
+	if f := &e.failPath; f.path == path && f.skip+f.n > 0 {
+		if f.skip > 0 {
+			f.skip--
+		} else {
+			f.n--
+			d.fault = faultFor(f.status, retryAfter)
+			return d
+		}
 	}
 	if e.faults.Rate5xx > 0 || e.faults.Rate429 > 0 || e.faults.RateLost > 0 {
 		x := e.faultRNG.Float64()
