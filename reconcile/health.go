@@ -19,10 +19,15 @@ import (
 
 // Defaults of the Options that govern failures and stalls.
 const (
-	defaultRetryBackoff    = time.Minute
+	// A failed object is retried 5 s later, then 10, 20, 40...: a Stripe
+	// blip heals within seconds, an incident backs off to the hour.
+	defaultRetryBackoff    = 5 * time.Second
 	defaultRetryBackoffMax = time.Hour
-	defaultAlertAfter      = 5 // failures of one object in a row
-	defaultStallIntervals  = 5 // incremental intervals without a success
+	// Eight failures in a row span about ten minutes of backoff (5 s to
+	// 320 s): the operator hears of an object failing that long, not of
+	// every call a short incident failed.
+	defaultAlertAfter     = 8
+	defaultStallIntervals = 5 // incremental intervals without a success
 )
 
 // alertPipeline names the reconciler in the alerts it raises.

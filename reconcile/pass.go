@@ -54,8 +54,9 @@ var (
 	Deep = PassOptions{Lists: true, Pending: true, Hints: true, Retries: true}
 	// AccessDrift is the access check.
 	AccessDrift = PassOptions{Access: true}
-	// HintsOnly handles freshly stored webhook hints.
-	HintsOnly = PassOptions{Hints: true}
+	// HintsOnly handles freshly stored webhook hints and the objects
+	// whose retry is due: the targeted pass, which runs beside the others.
+	HintsOnly = PassOptions{Hints: true, Retries: true}
 )
 
 // ErrLocked means another replica holds the poller lock.
@@ -148,9 +149,10 @@ func (r *Reconciler) recordPass(ctx context.Context, name string, start time.Tim
 	}
 }
 
-// targeted reports whether a pass only handles webhook hints.
+// targeted reports whether a pass only reconciles named objects: webhook
+// hints and due retries.
 func (o PassOptions) targeted() bool {
-	return o.Hints && !o.Events && !o.Lists && !o.Pending && !o.Retries && !o.Access
+	return o.Hints && !o.Events && !o.Lists && !o.Pending && !o.Access
 }
 
 // lock takes the advisory lock key, waiting for it when wait is set.

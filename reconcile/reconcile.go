@@ -84,8 +84,13 @@ type Reconciler struct {
 	passMu   sync.Mutex   // one polling pass at a time in this process
 	hintsMu  sync.Mutex   // one targeted (hints) pass at a time, beside it
 	interval atomic.Int64 // of the incremental pass in ns, once Run started
-	health   health
-	progress progress
+	// pollFailures counts the incremental passes in a row that failed as a
+	// whole (a list call, the database); rerunning is set while one waits
+	// to run again (run.go).
+	pollFailures atomic.Int64
+	rerunning    atomic.Bool
+	health       health
+	progress     progress
 	// inFlight counts objects being reconciled; backlog those queued by a
 	// pass and not yet started.
 	inFlight, backlog atomic.Int64

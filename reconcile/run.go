@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/paymentd/paymentd/internal/config"
@@ -19,15 +20,24 @@ type Schedules struct {
 	Incremental, Deep, Access string
 }
 
-// Run runs scheduled passes and hint-triggered passes until ctx ends.
+// Run runs scheduled passes and hint-triggered passes until ctx ends. An
+// incremental pass runs at once, so a daemon that was down catches up on
+// what it missed instead of a whole interval later, and one that fails as
+// a whole runs again soon (rerunSoon).
 func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithParser(config.ScheduleParser), cron.WithLogger(cronLogger{r.log}),
 		cron.WithChain(cron.Recover(cronLogger{r.log}), cron.SkipIfStillRunning(cronLogger{r.log})))
+	var bg sync.WaitGroup // passes started outside the schedule
+	var incremental cron.EntryID
 	for name, spec := range map[string]string{"incremental": s.Incremental, "deep": s.Deep, "access": s.Access} {
 		opts := map[string]PassOptions{"incremental": Incremental, "deep": Deep, "access": AccessDrift}[name]
 		opts.Budget = r.opts.PassBudget
-		if _, err := c.AddFunc(spec, func() { r.scheduled(ctx, name, opts) }); err != nil {
+		id, err := c.AddFunc(spec, func() { r.scheduled(ctx, &bg, name, opts) })
+		if err != nil {
 			return fmt.Errorf("schedule %s pass %q: %w", name, spec, err)
+		}
+		if name == "incremental" {
+			incremental = id
 		}
 	}
 	sched, _ := config.ScheduleParser.Parse(s.Incremental)
@@ -35,6 +45,11 @@ func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
 	interval := sched.Next(now).Sub(now)
 	r.interval.Store(int64(interval))
 	c.Start()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		c.Entry(incremental).WrappedJob.Run() // through the chain: never beside a scheduled one
+	}()
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
@@ -42,6 +57,7 @@ func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
 	}()
 	r.listenHints(ctx)
 	<-c.Stop().Done()
+	bg.Wait()
 	<-watched
 	return nil
 }
@@ -63,18 +79,53 @@ func (r *Reconciler) watchStalls(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (r *Reconciler) scheduled(ctx context.Context, name string, o PassOptions) {
+func (r *Reconciler) scheduled(ctx context.Context, bg *sync.WaitGroup, name string, o PassOptions) {
 	if ctx.Err() != nil {
 		return
 	}
-	if _, err := r.RunPass(ctx, name, o); err != nil && !errors.Is(err, ErrLocked) && ctx.Err() == nil {
+	rep, err := r.RunPass(ctx, name, o)
+	if err != nil && !errors.Is(err, ErrLocked) && ctx.Err() == nil {
 		r.log.Error("reconcile pass failed", "pass", name, "err", err)
 	}
+	if name != "incremental" || err != nil || ctx.Err() != nil {
+		return
+	}
+	if !rep.fatal {
+		r.pollFailures.Store(0)
+		return
+	}
+	r.rerunSoon(ctx, bg, name, o, int(r.pollFailures.Add(1)))
 }
 
-// listenHints runs a hints pass shortly after each new webhook hint,
-// coalescing a burst into one pass; polling by the incremental pass covers
-// any notification missed while disconnected.
+// rerunSoon runs a failed incremental pass again after RetryBackoff,
+// doubling per failure in a row, rather than a whole interval later: a
+// failed list call (Stripe degraded, the database restarting) costs
+// seconds. The pass resumes where the failed one stopped (its cursors and
+// walks are saved as it goes). Once the backoff reaches the interval, the
+// schedule alone runs it; one rerun at most waits at a time.
+func (r *Reconciler) rerunSoon(ctx context.Context, bg *sync.WaitGroup, name string, o PassOptions, failures int) {
+	delay := retryBackoff(failures, r.opts.RetryBackoff, time.Duration(r.interval.Load()))
+	if delay >= time.Duration(r.interval.Load()) || !r.rerunning.CompareAndSwap(false, true) {
+		return
+	}
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		select {
+		case <-ctx.Done():
+			r.rerunning.Store(false)
+			return
+		case <-time.After(delay):
+		}
+		r.rerunning.Store(false)
+		r.scheduled(ctx, bg, name, o)
+	}()
+}
+
+// listenHints runs a targeted pass shortly after each new webhook hint,
+// coalescing a burst into one pass, and every RetryBackoff for the objects
+// whose retry fell due; polling by the incremental pass covers both while
+// disconnected.
 func (r *Reconciler) listenHints(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := r.listenOnce(ctx)
@@ -89,27 +140,35 @@ func (r *Reconciler) listenHints(ctx context.Context) {
 	}
 }
 
-// listenOnce runs hints passes while the listener is connected. A
+// listenOnce runs targeted passes while the listener is connected. A
 // notification only raises a flag; one goroutine runs the passes, so a
 // burst of hints (redeliveries, related events) coalesces into one pass.
+// A tick every RetryBackoff (the shortest wait of a failed object) runs
+// one too, so a failed object is retried when due rather than at the next
+// scheduled pass.
 func (r *Reconciler) listenOnce(ctx context.Context) error {
 	kick := make(chan struct{}, 1)
 	done := make(chan struct{})
 	lctx, stop := context.WithCancel(ctx)
 	go func() {
 		defer close(done)
+		tick := time.NewTicker(r.opts.RetryBackoff)
+		defer tick.Stop()
 		for {
 			select {
 			case <-lctx.Done():
 				return
 			case <-kick:
+			case <-tick.C:
 			}
 			select { // gather the burst
 			case <-lctx.Done():
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			r.scheduled(ctx, "hints", HintsOnly)
+			if _, err := r.RunPass(ctx, "hints", HintsOnly); err != nil && !errors.Is(err, ErrLocked) && ctx.Err() == nil {
+				r.log.Error("reconcile pass failed", "pass", "hints", "err", err)
+			}
 		}
 	}()
 	err := r.db.Listen(ctx, store.HintsChannel, func(string) {

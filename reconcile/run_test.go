@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ func TestAHintWakesTheRunningReconciler(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, t0)
 	sid, pid := e.checkout("hal")
+	e.emu.FailPath("/v1/events", 0, 1<<30, http.StatusInternalServerError) // the passes cannot see the payment: only the hint
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -47,6 +49,102 @@ func TestAHintWakesTheRunningReconciler(t *testing.T) {
 	}
 	if unhandled != 0 {
 		t.Errorf("%d hints left unhandled after their object reconciled", unhandled)
+	}
+}
+
+// A failed object is retried when its backoff ends, by the targeted pass
+// the running reconciler runs every RetryBackoff, not at the next scheduled
+// pass (an hour away here): a Stripe blip costs seconds, not minutes.
+func TestARunningReconcilerRetriesAFailedObjectWhenDue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	first, firstPID := e.checkout("hank")
+	e.pay(first, false)
+	defer e.running()()
+	// The pass run at start has read the events feed once it caught this up.
+	e.await("the payment was not caught up at start", func() bool { return e.purchase(firstPID).Status == store.PurchaseCompleted })
+
+	sid, pid := e.checkout("ida")
+	e.pay(sid, false)
+	e.emu.FailPath("/v1/checkout/sessions/"+sid, 0, 1<<30, http.StatusInternalServerError)
+	if _, err := e.db.InsertHint(e.ctx, "evt_blip", "checkout.session.completed", sid, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Failed, and left to a later pass once its in-pass retries failed too.
+	gaveUp := func() bool {
+		var n int
+		e.db.Pool.QueryRow(e.ctx, `SELECT count(*) FROM webhook_hints WHERE event_id = 'evt_blip' AND last_error IS NOT NULL`).Scan(&n)
+		es, err := e.db.ReconcileErrors(e.ctx, e.clock.Now().Add(time.Hour), 10)
+		return n == 1 && err == nil && len(es) == 1 && es[0].ObjectID == sid
+	}
+	e.await("the hinted session's failure was not recorded", gaveUp)
+	e.emu.FailPath("", 0, 0, 0)
+	if st := e.purchase(pid).Status; st == store.PurchaseCompleted {
+		t.Fatal("the pass that failed completed the purchase")
+	}
+	e.clock.Advance(5 * time.Second) // its retry is due
+	e.await("the failed object was not retried once due", func() bool { return e.purchase(pid).Status == store.PurchaseCompleted })
+	if es, err := e.db.ReconcileErrors(e.ctx, e.clock.Now().Add(time.Hour), 10); err != nil || len(es) != 0 {
+		t.Errorf("reconcile errors after the retry succeeded: %+v, %v", es, err)
+	}
+}
+
+// running runs the reconciler with hourly schedules; the function it
+// returns stops it.
+func (e *env) running() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() {
+		ran <- e.rec.Run(ctx, reconcile.Schedules{Incremental: "@every 1h", Deep: "@every 1h", Access: "@every 1h"})
+	}()
+	return func() { cancel(); <-ran }
+}
+
+// await polls done until it reports true, failing the test with what after
+// 30 seconds.
+func (e *env) await(what string, done func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !done() {
+		if time.Now().After(deadline) {
+			e.t.Fatal(what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the outcome
+	}
+}
+
+// A daemon that starts (or restarts after a crash) runs an incremental pass
+// at once: a payment whose webhook it missed is caught up in seconds, not
+// an interval later (an hour here).
+func TestAStartingReconcilerCatchesUpAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	sid, pid := e.checkout("ivy")
+	e.pay(sid, false) // no webhook
+	defer e.running()()
+	e.await("the payment was not caught up at start", func() bool { return e.purchase(pid).Status == store.PurchaseCompleted })
+}
+
+// An incremental pass that fails as a whole (here its events call, and
+// every retry of it) runs again after the retry backoff, not at the next
+// scheduled pass (an hour here).
+func TestAFailedIncrementalPassRunsAgainSoon(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	sid, pid := e.checkout("jon")
+	e.pay(sid, false)                                                  // no webhook
+	e.emu.FailPath("/v1/events", 0, 4, http.StatusInternalServerError) // the first pass's call and its three retries
+	stop := e.running()
+	e.await("the failed pass did not run again soon", func() bool { return e.purchase(pid).Status == store.PurchaseCompleted })
+	stop()
+	var calls int
+	for _, r := range e.emu.Requests() {
+		if r.Path == "/v1/events" {
+			calls++
+		}
+	}
+	if calls < 5 {
+		t.Errorf("%d events calls; want the failed pass's 4 and the rerun's", calls)
 	}
 }
 

@@ -160,17 +160,24 @@ func TestChaosEveryPurchaseReachesStripesStateDespiteFaultsKillsAndARestartedDat
 	// Convergence: within three minutes of the last payment.
 	deadline := lastPayment.Add(3 * time.Minute)
 	var problems []string
-	for {
+	for nextLog := lastPayment; ; {
 		problems = d.divergence(ctx, db, sessions, refunded)
 		if len(problems) == 0 {
 			break
 		}
+		if time.Now().After(nextLog) { // how convergence goes, for a run that is slow to
+			t.Logf("%s after the last payment: %d differences, first: %s", time.Since(lastPayment).Round(time.Second),
+				len(problems), problems[0])
+			nextLog = nextLog.Add(15 * time.Second)
+		}
 		if time.Now().After(deadline) {
-			if len(problems) > 20 {
-				problems = append(problems[:20], fmt.Sprintf("... and %d more", len(problems)-20))
+			n := len(problems)
+			if n > 20 {
+				problems = append(problems[:20], fmt.Sprintf("... and %d more", n-20))
 			}
-			t.Fatalf("3 minutes after the last payment, %d differences from Stripe:\n%s\nlast daemon log:\n%s",
-				len(problems), strings.Join(problems, "\n"), d.logs.tail(40))
+			// The differences last: CI shows the end of a failure.
+			t.Fatalf("last daemon log:\n%s\n\nthe steps of the first purchases that differ:\n%s\n3 minutes after the last payment, %d differences from Stripe:\n%s",
+				d.logs.tail(40), d.stepsOf(ctx, db, problems, 5), n, strings.Join(problems, "\n"))
 		}
 		time.Sleep(250 * time.Millisecond) // polling the outcome until the deadline
 	}
@@ -508,6 +515,39 @@ func (d *chaosDaemon) divergence(ctx context.Context, db *store.DB, sessions []s
 		}
 	}
 	return problems
+}
+
+// stepsOf describes the purchase and steps of the first n sessions named
+// by problems: what a failed convergence was waiting for.
+func (d *chaosDaemon) stepsOf(ctx context.Context, db *store.DB, problems []string, n int) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, pr := range problems {
+		sid, _, _ := strings.Cut(pr, ":")
+		if seen[sid] || !strings.HasPrefix(sid, "cs_") || len(seen) == n {
+			continue
+		}
+		seen[sid] = true
+		p, err := db.PurchaseBySession(ctx, sid)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", sid, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s (%s, %s, updated %s):\n", sid, p.ID, p.Status, p.UpdatedAt.Format("15:04:05.000"))
+		steps, err := db.PurchaseSteps(ctx, p.ID)
+		if err != nil {
+			fmt.Fprintf(&b, "  %v\n", err)
+		}
+		for _, s := range steps {
+			last := ""
+			if s.LastError != nil {
+				last = *s.LastError
+			}
+			fmt.Fprintf(&b, "  %s/%s %s attempts %d run_at %s %s\n", s.Pipeline, s.Name, s.Status, s.Attempts,
+				s.RunAt.Format("15:04:05.000"), last)
+		}
+	}
+	return b.String()
 }
 
 // lockedLog collects the daemon's output across restarts.
