@@ -310,20 +310,23 @@ const completeOneSQL = `
 // by equality on all three columns of steps_waiting_idx, and a global
 // step's (no subject) by IS NULL, separately: one condition for both (an
 // OR, or IS NOT DISTINCT FROM) let the planner read every waiting step of
-// the pipeline, a hundred or more per completion in a burst. The update
-// goes by primary key (= ANY of an array), whatever the plan thinks of the
-// join.
+// the pipeline, a hundred or more per completion in a burst. They are
+// locked as they are found (a step canceled meanwhile is rechecked and left
+// out), so the update needs no condition but their primary keys: with one
+// on status too, the planner chose to read every waiting step through the
+// partial index and filter them by id (1.4 ms a completion in a burst,
+// against 0.2).
 const releaseSQL = `, waiting AS (
 		SELECT w.id FROM done d JOIN steps w ON w.status = 'waiting' AND w.subject_id = d.subject_id
 			AND w.pipeline = d.pipeline AND w.after_name = d.name
-		WHERE d.blocking
-		UNION ALL
+		WHERE d.blocking FOR UPDATE OF w
+	), waiting_global AS (
 		SELECT w.id FROM done d JOIN steps w ON w.status = 'waiting' AND w.subject_id IS NULL
 			AND w.pipeline = d.pipeline AND w.after_name = d.name
-		WHERE d.blocking AND d.subject_id IS NULL
+		WHERE d.blocking AND d.subject_id IS NULL FOR UPDATE OF w
 	), released AS (
 		UPDATE steps w SET status = 'pending', run_at = greatest(w.run_at, $4), updated_at = $4
-		WHERE w.id = ANY (ARRAY(SELECT id FROM waiting)) AND w.status = 'waiting'
+		WHERE w.id = ANY (ARRAY(SELECT id FROM waiting UNION ALL SELECT id FROM waiting_global))
 		RETURNING w.run_at
 	)
 	SELECT id, (SELECT count(pg_notify($5, '')) FROM (SELECT 1 FROM released WHERE run_at <= $4 LIMIT 1) due)
