@@ -14,6 +14,18 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
+// eventsEmulator is an emulator on a fake clock and the API reading it.
+func eventsEmulator(t *testing.T, seed int64) (*clock.Fake, *stripeemu.Emulator, *stripeapi.API) {
+	clk := clock.NewFake(time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC))
+	emu := stripeemu.New(stripeemu.Options{Clock: clk, Seed: seed})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	emu.SetBaseURL(srv.URL)
+	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_emu", APIBase: srv.URL, MaxRetries: -1,
+		RateLimit: 1000}))
+	return clk, emu, api
+}
+
 // TestEventsAfterACursorOldestFirst: from a cursor, EventsAfter yields
 // every newer event once, oldest first, across several pages, so the
 // caller's cursor (the last event it saw) is the newest. stripe-go already
@@ -21,13 +33,7 @@ import (
 func TestEventsAfterACursorOldestFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := clock.NewFake(time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC))
-	emu := stripeemu.New(stripeemu.Options{Clock: clk, Seed: 5})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	emu.SetBaseURL(srv.URL)
-	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_emu", APIBase: srv.URL, MaxRetries: -1,
-		RateLimit: 1000}))
+	clk, emu, api := eventsEmulator(t, 5)
 	cus, err := api.CreateCustomer(ctx, stripeapi.CustomerSpec{Email: "ada@example.com"}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -75,13 +81,7 @@ func TestEventsAfterACursorOldestFirst(t *testing.T) {
 func TestEventsPageNewestFirstAcrossPages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := clock.NewFake(time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC))
-	emu := stripeemu.New(stripeemu.Options{Clock: clk, Seed: 6})
-	srv := httptest.NewServer(emu)
-	t.Cleanup(srv.Close)
-	emu.SetBaseURL(srv.URL)
-	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_emu", APIBase: srv.URL, MaxRetries: -1,
-		RateLimit: 1000}))
+	clk, emu, api := eventsEmulator(t, 6)
 	cus, err := api.CreateCustomer(ctx, stripeapi.CustomerSpec{Email: "bea@example.com"}, "")
 	if err != nil {
 		t.Fatal(err)
