@@ -56,15 +56,7 @@ func (a *api) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Only the event's identity is read: no map of the whole payload.
-	var event struct {
-		ID   string `json:"id"`
-		Type string `json:"type"`
-		Data struct {
-			Object struct {
-				ID string `json:"id"`
-			} `json:"object"`
-		} `json:"data"`
-	}
+	var event stripeapi.EventRef
 	if err := json.Unmarshal(body, &event); err != nil {
 		reject(http.StatusBadRequest, "invalid_event", "the body is not a Stripe event", err)
 		return

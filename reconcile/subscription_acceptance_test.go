@@ -117,15 +117,7 @@ type collectedHint struct{ id, typ, object string }
 
 func (c *hintCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
-	var ev struct {
-		ID   string `json:"id"`
-		Type string `json:"type"`
-		Data struct {
-			Object struct {
-				ID string `json:"id"`
-			} `json:"object"`
-		} `json:"data"`
-	}
+	var ev stripeapi.EventRef
 	if json.Unmarshal(raw, &ev) == nil {
 		c.mu.Lock()
 		c.got = append(c.got, collectedHint{ev.ID, ev.Type, ev.Data.Object.ID})

@@ -17,6 +17,7 @@ import (
 	"github.com/paymentd/paymentd/httpapi"
 	"github.com/paymentd/paymentd/internal/clock"
 	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stripe/stripe-go/v76/webhook"
@@ -85,15 +86,7 @@ func storeOnly(db *store.DB) http.Handler {
 			http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 			return
 		}
-		var ev struct {
-			ID   string `json:"id"`
-			Type string `json:"type"`
-			Data struct {
-				Object struct {
-					ID string `json:"id"`
-				} `json:"object"`
-			} `json:"data"`
-		}
+		var ev stripeapi.EventRef
 		if err := json.Unmarshal(body, &ev); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

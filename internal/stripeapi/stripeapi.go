@@ -38,6 +38,19 @@ var EventTypes = []string{
 // UsesEventType reports whether paymentd acts on events of type t.
 func UsesEventType(t string) bool { return slices.Contains(EventTypes, t) }
 
+// EventRef is what a webhook hint keeps of an event body: its id, its type
+// and the id of the object it names. Decoding only these reads no map of
+// the payload.
+type EventRef struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Data struct {
+		Object struct {
+			ID string `json:"id"`
+		} `json:"object"`
+	} `json:"data"`
+}
+
 // Acts reports whether paymentd acts on events of type t in any of its
 // lists: purchases, subscriptions or PaymentIntents.
 func Acts(t string) bool {
