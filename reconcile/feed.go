@@ -161,25 +161,26 @@ func (p *pass) walkHistory(ctx context.Context, f eventFeed, hist store.Cursor, 
 		if err := ctx.Err(); err != nil {
 			return err // not all done: the walk stays before this page
 		}
-		end := !pg.more || len(pg.events) == 0
-		if !end {
-			hist.Cursor = pg.events[len(pg.events)-1].ID
-		}
-		switch {
-		case p.opts.DryRun || p.unrecorded.Load():
-			// A dry run writes nothing; an object that failed without a
-			// record must be listed again: the place stays where it was.
-		case end:
+		if !pg.more || len(pg.events) == 0 {
+			if !p.movesCursors() {
+				return nil
+			}
 			return r.db.DeleteCursor(ctx, hist.Kind)
-		default:
+		}
+		hist.Cursor = pg.events[len(pg.events)-1].ID
+		if p.movesCursors() {
 			if err := r.db.SetCursor(ctx, hist, r.clock.Now()); err != nil {
 				return err
 			}
 		}
-		if end {
-			return nil
-		}
 	}
+}
+
+// movesCursors reports whether the pass may save how far it read: a dry run
+// writes nothing, and once an object failed without a record of it, what
+// follows must be listed again.
+func (p *pass) movesCursors() bool {
+	return !p.opts.DryRun && !p.unrecorded.Load()
 }
 
 // eventWork is the work of the events that name an object to reconcile,
@@ -217,7 +218,7 @@ func (p *pass) feedAfter(ctx context.Context, f eventFeed, cur store.Cursor) err
 		}
 		last := batch[len(batch)-1]
 		batch = batch[:0]
-		if p.opts.DryRun || p.unrecorded.Load() {
+		if !p.movesCursors() {
 			return nil
 		}
 		created := time.Unix(last.Created, 0).UTC()

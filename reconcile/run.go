@@ -28,16 +28,28 @@ func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithParser(config.ScheduleParser), cron.WithLogger(cronLogger{r.log}),
 		cron.WithChain(cron.Recover(cronLogger{r.log}), cron.SkipIfStillRunning(cronLogger{r.log})))
 	var bg sync.WaitGroup // passes started outside the schedule
-	var incremental cron.EntryID
+	// incremental is the incremental pass through cron's chain (recovered
+	// from panics, never beside itself), as the start and reruns run it.
+	var incremental cron.Job
 	for name, spec := range map[string]string{"incremental": s.Incremental, "deep": s.Deep, "access": s.Access} {
 		opts := map[string]PassOptions{"incremental": Incremental, "deep": Deep, "access": AccessDrift}[name]
 		opts.Budget = r.opts.PassBudget
-		id, err := c.AddFunc(spec, func() { r.scheduled(ctx, &bg, name, opts) })
+		job := func() { r.scheduled(ctx, name, opts) }
+		if name == "incremental" {
+			job = func() {
+				if !r.scheduled(ctx, name, opts) {
+					r.pollFailures.Store(0)
+					return
+				}
+				r.rerunSoon(ctx, &bg, incremental, int(r.pollFailures.Add(1)))
+			}
+		}
+		id, err := c.AddFunc(spec, job)
 		if err != nil {
 			return fmt.Errorf("schedule %s pass %q: %w", name, spec, err)
 		}
 		if name == "incremental" {
-			incremental = id
+			incremental = c.Entry(id).WrappedJob
 		}
 	}
 	sched, _ := config.ScheduleParser.Parse(s.Incremental)
@@ -48,7 +60,7 @@ func (r *Reconciler) Run(ctx context.Context, s Schedules) error {
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		c.Entry(incremental).WrappedJob.Run() // through the chain: never beside a scheduled one
+		incremental.Run()
 	}()
 	watched := make(chan struct{})
 	go func() {
@@ -79,31 +91,30 @@ func (r *Reconciler) watchStalls(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (r *Reconciler) scheduled(ctx context.Context, bg *sync.WaitGroup, name string, o PassOptions) {
+// scheduled runs a pass and reports whether it failed as a whole (a list
+// call and its retries, the database); a pass skipped because another
+// replica polls did not fail.
+func (r *Reconciler) scheduled(ctx context.Context, name string, o PassOptions) (failed bool) {
 	if ctx.Err() != nil {
-		return
+		return false
 	}
 	rep, err := r.RunPass(ctx, name, o)
-	if err != nil && !errors.Is(err, ErrLocked) && ctx.Err() == nil {
-		r.log.Error("reconcile pass failed", "pass", name, "err", err)
+	if err != nil {
+		if !errors.Is(err, ErrLocked) && ctx.Err() == nil {
+			r.log.Error("reconcile pass failed", "pass", name, "err", err)
+		}
+		return false
 	}
-	if name != "incremental" || err != nil || ctx.Err() != nil {
-		return
-	}
-	if !rep.fatal {
-		r.pollFailures.Store(0)
-		return
-	}
-	r.rerunSoon(ctx, bg, name, o, int(r.pollFailures.Add(1)))
+	return rep.fatal && ctx.Err() == nil
 }
 
-// rerunSoon runs a failed incremental pass again after RetryBackoff,
+// rerunSoon runs a failed incremental pass (job) again after RetryBackoff,
 // doubling per failure in a row, rather than a whole interval later: a
 // failed list call (Stripe degraded, the database restarting) costs
 // seconds. The pass resumes where the failed one stopped (its cursors and
 // walks are saved as it goes). Once the backoff reaches the interval, the
 // schedule alone runs it; one rerun at most waits at a time.
-func (r *Reconciler) rerunSoon(ctx context.Context, bg *sync.WaitGroup, name string, o PassOptions, failures int) {
+func (r *Reconciler) rerunSoon(ctx context.Context, bg *sync.WaitGroup, job cron.Job, failures int) {
 	delay := retryBackoff(failures, r.opts.RetryBackoff, time.Duration(r.interval.Load()))
 	if delay >= time.Duration(r.interval.Load()) || !r.rerunning.CompareAndSwap(false, true) {
 		return
@@ -118,7 +129,7 @@ func (r *Reconciler) rerunSoon(ctx context.Context, bg *sync.WaitGroup, name str
 		case <-time.After(delay):
 		}
 		r.rerunning.Store(false)
-		r.scheduled(ctx, bg, name, o)
+		job.Run()
 	}()
 }
 
@@ -166,9 +177,7 @@ func (r *Reconciler) listenOnce(ctx context.Context) error {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			if _, err := r.RunPass(ctx, "hints", HintsOnly); err != nil && !errors.Is(err, ErrLocked) && ctx.Err() == nil {
-				r.log.Error("reconcile pass failed", "pass", "hints", "err", err)
-			}
+			r.scheduled(ctx, "hints", HintsOnly)
 		}
 	}()
 	err := r.db.Listen(ctx, store.HintsChannel, func(string) {

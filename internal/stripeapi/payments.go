@@ -147,7 +147,7 @@ func (a *API) ListPaymentIntents(ctx context.Context, since time.Time, fn func(*
 	p := &stripe.PaymentIntentListParams{}
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
-	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	p.CreatedRange = createdSince(since)
 	it := a.sc.PaymentIntents.List(p)
 	for it.Next() {
 		if err := fn(it.PaymentIntent()); err != nil {

@@ -270,24 +270,51 @@ func (a *API) CompleteCheckoutSessionsPage(ctx context.Context, since time.Time,
 }
 
 func (a *API) sessionsPage(ctx context.Context, since time.Time, status, startingAfter string) ([]*stripe.CheckoutSession, bool, error) {
-	p := &stripe.CheckoutSessionListParams{}
+	p := &stripe.CheckoutSessionListParams{CreatedRange: createdSince(since)}
 	if status != "" {
 		p.Status = stripe.String(status)
 	}
-	p.Context = ctx
-	p.Limit = stripe.Int64(PageSize)
-	p.Single = true
-	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	if startingAfter != "" {
-		p.StartingAfter = stripe.String(startingAfter)
-	}
+	onePage(ctx, &p.ListParams, startingAfter)
 	for _, x := range sessionExpansions {
 		p.AddExpand("data." + x)
 	}
-	it := a.sc.CheckoutSessions.List(p)
-	out := make([]*stripe.CheckoutSession, 0, PageSize)
+	return pageOf[*stripe.CheckoutSession](a.sc.CheckoutSessions.List(p), nil)
+}
+
+// onePage makes lp ask for one page of PageSize, after the object
+// startingAfter ("": the first page).
+func onePage(ctx context.Context, lp *stripe.ListParams, startingAfter string) {
+	lp.Context = ctx
+	lp.Limit = stripe.Int64(PageSize)
+	lp.Single = true
+	if startingAfter != "" {
+		lp.StartingAfter = stripe.String(startingAfter)
+	}
+}
+
+// createdSince is the created filter of the objects created at or after t.
+func createdSince(t time.Time) *stripe.RangeQueryParams {
+	return &stripe.RangeQueryParams{GreaterThanOrEqual: t.Unix()}
+}
+
+// lister is a stripe-go list iterator.
+type lister interface {
+	Next() bool
+	Current() interface{}
+	Err() error
+	Meta() *stripe.ListMeta
+}
+
+// pageOf reads the one page it lists, each object through keep when it is
+// not nil, and whether more pages follow.
+func pageOf[T any](it lister, keep func(T) T) ([]T, bool, error) {
+	out := make([]T, 0, PageSize)
 	for it.Next() {
-		out = append(out, it.CheckoutSession())
+		v := it.Current().(T)
+		if keep != nil {
+			v = keep(v)
+		}
+		out = append(out, v)
 	}
 	if err := it.Err(); err != nil {
 		return nil, false, err
@@ -338,23 +365,9 @@ func (a *API) ChargeRefunds(ctx context.Context, chargeID string, fn func(*strip
 // newest first, starting after the refund startingAfter ("" for the first
 // page), and whether more pages follow.
 func (a *API) RefundsPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.Refund, bool, error) {
-	p := &stripe.RefundListParams{}
-	p.Context = ctx
-	p.Limit = stripe.Int64(PageSize)
-	p.Single = true
-	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	if startingAfter != "" {
-		p.StartingAfter = stripe.String(startingAfter)
-	}
-	it := a.sc.Refunds.List(p)
-	out := make([]*stripe.Refund, 0, PageSize)
-	for it.Next() {
-		out = append(out, it.Refund())
-	}
-	if err := it.Err(); err != nil {
-		return nil, false, err
-	}
-	return out, it.Meta().HasMore, nil
+	p := &stripe.RefundListParams{CreatedRange: createdSince(since)}
+	onePage(ctx, &p.ListParams, startingAfter)
+	return pageOf[*stripe.Refund](a.sc.Refunds.List(p), nil)
 }
 
 // Dispute retrieves a dispute.
@@ -368,23 +381,9 @@ func (a *API) Dispute(ctx context.Context, id string) (*stripe.Dispute, error) {
 // since, newest first, starting after the dispute startingAfter ("" for
 // the first page), and whether more pages follow.
 func (a *API) DisputesPage(ctx context.Context, since time.Time, startingAfter string) ([]*stripe.Dispute, bool, error) {
-	p := &stripe.DisputeListParams{}
-	p.Context = ctx
-	p.Limit = stripe.Int64(PageSize)
-	p.Single = true
-	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	if startingAfter != "" {
-		p.StartingAfter = stripe.String(startingAfter)
-	}
-	it := a.sc.Disputes.List(p)
-	out := make([]*stripe.Dispute, 0, PageSize)
-	for it.Next() {
-		out = append(out, it.Dispute())
-	}
-	if err := it.Err(); err != nil {
-		return nil, false, err
-	}
-	return out, it.Meta().HasMore, nil
+	p := &stripe.DisputeListParams{CreatedRange: createdSince(since)}
+	onePage(ctx, &p.ListParams, startingAfter)
+	return pageOf[*stripe.Dispute](a.sc.Disputes.List(p), nil)
 }
 
 // --- events ---
@@ -421,23 +420,9 @@ func (a *API) PaymentIntentEventsPage(ctx context.Context, startingAfter string,
 }
 
 func (a *API) eventsPage(ctx context.Context, types []string, startingAfter string, since time.Time) ([]*stripe.Event, bool, error) {
-	p := &stripe.EventListParams{Types: stripe.StringSlice(types)}
-	p.Context = ctx
-	p.Limit = stripe.Int64(PageSize)
-	p.Single = true
-	p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
-	if startingAfter != "" {
-		p.StartingAfter = stripe.String(startingAfter)
-	}
-	it := a.sc.Events.List(p)
-	out := make([]*stripe.Event, 0, PageSize)
-	for it.Next() {
-		out = append(out, eventIdentity(it.Event()))
-	}
-	if err := it.Err(); err != nil {
-		return nil, false, err
-	}
-	return out, it.Meta().HasMore, nil
+	p := &stripe.EventListParams{Types: stripe.StringSlice(types), CreatedRange: createdSince(since)}
+	onePage(ctx, &p.ListParams, startingAfter)
+	return pageOf(a.sc.Events.List(p), eventIdentity)
 }
 
 func (a *API) eventsAfter(ctx context.Context, types []string, afterID string, fn func(*stripe.Event) error) error {

@@ -256,7 +256,7 @@ func (a *API) ListSubscriptions(ctx context.Context, since time.Time, fn func(*s
 	p.Context = ctx
 	p.Limit = stripe.Int64(PageSize)
 	if !since.IsZero() {
-		p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+		p.CreatedRange = createdSince(since)
 	}
 	p.AddExpand("data.latest_invoice")
 	it := a.sc.Subscriptions.List(p)
@@ -280,7 +280,7 @@ func (a *API) Invoice(ctx context.Context, id string) (*stripe.Invoice, error) {
 func (a *API) ListInvoices(ctx context.Context, since time.Time, fn func(*stripe.Invoice) error) error {
 	p := &stripe.InvoiceListParams{}
 	if !since.IsZero() {
-		p.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+		p.CreatedRange = createdSince(since)
 	}
 	return a.listInvoices(ctx, p, fn)
 }
