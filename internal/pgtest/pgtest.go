@@ -48,15 +48,46 @@ func withDatabase(t testing.TB, base, name string) string {
 
 func adminExec(t testing.TB, sql string, args ...any) {
 	t.Helper()
+	if err := tryAdminExec(t, sql, args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tryAdminExec(t testing.TB, sql string, args ...any) error {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := store.ConnectAdmin(ctx, adminURL(t))
 	if err != nil {
-		t.Fatalf("connect to test cluster: %v", err)
+		return fmt.Errorf("connect to test cluster: %w", err)
 	}
 	defer conn.Close()
 	if err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
+		return fmt.Errorf("%s: %w", sql, err)
+	}
+	return nil
+}
+
+// dropDB drops a test's database once the test's pools are closed. WITH
+// (FORCE) ends what the test left connected, but a role that is not a
+// superuser (CI's) may not end an autovacuum worker busy in it; a plain
+// DROP DATABASE stops the worker itself, so it is the fallback, tried
+// until a deadline.
+func dropDB(t testing.TB, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := tryAdminExec(t, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
+		if err == nil {
+			return
+		}
+		if plain := tryAdminExec(t, `DROP DATABASE IF EXISTS `+name); plain == nil {
+			return
+		} else if time.Now().After(deadline) {
+			t.Errorf("drop test database: %v; then %v", err, plain)
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // polling the drop with a deadline
 	}
 }
 
@@ -134,7 +165,7 @@ func createDB(t testing.TB, template string) string {
 		sql += ` TEMPLATE ` + template
 	}
 	adminExec(t, sql)
-	t.Cleanup(func() { adminExec(t, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`) })
+	t.Cleanup(func() { dropDB(t, name) })
 	return withDatabase(t, adminURL(t), name)
 }
 
