@@ -83,6 +83,37 @@ func TestAnObjectThatKeepsFailingBacksOffAndAlertsOnce(t *testing.T) {
 	}
 }
 
+// An object whose failure was recorded by an earlier pass (here without
+// any hint naming it) counts each due retry that fails again: its backoff
+// grows and it ends in the operator alert, instead of being retried at
+// every pass forever at its first attempt.
+func TestARetryThatFailsAgainCountsAndBacksOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	const missing = "cs_test_gone" // Stripe does not know it: every retry fails
+	if _, err := e.db.RecordReconcileError(e.ctx, "session", missing, "first failure", e.clock.Now(), e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 4; i++ {
+		e.emu.ResetRequests()
+		e.pass(reconcile.HintsOnly)
+		if e.requestsFor(missing) == 0 {
+			t.Fatalf("retry %d: not tried when due", i)
+		}
+		es, err := e.db.ReconcileErrors(e.ctx, e.clock.Now().Add(1000*time.Hour), 10)
+		if err != nil || len(es) != 1 {
+			t.Fatalf("reconcile errors: %+v, %v", es, err)
+		}
+		if es[0].Attempts != i {
+			t.Fatalf("after failing retry %d: %d attempts recorded", i, es[0].Attempts)
+		}
+		if gap, want := es[0].NextAttempt.Sub(e.clock.Now()), 5*time.Second<<(i-1); gap != want {
+			t.Fatalf("after failing retry %d: next attempt in %s, want %s", i, gap, want)
+		}
+		e.clock.Advance(es[0].NextAttempt.Sub(e.clock.Now()))
+	}
+}
+
 func TestTheListCursorMovesPastAnUnrelatedFailure(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, t0)

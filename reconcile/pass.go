@@ -98,7 +98,7 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 		pctx, cancel = context.WithTimeout(ctx, o.Budget)
 		defer cancel()
 	}
-	p := &pass{r: r, rep: rep, done: map[string]bool{}, opts: o}
+	p := &pass{r: r, rep: rep, done: map[string]objectState{}, opts: o}
 	p.work = newWorkers(pctx, p, r.opts.Concurrency)
 	if !o.targeted() {
 		r.progress.begin(name, start, rep)
@@ -184,7 +184,7 @@ type pass struct {
 	work *workers
 
 	mu   sync.Mutex
-	done map[string]bool // objects reconciled in this pass: signals coalesce (see claim)
+	done map[string]objectState // objects taken up by this pass: signals coalesce (see claim)
 	// unrecorded is set when a failed object could not be recorded for a
 	// retry: the list cursor must then stay where it is.
 	unrecorded atomic.Bool
@@ -233,8 +233,12 @@ func (p *pass) hints(ctx context.Context) error {
 		return err
 	}
 	seen := map[string]bool{}
+	failing := map[string]bool{}
 	var ids []string
 	for _, h := range hints {
+		if h.Failing {
+			failing[h.ObjectID] = true
+		}
 		if seen[h.ObjectID] {
 			continue // duplicate hints for one object coalesce
 		}
@@ -249,7 +253,7 @@ func (p *pass) hints(ctx context.Context) error {
 			handled = append(handled, id)
 			continue
 		}
-		items = append(items, work{id: id, fresh: true, then: func(ctx context.Context, ok bool) {
+		items = append(items, work{id: id, fresh: true, recorded: failing[id], then: func(ctx context.Context, ok bool) {
 			if p.opts.DryRun {
 				return
 			}

@@ -54,6 +54,9 @@ type work struct {
 	// recorded: a failure of this object is recorded in reconcile_errors
 	// (from an earlier pass, or this one) and must be cleared on success.
 	recorded bool
+	// counted: this pass has counted a failure of it (once a pass, however
+	// many of its in-pass retries fail).
+	counted bool
 }
 
 // workers runs a pass's objects, at most Concurrency at a time.
@@ -102,7 +105,17 @@ func (w *workers) each(ctx context.Context, items []work) {
 // is reported and left to a later pass.
 func (w *workers) attempt(ctx context.Context, it work, tries int) {
 	p := w.p
-	if !it.fresh && !p.claim(it.id) {
+	if it.fresh {
+		p.take(it.id) // signals about it later in the pass coalesce
+	} else if !p.claim(it.id) {
+		// Taken up already in this pass (a hint, the feed): a recorded
+		// failure is cleared once that reconcile succeeded, without
+		// fetching the object again.
+		if it.recorded && !p.opts.DryRun && p.reconciled(it.id) {
+			if cerr := p.r.db.ClearReconcileError(ctx, kindOf(it.id), it.id); cerr != nil {
+				p.rep.fail(kindOf(it.id), it.id, cerr)
+			}
+		}
 		if it.then != nil {
 			it.then(ctx, true)
 		}
@@ -117,6 +130,7 @@ func (w *workers) attempt(ctx context.Context, it work, tries int) {
 	p.r.inFlight.Add(-1)
 	switch {
 	case err == nil:
+		p.succeeded(it.id)
 		if it.recorded && !p.opts.DryRun {
 			if cerr := p.r.db.ClearReconcileError(ctx, kindOf(it.id), it.id); cerr != nil {
 				p.rep.fail(kindOf(it.id), it.id, cerr)
@@ -128,10 +142,11 @@ func (w *workers) attempt(ctx context.Context, it work, tries int) {
 	case ctx.Err() != nil:
 		// Cut short by the end of the pass: not failed, simply not done.
 	case tries < len(inPassRetries):
-		if !it.recorded {
-			it.recorded = p.record(ctx, it.id, err)
+		if !it.counted {
+			it.counted = p.record(ctx, it.id, err)
+			it.recorded = it.recorded || it.counted
 		}
-		it.fresh = true // the retry must run though the object is claimed
+		it.fresh = true // the retry must run though the object is taken
 		w.retry(it, tries)
 	default:
 		p.r.log.Warn("reconcile object failed; retried by a later pass", "object_id", it.id, "err", err)
@@ -175,24 +190,61 @@ func (w *workers) drain() {
 	w.retrying.Wait()
 }
 
-// claim marks id done for this pass; it reports false when it already was.
+// objectState is how far a pass has got with an object.
+type objectState uint8
+
+const (
+	// taken: a worker of this pass has it (or had it and it failed).
+	taken objectState = iota + 1
+	// reconciled: it reconciled in this pass.
+	reconciled
+)
+
+// claim takes id up for this pass; it reports false when the pass already
+// did.
 func (p *pass) claim(id string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.done[id] {
+	if p.done[id] != 0 {
 		return false
 	}
 	if len(p.done) < doneCap {
-		p.done[id] = true
+		p.done[id] = taken
 	}
 	return true
 }
 
-// isDone reports whether the pass already reconciled id.
+// take takes id up for this pass whether or not it already was (a fresh
+// look).
+func (p *pass) take(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.done[id]; !ok && len(p.done) < doneCap {
+		p.done[id] = taken
+	}
+}
+
+// succeeded notes that id reconciled in this pass.
+func (p *pass) succeeded(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.done[id]; ok || len(p.done) < doneCap {
+		p.done[id] = reconciled
+	}
+}
+
+// reconciled reports whether id reconciled in this pass.
+func (p *pass) reconciled(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done[id] == reconciled
+}
+
+// isDone reports whether the pass already took id up.
 func (p *pass) isDone(id string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.done[id]
+	return p.done[id] != 0
 }
 
 // record records a failure for later passes (see recordFailure) and

@@ -22,6 +22,9 @@ type Hint struct {
 	ObjectID   string
 	ReceivedAt time.Time
 	Attempts   int
+	// Failing: a failure of its object is recorded in reconcile_errors,
+	// which a successful reconcile of the object must clear.
+	Failing bool
 }
 
 // UnhandledHints returns up to limit hints not yet handled, oldest first,
@@ -29,7 +32,9 @@ type Hint struct {
 // (see RecordReconcileError) unless the hint arrived after its last
 // failure: a fresh hint always gets a look.
 func (q *Queries) UnhandledHints(ctx context.Context, now time.Time, limit int) ([]Hint, error) {
-	rows, err := q.db.Query(ctx, `SELECT h.event_id, h.type, h.object_id, h.received_at, h.attempts FROM webhook_hints h
+	rows, err := q.db.Query(ctx, `SELECT h.event_id, h.type, h.object_id, h.received_at, h.attempts,
+			EXISTS (SELECT 1 FROM reconcile_errors e WHERE e.object_id = h.object_id)
+		FROM webhook_hints h
 		WHERE h.handled_at IS NULL AND NOT EXISTS (SELECT 1 FROM reconcile_errors e
 			WHERE e.object_id = h.object_id AND e.next_attempt_at > $1 AND h.received_at <= e.last_seen)
 		ORDER BY h.received_at LIMIT $2`, now.UTC(), limit)
@@ -38,7 +43,7 @@ func (q *Queries) UnhandledHints(ctx context.Context, now time.Time, limit int) 
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Hint, error) {
 		var h Hint
-		err := row.Scan(&h.EventID, &h.Type, &h.ObjectID, &h.ReceivedAt, &h.Attempts)
+		err := row.Scan(&h.EventID, &h.Type, &h.ObjectID, &h.ReceivedAt, &h.Attempts, &h.Failing)
 		return h, err
 	})
 }
