@@ -46,7 +46,7 @@ func TestAnObjectThatKeepsFailingBacksOffAndAlertsOnce(t *testing.T) {
 		return n
 	}
 	var gaps []time.Duration
-	for i := 1; i <= 9; i++ {
+	for i := 1; i <= 15; i++ {
 		e.emu.ResetRequests()
 		e.pass(reconcile.Incremental)
 		if e.requestsFor(missing) == 0 {
@@ -66,7 +66,7 @@ func TestAnObjectThatKeepsFailingBacksOffAndAlertsOnce(t *testing.T) {
 			t.Fatalf("failure %d: tried again %d times while backing off", i, n)
 		}
 		e.clock.Advance(gap - gap/2)
-		if want := 0; i >= 8 {
+		if want := 0; i >= 14 {
 			if alerts() != 1 {
 				t.Fatalf("after %d failures: %d alerts, want 1", i, alerts())
 			}
@@ -74,8 +74,10 @@ func TestAnObjectThatKeepsFailingBacksOffAndAlertsOnce(t *testing.T) {
 			t.Fatalf("after %d failures: %d alerts, want none yet", i, alerts())
 		}
 	}
-	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second,
-		160 * time.Second, 320 * time.Second, 640 * time.Second, 1280 * time.Second}
+	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second}
+	for len(want) < len(gaps) {
+		want = append(want, time.Minute)
+	}
 	for i := range want {
 		if gaps[i] != want[i] {
 			t.Errorf("backoff after failure %d = %s, want %s (all: %v)", i+1, gaps[i], want[i], gaps)

@@ -19,14 +19,17 @@ import (
 
 // Defaults of the Options that govern failures and stalls.
 const (
-	// A failed object is retried 5 s later, then 10, 20, 40...: a Stripe
-	// blip heals within seconds, an incident backs off to the hour.
+	// A failed object is retried 5 s later, then 10, 20, 40, then every
+	// minute: a Stripe blip heals within seconds, and once an incident is
+	// over every object it failed is caught up within a minute (a paid
+	// buyer is not left waiting for an hour's backoff). An object that
+	// fails for good costs one call a minute until the operator acts.
 	defaultRetryBackoff    = 5 * time.Second
-	defaultRetryBackoffMax = time.Hour
-	// Eight failures in a row span about ten minutes of backoff (5 s to
-	// 320 s): the operator hears of an object failing that long, not of
-	// every call a short incident failed.
-	defaultAlertAfter     = 8
+	defaultRetryBackoffMax = time.Minute
+	// Fourteen failures in a row span about ten minutes (5 s, 10, 20, 40,
+	// then nine minutes): the operator hears of an object failing that
+	// long, not of every call a short incident failed.
+	defaultAlertAfter     = 14
 	defaultStallIntervals = 5 // incremental intervals without a success
 )
 

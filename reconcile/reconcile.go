@@ -48,10 +48,10 @@ type Options struct {
 	PassBudget time.Duration
 	// RetryBackoff is how long an object that failed waits before its next
 	// attempt, doubling per failure in a row up to RetryBackoffMax;
-	// defaults 1m and 1h.
+	// defaults 5s and 1m.
 	RetryBackoff, RetryBackoffMax time.Duration
 	// AlertAfterFailures is how many failures in a row of one object alert
-	// the operator (once); default 5.
+	// the operator (once); default 14 (about ten minutes of failing).
 	AlertAfterFailures int
 	// StallAfter is how long without a successful polling pass alerts the
 	// operator (once per stall); default five incremental intervals.
