@@ -30,13 +30,18 @@ const (
 	StepSubscriptionEmail   = "subscription_email"   // customer or admin email; the template is in the args
 	StepSubscriptionAccess  = "subscription_access"  // grant or revoke, as the entitlement is when it runs
 	StepSubscriptionWebhook = "subscription_webhook" // a subscription.* outbound webhook event
+	// StepSubscriptionSuperseded takes back, once its pipeline's access
+	// step granted the subscriber's new GitHub account, the grants to the
+	// accounts it replaced (a move: PUT /api/me/github).
+	StepSubscriptionSuperseded = "subscription_access_superseded"
 )
 
 // Pipeline name prefixes of a subscription's pipelines.
 const (
-	PrefixSubscriptionEmail   = "email:"   // + the email's cause (invoice_receipt:in_..., started, ...)
-	PrefixSubscriptionAccess  = "access:"  // + the change's cause (sub:N)
-	PrefixSubscriptionWebhook = "webhook:" // + event + ":" + the change's cause
+	PrefixSubscriptionEmail   = "email:"       // + the email's cause (invoice_receipt:in_..., started, ...)
+	PrefixSubscriptionAccess  = "access:"      // + the change's cause (sub:N)
+	PrefixSubscriptionWebhook = "webhook:"     // + event + ":" + the change's cause
+	PrefixSubscriptionMove    = "access_move:" // + 1, 2, ...: a move of granted access to another GitHub login
 )
 
 // subscriptionEmailArgs is the input of a subscription_email step.
@@ -53,6 +58,7 @@ func (f *Fulfillment) RegisterSubscriptions() {
 	f.engine.Register(StepSubscriptionEmail, f.subscriptionEmail)
 	f.engine.Register(StepSubscriptionAccess, f.subscriptionAccess)
 	f.engine.Register(StepSubscriptionWebhook, f.subscriptionWebhook)
+	f.engine.Register(StepSubscriptionSuperseded, f.subscriptionSuperseded)
 }
 
 // SubscriptionsChanged implements reconcile.SubscriptionFulfillment:
@@ -293,8 +299,12 @@ type accessResult struct {
 	Want     store.AccessState `json:"want"`
 	Provider string            `json:"provider,omitempty"`
 	Username string            `json:"username,omitempty"`
-	Skipped  string            `json:"skipped,omitempty"`
-	Kept     []int64           `json:"kept_for_grants,omitempty"`
+	// GitHubUserID is the account a grant went to.
+	GitHubUserID int64   `json:"github_user_id,omitempty"`
+	Skipped      string  `json:"skipped,omitempty"`
+	Kept         []int64 `json:"kept_for_grants,omitempty"`
+	// Revoked lists the grants taken back.
+	Revoked []int64 `json:"revoked_grants,omitempty"`
 }
 
 // subscriptionAccess moves the subscription's access to what its
@@ -392,7 +402,7 @@ func (f *Fulfillment) grantSubscription(ctx context.Context, job *steps.Job, s s
 		}
 		invitation = r.InvitationID
 	}
-	res.Username = user.Login
+	res.Username, res.GitHubUserID = user.Login, user.ID
 	return f.db.MarkGrantGranted(ctx, g.ID, invitation, now)
 }
 
@@ -428,9 +438,51 @@ func (f *Fulfillment) revokeSubscription(ctx context.Context, s store.Subscripti
 	if err != nil {
 		return err
 	}
+	return f.takeBackSubscriptionGrants(ctx, s, grants, func(g store.Grant) bool { return g.State.Active() }, res)
+}
+
+// subscriptionSuperseded takes back, from a subscription whose access moved
+// to another GitHub login, the active grants to accounts other than the
+// one its pipeline's access step granted. Nothing is taken back unless that
+// grant happened: a login that does not exist leaves the old access alone.
+func (f *Fulfillment) subscriptionSuperseded(ctx context.Context, job *steps.Job) (any, error) {
+	s, err := f.subscription(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	var granted accessResult
+	err = job.Prior(ctx, StepSubscriptionAccess, &granted)
+	if errors.Is(err, steps.ErrNoResult) || (err == nil && (granted.Want != store.AccessGranted || granted.GitHubUserID == 0)) {
+		return accessResult{Skipped: "the grant that would supersede them did not happen"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	grants, err := f.db.SubscriptionGrants(ctx, s.ID)
+	if err != nil {
+		return nil, err
+	}
+	res := accessResult{Want: store.AccessGranted, Provider: providerGitHub, GitHubUserID: granted.GitHubUserID}
+	superseded := func(g store.Grant) bool {
+		if !g.State.Active() || g.Provider != store.ProviderGitHub {
+			return false
+		}
+		if g.GitHubUserID == 0 {
+			return !strings.EqualFold(g.GitHubLogin, granted.Username)
+		}
+		return g.GitHubUserID != granted.GitHubUserID
+	}
+	return res, f.takeBackSubscriptionGrants(ctx, s, grants, superseded, &res)
+}
+
+// takeBackSubscriptionGrants takes back the grants of s that pick selects:
+// a GitHub account is removed unless it had access before or another
+// entitled purchase or subscription grants it; each is marked revoked.
+func (f *Fulfillment) takeBackSubscriptionGrants(ctx context.Context, s store.Subscription, grants []store.Grant,
+	pick func(store.Grant) bool, res *accessResult) error {
 	var ids []int64
 	for _, g := range grants {
-		if !g.State.Active() {
+		if !pick(g) {
 			continue
 		}
 		ids = append(ids, g.ID)
@@ -460,12 +512,15 @@ func (f *Fulfillment) revokeSubscription(ctx context.Context, s store.Subscripti
 			if err := f.github.Revoke(ctx, user, g.InvitationID); err != nil {
 				return err
 			}
-			res.Username = user.Login
+			if res.Username == "" {
+				res.Username = user.Login
+			}
 		}
 	}
 	if len(ids) == 0 {
 		return nil
 	}
+	res.Revoked = ids
 	return f.db.MarkGrantsRevoked(ctx, ids, f.clock.Now())
 }
 
@@ -500,10 +555,12 @@ func (f *Fulfillment) subscriptionWebhook(ctx context.Context, job *steps.Job) (
 	return map[string]any{"sent": true, "event": args.Event}, nil
 }
 
-// requestSubscriptionAccess schedules the access step of each of the
-// user's entitled GitHub subscriptions whose access is not granted yet (it
-// was waiting for a username), once per username, under the
-// subscription's row lock. It reports how many it scheduled.
+// requestSubscriptionAccess schedules, under each subscription's row lock,
+// the access step of each of the user's entitled GitHub subscriptions
+// whose access is not granted yet (it was waiting for a username; once per
+// username), and moves the access of those granted to another login: the
+// new account is granted, then the old one's grant taken back. It reports
+// how many it scheduled.
 func (f *Fulfillment) requestSubscriptionAccess(ctx context.Context, q *store.Queries, userID, username string) (int, error) {
 	ss, err := q.UserSubscriptions(ctx, userID)
 	if err != nil {
@@ -517,16 +574,45 @@ func (f *Fulfillment) requestSubscriptionAccess(ctx context.Context, q *store.Qu
 		if s, err = q.LockSubscription(ctx, s.ID); err != nil {
 			return n, err
 		}
-		if !s.Entitled || s.AccessState == store.AccessGranted {
+		if !s.Entitled {
 			continue
 		}
-		added, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.SubscriptionSubject(s.ID),
+		p := steps.Pipeline{Subject: steps.SubscriptionSubject(s.ID),
 			Name:  PrefixSubscriptionAccess + "github:" + strings.ToLower(username),
-			Steps: []steps.Step{{Name: StepSubscriptionAccess}}})
+			Steps: []steps.Step{{Name: StepSubscriptionAccess}}}
+		if s.AccessState == store.AccessGranted {
+			// Granted already: a login the grants do not name is a move.
+			// The access step grants the account's login as it is when it
+			// runs; then the grants it supersedes are taken back.
+			grants, err := q.SubscriptionGrants(ctx, s.ID)
+			if err != nil {
+				return n, err
+			}
+			if grantsLogin(grants, username) {
+				continue
+			}
+			existing, err := q.SubjectSteps(ctx, s.ID)
+			if err != nil {
+				return n, err
+			}
+			p.Name = PrefixSubscriptionMove + strconv.Itoa(countPipelines(existing, PrefixSubscriptionMove)+1)
+			p.Steps = append(p.Steps, steps.Step{Name: StepSubscriptionSuperseded, After: StepSubscriptionAccess})
+		}
+		added, err := f.engine.Schedule(ctx, q, p)
 		if err != nil {
 			return n, err
 		}
 		n += min(added, 1)
 	}
 	return n, nil
+}
+
+// grantsLogin reports whether an active GitHub grant goes to login.
+func grantsLogin(grants []store.Grant, login string) bool {
+	for _, g := range grants {
+		if g.State.Active() && g.Provider == store.ProviderGitHub && strings.EqualFold(g.GitHubLogin, login) {
+			return true
+		}
+	}
+	return false
 }

@@ -252,3 +252,130 @@ func TestSubscriptionAccessWaitsForAGitHubUsername(t *testing.T) {
 		t.Errorf("access %s", got.AccessState)
 	}
 }
+
+// grantedSubscription subscribes user to "cloud" with GitHub login, grants
+// it and accepts the invitation.
+func (h *harness) grantedSubscription(user, login string) store.Subscription {
+	h.t.Helper()
+	s := h.subscribe("cloud", user, login)
+	h.change(s, reconcile.SubscriptionChange{Cause: "sub:1", Access: store.AccessGranted})
+	h.run()
+	for _, inv := range h.gh.Invitations() {
+		if strings.EqualFold(inv.Invitee, login) {
+			h.gh.AcceptInvitation(inv.ID)
+		}
+	}
+	return s
+}
+
+// moveTo does what PUT /api/me/github does: the account first, then the
+// request; it returns how many subjects the request changed.
+func (h *harness) moveTo(user, login string) int {
+	h.t.Helper()
+	if err := h.db.UpsertAccount(h.ctx, user, buyerEmail, login, h.clk.Now()); err != nil {
+		h.t.Fatal(err)
+	}
+	n, err := h.ful.RequestAccess(h.ctx, user, login)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func collaboratorLogins(h *harness) []string {
+	var out []string
+	for _, c := range h.gh.Collaborators() {
+		out = append(out, c.Login)
+	}
+	return out
+}
+
+// A subscriber who names another GitHub account moves their access: the
+// new account is invited, then the old one removed and its grant revoked;
+// naming it again changes nothing.
+func TestPutGitHubMovesASubscriptionsAccess(t *testing.T) {
+	t.Parallel()
+	h := newSubscriptionHarness(t)
+	h.gh.AddUser("dave")
+	h.gh.AddUser("david")
+	s := h.grantedSubscription("user-d", "dave")
+	if c := collaboratorLogins(h); len(c) != 1 || c[0] != "dave" {
+		t.Fatalf("collaborators before the move = %v", c)
+	}
+
+	if n := h.moveTo("user-d", "david"); n != 1 {
+		t.Fatalf("RequestAccess = %d, want the subscription", n)
+	}
+	h.run()
+	if c := collaboratorLogins(h); len(c) != 0 {
+		t.Errorf("collaborators after the move = %v, want dave removed", c)
+	}
+	if inv := h.gh.Invitations(); len(inv) != 1 || inv[0].Invitee != "david" {
+		t.Errorf("invitations = %+v, want david's", inv)
+	}
+	grants, err := h.db.SubscriptionGrants(h.ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]store.GrantState{}
+	for _, g := range grants {
+		states[g.GitHubLogin] = g.State
+	}
+	if states["dave"] != store.GrantRevoked || !states["david"].Active() {
+		t.Errorf("grants = %v, want dave revoked and david active", states)
+	}
+	if got, _ := h.db.GetSubscription(h.ctx, s.ID); got.AccessState != store.AccessGranted {
+		t.Errorf("access = %s, want granted", got.AccessState)
+	}
+	if n := h.moveTo("user-d", "David"); n != 0 {
+		t.Errorf("RequestAccess with the login granted = %d, want 0", n)
+	}
+	// And back: a second move, not one deduplicated by the first's name.
+	if n := h.moveTo("user-d", "dave"); n != 1 {
+		t.Fatalf("RequestAccess back to dave = %d, want 1", n)
+	}
+	h.run()
+	if inv := h.gh.Invitations(); len(inv) != 1 || inv[0].Invitee != "dave" {
+		t.Errorf("invitations after moving back = %+v, want dave's only", inv)
+	}
+}
+
+// A move to a login GitHub does not know grants nothing, so the old
+// account keeps its access; a move to an account another paid subject
+// grants takes nothing from that subject.
+func TestASubscriptionsMoveTakesBackOnlyWhatItReplaced(t *testing.T) {
+	t.Parallel()
+	h := newSubscriptionHarness(t)
+	h.gh.AddUser("erin")
+	h.gh.AddUser("erika")
+	h.gh.AddUnknownUser("nobody-here")
+	s := h.grantedSubscription("user-e", "erin")
+
+	h.moveTo("user-e", "nobody-here")
+	h.run()
+	if c := collaboratorLogins(h); len(c) != 1 || c[0] != "erin" {
+		t.Errorf("collaborators after a move to an unknown login = %v, want erin kept", c)
+	}
+	if got, _ := h.db.GetSubscription(h.ctx, s.ID); got.AccessState != store.AccessGranted {
+		t.Errorf("access = %s, want still granted", got.AccessState)
+	}
+
+	// Another buyer's paid purchase grants erin too: the move leaves erin in.
+	h.complete(buy{userID: "user-x", username: "erin"})
+	h.run()
+	h.moveTo("user-e", "erika")
+	h.run()
+	logins := collaboratorLogins(h)
+	if len(logins) != 1 || logins[0] != "erin" {
+		t.Errorf("collaborators = %v, want erin kept for the purchase", logins)
+	}
+	if inv := h.gh.Invitations(); len(inv) != 1 || inv[0].Invitee != "erika" {
+		t.Errorf("invitations = %+v, want erika's", inv)
+	}
+	grants, _ := h.db.SubscriptionGrants(h.ctx, s.ID)
+	for _, g := range grants {
+		if g.GitHubLogin == "erin" && g.State != store.GrantRevoked {
+			t.Errorf("the subscription's grant to erin is %s, want revoked (kept in place for the purchase)", g.State)
+		}
+	}
+}
