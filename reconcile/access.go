@@ -45,16 +45,9 @@ func (r *Reconciler) accessPass(ctx context.Context, rep *Report) error {
 		}
 		snap = &s
 	}
-	after := "00000000-0000-0000-0000-000000000000"
-	for {
-		batch, err := r.db.AccessCandidates(ctx, keys, after, accessBatch)
-		if err != nil {
-			return err
-		}
-		ids := make([]string, len(batch))
-		for i, p := range batch {
-			ids[i] = p.ID
-		}
+	err := accessPages(ctx, func(after string) ([]store.Purchase, error) {
+		return r.db.AccessCandidates(ctx, keys, after, accessBatch)
+	}, func(p store.Purchase) string { return p.ID }, func(batch []store.Purchase, ids []string) error {
 		busy, err := r.db.PurchasesWithOpenWork(ctx, ids)
 		if err != nil {
 			return err
@@ -73,11 +66,119 @@ func (r *Reconciler) accessPass(ctx context.Context, rep *Report) error {
 				rep.fail("access", p.ID, err)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return r.subscriptionAccessPass(ctx, rep, keys, snap)
+}
+
+// subscriptionAccessSteps are the steps that settle a subscription's
+// access: while one is to run, the drift pass leaves it alone.
+var subscriptionAccessSteps = []string{"subscription_access", "subscription_access_superseded"}
+
+// subscriptionAccessPass compares the subscriptions of keys with GitHub
+// (snap; nil compares only the database), as accessPass does purchases.
+func (r *Reconciler) subscriptionAccessPass(ctx context.Context, rep *Report, keys []string, snap *access.Snapshot) error {
+	ful := r.opts.Subscriptions.Fulfillment
+	if ful == nil {
+		return nil
+	}
+	return accessPages(ctx, func(after string) ([]store.Subscription, error) {
+		return r.db.SubscriptionAccessCandidates(ctx, keys, after, accessBatch)
+	}, func(s store.Subscription) string { return s.ID }, func(batch []store.Subscription, ids []string) error {
+		busy, err := r.db.SubjectsWithOpenSteps(ctx, ids, subscriptionAccessSteps)
+		if err != nil {
+			return err
+		}
+		grants, err := r.db.SubscriptionGrantsOf(ctx, ids)
+		if err != nil {
+			return err
+		}
+		if err := r.learnAccountIDs(ctx, rep, grants, snap); err != nil {
+			return err
+		}
+		for _, s := range batch {
+			rep.seen(1)
+			facts := subscriptionDriftFacts{Subscription: s, Busy: busy[s.ID], Grants: grants[s.ID], Snapshot: snap}
+			if err := r.checkSubscriptionAccess(ctx, ful, facts, rep); err != nil {
+				rep.fail("access", s.ID, err)
+			}
+		}
+		return nil
+	})
+}
+
+// accessPages reads the drift pass's candidates of one kind accessBatch at
+// a time, in order of id (list returns those after an id), and hands each
+// page and its ids to check.
+func accessPages[T any](ctx context.Context, list func(after string) ([]T, error), id func(T) string,
+	check func(batch []T, ids []string) error) error {
+	after := "00000000-0000-0000-0000-000000000000"
+	for ctx.Err() == nil {
+		batch, err := list(after)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, len(batch))
+		for i, v := range batch {
+			ids[i] = id(v)
+		}
+		if err := check(batch, ids); err != nil {
+			return err
+		}
 		if len(batch) < accessBatch {
 			return nil
 		}
-		after = batch[len(batch)-1].ID
+		after = ids[len(ids)-1]
 	}
+	return ctx.Err()
+}
+
+// checkSubscriptionAccess schedules the repair subscriptionAccessDrift asks
+// for; an ended subscription whose account is still on GitHub is repaired
+// only when nothing else entitled grants that account.
+func (r *Reconciler) checkSubscriptionAccess(ctx context.Context, ful SubscriptionFulfillment, facts subscriptionDriftFacts,
+	rep *Report) error {
+	s := facts.Subscription
+	want, onGitHub := subscriptionAccessDrift(facts)
+	if want == "" {
+		var err error
+		if want, err = r.unshared(ctx, onGitHub, s.ID); err != nil {
+			return err
+		}
+	}
+	if want == "" {
+		return nil
+	}
+	return r.inTx(ctx, rep, func(q *store.Queries) error {
+		if err := r.record(ctx, q, rep, Change{Kind: "access", ObjectID: s.StripeSubscriptionID, What: "access_repaired"}); err != nil {
+			return err
+		}
+		return ful.RepairSubscriptionAccess(ctx, q, s, want)
+	})
+}
+
+// subscriptionDriftFacts is what the drift check knows about one
+// subscription.
+type subscriptionDriftFacts struct {
+	Subscription store.Subscription
+	// Busy is set while an access step of it is still to run.
+	Busy bool
+	// Grants are its grants, in any state.
+	Grants []store.Grant
+	// Snapshot is GitHub's side; nil compares only the database.
+	Snapshot *access.Snapshot
+}
+
+// subscriptionAccessDrift decides a subscription's repair by grantDrift.
+// Its GitHub username is its account's, which the access step reads when
+// it runs: an entitled subscription with no grant yet is waiting for one
+// to be named, not drifting.
+func subscriptionAccessDrift(f subscriptionDriftFacts) (want store.AccessState, onGitHub []store.Grant) {
+	s := f.Subscription
+	return grantDrift(s.Entitled, false, s.AccessState, f.Busy, f.Grants, f.Snapshot)
 }
 
 // learnAccountIDs records, for active grants made before account ids were
@@ -116,29 +217,39 @@ func (r *Reconciler) learnAccountIDs(ctx context.Context, rep *Report, grants ma
 // purchase whose account is still on GitHub is repaired only when no other
 // paid purchase grants that account.
 func (r *Reconciler) checkAccess(ctx context.Context, facts driftFacts, rep *Report) error {
+	p := facts.Purchase
 	want, onGitHub := accessDrift(facts)
-	if want == "" && len(onGitHub) > 0 {
-		for _, g := range onGitHub {
-			others, err := r.db.GrantsToGitHubUser(ctx, g.GitHubUserID, g.GitHubLogin, g.PurchaseID)
-			if err != nil {
-				return err
-			}
-			if len(others) == 0 {
-				want = store.AccessRevoked // still on GitHub after a refund, and nothing else pays for it
-				break
-			}
+	if want == "" {
+		var err error
+		if want, err = r.unshared(ctx, onGitHub, p.ID); err != nil {
+			return err
 		}
 	}
 	if want == "" {
 		return nil
 	}
-	p := facts.Purchase
 	return r.inTx(ctx, rep, func(q *store.Queries) error {
 		if err := r.record(ctx, q, rep, Change{Kind: "access", ObjectID: p.ID, PurchaseID: p.ID, What: "access_repaired"}); err != nil {
 			return err
 		}
 		return r.ful.RepairAccess(ctx, q, p, want)
 	})
+}
+
+// unshared asks for a revocation (store.AccessRevoked) when an account of
+// onGitHub, still on GitHub though its subject (subjectID) no longer
+// entitles it, is granted by nothing else entitled; "" otherwise.
+func (r *Reconciler) unshared(ctx context.Context, onGitHub []store.Grant, subjectID string) (store.AccessState, error) {
+	for _, g := range onGitHub {
+		others, err := r.db.GrantsToGitHubUser(ctx, g.GitHubUserID, g.GitHubLogin, subjectID)
+		if err != nil {
+			return "", err
+		}
+		if len(others) == 0 {
+			return store.AccessRevoked, nil
+		}
+	}
+	return "", nil
 }
 
 // driftFacts is what the drift check knows about one purchase.
@@ -163,31 +274,45 @@ type driftFacts struct {
 // paymentd granted any is never revoked.
 func accessDrift(f driftFacts) (want store.AccessState, onGitHub []store.Grant) {
 	p := f.Purchase
-	if p.AccessState == store.AccessFailed || f.Busy {
-		return "", nil // a grant failed for good (the operator decides), or work in flight
+	return grantDrift(p.Status.Entitled(), p.GitHubUsername != nil, p.AccessState, f.Busy, f.Grants, f.Snapshot)
+}
+
+// grantDrift is the drift rule of a subject (a purchase, a subscription)
+// with GitHub access: paid for (entitled), with a GitHub username named or
+// an active grant, its access is recorded and its latest account is on
+// GitHub; otherwise its access is not recorded, no grant is active, and
+// its accounts are not on GitHub (the grants returned, for the caller to
+// check that nothing else entitled grants them). A grant that failed for
+// good (the operator decides) and a subject with access work in flight
+// (busy) are left alone, and an account that had access before paymentd
+// granted any is never revoked.
+func grantDrift(paid, named bool, state store.AccessState, busy bool, grants []store.Grant, snap *access.Snapshot) (
+	want store.AccessState, onGitHub []store.Grant) {
+	if state == store.AccessFailed || busy {
+		return "", nil
 	}
 	var active []store.Grant
-	for _, g := range f.Grants {
+	for _, g := range grants {
 		if g.Provider == store.ProviderGitHub && g.State.Active() {
 			active = append(active, g)
 		}
 	}
-	entitled := p.Status.Entitled() && (p.GitHubUsername != nil || len(active) > 0)
+	entitled := paid && (named || len(active) > 0)
 	switch {
-	case entitled && p.AccessState != store.AccessGranted:
+	case entitled && state != store.AccessGranted:
 		return store.AccessGranted, nil
-	case !entitled && (p.AccessState == store.AccessGranted || len(active) > 0):
+	case !entitled && (state == store.AccessGranted || len(active) > 0):
 		return store.AccessRevoked, nil
-	case f.Snapshot == nil:
+	case snap == nil:
 		return "", nil
 	case entitled:
-		if len(active) > 0 && !present(f.Snapshot, latest(active)) {
+		if len(active) > 0 && !present(snap, latest(active)) {
 			return store.AccessGranted, nil // removed on GitHub by hand: grant again, to the same account
 		}
 		return "", nil
 	}
-	for _, g := range f.Grants {
-		if g.Provider == store.ProviderGitHub && !g.Preexisting && present(f.Snapshot, g) {
+	for _, g := range grants {
+		if g.Provider == store.ProviderGitHub && !g.Preexisting && present(snap, g) {
 			onGitHub = append(onGitHub, g)
 		}
 	}

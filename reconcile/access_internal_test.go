@@ -73,3 +73,51 @@ func TestAccessDriftDecision(t *testing.T) {
 		})
 	}
 }
+
+// A subscription drifts as a purchase does, with its entitlement for
+// "paid"; one with no grant yet waits for its subscriber to name a GitHub
+// account, which its access step reads when it runs.
+func TestSubscriptionAccessDriftDecision(t *testing.T) {
+	t.Parallel()
+	grant := func(id int64, state store.GrantState, preexisting bool) store.Grant {
+		return store.Grant{ID: id, SubscriptionID: "s", Provider: store.ProviderGitHub, GitHubUserID: 100 + id,
+			GitHubLogin: "octocat", State: state, Preexisting: preexisting}
+	}
+	snap := &access.Snapshot{Collaborators: map[int64]string{101: "octocat"}}
+	for _, tc := range []struct {
+		name     string
+		entitled bool
+		access   store.AccessState
+		busy     bool
+		grants   []store.Grant
+		want     store.AccessState
+		onGitHub int
+	}{
+		{name: "entitled, waiting for a username", entitled: true, access: store.AccessNone},
+		{name: "entitled, granted and present", entitled: true, access: store.AccessGranted,
+			grants: []store.Grant{grant(1, store.GrantGranted, false)}},
+		{name: "entitled, removed by hand", entitled: true, access: store.AccessGranted,
+			grants: []store.Grant{grant(2, store.GrantGranted, false)}, want: store.AccessGranted},
+		{name: "entitled, a grant not recorded on the row", entitled: true, access: store.AccessNone,
+			grants: []store.Grant{grant(1, store.GrantGranted, false)}, want: store.AccessGranted},
+		{name: "entitled, access step to run", entitled: true, access: store.AccessGranted, busy: true,
+			grants: []store.Grant{grant(2, store.GrantGranted, false)}},
+		{name: "ended, recorded granted", access: store.AccessGranted, want: store.AccessRevoked},
+		{name: "ended, a grant still active", access: store.AccessRevoked,
+			grants: []store.Grant{grant(2, store.GrantPending, false)}, want: store.AccessRevoked},
+		{name: "ended, account put back on GitHub", access: store.AccessRevoked,
+			grants: []store.Grant{grant(1, store.GrantRevoked, false)}, onGitHub: 1},
+		{name: "ended, had access before paymentd", access: store.AccessRevoked,
+			grants: []store.Grant{grant(1, store.GrantRevoked, true)}},
+		{name: "ended and gone", access: store.AccessRevoked, grants: []store.Grant{grant(2, store.GrantRevoked, false)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := store.Subscription{ID: "s", Entitled: tc.entitled, AccessState: tc.access}
+			want, onGitHub := subscriptionAccessDrift(subscriptionDriftFacts{Subscription: s, Busy: tc.busy,
+				Grants: tc.grants, Snapshot: snap})
+			if want != tc.want || len(onGitHub) != tc.onGitHub {
+				t.Errorf("subscriptionAccessDrift = %q with %d on GitHub, want %q with %d", want, len(onGitHub), tc.want, tc.onGitHub)
+			}
+		})
+	}
+}

@@ -4,15 +4,18 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/paymentd/paymentd/internal/access"
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/githubfake"
 	"github.com/paymentd/paymentd/reconcile"
 	"github.com/paymentd/paymentd/store"
 )
 
-func TestAccessDriftListsGitHubOnceAndRepairsByAccountID(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, t0)
+// githubRepo serves a GitHub fake of the repository acme/pro and returns
+// it with a client of it.
+func githubRepo(t *testing.T) (*githubfake.Fake, *access.GitHub) {
+	t.Helper()
 	fake := githubfake.New(githubfake.Options{Owner: "acme", Repo: "pro"})
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
@@ -21,6 +24,13 @@ func TestAccessDriftListsGitHubOnceAndRepairsByAccountID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fake, gh
+}
+
+func TestAccessDriftListsGitHubOnceAndRepairsByAccountID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	fake, gh := githubRepo(t)
 	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
 		Products: productsWithGitHub, Access: gh})
 
@@ -112,5 +122,101 @@ func TestAccessDriftListsGitHubOnceAndRepairsByAccountID(t *testing.T) {
 	}
 	if rep.Counts["access_repaired"] != 3 {
 		t.Errorf("access_repaired = %d, want 3", rep.Counts["access_repaired"])
+	}
+}
+
+// The drift pass compares subscriptions too, from the same listing of
+// GitHub: an entitled one whose account was removed by hand is granted
+// again; an ended one whose account was put back is revoked again, unless
+// an entitled purchase grants that account; the rest are left alone.
+func TestAccessDriftCoversSubscriptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	fake, gh := githubRepo(t)
+	subs := newSubRecorder()
+	products := []config.Product{{Key: product, Access: "github"},
+		{Key: "cloud", Mode: config.ModeSubscription, Access: "github"}}
+	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
+		Products: products, Access: gh, Subscriptions: reconcile.SubscriptionOptions{Fulfillment: subs}})
+	now := e.clock.Now()
+	// mk records a subscription and a grant to login's account.
+	mk := func(name string, entitled bool, accessState store.AccessState, login string, grantState store.GrantState) string {
+		t.Helper()
+		user := "user-" + name
+		s := store.Subscription{ID: uuid.NewString(), StripeSubscriptionID: "sub_" + name, UserID: &user,
+			StripeCustomerID: "cus_" + name, ProductKey: "cloud", PriceKey: "cloud_monthly", StripePriceID: "price_m",
+			Status: store.SubscriptionActive, Quantity: 1, Amount: 2900, Currency: "usd", Interval: "month",
+			IntervalCount: 1, CurrentPeriodStart: now, CurrentPeriodEnd: now.AddDate(0, 1, 0), Entitled: entitled,
+			AccessState: accessState, CreatedAt: now, UpdatedAt: now}
+		if !entitled {
+			s.Status = store.SubscriptionCanceled
+		}
+		if _, err := e.db.InsertSubscription(e.ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		g, err := e.db.RecordSubscriptionGrantAttempt(e.ctx, store.Grant{SubscriptionID: s.ID, Provider: store.ProviderGitHub,
+			GitHubUserID: fake.AddUser(login), GitHubLogin: login}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if grantState == store.GrantRevoked {
+			err = e.db.MarkGrantsRevoked(e.ctx, []int64{g.ID}, now)
+		} else {
+			err = e.db.MarkGrantGranted(e.ctx, g.ID, 0, now)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.ID
+	}
+	fine := mk("fine", true, store.AccessGranted, "fine-gh", store.GrantGranted)
+	removedByHand := mk("gone", true, store.AccessGranted, "gone-gh", store.GrantGranted)
+	putBack := mk("back", false, store.AccessRevoked, "back-gh", store.GrantRevoked)
+	sharedEnded := mk("shared", false, store.AccessRevoked, "shared-gh", store.GrantRevoked)
+	neverRevoked := mk("ended", false, store.AccessGranted, "ended-gh", store.GrantGranted)
+	// An entitled purchase grants shared-gh too.
+	_, pid := e.checkout("buyer")
+	p := e.purchase(pid)
+	login := "shared-gh"
+	p.Status, p.AccessState, p.GitHubUsername, p.CompletedAt = store.PurchaseCompleted, store.AccessGranted, &login, &now
+	if err := e.db.UpdatePurchase(e.ctx, p, now); err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.db.RecordGrantAttempt(e.ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderGitHub,
+		GitHubUserID: fake.AddUser(login), GitHubLogin: login}, now)
+	if err == nil {
+		err = e.db.MarkGrantGranted(e.ctx, g.ID, 0, now)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"fine-gh", "back-gh", "shared-gh", "ended-gh"} {
+		fake.AddCollaborator(l, "pull")
+	}
+
+	rep, err := rec.RunPass(e.ctx, "access", reconcile.AccessDrift)
+	if err != nil || !rep.Converged() {
+		t.Fatalf("access pass: %v %+v", err, rep)
+	}
+	if n := len(fake.Requests()); n != 2 {
+		t.Errorf("%d GitHub requests, want 2 (collaborators and invitations, once for purchases and subscriptions)", n)
+	}
+	want := map[string]store.AccessState{removedByHand: store.AccessGranted, putBack: store.AccessRevoked,
+		neverRevoked: store.AccessRevoked}
+	if len(subs.repairs) != len(want) {
+		t.Errorf("repairs = %v, want %v", subs.repairs, want)
+	}
+	for id, w := range want {
+		if subs.repairs[id] != w {
+			t.Errorf("subscription %s: repair %q, want %q", id, subs.repairs[id], w)
+		}
+	}
+	for name, id := range map[string]string{"fine": fine, "ended, account shared with a paid purchase": sharedEnded} {
+		if r, ok := subs.repairs[id]; ok {
+			t.Errorf("%s: repaired towards %q", name, r)
+		}
+	}
+	if len(e.pipelines()[pid]) != 0 {
+		t.Errorf("the purchase whose access is right got %v", e.pipelines()[pid])
 	}
 }

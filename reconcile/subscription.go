@@ -26,6 +26,10 @@ import (
 // and name, and each change names its pipelines after its causes).
 type SubscriptionFulfillment interface {
 	SubscriptionsChanged(ctx context.Context, q *store.Queries, cs []SubscriptionChange) error
+	// RepairSubscriptionAccess schedules, in q's transaction, the access
+	// step that brings the subscription's access back to want (the access
+	// drift pass found it otherwise on GitHub or in the grants).
+	RepairSubscriptionAccess(ctx context.Context, q *store.Queries, s store.Subscription, want store.AccessState) error
 }
 
 // SubscriptionOptions configures the reconcile of subscriptions.

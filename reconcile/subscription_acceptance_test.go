@@ -10,6 +10,7 @@ package reconcile_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -34,6 +35,11 @@ import (
 // would: each email scheduled once per cause (a second scheduling of a
 // cause is counted as a duplicate), and canceled by tag when it was not due
 // yet. sent counts the emails that would go out.
+// RepairSubscriptionAccess fails: these tests run no access drift pass.
+func (*stepLedger) RepairSubscriptionAccess(_ context.Context, _ *store.Queries, s store.Subscription, _ store.AccessState) error {
+	return fmt.Errorf("unexpected access repair of subscription %s", s.ID)
+}
+
 type stepLedger struct {
 	mu        sync.Mutex
 	now       func() time.Time

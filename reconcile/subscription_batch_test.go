@@ -23,6 +23,11 @@ import (
 
 // changeLog is a SubscriptionFulfillment that keeps every change it
 // is handed, per Stripe subscription, and the size of each batch.
+// RepairSubscriptionAccess fails: these tests run no access drift pass.
+func (*changeLog) RepairSubscriptionAccess(_ context.Context, _ *store.Queries, s store.Subscription, _ store.AccessState) error {
+	return fmt.Errorf("unexpected access repair of subscription %s", s.ID)
+}
+
 type changeLog struct {
 	mu      sync.Mutex
 	changes map[string][]reconcile.SubscriptionChange

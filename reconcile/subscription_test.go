@@ -31,10 +31,19 @@ type subRecorder struct {
 	emails   map[string]int // template
 	access   []store.AccessState
 	webhooks map[string]int
+	repairs  map[string]store.AccessState // by subscription id: the access drift pass's
 }
 
 func newSubRecorder() *subRecorder {
-	return &subRecorder{causes: map[string]int{}, emails: map[string]int{}, webhooks: map[string]int{}}
+	return &subRecorder{causes: map[string]int{}, emails: map[string]int{}, webhooks: map[string]int{},
+		repairs: map[string]store.AccessState{}}
+}
+
+func (r *subRecorder) RepairSubscriptionAccess(_ context.Context, _ *store.Queries, s store.Subscription, want store.AccessState) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.repairs[s.ID] = want
+	return nil
 }
 
 func (r *subRecorder) SubscriptionsChanged(_ context.Context, _ *store.Queries, cs []reconcile.SubscriptionChange) error {

@@ -166,14 +166,26 @@ func (q *Queries) PurchaseGrants(ctx context.Context, purchaseID string) ([]Gran
 // GrantsOf returns the grants of the given purchases, oldest first, keyed
 // by purchase id.
 func (q *Queries) GrantsOf(ctx context.Context, purchaseIDs []string) (map[string][]Grant, error) {
-	gs, err := q.grants(ctx, `SELECT `+grantColumns+` FROM access_grants WHERE purchase_id = ANY($1::uuid[])
-		ORDER BY id`, purchaseIDs)
+	return q.grantsBySubject(ctx, "purchase_id", purchaseIDs, func(g Grant) string { return g.PurchaseID })
+}
+
+// SubscriptionGrantsOf returns the grants of the given subscriptions,
+// oldest first, keyed by subscription id.
+func (q *Queries) SubscriptionGrantsOf(ctx context.Context, subscriptionIDs []string) (map[string][]Grant, error) {
+	return q.grantsBySubject(ctx, "subscription_id", subscriptionIDs, func(g Grant) string { return g.SubscriptionID })
+}
+
+// grantsBySubject lists the grants whose column (purchase_id or
+// subscription_id) is one of ids, keyed by that column's value (key).
+func (q *Queries) grantsBySubject(ctx context.Context, column string, ids []string, key func(Grant) string) (map[string][]Grant, error) {
+	gs, err := q.grants(ctx, `SELECT `+grantColumns+` FROM access_grants WHERE `+column+` = ANY($1::uuid[])
+		ORDER BY id`, ids)
 	if err != nil {
-		return nil, fmt.Errorf("list grants: %w", err)
+		return nil, fmt.Errorf("list grants by %s: %w", column, err)
 	}
-	out := make(map[string][]Grant, len(purchaseIDs))
+	out := make(map[string][]Grant, len(ids))
 	for _, g := range gs {
-		out[g.PurchaseID] = append(out[g.PurchaseID], g)
+		out[key(g)] = append(out[key(g)], g)
 	}
 	return out, nil
 }
@@ -206,9 +218,22 @@ const grantsToGitHubUserSQL = `SELECT ` + grantColumns + ` FROM access_grants g
 // yet run, other than follow-ups: work in flight that the access drift
 // check must not second-guess.
 func (q *Queries) PurchasesWithOpenWork(ctx context.Context, purchaseIDs []string) (map[string]bool, error) {
-	rows, err := q.db.Query(ctx, `SELECT DISTINCT subject_id::text FROM steps
+	return q.subjectSet(ctx, `SELECT DISTINCT subject_id::text FROM steps
 		WHERE subject_id = ANY($1::uuid[]) AND status IN ('waiting', 'pending', 'running')
 			AND NOT ('followup' = ANY(tags))`, purchaseIDs)
+}
+
+// SubjectsWithOpenSteps reports which of the subjects have a step named one
+// of names still to run (waiting, pending or running).
+func (q *Queries) SubjectsWithOpenSteps(ctx context.Context, subjectIDs, names []string) (map[string]bool, error) {
+	return q.subjectSet(ctx, `SELECT DISTINCT subject_id::text FROM steps
+		WHERE subject_id = ANY($1::uuid[]) AND name = ANY($2) AND status IN ('waiting', 'pending', 'running')`,
+		subjectIDs, names)
+}
+
+// subjectSet runs a query of subject ids and returns them as a set.
+func (q *Queries) subjectSet(ctx context.Context, sql string, args ...any) (map[string]bool, error) {
+	rows, err := q.db.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("look up open steps: %w", err)
 	}

@@ -755,3 +755,16 @@ func (q *Queries) SubscriptionGrants(ctx context.Context, subscriptionID string)
 	}
 	return gs, nil
 }
+
+// SubscriptionAccessCandidates returns, a page at a time by id, the
+// subscriptions of productKeys that entitle their customer or whose access
+// is recorded: those the access drift pass compares with GitHub.
+func (q *Queries) SubscriptionAccessCandidates(ctx context.Context, productKeys []string, afterID string, limit int) ([]Subscription, error) {
+	ss, err := q.subscriptions(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions
+		WHERE product_key = ANY($1) AND (entitled OR access_state <> 'none') AND id > $2::uuid
+		ORDER BY id LIMIT $3`, productKeys, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list subscription access candidates: %w", err)
+	}
+	return ss, nil
+}

@@ -42,7 +42,18 @@ const (
 	PrefixSubscriptionAccess  = "access:"      // + the change's cause (sub:N)
 	PrefixSubscriptionWebhook = "webhook:"     // + event + ":" + the change's cause
 	PrefixSubscriptionMove    = "access_move:" // + 1, 2, ...: a move of granted access to another GitHub login
+	// PrefixSubscriptionRepair + the wanted state, ":" and a sequence
+	// number: an access repair the drift pass asked for.
+	PrefixSubscriptionRepair = "access_repair:"
 )
+
+// subscriptionAccessArgs is the input of a subscription_access step.
+type subscriptionAccessArgs struct {
+	// All, when the step revokes, takes back every GitHub grant the
+	// subscription ever had, whatever its recorded state (the drift pass
+	// found the account still on GitHub).
+	All bool `json:"all,omitempty"`
+}
 
 // subscriptionEmailArgs is the input of a subscription_email step.
 type subscriptionEmailArgs struct {
@@ -313,6 +324,10 @@ type accessResult struct {
 // revoked (an account that had access before, or that another entitled
 // purchase or subscription grants, keeps it).
 func (f *Fulfillment) subscriptionAccess(ctx context.Context, job *steps.Job) (any, error) {
+	var args subscriptionAccessArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
 	s, err := f.subscription(ctx, job)
 	if err != nil {
 		return nil, err
@@ -330,7 +345,7 @@ func (f *Fulfillment) subscriptionAccess(ctx context.Context, job *steps.Job) (a
 	case want == store.AccessGranted:
 		err = f.grantSubscription(ctx, job, s, prod, &res)
 	default:
-		err = f.revokeSubscription(ctx, s, &res)
+		err = f.revokeSubscription(ctx, s, args.All, &res)
 	}
 	if err != nil || res.Skipped != "" {
 		return res, err
@@ -430,15 +445,42 @@ func (f *Fulfillment) subscriberHadAccess(ctx context.Context, subscriptionID st
 	return true, nil
 }
 
-// revokeSubscription takes back the subscription's active grants: a GitHub
-// account is removed unless it had access before or another entitled
-// purchase or subscription grants it; every grant is marked revoked.
-func (f *Fulfillment) revokeSubscription(ctx context.Context, s store.Subscription, res *accessResult) error {
+// revokeSubscription takes back the subscription's active grants (all:
+// every GitHub grant it ever had): a GitHub account is removed unless it
+// had access before or another entitled purchase or subscription grants
+// it; every grant is marked revoked.
+func (f *Fulfillment) revokeSubscription(ctx context.Context, s store.Subscription, all bool, res *accessResult) error {
 	grants, err := f.db.SubscriptionGrants(ctx, s.ID)
 	if err != nil {
 		return err
 	}
-	return f.takeBackSubscriptionGrants(ctx, s, grants, func(g store.Grant) bool { return g.State.Active() }, res)
+	return f.takeBackSubscriptionGrants(ctx, s, grants, func(g store.Grant) bool {
+		return g.State.Active() || (all && g.Provider == store.ProviderGitHub)
+	}, res)
+}
+
+// RepairSubscriptionAccess implements reconcile.SubscriptionFulfillment:
+// it schedules an access step, which grants or revokes as the entitlement
+// is when it runs (a revocation taking back every GitHub grant, since the
+// account is still on GitHub), unless one is already to run.
+func (f *Fulfillment) RepairSubscriptionAccess(ctx context.Context, q *store.Queries, s store.Subscription, want store.AccessState) error {
+	if want != store.AccessGranted && want != store.AccessRevoked {
+		return fmt.Errorf("repair access of subscription %s: cannot repair towards %q", s.ID, want)
+	}
+	if !hasAccess(f.product(s.ProductKey)) {
+		return nil
+	}
+	existing, err := q.SubjectSteps(ctx, s.ID)
+	if err != nil {
+		return fmt.Errorf("repair access of subscription %s: %w", s.ID, err)
+	}
+	if underway(existing, StepSubscriptionAccess) {
+		return nil
+	}
+	name := PrefixSubscriptionRepair + string(want) + ":" + strconv.Itoa(countPipelines(existing, PrefixSubscriptionRepair)+1)
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.SubscriptionSubject(s.ID), Name: name,
+		Steps: []steps.Step{{Name: StepSubscriptionAccess, Args: subscriptionAccessArgs{All: want == store.AccessRevoked}}}})
+	return err
 }
 
 // subscriptionSuperseded takes back, from a subscription whose access moved

@@ -379,3 +379,58 @@ func TestASubscriptionsMoveTakesBackOnlyWhatItReplaced(t *testing.T) {
 		}
 	}
 }
+
+// The drift pass's repairs run the access step: an ended subscription
+// whose account was put back on GitHub loses it again (though its grant
+// was already revoked); an entitled one removed by hand is invited again.
+func TestSubscriptionAccessRepairs(t *testing.T) {
+	t.Parallel()
+	h := newSubscriptionHarness(t)
+	h.gh.AddUser("fay")
+	h.gh.AddUser("gus")
+	ended := h.grantedSubscription("user-f", "fay")
+	ended.Status, ended.Entitled = store.SubscriptionCanceled, false
+	h.change(ended, reconcile.SubscriptionChange{Cause: "sub:2", Access: store.AccessRevoked})
+	h.run()
+	if c := collaboratorLogins(h); len(c) != 0 {
+		t.Fatalf("collaborators after the end = %v", c)
+	}
+	h.gh.AddCollaborator("fay", "pull") // put back by hand
+	kept := h.grantedSubscription("user-g", "gus")
+	h.gh.RemoveCollaborator("gus") // removed by hand
+
+	repair := func(s store.Subscription, want store.AccessState) {
+		t.Helper()
+		h.tx(func(q *store.Queries) error {
+			cur, err := q.LockSubscription(h.ctx, s.ID)
+			if err != nil {
+				return err
+			}
+			return h.ful.RepairSubscriptionAccess(h.ctx, q, cur, want)
+		})
+	}
+	repair(ended, store.AccessRevoked)
+	repair(kept, store.AccessGranted)
+	repair(kept, store.AccessGranted) // asked twice before it ran: one step
+	h.run()
+	if c := collaboratorLogins(h); len(c) != 0 {
+		t.Errorf("collaborators after the repairs = %v, want fay removed again", c)
+	}
+	invs := h.gh.Invitations()
+	if len(invs) != 1 || invs[0].Invitee != "gus" {
+		t.Errorf("invitations = %+v, want gus invited again", invs)
+	}
+	steps, err := h.db.SubjectSteps(h.ctx, kept.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repairs := 0
+	for _, s := range steps {
+		if strings.HasPrefix(s.Pipeline, fulfillment.PrefixSubscriptionRepair) {
+			repairs++
+		}
+	}
+	if repairs != 1 {
+		t.Errorf("%d repair steps for gus's subscription, want 1", repairs)
+	}
+}
