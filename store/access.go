@@ -48,9 +48,12 @@ type Grant struct {
 	ID int64 `json:"id"`
 	// PurchaseID or SubscriptionID names what the grant is for (the other
 	// is "").
-	PurchaseID     string   `json:"purchase_id,omitempty"`
-	SubscriptionID string   `json:"subscription_id,omitempty"`
-	Provider       Provider `json:"provider"`
+	PurchaseID     string `json:"purchase_id,omitempty"`
+	SubscriptionID string `json:"subscription_id,omitempty"`
+	// OrderID is set, instead, on an order's GitHub grant as
+	// GrantsToGitHubUser returns it (order_grants holds those).
+	OrderID  string   `json:"order_id,omitempty"`
+	Provider Provider `json:"provider"`
 	// GitHubUserID is the GitHub account's id; 0 for a grant recorded
 	// before ids were (its GitHubLogin is then all there is).
 	GitHubUserID int64 `json:"github_user_id,omitempty"`
@@ -191,12 +194,23 @@ func (q *Queries) grantsBySubject(ctx context.Context, column string, ids []stri
 }
 
 // GrantsToGitHubUser returns the active GitHub grants of paid, not fully
-// refunded purchases, and of subscriptions that entitle their customer,
-// other than excludeID (a purchase's or a subscription's id) that went to
-// the GitHub account githubUserID, or, for grants recorded without an id,
-// to login (compared case-insensitively). Both lookups are indexed.
+// refunded purchases and orders, and of subscriptions that entitle their
+// customer, other than excludeID's (a purchase's, a subscription's or an
+// order's id), that went to the GitHub account githubUserID, or, for
+// grants recorded without an id, to login (compared case-insensitively):
+// who else keeps that account in the repository, whatever kind of sale
+// granted it. Every lookup is indexed.
 func (q *Queries) GrantsToGitHubUser(ctx context.Context, githubUserID int64, login, excludeID string) ([]Grant, error) {
-	gs, err := q.grants(ctx, grantsToGitHubUserSQL, githubUserID, login, excludeID)
+	rows, err := q.db.Query(ctx, grantsToGitHubUserSQL, githubUserID, login, excludeID)
+	if err != nil {
+		return nil, fmt.Errorf("list grants to github user %d (%s): %w", githubUserID, login, err)
+	}
+	gs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Grant, error) {
+		var g Grant
+		err := row.Scan(&g.ID, &g.PurchaseID, &g.SubscriptionID, &g.Provider, &g.GitHubUserID, &g.GitHubLogin,
+			&g.InvitationID, &g.Preexisting, &g.State, &g.CreatedAt, &g.UpdatedAt, &g.OrderID)
+		return g, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list grants to github user %d (%s): %w", githubUserID, login, err)
 	}
@@ -205,14 +219,19 @@ func (q *Queries) GrantsToGitHubUser(ctx context.Context, githubUserID int64, lo
 
 // grantsToGitHubUserSQL is GrantsToGitHubUser's statement; a test checks
 // with EXPLAIN that both of its lookups use their partial index.
-const grantsToGitHubUserSQL = `SELECT ` + grantColumns + ` FROM access_grants g
+const grantsToGitHubUserSQL = `SELECT ` + grantColumns + `, '' FROM access_grants g
 	WHERE g.provider = 'github' AND g.state IN ('pending', 'granted') AND coalesce(g.purchase_id, g.subscription_id) <> $3::uuid
 		AND ((g.github_user_id = $1 AND g.github_user_id IS NOT NULL)
 			OR (g.github_user_id IS NULL AND lower(g.github_login) = lower($2)))
 		AND (EXISTS (SELECT 1 FROM purchases p WHERE p.id = g.purchase_id
 				AND p.status IN ('completed', 'partially_refunded'))
 			OR EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = g.subscription_id AND s.entitled))
-	ORDER BY g.id`
+	UNION ALL
+	SELECT g.id, '', '', g.provider, g.github_user_id, coalesce(g.github_login, ''), coalesce(g.invitation_id, 0),
+		g.preexisting, g.state, g.created_at, g.updated_at, g.order_id::text
+	FROM order_grants g
+	WHERE g.provider = 'github' AND g.state IN ('pending', 'granted') AND g.order_id <> $3::uuid AND g.github_user_id = $1
+		AND EXISTS (SELECT 1 FROM orders o WHERE o.id = g.order_id AND o.status IN ('paid', 'partially_refunded'))`
 
 // PurchasesWithOpenWork returns which of the given purchases have steps not
 // yet run, other than follow-ups: work in flight that the access drift

@@ -157,7 +157,7 @@ func TestGrantsToGitHubUserUsesItsIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Join(plan, "\n")
-	for _, idx := range []string{"access_grants_github_user_idx", "access_grants_github_login_idx"} {
+	for _, idx := range []string{"access_grants_github_user_idx", "access_grants_github_login_idx", "order_grants_github_user_idx"} {
 		if !strings.Contains(text, idx) {
 			t.Errorf("the plan does not use %s:\n%s", idx, text)
 		}

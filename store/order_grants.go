@@ -101,22 +101,3 @@ func (q *Queries) OrderGrants(ctx context.Context, orderID string) ([]OrderGrant
 	}
 	return gs, nil
 }
-
-// OrderGrantsToGitHubUser returns the active GitHub grants of paid, not
-// fully refunded orders other than excludeOrderID that went to the GitHub
-// account githubUserID: who else keeps that account in the repository.
-func (q *Queries) OrderGrantsToGitHubUser(ctx context.Context, githubUserID int64, excludeOrderID string) ([]OrderGrant, error) {
-	rows, err := q.db.Query(ctx, `SELECT `+orderGrantColumns+` FROM order_grants g
-		WHERE g.provider = 'github' AND g.github_user_id = $1 AND g.state IN ('pending', 'granted')
-			AND g.order_id <> $2::uuid
-			AND EXISTS (SELECT 1 FROM orders o WHERE o.id = g.order_id AND o.status IN ('paid', 'partially_refunded'))
-		ORDER BY g.id`, githubUserID, excludeOrderID)
-	if err != nil {
-		return nil, fmt.Errorf("list order grants to github user %d: %w", githubUserID, err)
-	}
-	gs, err := pgx.CollectRows(rows, scanOrderGrant)
-	if err != nil {
-		return nil, fmt.Errorf("list order grants to github user %d: %w", githubUserID, err)
-	}
-	return gs, nil
-}

@@ -140,13 +140,20 @@ func hadAccessBefore(ctx context.Context, q *store.Queries, purchaseID string, u
 	if err != nil {
 		return false, err
 	}
-	for _, g := range append(mine, others...) {
+	return !grantedByUs(append(mine, others...), user), nil
+}
+
+// grantedByUs reports whether one of grants is an active grant paymentd
+// made (not one recorded as access from before) to user's account: by id,
+// or by login for a grant recorded before ids were.
+func grantedByUs(grants []store.Grant, user access.User) bool {
+	for _, g := range grants {
 		ours := g.State.Active() && !g.Preexisting && g.Provider == store.ProviderGitHub
 		if ours && (g.GitHubUserID == user.ID || (g.GitHubUserID == 0 && strings.EqualFold(g.GitHubLogin, user.Login))) {
-			return false, nil
+			return true
 		}
 	}
-	return true, nil
+	return false
 }
 
 // revokeGitHub takes back each grant in targets: it finds the account's

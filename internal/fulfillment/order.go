@@ -414,8 +414,19 @@ func (f *Fulfillment) orderGitHub(ctx context.Context, job *steps.Job) (any, err
 	if err != nil {
 		return nil, err
 	}
+	// Access from before is access no grant of paymentd's accounts for
+	// (another order's, a purchase's, a subscription's): that one is
+	// never removed, the others are when nothing pays for them any more.
+	preexisting := false
+	if already {
+		others, err := f.db.GrantsToGitHubUser(ctx, user.ID, user.Login, o.ID)
+		if err != nil {
+			return nil, err
+		}
+		preexisting = !grantedByUs(others, user)
+	}
 	g, err := f.recordOrderAttempt(ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderGitHub,
-		GitHubUserID: user.ID, GitHubLogin: user.Login, Preexisting: already})
+		GitHubUserID: user.ID, GitHubLogin: user.Login, Preexisting: preexisting})
 	if err != nil || g == nil {
 		return skippedOrderGrant(providerGitHub, "", err)
 	}
@@ -581,22 +592,18 @@ func (f *Fulfillment) keepGitHub(ctx context.Context, o store.Order, g store.Ord
 	case f.github == nil:
 		return "", steps.Permanent(errors.New("github access is not configured (github.token)"))
 	}
-	others, err := f.db.OrderGrantsToGitHubUser(ctx, g.GitHubUserID, o.ID)
-	if err != nil {
+	others, err := f.db.GrantsToGitHubUser(ctx, g.GitHubUserID, g.GitHubLogin, o.ID)
+	if err != nil || len(others) == 0 {
 		return "", err
 	}
-	if len(others) > 0 {
+	switch other := others[0]; {
+	case other.OrderID != "":
 		return g.GitHubLogin + " has access through another order", nil
-	}
-	// The order id excludes no purchase (they never share an id).
-	purchases, err := f.db.GrantsToGitHubUser(ctx, g.GitHubUserID, g.GitHubLogin, o.ID)
-	if err != nil {
-		return "", err
-	}
-	if len(purchases) > 0 {
+	case other.SubscriptionID != "":
+		return g.GitHubLogin + " has access through a subscription", nil
+	default:
 		return g.GitHubLogin + " has access through a purchase", nil
 	}
-	return "", nil
 }
 
 // taxResult is the recorded result of an order_tax_transaction step.

@@ -326,3 +326,69 @@ func TestOrderAccessWhenTheBuyerNamesAnAccountLater(t *testing.T) {
 		t.Errorf("invitations = %+v", invs)
 	}
 }
+
+// An account that a paid order grants stays in the repository when a
+// one-time purchase that granted it too is refunded, and the other way
+// round; once neither is paid for, it is removed. What entitles an account
+// is counted across purchases, subscriptions and orders, and a grant
+// paymentd made for an order is never taken for access the buyer had
+// before paymentd.
+func TestAnAccountStaysWhileAPurchaseOrAnOrderPaysForIt(t *testing.T) {
+	t.Parallel()
+	for _, orderFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("order first %v", orderFirst), func(t *testing.T) {
+			t.Parallel()
+			h := newOrderHarness(t, harnessOptions{})
+			h.gh.AddUser("ada-l")
+			accept := func() {
+				for _, inv := range h.gh.Invitations() {
+					h.gh.AcceptInvitation(inv.ID)
+				}
+			}
+			var o store.Order
+			order := func() {
+				var lines []store.OrderLine
+				o, lines = h.insertOrder(store.OrderPaid, "ada-l")
+				h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+				h.run()
+				accept()
+			}
+			var p store.Purchase
+			purchase := func() {
+				p = h.complete(buy{userID: "user-ada", username: "ada-l"})
+				h.run()
+				accept()
+			}
+			if orderFirst {
+				order()
+				purchase()
+			} else {
+				purchase()
+				order()
+			}
+			if c := collaboratorLogins(h); len(c) != 1 || c[0] != "ada-l" {
+				t.Fatalf("collaborators = %v, want ada-l", c)
+			}
+			// The first sale refunded: the second still pays for ada-l.
+			if orderFirst {
+				h.refundOrder(o, "re_order", o.AmountTotal)
+			} else {
+				h.refund(p, "re_purchase", 19900)
+			}
+			h.run()
+			if c := collaboratorLogins(h); len(c) != 1 || c[0] != "ada-l" {
+				t.Fatalf("collaborators after the first refund = %v, want ada-l kept", c)
+			}
+			// Both refunded: nothing pays for ada-l.
+			if orderFirst {
+				h.refund(p, "re_purchase", 19900)
+			} else {
+				h.refundOrder(o, "re_order", o.AmountTotal)
+			}
+			h.run()
+			if c := collaboratorLogins(h); len(c) != 0 {
+				t.Errorf("collaborators after both refunds = %v, want ada-l removed", c)
+			}
+		})
+	}
+}

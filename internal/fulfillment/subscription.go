@@ -436,13 +436,7 @@ func (f *Fulfillment) subscriberHadAccess(ctx context.Context, subscriptionID st
 	if err != nil {
 		return false, err
 	}
-	for _, g := range append(mine, others...) {
-		ours := g.State.Active() && !g.Preexisting && g.Provider == store.ProviderGitHub
-		if ours && (g.GitHubUserID == user.ID || (g.GitHubUserID == 0 && strings.EqualFold(g.GitHubLogin, user.Login))) {
-			return false, nil
-		}
-	}
-	return true, nil
+	return !grantedByUs(append(mine, others...), user), nil
 }
 
 // revokeSubscription takes back the subscription's active grants (all:
