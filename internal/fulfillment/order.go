@@ -572,7 +572,7 @@ func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, err
 			}
 			if keep != "" {
 				kept = append(kept, keep)
-			} else if err := f.github.Revoke(ctx, access.User{ID: g.GitHubUserID, Login: g.GitHubLogin}, g.InvitationID); err != nil {
+			} else if err := f.revokeOrderGitHub(ctx, g); err != nil {
 				return nil, err
 			}
 		}
@@ -582,6 +582,21 @@ func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, err
 		return nil, err
 	}
 	return map[string]any{"revoked": len(revoked), "kept": strings.Join(kept, "; ")}, nil
+}
+
+// revokeOrderGitHub removes the account an order's GitHub grant went to,
+// found by its id (its login may have been renamed, and the old login
+// taken by someone else), and its invitations; an account that no longer
+// exists leaves only the invitation to delete.
+func (f *Fulfillment) revokeOrderGitHub(ctx context.Context, g store.OrderGrant) error {
+	user, err := f.github.UserByID(ctx, g.GitHubUserID)
+	switch {
+	case errors.Is(err, access.ErrNoSuchUser):
+		return f.github.DeleteInvitation(ctx, g.InvitationID)
+	case err != nil:
+		return err
+	}
+	return f.github.Revoke(ctx, user, g.InvitationID)
 }
 
 // keepGitHub says why a GitHub grant must not be removed ("" when it may).

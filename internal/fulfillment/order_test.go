@@ -392,3 +392,27 @@ func TestAnAccountStaysWhileAPurchaseOrAnOrderPaysForIt(t *testing.T) {
 		})
 	}
 }
+
+// A refunded order's GitHub access is taken back from the account it
+// granted, found by id: the buyer renamed theirs, and someone else took
+// the old login (and is a collaborator in their own right).
+func TestOrderRevokeFollowsARenamedAccount(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o, lines := h.insertOrder(store.OrderPaid, "ada-l")
+	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	h.run()
+	for _, inv := range h.gh.Invitations() {
+		h.gh.AcceptInvitation(inv.ID)
+	}
+	h.gh.RenameUser("ada-l", "ada-lovelace")
+	h.gh.AddUser("ada-l")
+	h.gh.AddCollaborator("ada-l", "push")
+
+	h.refundOrder(o, "re_all", o.AmountTotal)
+	h.run()
+	if c := collaboratorLogins(h); len(c) != 1 || c[0] != "ada-l" {
+		t.Errorf("collaborators = %v, want ada-lovelace removed and the new ada-l left alone", c)
+	}
+}
