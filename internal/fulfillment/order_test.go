@@ -157,12 +157,7 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	t.Parallel()
 	h := newOrderHarness(t, harnessOptions{})
 	h.gh.AddUser("ada-l")
-	o, lines := h.insertOrder(store.OrderPaid, "ada-l")
-	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
-	h.run()
-	for _, inv := range h.gh.Invitations() {
-		h.gh.AcceptInvitation(inv.ID)
-	}
+	o := h.paidOrder("ada-l")
 	refund := func(id string, amount int64) {
 		o = h.refundOrder(o, id, amount)
 		h.run()
@@ -185,6 +180,19 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	if strings.Join(types, ",") != "order.paid,order.refunded" {
 		t.Errorf("access webhooks = %v", types)
 	}
+}
+
+// paidOrder records a paid order whose GitHub line goes to login, runs its
+// pipeline and accepts the invitations it sent.
+func (h *harness) paidOrder(login string) store.Order {
+	h.t.Helper()
+	o, lines := h.insertOrder(store.OrderPaid, login)
+	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+	h.run()
+	for _, inv := range h.gh.Invitations() {
+		h.gh.AcceptInvitation(inv.ID)
+	}
+	return o
 }
 
 // refundOrder records refund id of amount on o, as the reconciler does,
@@ -346,13 +354,7 @@ func TestAnAccountStaysWhileAPurchaseOrAnOrderPaysForIt(t *testing.T) {
 				}
 			}
 			var o store.Order
-			order := func() {
-				var lines []store.OrderLine
-				o, lines = h.insertOrder(store.OrderPaid, "ada-l")
-				h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
-				h.run()
-				accept()
-			}
+			order := func() { o = h.paidOrder("ada-l") }
 			var p store.Purchase
 			purchase := func() {
 				p = h.complete(buy{userID: "user-ada", username: "ada-l"})
@@ -400,12 +402,7 @@ func TestOrderRevokeFollowsARenamedAccount(t *testing.T) {
 	t.Parallel()
 	h := newOrderHarness(t, harnessOptions{})
 	h.gh.AddUser("ada-l")
-	o, lines := h.insertOrder(store.OrderPaid, "ada-l")
-	h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
-	h.run()
-	for _, inv := range h.gh.Invitations() {
-		h.gh.AcceptInvitation(inv.ID)
-	}
+	o := h.paidOrder("ada-l")
 	h.gh.RenameUser("ada-l", "ada-lovelace")
 	h.gh.AddUser("ada-l")
 	h.gh.AddCollaborator("ada-l", "push")
