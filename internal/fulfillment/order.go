@@ -39,6 +39,10 @@ const (
 	StepOrderRevoke        = "order_revoke_access"        // full refund: GitHub removal, order.refunded webhooks
 	StepOrderTax           = "order_tax_transaction"      // an embedded order's Stripe Tax calculation, recorded
 	StepOrderTaxReversal   = "order_tax_reversal"         // a refund of it, reversed
+	// StepOrderSuperseded takes back, once its pipeline's grant went to
+	// the buyer's new GitHub account, the order's grants to the accounts
+	// it replaced (a move: PUT /api/me/github).
+	StepOrderSuperseded = "order_revoke_superseded"
 
 	PipelineOrder              = "order"
 	PipelineOrderPaymentFailed = "order_payment_failed"
@@ -46,6 +50,9 @@ const (
 	// PrefixOrderLateRevoke + grant id: the revocation of a grant that
 	// landed after its order was refunded.
 	PrefixOrderLateRevoke = "revoke_late_grant:"
+	// PrefixOrderMove + 1, 2, ...: a move of the order's GitHub access to
+	// another login.
+	PrefixOrderMove = "access_move:"
 )
 
 // TaxRecorder records in Stripe Tax what an embedded order's PaymentIntent
@@ -71,6 +78,7 @@ func (f *Fulfillment) RegisterOrders(tax TaxRecorder) {
 		StepOrderPaymentFailed: f.orderPaymentFailed,
 		StepOrderRefundEmail:   f.orderRefundEmail,
 		StepOrderRevoke:        f.orderRevoke,
+		StepOrderSuperseded:    f.orderSuperseded,
 	} {
 		f.engine.Register(name, h)
 	}
@@ -382,8 +390,10 @@ type grantOutcome struct {
 	Granted  bool   `json:"granted"`
 	Provider string `json:"provider"`
 	Username string `json:"username,omitempty"`
-	Product  string `json:"product,omitempty"`
-	Skipped  string `json:"skipped,omitempty"`
+	// GitHubUserID is the account a GitHub grant went to.
+	GitHubUserID int64  `json:"github_user_id,omitempty"`
+	Product      string `json:"product,omitempty"`
+	Skipped      string `json:"skipped,omitempty"`
 }
 
 // orderGitHub invites the buyer's GitHub account to the repository, once
@@ -439,7 +449,34 @@ func (f *Fulfillment) orderGitHub(ctx context.Context, job *steps.Job) (any, err
 	job.OnCommit(func(ctx context.Context, q *store.Queries) error {
 		return f.settleOrderGrant(ctx, q, *g, res.InvitationID)
 	})
-	return grantOutcome{Granted: true, Provider: providerGitHub, Username: user.Login}, nil
+	return grantOutcome{Granted: true, Provider: providerGitHub, Username: user.Login, GitHubUserID: user.ID}, nil
+}
+
+// orderSuperseded takes back, from an order whose GitHub access moved to
+// another login, the active grants to accounts other than the one its
+// pipeline's grant went to; nothing unless that grant happened (a login
+// that does not exist leaves the old access alone). An account that had
+// access before, or that something else paid for grants, stays.
+func (f *Fulfillment) orderSuperseded(ctx context.Context, job *steps.Job) (any, error) {
+	o, _, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	var granted grantOutcome
+	err = job.Prior(ctx, StepOrderGitHub, &granted)
+	if errors.Is(err, steps.ErrNoResult) || (err == nil && (!granted.Granted || granted.GitHubUserID == 0)) {
+		return map[string]any{"skipped": "the grant that would supersede them did not happen"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	grants, err := f.db.OrderGrants(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	return f.takeBackOrderGrants(ctx, job, o, grants, func(g store.OrderGrant) bool {
+		return g.Provider == store.ProviderGitHub && g.State.Active() && g.GitHubUserID != granted.GitHubUserID
+	})
 }
 
 // recordOrderAttempt records that g is about to be granted, in a
@@ -550,10 +587,18 @@ func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, err
 	if err != nil {
 		return nil, err
 	}
+	return f.takeBackOrderGrants(ctx, job, o, grants, func(g store.OrderGrant) bool { return g.State != store.GrantRevoked })
+}
+
+// takeBackOrderGrants takes back the grants of o that pick selects:
+// order.refunded for a webhook grant, the GitHub account removed unless it
+// must stay (takeBackOrderGitHub); each is marked revoked.
+func (f *Fulfillment) takeBackOrderGrants(ctx context.Context, job *steps.Job, o store.Order, grants []store.OrderGrant,
+	pick func(store.OrderGrant) bool) (any, error) {
 	var revoked []int64
 	var kept []string
 	for _, g := range grants {
-		if g.State == store.GrantRevoked {
+		if !pick(g) {
 			continue
 		}
 		switch g.Provider {
@@ -566,14 +611,12 @@ func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, err
 				return nil, err
 			}
 		case store.ProviderGitHub:
-			keep, err := f.keepGitHub(ctx, o, g)
+			keep, err := f.takeBackOrderGitHub(ctx, o, g)
 			if err != nil {
 				return nil, err
 			}
 			if keep != "" {
 				kept = append(kept, keep)
-			} else if err := f.revokeOrderGitHub(ctx, g); err != nil {
-				return nil, err
 			}
 		}
 		revoked = append(revoked, g.ID)
@@ -584,19 +627,23 @@ func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, err
 	return map[string]any{"revoked": len(revoked), "kept": strings.Join(kept, "; ")}, nil
 }
 
-// revokeOrderGitHub removes the account an order's GitHub grant went to,
-// found by its id (its login may have been renamed, and the old login
-// taken by someone else), and its invitations; an account that no longer
-// exists leaves only the invitation to delete.
-func (f *Fulfillment) revokeOrderGitHub(ctx context.Context, g store.OrderGrant) error {
+// takeBackOrderGitHub removes the account an order's GitHub grant went to,
+// unless it must stay (keepGitHub: it says why, and nothing is removed).
+// The account is found by its id (its login may have been renamed, and the
+// old login taken by someone else), and its invitations go with it; an
+// account that no longer exists leaves only the invitation to delete.
+func (f *Fulfillment) takeBackOrderGitHub(ctx context.Context, o store.Order, g store.OrderGrant) (kept string, err error) {
+	if kept, err = f.keepGitHub(ctx, o, g); err != nil || kept != "" {
+		return kept, err
+	}
 	user, err := f.github.UserByID(ctx, g.GitHubUserID)
 	switch {
 	case errors.Is(err, access.ErrNoSuchUser):
-		return f.github.DeleteInvitation(ctx, g.InvitationID)
+		return "", f.github.DeleteInvitation(ctx, g.InvitationID)
 	case err != nil:
-		return err
+		return "", err
 	}
-	return f.github.Revoke(ctx, user, g.InvitationID)
+	return "", f.github.Revoke(ctx, user, g.InvitationID)
 }
 
 // keepGitHub says why a GitHub grant must not be removed ("" when it may).
@@ -686,10 +733,11 @@ func (f *Fulfillment) orderTaxReversal(ctx context.Context, job *steps.Job, tax 
 }
 
 // requestOrderAccess gives username the GitHub access of userID's paid
-// orders that have a GitHub line and no GitHub grant yet (the buyer named
-// no account at checkout): the order records the login and its grant is
-// scheduled. It returns how many orders will change. A grant already
-// given to another login is left as it is.
+// orders that have a GitHub line: an order with no GitHub grant yet (the
+// buyer named no account at checkout) records the login and its grant is
+// scheduled; one whose grants go to another login moves (the new account
+// granted, then the old one's grant taken back). It returns how many
+// orders will change.
 func (f *Fulfillment) requestOrderAccess(ctx context.Context, q *store.Queries, userID, username string) (int, error) {
 	orders, err := q.UserOrders(ctx, userID, 1000)
 	if err != nil {
@@ -725,20 +773,27 @@ func (f *Fulfillment) requestOrderAccess(ctx context.Context, q *store.Queries, 
 		if err != nil {
 			return n, err
 		}
-		given := false
+		given, same := false, false
 		for _, g := range grants {
-			given = given || (g.Provider == store.ProviderGitHub && g.State.Active())
+			active := g.Provider == store.ProviderGitHub && g.State.Active()
+			given = given || active
+			same = same || (active && strings.EqualFold(g.GitHubLogin, username))
 		}
-		if given {
+		if same {
 			continue
 		}
 		o.GitHubUsername = &username
 		if err := q.UpdateOrder(ctx, o, f.clock.Now()); err != nil {
 			return n, err
 		}
-		name := PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1)
-		if _, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: name,
-			Steps: []steps.Step{{Name: StepOrderGitHub, Tags: []string{TagAccess}}}}); err != nil {
+		p := steps.Pipeline{Subject: steps.OrderSubject(o.ID),
+			Name:  PrefixAccess + strconv.Itoa(countPipelines(existing, PrefixAccess)+1),
+			Steps: []steps.Step{{Name: StepOrderGitHub, Tags: []string{TagAccess}}}}
+		if given {
+			p.Name = PrefixOrderMove + strconv.Itoa(countPipelines(existing, PrefixOrderMove)+1)
+			p.Steps = append(p.Steps, steps.Step{Name: StepOrderSuperseded, After: StepOrderGitHub, Tags: []string{TagAccess}})
+		}
+		if _, err := f.engine.Schedule(ctx, q, p); err != nil {
 			return n, err
 		}
 		n++

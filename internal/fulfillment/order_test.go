@@ -413,3 +413,52 @@ func TestOrderRevokeFollowsARenamedAccount(t *testing.T) {
 		t.Errorf("collaborators = %v, want ada-lovelace removed and the new ada-l left alone", c)
 	}
 }
+
+// A buyer who names another GitHub account moves a paid order's access:
+// the new account is invited, then the old one removed; naming the same
+// account again changes nothing, and a login GitHub does not know takes
+// nothing away.
+func TestPutGitHubMovesAnOrdersAccess(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	h.gh.AddUser("countess")
+	h.gh.AddUnknownUser("nobody-here")
+	o := h.paidOrder("ada-l")
+	move := func(login string) int {
+		t.Helper()
+		n, err := h.ful.RequestAccess(h.ctx, "user-ada", login)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.run()
+		return n
+	}
+	if n := move("nobody-here"); n != 1 {
+		t.Fatalf("RequestAccess = %d, want the order", n)
+	}
+	if c := collaboratorLogins(h); len(c) != 1 || c[0] != "ada-l" {
+		t.Fatalf("collaborators after a move to an unknown login = %v, want ada-l kept", c)
+	}
+	if n := move("countess"); n != 1 {
+		t.Fatalf("RequestAccess = %d, want the order", n)
+	}
+	if c := collaboratorLogins(h); len(c) != 0 {
+		t.Errorf("collaborators after the move = %v, want ada-l removed", c)
+	}
+	if inv := h.gh.Invitations(); len(inv) != 1 || inv[0].Invitee != "countess" {
+		t.Errorf("invitations = %+v, want countess's", inv)
+	}
+	grants, err := h.db.OrderGrants(h.ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range grants {
+		if g.Provider == store.ProviderGitHub && g.State.Active() != (g.GitHubLogin == "countess") {
+			t.Errorf("grant to %s is %s", g.GitHubLogin, g.State)
+		}
+	}
+	if n := move("Countess"); n != 0 {
+		t.Errorf("RequestAccess with the login granted = %d, want 0", n)
+	}
+}
