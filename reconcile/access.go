@@ -71,7 +71,55 @@ func (r *Reconciler) accessPass(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	return r.subscriptionAccessPass(ctx, rep, keys, snap)
+	if err := r.subscriptionAccessPass(ctx, rep, keys, snap); err != nil {
+		return err
+	}
+	return r.orderAccessPass(ctx, rep, snap)
+}
+
+// orderAccessSteps are the steps that settle an order's GitHub access:
+// while one is to run, the drift pass leaves it alone.
+var orderAccessSteps = []string{"order_grant_github", "order_revoke_access", "order_revoke_superseded"}
+
+// orderAccessPass compares the orders that have GitHub grants with GitHub
+// (snap; nil compares only the database), by the rule of purchases.
+func (r *Reconciler) orderAccessPass(ctx context.Context, rep *Report, snap *access.Snapshot) error {
+	ful := r.opts.Orders
+	if ful == nil {
+		return nil
+	}
+	return accessPages(ctx, func(after string) ([]store.Order, error) {
+		return r.db.OrdersWithGitHubGrants(ctx, after, accessBatch)
+	}, func(o store.Order) string { return o.ID }, func(batch []store.Order, ids []string) error {
+		busy, err := r.db.SubjectsWithOpenSteps(ctx, ids, orderAccessSteps)
+		if err != nil {
+			return err
+		}
+		grants, err := r.db.OrderGrantsOf(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, o := range batch {
+			rep.seen(1)
+			var gs []store.Grant
+			for _, g := range grants[o.ID] {
+				gs = append(gs, g.Grant())
+			}
+			// An order's access is its grants: recorded granted when one is active.
+			state := store.AccessNone
+			if slices.ContainsFunc(gs, func(g store.Grant) bool { return g.Provider == store.ProviderGitHub && g.State.Active() }) {
+				state = store.AccessGranted
+			}
+			want, onGitHub := grantDrift(o.Status.Entitled(), false, state, busy[o.ID], gs, snap)
+			c := Change{Kind: "access", ObjectID: o.ID, What: "access_repaired"}
+			if err := r.repairDrift(ctx, rep, o.ID, c, want, onGitHub, func(q *store.Queries, want store.AccessState) error {
+				return ful.RepairOrderAccess(ctx, q, o, want)
+			}); err != nil {
+				rep.fail("access", o.ID, err)
+			}
+		}
+		return nil
+	})
 }
 
 // subscriptionAccessSteps are the steps that settle a subscription's
@@ -143,21 +191,10 @@ func (r *Reconciler) checkSubscriptionAccess(ctx context.Context, ful Subscripti
 	rep *Report) error {
 	s := facts.Subscription
 	want, onGitHub := subscriptionAccessDrift(facts)
-	if want == "" {
-		var err error
-		if want, err = r.unshared(ctx, onGitHub, s.ID); err != nil {
-			return err
-		}
-	}
-	if want == "" {
-		return nil
-	}
-	return r.inTx(ctx, rep, func(q *store.Queries) error {
-		if err := r.record(ctx, q, rep, Change{Kind: "access", ObjectID: s.StripeSubscriptionID, What: "access_repaired"}); err != nil {
-			return err
-		}
-		return ful.RepairSubscriptionAccess(ctx, q, s, want)
-	})
+	return r.repairDrift(ctx, rep, s.ID, Change{Kind: "access", ObjectID: s.StripeSubscriptionID, What: "access_repaired"},
+		want, onGitHub, func(q *store.Queries, want store.AccessState) error {
+			return ful.RepairSubscriptionAccess(ctx, q, s, want)
+		})
 }
 
 // subscriptionDriftFacts is what the drift check knows about one
@@ -219,9 +256,21 @@ func (r *Reconciler) learnAccountIDs(ctx context.Context, rep *Report, grants ma
 func (r *Reconciler) checkAccess(ctx context.Context, facts driftFacts, rep *Report) error {
 	p := facts.Purchase
 	want, onGitHub := accessDrift(facts)
+	return r.repairDrift(ctx, rep, p.ID, Change{Kind: "access", ObjectID: p.ID, PurchaseID: p.ID, What: "access_repaired"},
+		want, onGitHub, func(q *store.Queries, want store.AccessState) error {
+			return r.ful.RepairAccess(ctx, q, p, want)
+		})
+}
+
+// repairDrift runs repair towards want, in a transaction that reports c;
+// when the drift rule asked for nothing but found accounts still on
+// GitHub that the subject (subjectID) no longer entitles, towards a
+// revocation unless something else entitled grants them.
+func (r *Reconciler) repairDrift(ctx context.Context, rep *Report, subjectID string, c Change, want store.AccessState,
+	onGitHub []store.Grant, repair func(q *store.Queries, want store.AccessState) error) error {
 	if want == "" {
 		var err error
-		if want, err = r.unshared(ctx, onGitHub, p.ID); err != nil {
+		if want, err = r.unshared(ctx, onGitHub, subjectID); err != nil {
 			return err
 		}
 	}
@@ -229,10 +278,10 @@ func (r *Reconciler) checkAccess(ctx context.Context, facts driftFacts, rep *Rep
 		return nil
 	}
 	return r.inTx(ctx, rep, func(q *store.Queries) error {
-		if err := r.record(ctx, q, rep, Change{Kind: "access", ObjectID: p.ID, PurchaseID: p.ID, What: "access_repaired"}); err != nil {
+		if err := r.record(ctx, q, rep, c); err != nil {
 			return err
 		}
-		return r.ful.RepairAccess(ctx, q, p, want)
+		return repair(q, want)
 	})
 }
 

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/paymentd/paymentd/internal/access"
@@ -218,5 +219,72 @@ func TestAccessDriftCoversSubscriptions(t *testing.T) {
 	}
 	if len(e.pipelines()[pid]) != 0 {
 		t.Errorf("the purchase whose access is right got %v", e.pipelines()[pid])
+	}
+}
+
+// Orders with GitHub grants drift by the same rule: a paid one whose
+// account was removed by hand is granted again, a refunded one whose
+// account is back is revoked again, unless something else paid for grants
+// that account; an order whose buyer named no account yet is not listed.
+func TestAccessDriftCoversOrders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	fake, gh := githubRepo(t)
+	orders := &orderRecorder{}
+	rec := reconcile.New(reconcile.Options{DB: e.db, Stripe: e.api, Fulfillment: e.ful, Clock: e.clock,
+		Products: productsWithGitHub, Access: gh, Orders: orders})
+	now := e.clock.Now()
+	mk := func(name string, status store.OrderStatus, login string, grantState store.GrantState) string {
+		t.Helper()
+		o := store.Order{ID: uuid.NewString(), UserID: "user-" + name, UIMode: store.UIModeHosted, Status: status,
+			Currency: "usd", AmountSubtotal: 19900, AmountTotal: 19900, ExpiresAt: now.Add(time.Hour), CreatedAt: now,
+			UpdatedAt: now, PaidAt: &now}
+		if err := e.db.InsertOrder(e.ctx, o, []store.OrderLine{{Line: 0, ProductKey: product, Quantity: 1,
+			UnitAmount: 19900, AmountSubtotal: 19900, AmountTotal: 19900}}); err != nil {
+			t.Fatal(err)
+		}
+		if login == "" {
+			return o.ID
+		}
+		g, err := e.db.RecordOrderGrantAttempt(e.ctx, store.OrderGrant{OrderID: o.ID, Provider: store.ProviderGitHub,
+			GitHubUserID: fake.AddUser(login), GitHubLogin: login}, now)
+		if err == nil && grantState == store.GrantRevoked {
+			err = e.db.MarkOrderGrantsRevoked(e.ctx, []int64{g.ID}, now)
+		} else if err == nil {
+			err = e.db.MarkOrderGrantGranted(e.ctx, g.ID, 0, now)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.ID
+	}
+	fine := mk("fine", store.OrderPaid, "fine-gh", store.GrantGranted)
+	removedByHand := mk("gone", store.OrderPaid, "gone-gh", store.GrantGranted)
+	putBack := mk("back", store.OrderRefunded, "back-gh", store.GrantRevoked)
+	shared := mk("shared", store.OrderRefunded, "shared-gh", store.GrantRevoked)
+	alsoPaid := mk("shared2", store.OrderPartiallyRefunded, "shared-gh", store.GrantGranted)
+	noAccount := mk("none", store.OrderPaid, "", "")
+	for _, l := range []string{"fine-gh", "back-gh", "shared-gh"} {
+		fake.AddCollaborator(l, "pull")
+	}
+
+	rep, err := rec.RunPass(e.ctx, "access", reconcile.AccessDrift)
+	if err != nil || !rep.Converged() {
+		t.Fatalf("access pass: %v %+v", err, rep)
+	}
+	want := map[string]store.AccessState{removedByHand: store.AccessGranted, putBack: store.AccessRevoked}
+	if len(orders.repairs) != len(want) {
+		t.Errorf("repairs = %v, want %v", orders.repairs, want)
+	}
+	for id, w := range want {
+		if orders.repairs[id] != w {
+			t.Errorf("order %s: repair %q, want %q", id, orders.repairs[id], w)
+		}
+	}
+	for name, id := range map[string]string{"fine": fine, "refunded, account another paid order grants": shared,
+		"paid, sharing the account": alsoPaid, "no account named": noAccount} {
+		if r, ok := orders.repairs[id]; ok {
+			t.Errorf("%s: repaired towards %q", name, r)
+		}
 	}
 }

@@ -42,6 +42,10 @@ type OrderFulfillment interface {
 	// OrderRefunded schedules the refund pipeline of refund r, once per
 	// refund; o.AmountRefunded is the cumulative amount refunded.
 	OrderRefunded(ctx context.Context, q *store.Queries, o store.Order, r store.OrderRefund) error
+	// RepairOrderAccess schedules, in q's transaction, what brings the
+	// order's GitHub access back to want (the access drift pass found it
+	// otherwise on GitHub or in the grants).
+	RepairOrderAccess(ctx context.Context, q *store.Queries, o store.Order, want store.AccessState) error
 }
 
 // Report vocabulary of orders, beside the purchases'.

@@ -101,3 +101,45 @@ func (q *Queries) OrderGrants(ctx context.Context, orderID string) ([]OrderGrant
 	}
 	return gs, nil
 }
+
+// Grant is g as a Grant (with OrderID set), for the rules purchases,
+// subscriptions and orders share.
+func (g OrderGrant) Grant() Grant {
+	return Grant{ID: g.ID, OrderID: g.OrderID, Provider: g.Provider, GitHubUserID: g.GitHubUserID,
+		GitHubLogin: g.GitHubLogin, InvitationID: g.InvitationID, Preexisting: g.Preexisting, State: g.State,
+		CreatedAt: g.CreatedAt, UpdatedAt: g.UpdatedAt}
+}
+
+// OrdersWithGitHubGrants returns, a page at a time by id, the orders that
+// have a GitHub grant in any state: those the access drift pass compares
+// with GitHub (an order with none yet waits for its buyer to name an
+// account).
+func (q *Queries) OrdersWithGitHubGrants(ctx context.Context, afterID string, limit int) ([]Order, error) {
+	os, err := q.orders(ctx, `SELECT `+orderColumns+` FROM orders WHERE id IN (
+			SELECT DISTINCT order_id FROM order_grants WHERE provider = 'github' AND order_id > $1::uuid
+			ORDER BY order_id LIMIT $2)
+		ORDER BY id`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list orders with github grants: %w", err)
+	}
+	return os, nil
+}
+
+// OrderGrantsOf returns the grants of each of the orders, by order id,
+// oldest first.
+func (q *Queries) OrderGrantsOf(ctx context.Context, orderIDs []string) (map[string][]OrderGrant, error) {
+	rows, err := q.db.Query(ctx, `SELECT `+orderGrantColumns+` FROM order_grants WHERE order_id = ANY($1::uuid[])
+		ORDER BY id`, orderIDs)
+	if err != nil {
+		return nil, fmt.Errorf("list order grants: %w", err)
+	}
+	gs, err := pgx.CollectRows(rows, scanOrderGrant)
+	if err != nil {
+		return nil, fmt.Errorf("list order grants: %w", err)
+	}
+	out := make(map[string][]OrderGrant, len(orderIDs))
+	for _, g := range gs {
+		out[g.OrderID] = append(out[g.OrderID], g)
+	}
+	return out, nil
+}

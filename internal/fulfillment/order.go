@@ -583,11 +583,50 @@ func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, err
 	if err != nil {
 		return nil, err
 	}
+	var args orderRevokeArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
 	grants, err := f.db.OrderGrants(ctx, o.ID)
 	if err != nil {
 		return nil, err
 	}
-	return f.takeBackOrderGrants(ctx, job, o, grants, func(g store.OrderGrant) bool { return g.State != store.GrantRevoked })
+	return f.takeBackOrderGrants(ctx, job, o, grants, func(g store.OrderGrant) bool {
+		return g.State != store.GrantRevoked || (args.GitHubAll && g.Provider == store.ProviderGitHub)
+	})
+}
+
+// orderRevokeArgs is the input of an order_revoke_access step.
+type orderRevokeArgs struct {
+	// GitHubAll takes back every GitHub grant the order ever had, whatever
+	// its recorded state (the drift pass found the account still there).
+	GitHubAll bool `json:"github_all,omitempty"`
+}
+
+// RepairOrderAccess implements reconcile.OrderFulfillment: a grant step
+// for a paid order whose account is gone from GitHub, a revocation of
+// every GitHub grant for one no longer paid for whose account is still
+// there; nothing while one is already to run.
+func (f *Fulfillment) RepairOrderAccess(ctx context.Context, q *store.Queries, o store.Order, want store.AccessState) error {
+	var step steps.Step
+	switch want {
+	case store.AccessGranted:
+		step = steps.Step{Name: StepOrderGitHub, Tags: []string{TagAccess}}
+	case store.AccessRevoked:
+		step = steps.Step{Name: StepOrderRevoke, Tags: []string{TagRevoke}, Args: orderRevokeArgs{GitHubAll: true}}
+	default:
+		return fmt.Errorf("repair access of order %s: cannot repair towards %q", o.ID, want)
+	}
+	existing, err := q.SubjectSteps(ctx, o.ID)
+	if err != nil {
+		return fmt.Errorf("repair access of order %s: %w", o.ID, err)
+	}
+	if underway(existing, StepOrderGitHub) || underway(existing, StepOrderRevoke) || underway(existing, StepOrderSuperseded) {
+		return nil
+	}
+	name := PrefixRepair + string(want) + ":" + strconv.Itoa(countPipelines(existing, PrefixRepair)+1)
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: name, Steps: []steps.Step{step}})
+	return err
 }
 
 // takeBackOrderGrants takes back the grants of o that pick selects:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/internal/fulfillment"
 	"github.com/paymentd/paymentd/internal/mail"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
@@ -460,5 +461,43 @@ func TestPutGitHubMovesAnOrdersAccess(t *testing.T) {
 	}
 	if n := move("Countess"); n != 0 {
 		t.Errorf("RequestAccess with the login granted = %d, want 0", n)
+	}
+}
+
+// The drift pass's repairs of orders: a refunded order whose account was
+// put back loses it again (its grant was already revoked); a paid one
+// whose account was removed by hand is invited again; asked twice before
+// it runs, a repair is scheduled once.
+func TestOrderAccessRepairs(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	refunded := h.refundOrder(h.paidOrder("ada-l"), "re_all", 49280)
+	h.run()
+	if c := collaboratorLogins(h); len(c) != 0 {
+		t.Fatalf("collaborators after the refund = %v", c)
+	}
+	h.gh.AddCollaborator("ada-l", "pull") // put back by hand
+	repair := func(o store.Order, want store.AccessState) {
+		t.Helper()
+		h.tx(func(q *store.Queries) error { return h.ful.RepairOrderAccess(h.ctx, q, o, want) })
+	}
+	repair(refunded, store.AccessRevoked)
+	repair(refunded, store.AccessRevoked)
+	h.run()
+	if c := collaboratorLogins(h); len(c) != 0 {
+		t.Errorf("collaborators after the repair = %v, want ada-l removed again", c)
+	}
+
+	h.gh.AddUser("babbage")
+	paid := h.paidOrder("babbage")
+	h.gh.RemoveCollaborator("babbage") // removed by hand
+	repair(paid, store.AccessGranted)
+	h.run()
+	if inv := h.gh.Invitations(); len(inv) != 1 || inv[0].Invitee != "babbage" {
+		t.Errorf("invitations = %+v, want babbage invited again", inv)
+	}
+	if n := h.stepsUnder(refunded.ID, fulfillment.PrefixRepair); n != 1 {
+		t.Errorf("%d repair steps for the refunded order, want 1", n)
 	}
 }

@@ -420,17 +420,23 @@ func TestSubscriptionAccessRepairs(t *testing.T) {
 	if len(invs) != 1 || invs[0].Invitee != "gus" {
 		t.Errorf("invitations = %+v, want gus invited again", invs)
 	}
-	steps, err := h.db.SubjectSteps(h.ctx, kept.ID)
-	if err != nil {
-		t.Fatal(err)
+	if n := h.stepsUnder(kept.ID, fulfillment.PrefixSubscriptionRepair); n != 1 {
+		t.Errorf("%d repair steps for gus's subscription, want 1", n)
 	}
-	repairs := 0
+}
+
+// stepsUnder counts the steps of subjectID in pipelines named prefix....
+func (h *harness) stepsUnder(subjectID, prefix string) int {
+	h.t.Helper()
+	steps, err := h.db.SubjectSteps(h.ctx, subjectID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := 0
 	for _, s := range steps {
-		if strings.HasPrefix(s.Pipeline, fulfillment.PrefixSubscriptionRepair) {
-			repairs++
+		if strings.HasPrefix(s.Pipeline, prefix) {
+			n++
 		}
 	}
-	if repairs != 1 {
-		t.Errorf("%d repair steps for gus's subscription, want 1", repairs)
-	}
+	return n
 }
