@@ -425,7 +425,8 @@ func TestSubscriptionAccessRepairs(t *testing.T) {
 	}
 }
 
-// stepsUnder counts the steps of subjectID in pipelines named prefix....
+// stepsUnder counts the steps of subjectID in pipelines whose name starts
+// with prefix.
 func (h *harness) stepsUnder(subjectID, prefix string) int {
 	h.t.Helper()
 	steps, err := h.db.SubjectSteps(h.ctx, subjectID)
