@@ -316,3 +316,21 @@ func TestPassSummariesKeepWhatAnOperatorNeeds(t *testing.T) {
 		t.Fatalf("summaries after a deep pass: %v", got)
 	}
 }
+
+// A session whose hint failed to fetch it in a deep pass is applied from
+// the page of the same pass's list walk: a failed fetch does not make the
+// pass skip data it holds.
+func TestAWalkAppliesASessionItsHintFailedToFetch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	sid, pid := e.checkout("kay")
+	e.pay(sid, false)
+	e.emu.FailPath("/v1/checkout/sessions/"+sid, 0, 1<<30, http.StatusInternalServerError)
+	if _, err := e.db.InsertHint(e.ctx, "evt_kay", "checkout.session.completed", sid, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.pass(reconcile.Deep)
+	if st := e.purchase(pid).Status; st != store.PurchaseCompleted {
+		t.Errorf("purchase %s after the deep pass, want completed from the list", st)
+	}
+}

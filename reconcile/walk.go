@@ -284,7 +284,7 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 				continue // matches: no write, no extra call
 			}
 		}
-		if !p.claim(s.ID) {
+		if !p.claimWithData(s.ID) {
 			continue
 		}
 		needsCall := s.LineItems == nil || s.LineItems.HasMore ||

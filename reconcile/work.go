@@ -142,6 +142,7 @@ func (w *workers) attempt(ctx context.Context, it work, tries int) {
 	case ctx.Err() != nil:
 		// Cut short by the end of the pass: not failed, simply not done.
 	case tries < len(inPassRetries):
+		p.failedOnce(it.id)
 		if !it.counted {
 			it.counted = p.record(ctx, it.id, err)
 			it.recorded = it.recorded || it.counted
@@ -194,8 +195,11 @@ func (w *workers) drain() {
 type objectState uint8
 
 const (
-	// taken: a worker of this pass has it (or had it and it failed).
+	// taken: a worker of this pass has it.
 	taken objectState = iota + 1
+	// failed: it failed in this pass (its failure is counted; its in-pass
+	// retries may still be running).
+	failed
 	// reconciled: it reconciled in this pass.
 	reconciled
 )
@@ -212,6 +216,30 @@ func (p *pass) claim(id string) bool {
 		p.done[id] = taken
 	}
 	return true
+}
+
+// claimWithData is claim for a caller that holds the object's data (a
+// walk's page): it also takes up an object whose fetch failed in this pass.
+func (p *pass) claimWithData(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch st := p.done[id]; {
+	case st != 0 && st != failed:
+		return false
+	case st != 0 || len(p.done) < doneCap:
+		p.done[id] = taken
+	}
+	return true
+}
+
+// failedOnce notes that id failed in this pass, unless it has reconciled
+// since.
+func (p *pass) failedOnce(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.done[id]; ok && st != reconciled {
+		p.done[id] = failed
+	}
 }
 
 // take takes id up for this pass whether or not it already was (a fresh
@@ -240,11 +268,10 @@ func (p *pass) reconciled(id string) bool {
 	return p.done[id] == reconciled
 }
 
-// isDone reports whether the pass already took id up.
+// isDone reports whether id reconciled in this pass: a walk applies from
+// its page an object that a hint or an event failed to fetch.
 func (p *pass) isDone(id string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.done[id] != 0
+	return p.reconciled(id)
 }
 
 // record records a failure for later passes (see recordFailure) and
