@@ -291,3 +291,52 @@ func TestTheFirstEventsWalkResumesWhereAFailedCallStoppedIt(t *testing.T) {
 		t.Error("no events cursor after the walk")
 	}
 }
+
+// An object that fails because Stripe is unavailable (here a 500 on every
+// fetch of it) is retried every 15 seconds at most, so it is caught up
+// soon after the incident; the operator hears of it once it has failed
+// for ten minutes, not before.
+func TestAnObjectStripeCannotServeIsRetriedSteadilyAndAlertsAfterTenMinutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	sid, _ := e.checkout("lou")
+	e.pay(sid, false)
+	e.emu.FailPath("/v1/checkout/sessions/"+sid, 0, 1<<30, http.StatusInternalServerError)
+	if _, err := e.db.InsertHint(e.ctx, "evt_lou", "checkout.session.completed", sid, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	alerts := func() int {
+		var n int
+		e.db.Pool.QueryRow(e.ctx, `SELECT count(*) FROM steps WHERE pipeline LIKE 'alert:reconcile_object:'||$1||':%'`, sid).Scan(&n)
+		return n
+	}
+	var gaps []time.Duration
+	fail := func(wantAlerts int) {
+		t.Helper()
+		e.pass(reconcile.HintsOnly)
+		es, err := e.db.ReconcileErrors(e.ctx, e.clock.Now().Add(time.Hour), 10)
+		if err != nil || len(es) != 1 {
+			t.Fatalf("reconcile errors: %+v, %v", es, err)
+		}
+		if n := alerts(); n != wantAlerts {
+			t.Fatalf("%d alerts after failing %d times for %s, want %d", n, es[0].Attempts,
+				e.clock.Now().Sub(es[0].FirstSeen), wantAlerts)
+		}
+		gaps = append(gaps, es[0].NextAttempt.Sub(e.clock.Now()))
+	}
+	for range 8 {
+		fail(0)
+		e.clock.Advance(gaps[len(gaps)-1])
+	}
+	for i, want := range []time.Duration{5 * time.Second, 10 * time.Second, 15 * time.Second, 15 * time.Second} {
+		if gaps[i] != want {
+			t.Errorf("wait after failure %d = %s, want %s (all: %v)", i+1, gaps[i], want, gaps)
+		}
+	}
+	e.clock.Set(t0.Add(9*time.Minute + 50*time.Second)) // failing for almost ten minutes
+	fail(0)
+	e.clock.Set(t0.Add(10*time.Minute + 5*time.Second))
+	fail(1)
+	e.clock.Advance(15 * time.Second)
+	fail(1) // once per run of failures
+}

@@ -9,12 +9,17 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
 )
 
 // Defaults of the Options that govern failures and stalls.
@@ -26,11 +31,18 @@ const (
 	// fails for good costs one call a minute until the operator acts.
 	defaultRetryBackoff    = 5 * time.Second
 	defaultRetryBackoffMax = time.Minute
-	// Fourteen failures in a row span about ten minutes (5 s, 10, 20, 40,
-	// then nine minutes): the operator hears of an object failing that
-	// long, not of every call a short incident failed.
-	defaultAlertAfter     = 14
-	defaultStallIntervals = 5 // incremental intervals without a success
+	// transientBackoffMax bounds the wait after a failure that was Stripe
+	// unavailable (a 5xx, a 429, no answer): an incident's failures are
+	// retried every 15 s at most, so everything it failed is caught up
+	// within seconds of its end; the shared rate limiter, slowed by 429s,
+	// keeps the retries from crowding Stripe.
+	transientBackoffMax = 15 * time.Second
+	// The operator hears of an object that has failed for ten minutes and
+	// at least eight times in a row, not of every call a short incident
+	// failed (nor of one tried once after a long stop).
+	defaultAlertAfter         = 10 * time.Minute
+	defaultAlertAfterFailures = 8
+	defaultStallIntervals     = 5 // incremental intervals without a success
 )
 
 // alertPipeline names the reconciler in the alerts it raises.
@@ -140,7 +152,9 @@ func retryBackoff(attempts int, base, maxWait time.Duration) time.Duration {
 
 // recordFailure records that an object failed once more, dates its next
 // attempt by retryBackoff, and alerts the operator once it has failed
-// AlertAfterFailures times in a row (once per run of failures).
+// AlertAfterFailures times in a row over AlertAfter (once per run of
+// failures). A failure that was Stripe unavailable waits at most
+// transientBackoffMax.
 func (r *Reconciler) recordFailure(ctx context.Context, id string, cause error) error {
 	now := r.clock.Now()
 	kind := kindOf(id)
@@ -149,11 +163,15 @@ func (r *Reconciler) recordFailure(ctx context.Context, id string, cause error) 
 		if err != nil {
 			return err
 		}
-		next := now.Add(retryBackoff(e.Attempts, r.opts.RetryBackoff, r.opts.RetryBackoffMax))
+		maxWait := r.opts.RetryBackoffMax
+		if transient(cause) {
+			maxWait = min(maxWait, transientBackoffMax)
+		}
+		next := now.Add(retryBackoff(e.Attempts, r.opts.RetryBackoff, maxWait))
 		if err := q.SetReconcileRetry(ctx, kind, id, next); err != nil {
 			return err
 		}
-		if e.Attempts < r.opts.AlertAfterFailures {
+		if e.Attempts < r.opts.AlertAfterFailures || now.Sub(e.FirstSeen) < r.opts.AlertAfter {
 			return nil
 		}
 		return r.ful.Alert(ctx, q, fmt.Sprintf("reconcile_object:%s:%d", id, e.FirstSeen.Unix()), steps.AlertArgs{
@@ -162,4 +180,15 @@ func (r *Reconciler) recordFailure(ctx context.Context, id string, cause error) 
 				"(next at %s). Last error: %s", kind, id, e.Attempts, e.FirstSeen.Format(time.RFC3339), next.Format(time.RFC3339), e.Error),
 		})
 	})
+}
+
+// transient reports whether err is Stripe unavailable rather than an
+// answer about the object: a 5xx, a 429, or no answer at all.
+func transient(err error) bool {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		return se.HTTPStatusCode == http.StatusTooManyRequests || se.HTTPStatusCode >= http.StatusInternalServerError
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }

@@ -50,9 +50,11 @@ type Options struct {
 	// attempt, doubling per failure in a row up to RetryBackoffMax;
 	// defaults 5s and 1m.
 	RetryBackoff, RetryBackoffMax time.Duration
-	// AlertAfterFailures is how many failures in a row of one object alert
-	// the operator (once); default 14 (about ten minutes of failing).
+	// AlertAfterFailures and AlertAfter: an object that has failed that
+	// many times in a row, for that long, alerts the operator (once);
+	// defaults 8 and 10m.
 	AlertAfterFailures int
+	AlertAfter         time.Duration
 	// StallAfter is how long without a successful polling pass alerts the
 	// operator (once per stall); default five incremental intervals.
 	StallAfter time.Duration
@@ -116,8 +118,11 @@ func New(opts Options) *Reconciler {
 	if opts.RetryBackoffMax < opts.RetryBackoff {
 		opts.RetryBackoffMax = max(defaultRetryBackoffMax, opts.RetryBackoff)
 	}
+	if opts.AlertAfter <= 0 {
+		opts.AlertAfter = defaultAlertAfter
+	}
 	if opts.AlertAfterFailures <= 0 {
-		opts.AlertAfterFailures = defaultAlertAfter
+		opts.AlertAfterFailures = defaultAlertAfterFailures
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = defaultConcurrency
