@@ -67,7 +67,7 @@ func (p *pass) orderIntents(ctx context.Context) error {
 	var items []work
 	err := r.stripe.ListPaymentIntents(stripeclient.WithRetry(ctx, listRetry), since, func(pi *stripe.PaymentIntent) error {
 		p.rep.seen(1)
-		if orderIDOf(pi.Metadata) != "" && !p.isDone(pi.ID) {
+		if orderIDOf(pi.Metadata) != "" && !p.reconciled(pi.ID) {
 			items = append(items, work{id: pi.ID})
 		}
 		if len(items) >= eventBatch {

@@ -248,7 +248,7 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 	var batch []*sessionItem
 	var alone []work
 	for _, s := range page {
-		if p.isDone(s.ID) {
+		if p.reconciled(s.ID) {
 			continue
 		}
 		if isOrderSession(s) { // an order's (order.go): applied on its own

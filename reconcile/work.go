@@ -268,12 +268,6 @@ func (p *pass) reconciled(id string) bool {
 	return p.done[id] == reconciled
 }
 
-// isDone reports whether id reconciled in this pass: a walk applies from
-// its page an object that a hint or an event failed to fetch.
-func (p *pass) isDone(id string) bool {
-	return p.reconciled(id)
-}
-
 // record records a failure for later passes (see recordFailure) and
 // reports whether it was recorded. Nothing is recorded in a dry run or
 // when the pass was cut short.

@@ -617,16 +617,8 @@ func (f *Fulfillment) RepairOrderAccess(ctx context.Context, q *store.Queries, o
 	default:
 		return fmt.Errorf("repair access of order %s: cannot repair towards %q", o.ID, want)
 	}
-	existing, err := q.SubjectSteps(ctx, o.ID)
-	if err != nil {
-		return fmt.Errorf("repair access of order %s: %w", o.ID, err)
-	}
-	if underway(existing, StepOrderGitHub) || underway(existing, StepOrderRevoke) || underway(existing, StepOrderSuperseded) {
-		return nil
-	}
-	name := PrefixRepair + string(want) + ":" + strconv.Itoa(countPipelines(existing, PrefixRepair)+1)
-	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: name, Steps: []steps.Step{step}})
-	return err
+	return f.scheduleRepair(ctx, q, steps.OrderSubject(o.ID), PrefixRepair, want, step,
+		StepOrderGitHub, StepOrderRevoke, StepOrderSuperseded)
 }
 
 // takeBackOrderGrants takes back the grants of o that pick selects:

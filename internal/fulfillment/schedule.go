@@ -360,15 +360,25 @@ func (f *Fulfillment) RepairAccess(ctx context.Context, q *store.Queries, p stor
 	if !hasAccess(f.product(p.ProductKey)) {
 		return nil
 	}
-	existing, err := q.PurchaseSteps(ctx, p.ID)
+	return f.scheduleRepair(ctx, q, steps.PurchaseSubject(p.ID), PrefixRepair, want, step, step.Name)
+}
+
+// scheduleRepair schedules step alone in the subject's next repair
+// pipeline (prefix, want, ":" and a sequence number), unless a step named
+// one of busy is still to run: it will settle the subject's access.
+func (f *Fulfillment) scheduleRepair(ctx context.Context, q *store.Queries, subject steps.Subject, prefix string,
+	want store.AccessState, step steps.Step, busy ...string) error {
+	existing, err := q.SubjectSteps(ctx, subject.ID)
 	if err != nil {
-		return fmt.Errorf("repair access of %s: %w", p.ID, err)
+		return fmt.Errorf("repair access of %s: %w", subject.ID, err)
 	}
-	if underway(existing, step.Name) {
-		return nil
+	for _, name := range busy {
+		if underway(existing, name) {
+			return nil
+		}
 	}
-	name := PrefixRepair + string(want) + ":" + strconv.Itoa(countPipelines(existing, PrefixRepair)+1)
-	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: name, Steps: []steps.Step{step}})
+	name := prefix + string(want) + ":" + strconv.Itoa(countPipelines(existing, prefix)+1)
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: subject, Name: name, Steps: []steps.Step{step}})
 	return err
 }
 

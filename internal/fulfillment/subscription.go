@@ -464,17 +464,9 @@ func (f *Fulfillment) RepairSubscriptionAccess(ctx context.Context, q *store.Que
 	if !hasAccess(f.product(s.ProductKey)) {
 		return nil
 	}
-	existing, err := q.SubjectSteps(ctx, s.ID)
-	if err != nil {
-		return fmt.Errorf("repair access of subscription %s: %w", s.ID, err)
-	}
-	if underway(existing, StepSubscriptionAccess) {
-		return nil
-	}
-	name := PrefixSubscriptionRepair + string(want) + ":" + strconv.Itoa(countPipelines(existing, PrefixSubscriptionRepair)+1)
-	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.SubscriptionSubject(s.ID), Name: name,
-		Steps: []steps.Step{{Name: StepSubscriptionAccess, Args: subscriptionAccessArgs{All: want == store.AccessRevoked}}}})
-	return err
+	return f.scheduleRepair(ctx, q, steps.SubscriptionSubject(s.ID), PrefixSubscriptionRepair, want,
+		steps.Step{Name: StepSubscriptionAccess, Args: subscriptionAccessArgs{All: want == store.AccessRevoked}},
+		StepSubscriptionAccess)
 }
 
 // subscriptionSuperseded takes back, from a subscription whose access moved
