@@ -42,6 +42,21 @@ type appOptions struct {
 	quiet bool
 }
 
+// outboundIdlePerHost is how many idle connections the daemon keeps to each
+// host it calls (Stripe, SendGrid, GitHub, the access webhook): at least as
+// many as it makes requests at once, or every request past the second opens
+// (and, over TLS, handshakes) a new connection. Go's default keeps 2.
+const outboundIdlePerHost = 64
+
+// outboundTransport is the transport every outbound client shares: Go's
+// default, keeping outboundIdlePerHost idle connections per host.
+func outboundTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 4 * outboundIdlePerHost
+	t.MaxIdleConnsPerHost = outboundIdlePerHost
+	return t
+}
+
 // newApp builds the app on an open database. reg receives the metrics.
 func newApp(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.Registerer) (*app, error) {
 	return newAppWith(cfg, log, db, reg, appOptions{})
@@ -50,9 +65,10 @@ func newApp(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.R
 // newAppWith is newApp with options.
 func newAppWith(cfg *config.Config, log *slog.Logger, db *store.DB, reg prometheus.Registerer, o appOptions) (*app, error) {
 	clk := clock.Real{}
-	httpClient := &http.Client{Timeout: 30 * time.Second}
+	transport := outboundTransport()
+	httpClient := &http.Client{Timeout: 30 * time.Second, Transport: transport}
 	stripeAPI := stripeapi.New(stripeclient.New(stripeclient.Options{
-		SecretKey: cfg.Stripe.SecretKey, APIBase: cfg.Stripe.APIBase, RateLimit: cfg.Stripe.RateLimit,
+		SecretKey: cfg.Stripe.SecretKey, APIBase: cfg.Stripe.APIBase, RateLimit: cfg.Stripe.RateLimit, Transport: transport,
 		Logger: log.With("component", "stripe"), Metrics: stripeclient.NewMetrics(reg),
 	}))
 	engine := steps.New(db, clk, log.With("component", "steps"), stepsConfig(cfg), steps.NewMetrics(reg))
