@@ -362,7 +362,14 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 		}
 	}()
 	deadline := time.Now().Add(3 * time.Minute)
-	var latencies []float64
+	// waiting are the buyers whose confirmation has not arrived: each poll
+	// looks only at them, so the bench's own work shrinks as the run goes
+	// on instead of taking 2,000 lookups a tick from the daemon under test.
+	waiting := make([]int, n)
+	for i := range waiting {
+		waiting[i] = i
+	}
+	latencies := make([]float64, 0, n)
 	var last, recorded time.Time
 	for {
 		if recorded.IsZero() {
@@ -374,14 +381,18 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 				recorded = time.Now()
 			}
 		}
-		latencies, last = latencies[:0], time.Time{}
-		for i, buyer := range buyers {
-			if at := d.mail.First(buyer, "purchase_confirmation"); !at.IsZero() {
-				latencies = append(latencies, float64(at.Sub(paid[i]))/float64(time.Millisecond))
-				last = maxTime(last, at)
+		left := waiting[:0]
+		for _, i := range waiting {
+			at := d.mail.First(buyers[i], "purchase_confirmation")
+			if at.IsZero() {
+				left = append(left, i)
+				continue
 			}
+			latencies = append(latencies, float64(at.Sub(paid[i]))/float64(time.Millisecond))
+			last = maxTime(last, at)
 		}
-		if len(latencies) == n {
+		waiting = left
+		if len(waiting) == 0 {
 			break
 		}
 		select {
@@ -390,7 +401,7 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return e2eRun{}, fmt.Errorf("%d of %d confirmation emails after 3 minutes:\n%s", len(latencies), n, d.stderr)
+			return e2eRun{}, fmt.Errorf("%d of %d confirmation emails after 3 minutes:\n%s", n-len(waiting), n, d.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -192,7 +192,11 @@ func New(opts Options) *Emulator {
 	}
 	httpClient := opts.HTTPClient
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 10 * time.Second}
+		// As many idle connections as deliveries in flight, so each
+		// delivery reuses one (Go's default keeps 2 per host).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = max(opts.WebhookConcurrency, 2)
+		httpClient = &http.Client{Timeout: 10 * time.Second, Transport: t}
 	}
 	seed := uint64(opts.Seed)
 	vclk := &virtualClock{base: clk} // object times; webhooks are signed on clk
