@@ -62,13 +62,16 @@ type SubscriptionEmail struct {
 
 // SubscriptionCredit is one move of a subscription's plan credits that a
 // change schedules: an invoice of the plan newly seen paid (InvoiceID,
-// with the plan's product as the subscription has it then), or the end of
-// the subscription (End, at At). The fulfillment applies each once, as
-// the ledger stands when its step runs.
+// with the plan's product as the subscription has it then), the end of
+// the subscription (End, at At), or a plan change to a product without
+// credits (Off, at At, with the product it left): what is left of the
+// plan's credits expires. The fulfillment applies each once, as the ledger
+// stands when its step runs.
 type SubscriptionCredit struct {
 	InvoiceID  string    `json:"invoice_id,omitempty"`
 	ProductKey string    `json:"product_key"`
 	End        bool      `json:"end,omitempty"`
+	Off        bool      `json:"off,omitempty"`
 	At         time.Time `json:"at"`
 }
 
@@ -439,10 +442,17 @@ func (b *changeBuilder) ended(prev *store.Subscription, next store.Subscription,
 // entering a terminal status, at the time it ended, for a subscription
 // that had started (one that expired incomplete never paid for a
 // period). A quiet pass (a backfill) moves credits all the same: they are
-// no email. An unpaid invoice moves nothing; it does once it is paid.
+// no email. An unpaid invoice moves nothing; it does once it is paid. A
+// plan that moves from a product with credits to one without expires what
+// is left of them, once, now (the subscription may come back to a plan
+// with credits: its next paid invoice grants them anew); nothing else
+// about a product without credits moves any.
 func planCredits(prev *store.Subscription, next store.Subscription, invs []store.Invoice,
 	prevInv map[string]store.Invoice, pol subPolicy, now time.Time) []SubscriptionCredit {
 	if !pol.Credits[next.ProductKey] {
+		if prev != nil && pol.Credits[prev.ProductKey] {
+			return []SubscriptionCredit{{Off: true, ProductKey: prev.ProductKey, At: now}}
+		}
 		return nil
 	}
 	var out []SubscriptionCredit

@@ -328,6 +328,11 @@ func TestDecidePlanCredits(t *testing.T) {
 	expired := sub(func(s *store.Subscription) {
 		s.Status, s.StartedAt, s.EndedAt = store.SubscriptionIncompleteExpired, nil, tp(endedAt)
 	})
+	basic := func(s store.Subscription) store.Subscription {
+		s.ProductKey, s.PriceKey, s.StripePriceID = "basic", "basic_monthly", "price_basic"
+		return s
+	}
+	ptr := func(s store.Subscription) *store.Subscription { return &s }
 	for _, tc := range []struct {
 		name    string
 		prev    *store.Subscription
@@ -374,6 +379,19 @@ func TestDecidePlanCredits(t *testing.T) {
 			invs: []store.Invoice{inv(nil), paid2}, pol: pol},
 		{name: "a product without credits: nothing", snap: active, invs: []store.Invoice{inv(nil)},
 			pol: subPolicy{Grace: pol.Grace}},
+		{name: "plan changed to a product without credits: the old plan's expire, now", prev: &active,
+			prevInv: []store.Invoice{inv(nil)}, snap: basic(active),
+			invs: []store.Invoice{inv(nil), inv(func(i *store.Invoice) { i.ID, i.BillingReason = "in_3", "subscription_update" })},
+			pol:  pol, want: []SubscriptionCredit{{Off: true, ProductKey: "pro", At: subNow}}},
+		{name: "plan changed to a product without credits as it ended: the old plan's expire", prev: &active,
+			prevInv: []store.Invoice{inv(nil)}, snap: basic(canceled), invs: []store.Invoice{inv(nil)}, pol: pol,
+			want: []SubscriptionCredit{{Off: true, ProductKey: "pro", At: subNow}}},
+		{name: "a product without credits ends: nothing", prev: ptr(basic(active)), prevInv: []store.Invoice{inv(nil)},
+			snap: basic(canceled), invs: []store.Invoice{inv(nil)}, pol: pol},
+		{name: "back to a product with credits: its plan change invoice grants them", prev: ptr(basic(active)),
+			prevInv: []store.Invoice{inv(nil)}, snap: active,
+			invs: []store.Invoice{inv(nil), inv(func(i *store.Invoice) { i.ID, i.BillingReason = "in_4", "subscription_update" })},
+			pol:  pol, want: []SubscriptionCredit{{InvoiceID: "in_4", ProductKey: "pro", At: subNow}}},
 		{name: "quiet (a backfill) moves credits all the same", snap: active, invs: []store.Invoice{inv(nil)},
 			pol:  subPolicy{Grace: pol.Grace, Quiet: true, Credits: pol.Credits},
 			want: []SubscriptionCredit{{InvoiceID: "in_1", ProductKey: "pro", At: subNow}}},

@@ -41,10 +41,18 @@ const (
 	CauseInvoice      CauseKind = "invoice"      // a Stripe invoice id
 	CauseConsumption  CauseKind = "consumption"  // a consume idempotency key
 	CauseSubscription CauseKind = "subscription" // a subscription id
+	CausePlanChange   CauseKind = "plan_change"  // a subscription id and when its plan left the credits (PlanChangeCause)
 )
 
 // CauseKinds lists every CauseKind.
-var CauseKinds = []CauseKind{CausePurchase, CauseInvoice, CauseConsumption, CauseSubscription}
+var CauseKinds = []CauseKind{CausePurchase, CauseInvoice, CauseConsumption, CauseSubscription, CausePlanChange}
+
+// PlanChangeCause is the cause id of the expiry of subscription
+// subscriptionID's plan credits when its plan changed, at at, to a product
+// without credits.
+func PlanChangeCause(subscriptionID string, at time.Time) string {
+	return subscriptionID + "@" + at.UTC().Format(time.RFC3339Nano)
+}
 
 // LotSource says where a lot of credits came from; the values match
 // credit_lots' CHECK.

@@ -17,13 +17,18 @@
 // without rollover, writes nothing, so late or reordered signals cannot
 // reset a later period. When the subscription ends, its plan's remainder
 // expires (cause: the subscription id) and no later invoice adds to it.
+// When its plan changes to a product without credits, the remainder
+// expires too (cause: the plan change), and a later change back to a plan
+// with credits grants them anew with its paid invoice.
 //
 // The subscription's decision (reconcile.decideSubscription) says when:
-// each invoice of a plan reason newly seen paid, and the end. Each is a
-// subscription_credits step on the subscription's subject, one pipeline
-// per invoice (credits:<invoice id>) and one for the end (credits_end), so
-// a signal seen twice schedules once; the step applies the invoice as it
-// is recorded when it runs, under the subscription's row lock.
+// each invoice of a plan reason newly seen paid, the end, and a change to a
+// product without credits. Each is a subscription_credits step on the
+// subscription's subject, one pipeline per invoice (credits:<invoice id>),
+// one for the end (credits_end) and one per change off the credits
+// (credits_off:<when>), so a signal seen twice schedules once; the step
+// applies the invoice as it is recorded when it runs, under the
+// subscription's row lock.
 package fulfillment
 
 import (
@@ -43,8 +48,9 @@ const StepSubscriptionCredits = "subscription_credits"
 
 // Pipeline names of a subscription's plan credit moves.
 const (
-	PrefixSubscriptionCredits = "credits:"    // + the invoice id
-	PipelineSubscriptionEnd   = "credits_end" // the plan's credits expire
+	PrefixSubscriptionCredits = "credits:"     // + the invoice id
+	PipelineSubscriptionEnd   = "credits_end"  // the plan's credits expire
+	PrefixSubscriptionOff     = "credits_off:" // + when the plan left the credits (RFC 3339): they expire
 )
 
 // subscriptionCreditsArgs is the input of a subscription_credits step.
@@ -52,6 +58,10 @@ type subscriptionCreditsArgs struct {
 	InvoiceID  string `json:"invoice_id,omitempty"`
 	ProductKey string `json:"product_key"`
 	End        bool   `json:"end,omitempty"`
+	// Off is set for a plan change to a product without credits, seen at
+	// At; ProductKey is the product it left.
+	Off bool      `json:"off,omitempty"`
+	At  time.Time `json:"at,omitzero"`
 }
 
 // subscriptionCreditPipelines are the pipelines of a subscription's plan
@@ -63,12 +73,18 @@ func (f *Fulfillment) subscriptionCreditPipelines(subject steps.Subject, moves [
 		if f.product(m.ProductKey).Credits <= 0 {
 			continue
 		}
-		name := PipelineSubscriptionEnd
-		if !m.End {
+		args := subscriptionCreditsArgs{InvoiceID: m.InvoiceID, ProductKey: m.ProductKey, End: m.End}
+		var name string
+		switch {
+		case m.End:
+			name = PipelineSubscriptionEnd
+		case m.Off:
+			args.Off, args.At = true, m.At.UTC()
+			name = PrefixSubscriptionOff + args.At.Format(time.RFC3339Nano)
+		default:
 			name = PrefixSubscriptionCredits + m.InvoiceID
 		}
-		st := steps.Step{Name: StepSubscriptionCredits,
-			Args: subscriptionCreditsArgs{InvoiceID: m.InvoiceID, ProductKey: m.ProductKey, End: m.End}}
+		st := steps.Step{Name: StepSubscriptionCredits, Args: args}
 		ps = append(ps, steps.Pipeline{Subject: subject, Name: name, Anchor: m.At, Steps: []steps.Step{st}})
 	}
 	return ps
@@ -101,9 +117,12 @@ func (c *Credits) subscriptionCredits(ctx context.Context, job *steps.Job) (any,
 			e       store.CreditEntry
 			created bool
 		)
-		if args.End {
+		switch {
+		case args.End:
 			e, created, err = c.SubscriptionEnded(ctx, q, holder, s.ID)
-		} else {
+		case args.Off:
+			e, created, err = c.PlanLeftCredits(ctx, q, holder, s.ID, args.At)
+		default:
 			e, created, err = c.applyInvoice(ctx, q, s, holder, args)
 		}
 		switch {
@@ -270,12 +289,32 @@ func (c *Credits) SubscriptionEnded(ctx context.Context, q *store.Queries, holde
 	if subscriptionID == "" {
 		return store.CreditEntry{}, false, errors.New("expire plan credits: subscription id is required")
 	}
+	return c.expirePlan(ctx, q, holder, subscriptionID, store.CauseSubscription, subscriptionID)
+}
+
+// PlanLeftCredits expires what is left of a subscription's plan credits for
+// its holder, in q's transaction: call it when the plan changed, at at, to
+// a product without credits. It is written once per change; unlike the
+// end, it does not stop a later paid invoice of a plan with credits from
+// granting them.
+func (c *Credits) PlanLeftCredits(ctx context.Context, q *store.Queries, holder store.CreditHolder, subscriptionID string,
+	at time.Time) (store.CreditEntry, bool, error) {
+	if subscriptionID == "" || at.IsZero() {
+		return store.CreditEntry{}, false, errors.New("expire plan credits: subscription id and time of the change are required")
+	}
+	return c.expirePlan(ctx, q, holder, subscriptionID, store.CausePlanChange, store.PlanChangeCause(subscriptionID, at))
+}
+
+// expirePlan writes the expiry of what is left of subscriptionID's plan
+// credits, caused as given, unless it was written before.
+func (c *Credits) expirePlan(ctx context.Context, q *store.Queries, holder store.CreditHolder, subscriptionID string,
+	cause store.CauseKind, causeID string) (store.CreditEntry, bool, error) {
 	now := c.f.clock.Now()
 	acct, err := q.LockCreditAccount(ctx, holder, now)
 	if err != nil {
 		return store.CreditEntry{}, false, fmt.Errorf("expire plan credits of %s: %w", subscriptionID, err)
 	}
 	return q.ApplyCreditChange(ctx, store.CreditChange{AccountID: acct.ID, Kind: store.CreditExpire,
-		CauseKind: store.CauseSubscription, CauseID: subscriptionID,
+		CauseKind: cause, CauseID: causeID,
 		Close: &store.LotRef{Source: store.LotPlan, SourceID: subscriptionID}}, now)
 }

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -41,7 +42,8 @@ func planProducts(cfg *config.Config) {
 		config.Product{Key: "plan_roll", Name: "Plan (rollover)", Mode: config.ModeSubscription, Credits: 100,
 			CreditsRollover: true, Prices: price("plan_roll")},
 		config.Product{Key: "plan_pro", Name: "Plan Pro", Mode: config.ModeSubscription, Credits: 1000,
-			Prices: price("plan_pro")})
+			Prices: price("plan_pro")},
+		config.Product{Key: "plan_basic", Name: "Plan Basic", Mode: config.ModeSubscription, Prices: price("plan_basic")})
 }
 
 // eventCollector is the webhook endpoint the emulator delivers to when
@@ -118,7 +120,7 @@ func newPlanWorld(t *testing.T, hints bool) *planWorld {
 		t.Cleanup(hs.Close)
 		emu.SetWebhook(hs.URL, "whsec_test", 0)
 	}
-	for _, plan := range []string{"plan", "plan_roll", "plan_pro"} {
+	for _, plan := range []string{"plan", "plan_roll", "plan_pro", "plan_basic"} {
 		prod, err := api.CreateProduct(h.ctx, stripeapi.ProductSpec{Key: plan, Name: plan}, "")
 		if err != nil {
 			t.Fatal(err)
@@ -341,4 +343,65 @@ func TestPlanCreditsTrialAndPlanChangeEndToEnd(t *testing.T) {
 	}
 	w.until(w.periodEnd().Add(25 * time.Hour))
 	w.check("the new plan renewed", map[string]int64{"plan": 1000})
+}
+
+// A plan changed to a product without credits takes the old plan's credits
+// away at once (a pack bought on the side stays); renewals of that plan
+// grant none; a change back to a plan with credits grants them anew with
+// its invoice. With webhooks dropped, and with them shuffled and doubled.
+func TestPlanCreditsExpireWhenThePlanLeavesThem(t *testing.T) {
+	t.Parallel()
+	for _, hints := range []bool{false, true} {
+		t.Run(map[bool]string{false: "events", true: "hints"}[hints], func(t *testing.T) {
+			t.Parallel()
+			w := newPlanWorld(t, hints)
+			id := w.subscribe("plan", "dee", 0)
+			w.reconcile()
+			w.check("subscribed", map[string]int64{"plan": 100})
+			w.h.buyPack("dee", 1)
+			w.h.run()
+			if res := w.h.consume(w.holder["plan"], "use", 30); res.Outcome != store.ConsumeConsumed {
+				t.Fatalf("consume: %+v", res)
+			}
+			w.check("a pack bought, 30 used", map[string]int64{"plan": 170})
+
+			w.until(w.h.clk.Now().Add(3 * 24 * time.Hour))
+			if err := w.emu.ChangePrice(id, w.prices["plan_basic"], "none"); err != nil {
+				t.Fatal(err)
+			}
+			w.until(w.h.clk.Now().Add(24 * time.Hour))
+			// The plan's 100 go first (they expire first), so what is left
+			// is the pack's 100.
+			w.check("moved to a plan without credits", map[string]int64{"plan": 100})
+			w.until(w.periodEnd().Add(25 * time.Hour))
+			w.check("the plan without credits renewed", map[string]int64{"plan": 100})
+
+			if err := w.emu.ChangePrice(id, w.prices["plan"], "always_invoice"); err != nil {
+				t.Fatal(err)
+			}
+			w.until(w.h.clk.Now().Add(24 * time.Hour))
+			w.check("back to the plan with credits", map[string]int64{"plan": 200})
+
+			a, err := w.h.db.GetCreditAccount(w.h.ctx, w.holder["plan"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, err := w.h.db.CreditEntries(w.h.ctx, a.ID, 100, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var expired []int64
+			for _, e := range entries {
+				if e.Kind == store.CreditExpire {
+					if e.CauseKind != store.CausePlanChange {
+						t.Errorf("an expiry caused by %s %s, want the plan change", e.CauseKind, e.CauseID)
+					}
+					expired = append(expired, e.Amount)
+				}
+			}
+			if !slices.Equal(expired, []int64{-70}) {
+				t.Errorf("expiries %v, want one of -70", expired)
+			}
+		})
+	}
 }
