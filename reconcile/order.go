@@ -42,6 +42,10 @@ type OrderFulfillment interface {
 	// OrderRefunded schedules the refund pipeline of refund r, once per
 	// refund; o.AmountRefunded is the cumulative amount refunded.
 	OrderRefunded(ctx context.Context, q *store.Queries, o store.Order, r store.OrderRefund) error
+	// OrderDisputeLost treats lost dispute d as a full refund of the
+	// order without the customer email (access taken back), once per
+	// dispute; o is the order as the loss leaves it.
+	OrderDisputeLost(ctx context.Context, q *store.Queries, o store.Order, d store.OrderDispute) error
 	// RepairOrderAccess schedules, in q's transaction, what brings the
 	// order's GitHub access back to want (the access drift pass found it
 	// otherwise on GitHub or in the grants).
@@ -555,7 +559,11 @@ func (r *Reconciler) orderCharge(ctx context.Context, ch *stripe.Charge, refunds
 		if err != nil {
 			return err
 		}
-		next, upserts, events := decideOrderRefunds(o, ch, refunds, recorded)
+		lost, err := q.OrderHasLostDispute(ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		next, upserts, events := decideOrderRefunds(o, ch, refunds, recorded, lost)
 		now := r.clock.Now()
 		for _, u := range upserts {
 			if err := q.UpsertOrderRefund(ctx, u, now); err != nil {
@@ -594,10 +602,12 @@ type orderRefundEvent struct {
 }
 
 // decideOrderRefunds compares a paid order's charge and refunds with what
-// is recorded: the order's refunded amount and status are the charge's,
-// every refund row is upserted, and each refund that newly counts (seen
-// for the first time, or no longer failed) is an event, oldest first.
-func decideOrderRefunds(o store.Order, ch *stripe.Charge, refunds []*stripe.Refund, recorded []store.OrderRefund) (store.Order, []store.OrderRefund, []orderRefundEvent) {
+// is recorded: the order's refunded amount and status are the charge's
+// (refunded whatever they say once a dispute was lost), every refund row
+// is upserted, and each refund that newly counts (seen for the first time,
+// or no longer failed) is an event, oldest first.
+func decideOrderRefunds(o store.Order, ch *stripe.Charge, refunds []*stripe.Refund, recorded []store.OrderRefund,
+	disputeLost bool) (store.Order, []store.OrderRefund, []orderRefundEvent) {
 	known := map[string]store.OrderRefund{}
 	var before int64
 	for _, r := range recorded {
@@ -633,7 +643,7 @@ func decideOrderRefunds(o store.Order, ch *stripe.Charge, refunds []*stripe.Refu
 	next := o
 	next.AmountRefunded = min(ch.AmountRefunded, o.AmountTotal)
 	switch {
-	case next.AmountRefunded >= o.AmountTotal && o.AmountTotal > 0:
+	case disputeLost || (next.AmountRefunded >= o.AmountTotal && o.AmountTotal > 0):
 		next.Status = store.OrderRefunded
 	case next.AmountRefunded > 0:
 		next.Status = store.OrderPartiallyRefunded
@@ -643,9 +653,10 @@ func decideOrderRefunds(o store.Order, ch *stripe.Charge, refunds []*stripe.Refu
 	return next, upserts, events
 }
 
-// orderDispute alerts the operator, once per dispute and status, of a
-// dispute on an order's payment: paymentd does not answer disputes, and a
-// lost one is handled by refunding the order's access by hand.
+// orderDispute records a dispute of an order's payment and alerts the
+// operator, once per dispute and status (paymentd does not answer
+// disputes); a dispute newly lost counts as a full refund: the order is
+// refunded and its access taken back.
 func (r *Reconciler) orderDispute(ctx context.Context, d *stripe.Dispute, piID string, rep *Report) error {
 	if piID == "" {
 		return nil
@@ -654,14 +665,88 @@ func (r *Reconciler) orderDispute(ctx context.Context, d *stripe.Dispute, piID s
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // not ours
 	}
-	if err != nil || r.ful == nil {
+	if err != nil {
 		return err
 	}
+	if !o.Status.Paid() {
+		// The dispute came before the payment was seen: apply the payment.
+		if err := r.reconcileOrder(ctx, o, rep); err != nil {
+			return err
+		}
+	}
 	return r.inTx(ctx, rep, func(q *store.Queries) error {
-		return r.ful.Alert(ctx, q, fmt.Sprintf("order_dispute:%s:%s", d.ID, d.Status), steps.AlertArgs{
-			SubjectKind: store.SubjectOrder, SubjectID: o.ID, Pipeline: alertPipeline, Step: "dispute",
-			LastError: fmt.Sprintf("Order %s's payment is disputed (%s, %s, %d %s): answer it in the Stripe dashboard; "+
-				"paymentd changes nothing on the order.", o.ID, d.ID, d.Status, d.Amount, d.Currency),
-		})
+		o, err := q.LockOrder(ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		if !o.Status.Paid() {
+			// Nothing is recorded, so a loss is not missed: retried later.
+			return fmt.Errorf("dispute %s: the payment of order %s is not recorded yet", d.ID, o.ID)
+		}
+		var recorded *store.OrderDispute
+		switch row, err := q.GetOrderDispute(ctx, d.ID); {
+		case err == nil:
+			recorded = &row
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		now := r.clock.Now()
+		dd := decideOrderDispute(o, d, recorded, now)
+		if recorded != nil && *recorded == dd.row {
+			return nil
+		}
+		if err := q.UpsertOrderDispute(ctx, dd.row, now); err != nil {
+			return err
+		}
+		if r.ful != nil && (recorded == nil || recorded.Status != dd.row.Status) {
+			if err := r.ful.Alert(ctx, q, fmt.Sprintf("order_dispute:%s:%s", d.ID, d.Status), steps.AlertArgs{
+				SubjectKind: store.SubjectOrder, SubjectID: o.ID, Pipeline: alertPipeline, Step: "dispute",
+				LastError: fmt.Sprintf("Order %s's payment is disputed (%s, %s, %d %s): answer it in the Stripe dashboard; "+
+					"a lost dispute refunds the order and takes its access back.", o.ID, d.ID, d.Status, d.Amount, d.Currency),
+			}); err != nil {
+				return err
+			}
+		}
+		if !dd.lost {
+			return nil
+		}
+		if !equalOrders(o, dd.next) {
+			if err := q.UpdateOrder(ctx, dd.next, now); err != nil {
+				return err
+			}
+		}
+		if err := r.record(ctx, q, rep, Change{Kind: kindDispute, ObjectID: d.ID, PurchaseID: o.ID, What: whatDisputeLost}); err != nil {
+			return err
+		}
+		if r.opts.Orders == nil {
+			return nil
+		}
+		return r.opts.Orders.OrderDisputeLost(ctx, q, dd.next, dd.row)
 	})
+}
+
+// orderDisputeDecision is what a dispute changes on its order.
+type orderDisputeDecision struct {
+	row  store.OrderDispute
+	next store.Order // the order as the dispute leaves it
+	// lost: lost since it was last recorded (counts as a full refund).
+	lost bool
+}
+
+// decideOrderDispute compares a dispute with its order o and its recorded
+// row (o is paid). A dispute newly lost refunds the order in full (its
+// refunded amount stays the charge's: no money was refunded, it was taken
+// back).
+func decideOrderDispute(o store.Order, d *stripe.Dispute, recorded *store.OrderDispute, now time.Time) orderDisputeDecision {
+	row := store.OrderDispute{ID: d.ID, OrderID: o.ID, Amount: d.Amount, Currency: strings.ToLower(string(d.Currency)),
+		Status: string(d.Status), Reason: string(d.Reason), CreatedAt: timeOf(d.Created, now)}
+	if recorded != nil {
+		row.CreatedAt, row.UpdatedAt = recorded.CreatedAt, recorded.UpdatedAt
+	}
+	out := orderDisputeDecision{row: row, next: o}
+	if d.Status != stripe.DisputeStatusLost || (recorded != nil && recorded.Status == string(stripe.DisputeStatusLost)) {
+		return out
+	}
+	out.lost, out.next.Status = true, store.OrderRefunded
+	return out
 }

@@ -83,3 +83,52 @@ func TestDecideOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideOrderDispute: a dispute newly lost refunds its paid order in
+// full (once: a loss already recorded changes nothing more); an open or won
+// dispute changes nothing on the order.
+func TestDecideOrderDispute(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	paid := store.Order{ID: "o1", Status: store.OrderPaid, AmountTotal: 1000}
+	partly := store.Order{ID: "o1", Status: store.OrderPartiallyRefunded, AmountTotal: 1000, AmountRefunded: 300}
+	dispute := func(st stripe.DisputeStatus) *stripe.Dispute {
+		return &stripe.Dispute{ID: "dp_1", Status: st, Amount: 1000, Currency: "usd", Reason: "fraudulent",
+			Created: now.Add(-time.Hour).Unix()}
+	}
+	recorded := func(st string) *store.OrderDispute {
+		return &store.OrderDispute{ID: "dp_1", OrderID: "o1", Amount: 1000, Currency: "usd", Status: st,
+			Reason: "fraudulent", CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Minute)}
+	}
+	for _, c := range []struct {
+		name     string
+		o        store.Order
+		d        *stripe.Dispute
+		recorded *store.OrderDispute
+		lost     bool
+		status   store.OrderStatus
+	}{
+		{"opened", paid, dispute(stripe.DisputeStatusNeedsResponse), nil, false, store.OrderPaid},
+		{"lost, first seen", paid, dispute(stripe.DisputeStatusLost), nil, true, store.OrderRefunded},
+		{"lost after it was open", paid, dispute(stripe.DisputeStatusLost), recorded("needs_response"), true, store.OrderRefunded},
+		{"lost, partly refunded before", partly, dispute(stripe.DisputeStatusLost), recorded("under_review"), true, store.OrderRefunded},
+		{"lost, seen again", store.Order{ID: "o1", Status: store.OrderRefunded, AmountTotal: 1000},
+			dispute(stripe.DisputeStatusLost), recorded("lost"), false, store.OrderRefunded},
+		{"won", paid, dispute(stripe.DisputeStatusWon), recorded("under_review"), false, store.OrderPaid},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := decideOrderDispute(c.o, c.d, c.recorded, now)
+			if d.lost != c.lost || d.next.Status != c.status {
+				t.Errorf("lost %v, status %s; want %v, %s", d.lost, d.next.Status, c.lost, c.status)
+			}
+			if d.next.AmountRefunded != c.o.AmountRefunded {
+				t.Errorf("refunded %d, want the charge's %d", d.next.AmountRefunded, c.o.AmountRefunded)
+			}
+			if d.row.Status != string(c.d.Status) || d.row.OrderID != "o1" || d.row.Amount != 1000 {
+				t.Errorf("row %+v", d.row)
+			}
+			if c.recorded != nil && !d.row.CreatedAt.Equal(c.recorded.CreatedAt) {
+				t.Errorf("row created %v, want the recorded %v", d.row.CreatedAt, c.recorded.CreatedAt)
+			}
+		})
+	}
+}

@@ -45,9 +45,9 @@ type shop struct {
 // orderRecorder is a reconcile.OrderFulfillment that counts what it was
 // asked to schedule, per order.
 type orderRecorder struct {
-	mu                     sync.Mutex
-	paid, failed, refunded map[string]int
-	repairs                map[string]store.AccessState // the access drift pass's, by order id
+	mu                             sync.Mutex
+	paid, failed, refunded, denied map[string]int               // denied: lost disputes
+	repairs                        map[string]store.AccessState // the access drift pass's, by order id
 }
 
 func (r *orderRecorder) RepairOrderAccess(_ context.Context, _ *store.Queries, o store.Order, want store.AccessState) error {
@@ -81,6 +81,11 @@ func (r *orderRecorder) OrderPaymentFailed(_ context.Context, _ *store.Queries, 
 
 func (r *orderRecorder) OrderRefunded(_ context.Context, _ *store.Queries, o store.Order, _ store.OrderRefund) error {
 	r.bump(&r.refunded, o.ID)
+	return nil
+}
+
+func (r *orderRecorder) OrderDisputeLost(_ context.Context, _ *store.Queries, o store.Order, _ store.OrderDispute) error {
+	r.bump(&r.denied, o.ID)
 	return nil
 }
 
@@ -596,6 +601,69 @@ func TestOrderRefunds(t *testing.T) {
 	s.pass(reconcile.HintsOnly)
 	if o := s.order(hosted.OrderID); o.Status != store.OrderRefunded || o.PaidAt == nil || s.orders.count(s.orders.paid, o.ID) != 1 {
 		t.Errorf("hosted order after its refund's hint alone: %s, paid at %v", o.Status, o.PaidAt)
+	}
+}
+
+// TestOrderLostDispute: a dispute of an order's payment changes nothing
+// while it is open; lost, it refunds the order and takes its access back,
+// once, through every later pass (the charge's own reconcile keeps it
+// refunded). A hosted order whose lost dispute is the first signal paymentd
+// sees is recorded paid, then refunded, from that one hint.
+func TestOrderLostDispute(t *testing.T) {
+	s := newShop(t)
+	st, emb := s.buy(0, "ada", "embedded", stickers(2), "")
+	if st != http.StatusOK {
+		t.Fatalf("checkout = %d", st)
+	}
+	s.pay(emb)
+	s.pass(reconcile.Incremental)
+	dp, err := s.emu.OpenDispute(emb.PaymentIntentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	if o := s.order(emb.OrderID); o.Status != store.OrderPaid || s.orders.count(s.orders.denied, o.ID) != 0 {
+		t.Fatalf("while disputed: %s, %d losses", o.Status, s.orders.count(s.orders.denied, o.ID))
+	}
+	if err := s.emu.CloseDispute(dp, false); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	s.pass(reconcile.Deep)
+	s.pass(reconcile.Incremental)
+	o := s.order(emb.OrderID)
+	if o.Status != store.OrderRefunded || o.AmountRefunded != 0 || s.orders.count(s.orders.denied, o.ID) != 1 {
+		t.Errorf("after the loss: %s, %d refunded, %d losses; want refunded, 0, 1", o.Status, o.AmountRefunded,
+			s.orders.count(s.orders.denied, o.ID))
+	}
+	if d, err := s.db.GetOrderDispute(s.ctx, dp); err != nil || d.Status != "lost" || d.OrderID != o.ID {
+		t.Errorf("dispute row = %+v, %v", d, err)
+	}
+
+	st, hosted := s.buy(1, "bob", "hosted", stickers(1), "")
+	if st != http.StatusOK {
+		t.Fatalf("checkout = %d", st)
+	}
+	s.pay(hosted)
+	sess, err := s.emu.Session(hosted.SessionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err = s.emu.OpenDispute(sess.PaymentIntent.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.emu.CloseDispute(dp, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.InsertHint(s.ctx, "evt_dispute_only", "charge.dispute.closed", dp, s.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.HintsOnly)
+	if o := s.order(hosted.OrderID); o.Status != store.OrderRefunded || o.PaidAt == nil ||
+		s.orders.count(s.orders.paid, o.ID) != 1 || s.orders.count(s.orders.denied, o.ID) != 1 {
+		t.Errorf("hosted order after its lost dispute's hint alone: %s, paid at %v, %d paid, %d losses", o.Status, o.PaidAt,
+			s.orders.count(s.orders.paid, o.ID), s.orders.count(s.orders.denied, o.ID))
 	}
 }
 

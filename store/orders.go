@@ -324,6 +324,53 @@ func (q *Queries) PromotionCodeUses(ctx context.Context, promotionCodeID string)
 	return n, nil
 }
 
+// OrderDispute is one row of order_disputes. Status is Stripe's.
+type OrderDispute struct {
+	ID        string    `json:"id"`
+	OrderID   string    `json:"order_id"`
+	Amount    int64     `json:"amount"`
+	Currency  string    `json:"currency"`
+	Status    string    `json:"status"`
+	Reason    string    `json:"reason"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// UpsertOrderDispute records d, or updates its amount and status when they
+// changed.
+func (q *Queries) UpsertOrderDispute(ctx context.Context, d OrderDispute, now time.Time) error {
+	_, err := q.db.Exec(ctx, `INSERT INTO order_disputes (id, order_id, amount, currency, status, reason, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
+			WHERE (order_disputes.amount, order_disputes.status) IS DISTINCT FROM (EXCLUDED.amount, EXCLUDED.status)`,
+		d.ID, d.OrderID, d.Amount, d.Currency, d.Status, d.Reason, d.CreatedAt.UTC(), now.UTC())
+	if err != nil {
+		return fmt.Errorf("upsert order dispute %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// GetOrderDispute returns the order dispute with a Stripe id.
+func (q *Queries) GetOrderDispute(ctx context.Context, id string) (OrderDispute, error) {
+	var d OrderDispute
+	err := q.db.QueryRow(ctx, `SELECT id, order_id::text, amount, currency, status, reason, created_at, updated_at
+		FROM order_disputes WHERE id = $1`, id).Scan(&d.ID, &d.OrderID, &d.Amount, &d.Currency, &d.Status, &d.Reason,
+		&d.CreatedAt, &d.UpdatedAt)
+	return d, notFound(err)
+}
+
+// OrderHasLostDispute reports whether a dispute of the order's payment was
+// lost.
+func (q *Queries) OrderHasLostDispute(ctx context.Context, orderID string) (bool, error) {
+	var yes bool
+	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM order_disputes WHERE order_id = $1 AND status = 'lost')`,
+		orderID).Scan(&yes)
+	if err != nil {
+		return false, fmt.Errorf("look up lost disputes of order %s: %w", orderID, err)
+	}
+	return yes, nil
+}
+
 // OrderRefund is one row of order_refunds. Status is Stripe's.
 type OrderRefund struct {
 	ID        string    `json:"id"`

@@ -46,7 +46,8 @@ const (
 
 	PipelineOrder              = "order"
 	PipelineOrderPaymentFailed = "order_payment_failed"
-	PrefixOrderRefund          = "refund:" // + Stripe refund id, on the order subject
+	PrefixOrderRefund          = "refund:"  // + Stripe refund id, on the order subject
+	PrefixOrderDispute         = "dispute:" // + Stripe dispute id: a lost dispute, on the order subject
 	// PrefixOrderLateRevoke + grant id: the revocation of a grant that
 	// landed after its order was refunded.
 	PrefixOrderLateRevoke = "revoke_late_grant:"
@@ -221,6 +222,18 @@ func (f *Fulfillment) OrderRefunded(ctx context.Context, q *store.Queries, o sto
 		return nil
 	}
 	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixOrderRefund + r.ID, Steps: list})
+	return err
+}
+
+// OrderDisputeLost treats lost dispute d as a full refund of order o
+// without the customer email: access steps still to run are canceled and
+// the access taken back. The operator was alerted about the dispute.
+func (f *Fulfillment) OrderDisputeLost(ctx context.Context, q *store.Queries, o store.Order, d store.OrderDispute) error {
+	if _, err := f.engine.CancelSubject(ctx, q, steps.OrderSubject(o.ID), TagAccess); err != nil {
+		return fmt.Errorf("cancel access steps of order %s: %w", o.ID, err)
+	}
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixOrderDispute + d.ID,
+		Steps: []steps.Step{{Name: StepOrderRevoke, Tags: []string{TagRevoke}}}})
 	return err
 }
 

@@ -183,6 +183,46 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	}
 }
 
+// A lost dispute refunds the order in full without the customer email: the
+// collaborator is removed and the seller hears order.refunded, once for a
+// loss seen twice.
+func TestOrderLostDisputeTakesAccessBack(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o := h.paidOrder("ada-l")
+	o.Status = store.OrderRefunded
+	d := store.OrderDispute{ID: "dp_1", OrderID: o.ID, Amount: o.AmountTotal, Currency: "usd", Status: "lost",
+		Reason: "fraudulent", CreatedAt: h.clk.Now()}
+	for range 2 {
+		h.tx(func(q *store.Queries) error {
+			if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+				return err
+			}
+			if err := q.UpsertOrderDispute(h.ctx, d, h.clk.Now()); err != nil {
+				return err
+			}
+			return h.ful.OrderDisputeLost(h.ctx, q, o, d)
+		})
+		h.run()
+	}
+	if c := h.gh.Collaborators(); len(c) != 0 {
+		t.Errorf("collaborators after the lost dispute = %+v", c)
+	}
+	if n := len(h.mails(mail.RefundFull)) + len(h.mails(mail.RefundPartial)); n != 0 {
+		t.Errorf("%d refund emails to the customer, want none", n)
+	}
+	var types []string
+	for _, dl := range h.hook.deliveries() {
+		var ev struct{ Type string }
+		_ = json.Unmarshal(dl.body, &ev)
+		types = append(types, ev.Type)
+	}
+	if strings.Join(types, ",") != "order.paid,order.refunded" {
+		t.Errorf("access webhooks = %v", types)
+	}
+}
+
 // paidOrder records a paid order whose GitHub line goes to login, runs its
 // pipeline and accepts the invitations it sent.
 func (h *harness) paidOrder(login string) store.Order {
