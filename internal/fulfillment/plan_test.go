@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/paymentd/paymentd/internal/config"
+	"github.com/paymentd/paymentd/store"
 )
 
 func TestPlanPurchase(t *testing.T) {
@@ -113,6 +114,46 @@ func TestPlanRecovery(t *testing.T) {
 			anchor, send := planRecovery(recoveryFacts{Now: now, ExpiredAt: tc.expiredAt, SessionExpiresAt: tc.expires, Quiet: tc.quiet})
 			if !anchor.Equal(tc.anchor) || send != tc.send {
 				t.Errorf("planRecovery = %s %v, want %s %v", anchor, send, tc.anchor, tc.send)
+			}
+		})
+	}
+}
+
+// TestFollowupsToRestore: a reversal brings back, per follow-up, the last
+// one a refund canceled, when it is still ahead and no other of its name is
+// scheduled or sent.
+func TestFollowupsToRestore(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	step := func(id int64, name string, st store.StepStatus, runAt time.Time, tags ...string) store.Step {
+		if tags == nil {
+			tags = []string{TagFollowup}
+		}
+		return store.Step{ID: id, Name: name, Status: st, RunAt: runAt, Tags: tags, UpdatedAt: now.Add(time.Duration(id) * time.Minute)}
+	}
+	ahead, past := now.Add(48*time.Hour), now.Add(-time.Hour)
+	for _, c := range []struct {
+		name     string
+		existing []store.Step
+		want     []int64
+	}{
+		{"a canceled follow-up ahead", []store.Step{step(1, "followup_feedback", store.StepCanceled, ahead)}, []int64{1}},
+		{"one already due is not sent late", []store.Step{step(1, "followup_feedback", store.StepCanceled, past)}, nil},
+		{"one sent before the refund", []store.Step{step(1, "followup_onboarding", store.StepDone, past)}, nil},
+		{"restored once already and pending", []store.Step{step(1, "followup_feedback", store.StepCanceled, ahead),
+			step(2, "followup_feedback", store.StepPending, ahead)}, nil},
+		{"restored, then canceled again: the last", []store.Step{step(1, "followup_feedback", store.StepCanceled, ahead),
+			step(2, "followup_feedback", store.StepCanceled, ahead)}, []int64{2}},
+		{"not a follow-up", []store.Step{step(1, StepGrantAccess, store.StepCanceled, ahead, TagAccess)}, nil},
+		{"two follow-ups", []store.Step{step(1, "followup_feedback", store.StepCanceled, ahead),
+			step(2, "followup_testimonial", store.StepCanceled, ahead.Add(24*time.Hour))}, []int64{1, 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var got []int64
+			for _, s := range followupsToRestore(c.existing, now) {
+				got = append(got, s.ID)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("restored %v, want %v", got, c.want)
 			}
 		})
 	}

@@ -413,6 +413,52 @@ func TestReversedRefundRestoresAccessAndTellsTheOperator(t *testing.T) {
 	wantContains(t, "operator email", h.oneMail(mail.RefundReversed, adminEmail).Text, "$199.00", p.ID, "re_1 failed")
 }
 
+// A full refund cancels the follow-ups; its reversal brings back those
+// still ahead (never one already due, never twice), also after a second
+// refund and reversal, so each follow-up is sent once in all.
+func TestReversedRefundRestoresTheFollowUpsStillAhead(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	p := h.complete(buy{username: "octocat"})
+	h.run()
+	reverse := func(id string) {
+		t.Helper()
+		h.tx(func(q *store.Queries) error {
+			cur, err := q.LockPurchase(h.ctx, p.ID)
+			if err != nil {
+				return err
+			}
+			cur.AmountRefunded, cur.Status = 0, store.PurchaseCompleted
+			if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
+				return err
+			}
+			return h.ful.RefundReversed(h.ctx, q, cur, store.Refund{ID: id, PurchaseID: p.ID, Amount: 19900,
+				Currency: "usd", Status: "failed"})
+		})
+		h.run()
+	}
+	h.at(8 * day) // the onboarding follow-up (day 7) is sent
+	h.refund(p, "re_1", 19900)
+	h.run()
+	h.at(15 * day) // the feedback follow-up (day 14) passes while refunded
+	reverse("re_1")
+	h.at(16 * day)
+	h.refund(p, "re_2", 19900)
+	h.run()
+	reverse("re_2")
+	h.at(30*day - time.Minute)
+	if n := len(h.mails(mail.FollowupTestimonial)); n != 0 {
+		t.Errorf("the testimonial follow-up sent before day 30")
+	}
+	h.at(60 * day)
+	for template, want := range map[string]int{mail.FollowupOnboarding: 1, mail.FollowupFeedback: 0,
+		mail.FollowupTestimonial: 1} {
+		if n := len(h.mails(template)); n != want {
+			t.Errorf("%s sent %d times, want %d", template, n, want)
+		}
+	}
+}
+
 func TestRepairAccessSchedulesOneGrantAtATime(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOptions{})

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -268,6 +269,13 @@ func (f *Fulfillment) RefundReversed(ctx context.Context, q *store.Queries, p st
 		default:
 			list = append(list, f.grantSteps(nil)...)
 		}
+		if !f.quiet {
+			now := f.clock.Now()
+			for _, fu := range followupsToRestore(existing, now) {
+				list = append(list, steps.Step{Name: fu.Name, Delay: fu.RunAt.Sub(now), Tags: []string{TagFollowup},
+					Args: fu.Args})
+			}
+		}
 	}
 	list = append(list, steps.Step{Name: StepRefundReversed, Args: reversalArgs{
 		RefundID: r.ID, Amount: r.Amount, Currency: currencyOf(r.Currency, p.Currency), Status: r.Status}})
@@ -498,6 +506,38 @@ func underway(existing []store.Step, name string) bool {
 		}
 	}
 	return false
+}
+
+// followupsToRestore are the follow-ups a refund canceled that a reversal
+// of it brings back: per follow-up, the last one canceled, when it is still
+// ahead of now and no other of the same name is scheduled or was sent.
+func followupsToRestore(existing []store.Step, now time.Time) []store.Step {
+	live := map[string]bool{}
+	last := map[string]store.Step{}
+	var order []string
+	for _, s := range existing {
+		if !slices.Contains(s.Tags, TagFollowup) {
+			continue
+		}
+		if s.Status != store.StepCanceled {
+			live[s.Name] = true
+			continue
+		}
+		prev, seen := last[s.Name]
+		if !seen {
+			order = append(order, s.Name)
+		}
+		if !seen || s.UpdatedAt.After(prev.UpdatedAt) || (s.UpdatedAt.Equal(prev.UpdatedAt) && s.ID > prev.ID) {
+			last[s.Name] = s
+		}
+	}
+	var out []store.Step
+	for _, name := range order {
+		if s := last[name]; !live[name] && s.RunAt.After(now) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // countPipelines counts the distinct pipelines whose name starts with prefix.
