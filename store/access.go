@@ -117,6 +117,68 @@ func (q *Queries) RecordGrantAttempt(ctx context.Context, g Grant, now time.Time
 	return out, nil
 }
 
+// entitledStatuses are the purchase statuses that PurchaseStatus.Entitled
+// accepts, for statements that check it under the row lock.
+var entitledStatuses = []string{string(PurchaseCompleted), string(PurchasePartiallyRefunded)}
+
+// RecordGrantAttemptIfEntitled is RecordGrantAttempt under the purchase's
+// row lock, in one statement: while the purchase is paid for (Entitled) the
+// attempt is recorded; otherwise nothing is, and it reports false.
+func (q *Queries) RecordGrantAttemptIfEntitled(ctx context.Context, g Grant, now time.Time) (Grant, bool, error) {
+	rows, err := q.db.Query(ctx, `
+		WITH p AS (SELECT id FROM purchases WHERE id = $1 AND status = ANY($7) FOR UPDATE)
+		INSERT INTO access_grants AS g (purchase_id, provider, github_user_id, github_login, preexisting, state,
+			created_at, updated_at)
+		SELECT p.id, $2, nullif($3::bigint, 0), nullif($4, ''), $5, 'pending', $6, $6 FROM p
+		ON CONFLICT (purchase_id, provider, (coalesce(github_user_id, 0))) DO UPDATE SET
+			state = 'pending',
+			github_login = coalesce(nullif($4, ''), g.github_login),
+			preexisting = CASE WHEN g.state = 'revoked' THEN EXCLUDED.preexisting ELSE g.preexisting END,
+			updated_at = $6
+		RETURNING `+grantColumns,
+		g.PurchaseID, g.Provider, g.GitHubUserID, g.GitHubLogin, g.Preexisting, now.UTC(), entitledStatuses)
+	if err != nil {
+		return Grant{}, false, fmt.Errorf("record grant attempt for %s: %w", g.PurchaseID, err)
+	}
+	out, err := pgx.CollectRows(rows, scanGrant)
+	if err != nil {
+		return Grant{}, false, fmt.Errorf("record grant attempt for %s: %w", g.PurchaseID, err)
+	}
+	if len(out) == 0 {
+		return Grant{}, false, nil
+	}
+	return out[0], true, nil
+}
+
+// SettlePurchaseGrant records, under the purchase's row lock and in one
+// statement, that grant grantID of a purchase still paid for (Entitled)
+// completed: the grant granted (with invitationID; 0 keeps the one
+// recorded), the purchase's access granted with ref and, when login is not
+// "", login its GitHub username. It writes nothing, and reports false, for
+// a purchase no longer paid for.
+func (q *Queries) SettlePurchaseGrant(ctx context.Context, purchaseID string, grantID, invitationID int64, ref *string,
+	login string, now time.Time) (bool, error) {
+	var settled bool
+	err := q.db.QueryRow(ctx, `
+		WITH p AS (SELECT id FROM purchases WHERE id = $1 AND status = ANY($7) FOR UPDATE),
+		g AS (
+			UPDATE access_grants SET state = 'granted', invitation_id = coalesce(nullif($3::bigint, 0), invitation_id),
+				updated_at = $4
+			WHERE id = $2 AND EXISTS (SELECT 1 FROM p)
+			RETURNING id),
+		u AS (
+			UPDATE purchases SET access_state = 'granted', access_ref = $5,
+				github_username = coalesce(nullif($6, ''), github_username), updated_at = $4
+			WHERE id = (SELECT id FROM p)
+			RETURNING id)
+		SELECT EXISTS (SELECT 1 FROM p)`,
+		purchaseID, grantID, invitationID, now.UTC(), ref, login, entitledStatuses).Scan(&settled)
+	if err != nil {
+		return false, fmt.Errorf("settle grant %d of %s: %w", grantID, purchaseID, err)
+	}
+	return settled, nil
+}
+
 // MarkGrantGranted records that grant id completed, with the invitation
 // GitHub created (0 keeps the one recorded).
 func (q *Queries) MarkGrantGranted(ctx context.Context, id, invitationID int64, now time.Time) error {

@@ -163,3 +163,49 @@ func TestGrantsToGitHubUserUsesItsIndexes(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantWritesUnderTheRowLockOnlyWhilePaidFor: the one-statement attempt
+// and settlement write for a purchase still paid for (completed or partly
+// refunded) and write nothing for a refunded one.
+func TestGrantWritesUnderTheRowLockOnlyWhilePaidFor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	ref := "42"
+	for _, c := range []struct {
+		status store.PurchaseStatus
+		ok     bool
+	}{{store.PurchaseCompleted, true}, {store.PurchasePartiallyRefunded, true}, {store.PurchaseRefunded, false}} {
+		pid := paidPurchase(t, db, c.status)
+		g, ok, err := db.RecordGrantAttemptIfEntitled(ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderGitHub,
+			GitHubUserID: 7, GitHubLogin: "octocat"}, grantT0)
+		if err != nil || ok != c.ok {
+			t.Fatalf("%s: attempt recorded %v (%v), want %v", c.status, ok, err, c.ok)
+		}
+		grants, err := db.PurchaseGrants(ctx, pid)
+		if err != nil || len(grants) != map[bool]int{true: 1, false: 0}[c.ok] {
+			t.Fatalf("%s: grants %+v (%v)", c.status, grants, err)
+		}
+		settled, err := db.SettlePurchaseGrant(ctx, pid, g.ID, 42, &ref, "octocat", grantT0.Add(time.Minute))
+		if err != nil || settled != c.ok {
+			t.Fatalf("%s: settled %v (%v), want %v", c.status, settled, err, c.ok)
+		}
+		p, err := db.GetPurchase(ctx, pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.ok {
+			if p.AccessState != store.AccessNone || p.GitHubUsername != nil {
+				t.Errorf("%s: purchase written: access %s, username %v", c.status, p.AccessState, p.GitHubUsername)
+			}
+			continue
+		}
+		grants, _ = db.PurchaseGrants(ctx, pid)
+		if p.AccessState != store.AccessGranted || p.AccessRef == nil || *p.AccessRef != ref ||
+			p.GitHubUsername == nil || *p.GitHubUsername != "octocat" || len(grants) != 1 ||
+			grants[0].State != store.GrantGranted || grants[0].InvitationID != 42 {
+			t.Errorf("%s: purchase access %s %v, username %v, grants %+v", c.status, p.AccessState, p.AccessRef,
+				p.GitHubUsername, grants)
+		}
+	}
+}

@@ -103,6 +103,15 @@ func (f *Fulfillment) grantAccess(ctx context.Context, job *steps.Job) (any, err
 // entitlement: grant nothing.
 func (f *Fulfillment) recordAttempt(ctx context.Context, purchaseID string, g store.Grant,
 	decide func(ctx context.Context, q *store.Queries, g *store.Grant) error) (*store.Grant, error) {
+	if decide == nil {
+		// Nothing to read first: one statement, under the row lock.
+		g.PurchaseID = purchaseID
+		recorded, ok, err := f.db.RecordGrantAttemptIfEntitled(ctx, g, f.clock.Now())
+		if err != nil || !ok {
+			return nil, err
+		}
+		return &recorded, nil
+	}
 	var out *store.Grant
 	err := f.db.InTx(ctx, func(q *store.Queries) error {
 		out = nil
@@ -143,11 +152,15 @@ func skippedGrant(err error) (any, error) {
 // unless a revocation that will find it is still to run.
 func (f *Fulfillment) settleGrant(ctx context.Context, q *store.Queries, purchaseID string, g store.Grant,
 	ref *string, login string) error {
+	now := f.clock.Now()
+	// The common case, the purchase still paid for, in one statement.
+	if settled, err := q.SettlePurchaseGrant(ctx, purchaseID, g.ID, g.InvitationID, ref, login, now); err != nil || settled {
+		return err
+	}
 	p, err := q.LockPurchase(ctx, purchaseID)
 	if err != nil {
 		return err
 	}
-	now := f.clock.Now()
 	if !p.Status.Entitled() {
 		f.log.Warn("a grant completed after its purchase lost its entitlement; revoking it",
 			"purchase_id", p.ID, "grant_id", g.ID, "status", string(p.Status))

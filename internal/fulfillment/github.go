@@ -40,12 +40,18 @@ func (f *Fulfillment) grantGitHub(ctx context.Context, job *steps.Job, p store.P
 	if err != nil {
 		return nil, err
 	}
-	g, err := f.recordAttempt(ctx, p.ID, store.Grant{Provider: store.ProviderGitHub, GitHubUserID: user.ID, GitHubLogin: login},
-		func(ctx context.Context, q *store.Queries, g *store.Grant) error {
+	var decide func(ctx context.Context, q *store.Queries, g *store.Grant) error
+	if has {
+		// Whether the access was there before paymentd's is read under
+		// the purchase's lock; without access there is nothing to read.
+		decide = func(ctx context.Context, q *store.Queries, g *store.Grant) error {
 			var err error
 			g.Preexisting, err = hadAccessBefore(ctx, q, p.ID, user, has)
 			return err
-		})
+		}
+	}
+	g, err := f.recordAttempt(ctx, p.ID, store.Grant{Provider: store.ProviderGitHub, GitHubUserID: user.ID, GitHubLogin: login},
+		decide)
 	if err != nil || g == nil {
 		return skippedGrant(err)
 	}
