@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +177,74 @@ func TestCancelByTagUsesAnIndex(t *testing.T) {
 	defer conn.Exec(ctx, `ROLLBACK`)
 	if p := plan(false); !strings.Contains(p, "Seq Scan on steps") {
 		t.Errorf("without the index, the plan is still:\n%s", p)
+	}
+}
+
+// TestCompleteStepsFencesEachClaimAndReleasesWhatWaited: a batch of
+// completions, small (a statement per step) or large (one over arrays),
+// completes every step whose claim holds, refuses the one whose claim is
+// stale, and makes due the steps that waited for the completed ones.
+func TestCompleteStepsFencesEachClaimAndReleasesWhatWaited(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, n := range []int{3, 20} {
+		db := pgtest.New(t)
+		purchase := insertPurchase(t, db)
+		var news []store.NewStep
+		for i := range n {
+			name := fmt.Sprintf("s%d", i)
+			news = append(news, store.NewStep{PurchaseID: purchase, Pipeline: "p", Name: name, Blocking: i%2 == 0,
+				RunAt: t0, MaxAttempts: 3})
+			if i%2 == 0 {
+				news = append(news, store.NewStep{PurchaseID: purchase, Pipeline: "p", Name: name + "_after", After: name,
+					RunAt: t0, MaxAttempts: 3})
+			}
+		}
+		if _, err := db.InsertSteps(ctx, t0, news); err != nil {
+			t.Fatal(err)
+		}
+		claimed, err := db.ClaimSteps(ctx, "engine", t0, time.Minute, n)
+		if err != nil || len(claimed) != n {
+			t.Fatalf("%d steps: claimed %d (%v)", n, len(claimed), err)
+		}
+		cs := make([]store.Completion, n)
+		for i, s := range claimed {
+			cs[i] = store.Completion{Claim: s.Claim(), Blocking: s.Blocking, Result: json.RawMessage(`{"ok":true}`)}
+		}
+		cs[0].Token++ // a stale claim
+		done, err := db.CompleteSteps(ctx, t0, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(done) != n-1 || slices.Contains(done, claimed[0].ID) {
+			t.Errorf("%d steps: completed %v, want all but %d", n, done, claimed[0].ID)
+		}
+		steps, err := db.PurchaseSteps(ctx, purchase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]store.Step{}
+		for _, s := range steps {
+			byName[s.Name] = s
+		}
+		for _, s := range claimed {
+			want := store.StepDone
+			if s.ID == claimed[0].ID {
+				want = store.StepRunning
+			}
+			if got := byName[s.Name].Status; got != want {
+				t.Errorf("%d steps: %s is %s, want %s", n, s.Name, got, want)
+			}
+			if !s.Blocking {
+				continue
+			}
+			wantAfter := store.StepPending
+			if s.ID == claimed[0].ID {
+				wantAfter = store.StepWaiting
+			}
+			if got := byName[s.Name+"_after"].Status; got != wantAfter {
+				t.Errorf("%d steps: %s_after is %s, want %s", n, s.Name, got, wantAfter)
+			}
+		}
 	}
 }
