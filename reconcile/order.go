@@ -692,8 +692,8 @@ func (r *Reconciler) orderDispute(ctx context.Context, d *stripe.Dispute, piID s
 		}
 		now := r.clock.Now()
 		dd := decideOrderDispute(o, d, recorded, now)
-		if recorded != nil && *recorded == dd.row {
-			return nil
+		if recorded != nil && recorded.Status == dd.row.Status && recorded.Amount == dd.row.Amount {
+			return nil // seen before as it is
 		}
 		if err := q.UpsertOrderDispute(ctx, dd.row, now); err != nil {
 			return err

@@ -337,9 +337,11 @@ const releaseSQL = `, waiting AS (
 // together (one round trip all the same): Postgres plans a statement over
 // arrays anew at every execution (the arrays' length changes the custom
 // plan's cost, so the cached generic plan is never chosen), which cost more
-// than the few updates themselves in a busy run (0.43 ms of planning for
-// 0.40 ms of execution); a statement by primary key reuses its plan.
-const completeBatchMin = 16
+// than two or three updates themselves in the e2e run (0.43 ms of planning
+// for 0.40 ms of execution); a statement by primary key reuses its plan.
+// From four on, one statement costs less than as many (make bench: 16 cost
+// a fifth of the no-op throughput at 8 workers).
+const completeBatchMin = 4
 
 // queueComplete queues on b the statements that record cs (nothing waits
 // for the steps: skip the search for waiting steps; fewer than

@@ -187,7 +187,7 @@ func TestCancelByTagUsesAnIndex(t *testing.T) {
 func TestCompleteStepsFencesEachClaimAndReleasesWhatWaited(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	for _, n := range []int{3, 20} {
+	for _, n := range []int{3, 20} { // a statement per step, and one over arrays
 		db := pgtest.New(t)
 		purchase := insertPurchase(t, db)
 		var news []store.NewStep
