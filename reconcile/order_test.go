@@ -237,6 +237,23 @@ func (s *shop) stock(key string) store.Stock {
 	return st
 }
 
+// paidHosted checks out one sticker as user on server n, hosted, pays it
+// in the emulator (nothing reconciled yet) and returns the checkout and its
+// PaymentIntent.
+func (s *shop) paidHosted(n int, user string) (checkoutAnswer, string) {
+	s.t.Helper()
+	st, a := s.buy(n, user, "hosted", stickers(1), "")
+	if st != http.StatusOK {
+		s.t.Fatalf("checkout = %d", st)
+	}
+	s.pay(a)
+	sess, err := s.emu.Session(a.SessionID)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return a, sess.PaymentIntent.ID
+}
+
 // pay pays an order's Stripe object as the buyer would.
 func (s *shop) pay(a checkoutAnswer) {
 	s.t.Helper()
@@ -582,16 +599,8 @@ func TestOrderRefunds(t *testing.T) {
 		t.Errorf("refund rows = %+v, %v", rs, err)
 	}
 
-	st, hosted := s.buy(1, "bob", "hosted", stickers(1), "")
-	if st != http.StatusOK {
-		t.Fatalf("checkout = %d", st)
-	}
-	s.pay(hosted)
-	sess, err := s.emu.Session(hosted.SessionID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refundID, err := s.emu.Refund(sess.PaymentIntent.ID, 0)
+	hosted, piID := s.paidHosted(1, "bob")
+	refundID, err := s.emu.Refund(piID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,16 +649,8 @@ func TestOrderLostDispute(t *testing.T) {
 		t.Errorf("dispute row = %+v, %v", d, err)
 	}
 
-	st, hosted := s.buy(1, "bob", "hosted", stickers(1), "")
-	if st != http.StatusOK {
-		t.Fatalf("checkout = %d", st)
-	}
-	s.pay(hosted)
-	sess, err := s.emu.Session(hosted.SessionID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dp, err = s.emu.OpenDispute(sess.PaymentIntent.ID)
+	hosted, piID := s.paidHosted(1, "bob")
+	dp, err = s.emu.OpenDispute(piID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,18 @@ func (q *Queries) grants(ctx context.Context, sql string, args ...any) ([]Grant,
 	return pgx.CollectRows(rows, scanGrant)
 }
 
+// grantAttemptUpsert ends the statements that record a grant attempt ($4
+// the login, $6 the time): an attempt again for the same purchase, provider
+// and account reuses the row, pending again, and keeps the decision whether
+// the access was there before, unless the grant had been revoked.
+const grantAttemptUpsert = `
+	ON CONFLICT (purchase_id, provider, (coalesce(github_user_id, 0))) DO UPDATE SET
+		state = 'pending',
+		github_login = coalesce(nullif($4, ''), g.github_login),
+		preexisting = CASE WHEN g.state = 'revoked' THEN EXCLUDED.preexisting ELSE g.preexisting END,
+		updated_at = $6
+	RETURNING ` + grantColumns
+
 // RecordGrantAttempt records, before the provider is called, that g (its
 // purchase, provider, and for GitHub the account's id and the login used)
 // is about to be granted: the grant becomes pending, a new row or the one
@@ -100,12 +112,7 @@ func (q *Queries) RecordGrantAttempt(ctx context.Context, g Grant, now time.Time
 		INSERT INTO access_grants AS g (purchase_id, provider, github_user_id, github_login, preexisting, state,
 			created_at, updated_at)
 		VALUES ($1, $2, nullif($3::bigint, 0), nullif($4, ''), $5, 'pending', $6, $6)
-		ON CONFLICT (purchase_id, provider, (coalesce(github_user_id, 0))) DO UPDATE SET
-			state = 'pending',
-			github_login = coalesce(nullif($4, ''), g.github_login),
-			preexisting = CASE WHEN g.state = 'revoked' THEN EXCLUDED.preexisting ELSE g.preexisting END,
-			updated_at = $6
-		RETURNING `+grantColumns,
+		`+grantAttemptUpsert,
 		g.PurchaseID, g.Provider, g.GitHubUserID, g.GitHubLogin, g.Preexisting, now.UTC())
 	if err != nil {
 		return Grant{}, fmt.Errorf("record grant attempt for %s: %w", g.PurchaseID, err)
@@ -130,12 +137,7 @@ func (q *Queries) RecordGrantAttemptIfEntitled(ctx context.Context, g Grant, now
 		INSERT INTO access_grants AS g (purchase_id, provider, github_user_id, github_login, preexisting, state,
 			created_at, updated_at)
 		SELECT p.id, $2, nullif($3::bigint, 0), nullif($4, ''), $5, 'pending', $6, $6 FROM p
-		ON CONFLICT (purchase_id, provider, (coalesce(github_user_id, 0))) DO UPDATE SET
-			state = 'pending',
-			github_login = coalesce(nullif($4, ''), g.github_login),
-			preexisting = CASE WHEN g.state = 'revoked' THEN EXCLUDED.preexisting ELSE g.preexisting END,
-			updated_at = $6
-		RETURNING `+grantColumns,
+		`+grantAttemptUpsert,
 		g.PurchaseID, g.Provider, g.GitHubUserID, g.GitHubLogin, g.Preexisting, now.UTC(), entitledStatuses)
 	if err != nil {
 		return Grant{}, false, fmt.Errorf("record grant attempt for %s: %w", g.PurchaseID, err)

@@ -362,6 +362,26 @@ func (h *harness) refund(p store.Purchase, id string, amount int64) store.Purcha
 	return h.refundAt(p, id, amount, h.clk.Now())
 }
 
+// reverseRefund records that refund id of p failed, every cent of p paid
+// again, as the reconciler does, hands it to the Fulfillment and runs what
+// is due.
+func (h *harness) reverseRefund(p store.Purchase, id string) {
+	h.t.Helper()
+	h.tx(func(q *store.Queries) error {
+		cur, err := q.LockPurchase(h.ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		cur.AmountRefunded, cur.Status = 0, store.PurchaseCompleted
+		if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
+			return err
+		}
+		return h.ful.RefundReversed(h.ctx, q, cur, store.Refund{ID: id, PurchaseID: p.ID, Amount: cur.AmountTotal,
+			Currency: "usd", Status: "failed"})
+	})
+	h.run()
+}
+
 // refundAt is refund for a refund Stripe created at createdAt.
 func (h *harness) refundAt(p store.Purchase, id string, amount int64, createdAt time.Time) store.Purchase {
 	h.t.Helper()

@@ -172,15 +172,21 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	if c := h.gh.Collaborators(); len(c) != 0 {
 		t.Errorf("collaborators after the full refund = %+v", c)
 	}
+	if types := h.webhookTypes(); types != "order.paid,order.refunded" {
+		t.Errorf("access webhooks = %v", types)
+	}
+}
+
+// webhookTypes are the types of the access webhooks delivered, in order,
+// comma-separated.
+func (h *harness) webhookTypes() string {
 	var types []string
 	for _, d := range h.hook.deliveries() {
 		var ev struct{ Type string }
 		_ = json.Unmarshal(d.body, &ev)
 		types = append(types, ev.Type)
 	}
-	if strings.Join(types, ",") != "order.paid,order.refunded" {
-		t.Errorf("access webhooks = %v", types)
-	}
+	return strings.Join(types, ",")
 }
 
 // A lost dispute refunds the order in full without the customer email: the
@@ -212,13 +218,7 @@ func TestOrderLostDisputeTakesAccessBack(t *testing.T) {
 	if n := len(h.mails(mail.RefundFull)) + len(h.mails(mail.RefundPartial)); n != 0 {
 		t.Errorf("%d refund emails to the customer, want none", n)
 	}
-	var types []string
-	for _, dl := range h.hook.deliveries() {
-		var ev struct{ Type string }
-		_ = json.Unmarshal(dl.body, &ev)
-		types = append(types, ev.Type)
-	}
-	if strings.Join(types, ",") != "order.paid,order.refunded" {
+	if types := h.webhookTypes(); types != "order.paid,order.refunded" {
 		t.Errorf("access webhooks = %v", types)
 	}
 }

@@ -391,19 +391,7 @@ func TestReversedRefundRestoresAccessAndTellsTheOperator(t *testing.T) {
 	}
 
 	h.advance(day)
-	h.tx(func(q *store.Queries) error {
-		cur, err := q.LockPurchase(h.ctx, p.ID)
-		if err != nil {
-			return err
-		}
-		cur.AmountRefunded, cur.Status = 0, store.PurchaseCompleted
-		if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
-			return err
-		}
-		r := store.Refund{ID: "re_1", PurchaseID: p.ID, Amount: 19900, Currency: "usd", Status: "failed"}
-		return h.ful.RefundReversed(h.ctx, q, cur, r)
-	})
-	h.run()
+	h.reverseRefund(p, "re_1")
 	if invs := h.gh.Invitations(); len(invs) != 1 || invs[0].Invitee != "octocat" {
 		t.Errorf("invitations after the reversal = %+v", invs)
 	}
@@ -421,22 +409,7 @@ func TestReversedRefundRestoresTheFollowUpsStillAhead(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	p := h.complete(buy{username: "octocat"})
 	h.run()
-	reverse := func(id string) {
-		t.Helper()
-		h.tx(func(q *store.Queries) error {
-			cur, err := q.LockPurchase(h.ctx, p.ID)
-			if err != nil {
-				return err
-			}
-			cur.AmountRefunded, cur.Status = 0, store.PurchaseCompleted
-			if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
-				return err
-			}
-			return h.ful.RefundReversed(h.ctx, q, cur, store.Refund{ID: id, PurchaseID: p.ID, Amount: 19900,
-				Currency: "usd", Status: "failed"})
-		})
-		h.run()
-	}
+	reverse := func(id string) { h.reverseRefund(p, id) }
 	h.at(8 * day) // the onboarding follow-up (day 7) is sent
 	h.refund(p, "re_1", 19900)
 	h.run()
