@@ -362,10 +362,10 @@ func (h *harness) refund(p store.Purchase, id string, amount int64) store.Purcha
 	return h.refundAt(p, id, amount, h.clk.Now())
 }
 
-// reverseRefund records that refund id of p failed, every cent of p paid
-// again, as the reconciler does, hands it to the Fulfillment and runs what
-// is due.
-func (h *harness) reverseRefund(p store.Purchase, id string) {
+// reverseRefund records that refund id of p ended in status (failed or
+// canceled), every cent of p paid again, as the reconciler does, hands it
+// to the Fulfillment and runs what is due.
+func (h *harness) reverseRefund(p store.Purchase, id, status string) {
 	h.t.Helper()
 	h.tx(func(q *store.Queries) error {
 		cur, err := q.LockPurchase(h.ctx, p.ID)
@@ -377,7 +377,7 @@ func (h *harness) reverseRefund(p store.Purchase, id string) {
 			return err
 		}
 		return h.ful.RefundReversed(h.ctx, q, cur, store.Refund{ID: id, PurchaseID: p.ID, Amount: cur.AmountTotal,
-			Currency: "usd", Status: "failed"})
+			Currency: "usd", Status: status})
 	})
 	h.run()
 }

@@ -391,7 +391,7 @@ func TestReversedRefundRestoresAccessAndTellsTheOperator(t *testing.T) {
 	}
 
 	h.advance(day)
-	h.reverseRefund(p, "re_1")
+	h.reverseRefund(p, "re_1", "failed")
 	if invs := h.gh.Invitations(); len(invs) != 1 || invs[0].Invitee != "octocat" {
 		t.Errorf("invitations after the reversal = %+v", invs)
 	}
@@ -409,7 +409,7 @@ func TestReversedRefundRestoresTheFollowUpsStillAhead(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	p := h.complete(buy{username: "octocat"})
 	h.run()
-	reverse := func(id string) { h.reverseRefund(p, id) }
+	reverse := func(id string) { h.reverseRefund(p, id, "failed") }
 	h.at(8 * day) // the onboarding follow-up (day 7) is sent
 	h.refund(p, "re_1", 19900)
 	h.run()
@@ -504,18 +504,7 @@ func TestRefundBeforeTheGrantRanCancelsItAndAReversalRestoresIt(t *testing.T) {
 		t.Errorf("revoke = %s %s, want done and skipped", revoke.Status, revoke.Result)
 	}
 
-	h.tx(func(q *store.Queries) error {
-		cur, err := q.LockPurchase(h.ctx, p.ID)
-		if err != nil {
-			return err
-		}
-		cur.AmountRefunded, cur.Status = 0, store.PurchaseCompleted
-		if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
-			return err
-		}
-		return h.ful.RefundReversed(h.ctx, q, cur, store.Refund{ID: "re_1", Amount: 19900, Currency: "usd", Status: "canceled"})
-	})
-	h.run()
+	h.reverseRefund(p, "re_1", "canceled")
 	if invs := h.gh.Invitations(); len(invs) != 1 || invs[0].Invitee != "octocat" {
 		t.Errorf("invitations after the reversal = %+v", invs)
 	}
