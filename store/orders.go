@@ -359,6 +359,23 @@ func (q *Queries) GetOrderDispute(ctx context.Context, id string) (OrderDispute,
 	return d, notFound(err)
 }
 
+// OrderDisputes returns the disputes of an order's payment, oldest first.
+func (q *Queries) OrderDisputes(ctx context.Context, orderID string) ([]OrderDispute, error) {
+	rows, err := q.db.Query(ctx, `SELECT id, order_id::text, amount, currency, status, reason, created_at, updated_at
+		FROM order_disputes WHERE order_id = $1 ORDER BY created_at, id`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("list disputes of order %s: %w", orderID, err)
+	}
+	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrderDispute, error) {
+		var d OrderDispute
+		return d, row.Scan(&d.ID, &d.OrderID, &d.Amount, &d.Currency, &d.Status, &d.Reason, &d.CreatedAt, &d.UpdatedAt)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list disputes of order %s: %w", orderID, err)
+	}
+	return ds, nil
+}
+
 // OrderHasLostDispute reports whether a dispute of the order's payment was
 // lost.
 func (q *Queries) OrderHasLostDispute(ctx context.Context, orderID string) (bool, error) {

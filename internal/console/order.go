@@ -22,12 +22,13 @@ import (
 
 // orderDetail is everything known about one order.
 type orderDetail struct {
-	Order   store.Order
-	Lines   []store.OrderLine
-	Steps   []store.Step
-	Grants  []store.OrderGrant
-	Refunds []store.OrderRefund
-	Audit   []store.AuditEntry
+	Order    store.Order
+	Lines    []store.OrderLine
+	Steps    []store.Step
+	Grants   []store.OrderGrant
+	Refunds  []store.OrderRefund
+	Disputes []store.OrderDispute
+	Audit    []store.AuditEntry
 }
 
 // loadOrder reads everything about the order named in the path; it
@@ -59,6 +60,9 @@ func (c *Console) loadOrder(w http.ResponseWriter, r *http.Request, s *session) 
 		d.Refunds, err = c.db.OrderRefunds(ctx, id)
 	}
 	if err == nil {
+		d.Disputes, err = c.db.OrderDisputes(ctx, id)
+	}
+	if err == nil {
 		d.Audit, err = c.subjectAudit(ctx, "order", id, d.Steps)
 	}
 	if err != nil {
@@ -70,7 +74,7 @@ func (c *Console) loadOrder(w http.ResponseWriter, r *http.Request, s *session) 
 
 // orderTimeline orders everything that happened to an order, oldest
 // first: its checkout, payment and end, each step, each access change,
-// each refund and each operator action.
+// each refund and dispute and each operator action.
 func orderTimeline(d orderDetail, now time.Time, stuckAfter time.Duration) []entry {
 	o := d.Order
 	es := []entry{{At: o.CreatedAt, Kind: "order", Text: "checkout started (" + string(o.UIMode) + ")"}}
@@ -86,6 +90,9 @@ func orderTimeline(d orderDetail, now time.Time, stuckAfter time.Duration) []ent
 	}
 	for i := range d.Refunds {
 		more = append(more, entry{At: d.Refunds[i].CreatedAt, Kind: "refund", OrderRefund: &d.Refunds[i]})
+	}
+	for i := range d.Disputes {
+		more = append(more, entry{At: d.Disputes[i].CreatedAt, Kind: "dispute", OrderDispute: &d.Disputes[i]})
 	}
 	return subjectTimeline(es, d.Steps, more, d.Audit, now, stuckAfter)
 }

@@ -137,4 +137,13 @@ func TestOrderInOverviewSearchAndDetail(t *testing.T) {
 	if !strings.Contains(d.body, "reconcile order "+o.ID) || !strings.Contains(d.body, "$9.00, succeeded") {
 		t.Error("the order page shows neither the reconcile nor the refund")
 	}
+
+	// A dispute of the rest, lost.
+	if err := e.db.UpsertOrderDispute(e.ctx, store.OrderDispute{ID: "dp_order", OrderID: o.ID, Amount: 900, Currency: "usd",
+		Status: "lost", Reason: "fraudulent", CreatedAt: e.clock.Now()}, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if d = b.get(page); !strings.Contains(d.body, "Dispute <code>dp_order</code>: $9.00, lost (fraudulent)") {
+		t.Error("the order page does not show the dispute")
+	}
 }

@@ -333,15 +333,16 @@ type entry struct {
 	Kind string // purchase, subscription, order, step, grant, refund, dispute, invoice, audit
 	Text string // for purchase, subscription and order entries
 	Step *stepView
-	// Grant (OrderGrant), Refund (OrderRefund), Dispute, Invoice and Audit
-	// are set for their kinds.
-	Grant       *store.Grant
-	OrderGrant  *store.OrderGrant
-	Refund      *store.Refund
-	OrderRefund *store.OrderRefund
-	Dispute     *store.Dispute
-	Invoice     *store.Invoice
-	Audit       *store.AuditEntry
+	// Grant (OrderGrant), Refund (OrderRefund), Dispute (OrderDispute),
+	// Invoice and Audit are set for their kinds.
+	Grant        *store.Grant
+	OrderGrant   *store.OrderGrant
+	Refund       *store.Refund
+	OrderRefund  *store.OrderRefund
+	Dispute      *store.Dispute
+	OrderDispute *store.OrderDispute
+	Invoice      *store.Invoice
+	Audit        *store.AuditEntry
 }
 
 // purchaseDetail is everything known about one purchase.
