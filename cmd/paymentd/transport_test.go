@@ -11,9 +11,10 @@ import (
 )
 
 // TestOutboundClientsReuseTheirConnections: eight steps calling one host at
-// once, round after round, open eight connections and reuse them. With Go's
-// default transport (2 idle connections per host) every round opened six
-// new ones: a TCP (and, to SendGrid or GitHub, a TLS) handshake per call.
+// once, round after round, open about eight connections and reuse them.
+// With Go's default transport (2 idle connections per host) every round
+// opened six new ones: a TCP (and, to SendGrid or GitHub, a TLS) handshake
+// per call.
 func TestOutboundClientsReuseTheirConnections(t *testing.T) {
 	var opened atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,7 +56,10 @@ func TestOutboundClientsReuseTheirConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := opened.Load(); n > inFlight {
-		t.Fatalf("%d connections opened for %d rounds of %d requests at once; want at most %d", n, rounds, inFlight, inFlight)
+	// A connection goes back to the idle pool a moment after its answer is
+	// read, so a request of the next round may dial one more now and then;
+	// the default transport dials about six every round (120 here).
+	if n, most := opened.Load(), int64(2*inFlight); n > most {
+		t.Fatalf("%d connections opened for %d rounds of %d requests at once; want at most %d", n, rounds, inFlight, most)
 	}
 }
