@@ -124,10 +124,6 @@ func (q *Queries) RecordGrantAttempt(ctx context.Context, g Grant, now time.Time
 	return out, nil
 }
 
-// entitledStatuses are the purchase statuses that PurchaseStatus.Entitled
-// accepts, for statements that check it under the row lock.
-var entitledStatuses = []string{string(PurchaseCompleted), string(PurchasePartiallyRefunded)}
-
 // RecordGrantAttemptIfEntitled is RecordGrantAttempt under the purchase's
 // row lock, in one statement: while the purchase is paid for (Entitled) the
 // attempt is recorded; otherwise nothing is, and it reports false.

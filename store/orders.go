@@ -350,26 +350,31 @@ func (q *Queries) UpsertOrderDispute(ctx context.Context, d OrderDispute, now ti
 	return nil
 }
 
+const orderDisputeColumns = `id, order_id::text, amount, currency, status, reason, created_at, updated_at`
+
+func scanOrderDispute(row pgx.CollectableRow) (OrderDispute, error) {
+	var d OrderDispute
+	return d, row.Scan(&d.ID, &d.OrderID, &d.Amount, &d.Currency, &d.Status, &d.Reason, &d.CreatedAt, &d.UpdatedAt)
+}
+
 // GetOrderDispute returns the order dispute with a Stripe id.
 func (q *Queries) GetOrderDispute(ctx context.Context, id string) (OrderDispute, error) {
-	var d OrderDispute
-	err := q.db.QueryRow(ctx, `SELECT id, order_id::text, amount, currency, status, reason, created_at, updated_at
-		FROM order_disputes WHERE id = $1`, id).Scan(&d.ID, &d.OrderID, &d.Amount, &d.Currency, &d.Status, &d.Reason,
-		&d.CreatedAt, &d.UpdatedAt)
+	rows, err := q.db.Query(ctx, `SELECT `+orderDisputeColumns+` FROM order_disputes WHERE id = $1`, id)
+	if err != nil {
+		return OrderDispute{}, fmt.Errorf("read order dispute %s: %w", id, err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanOrderDispute)
 	return d, notFound(err)
 }
 
 // OrderDisputes returns the disputes of an order's payment, oldest first.
 func (q *Queries) OrderDisputes(ctx context.Context, orderID string) ([]OrderDispute, error) {
-	rows, err := q.db.Query(ctx, `SELECT id, order_id::text, amount, currency, status, reason, created_at, updated_at
-		FROM order_disputes WHERE order_id = $1 ORDER BY created_at, id`, orderID)
+	rows, err := q.db.Query(ctx, `SELECT `+orderDisputeColumns+` FROM order_disputes WHERE order_id = $1
+		ORDER BY created_at, id`, orderID)
 	if err != nil {
 		return nil, fmt.Errorf("list disputes of order %s: %w", orderID, err)
 	}
-	ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrderDispute, error) {
-		var d OrderDispute
-		return d, row.Scan(&d.ID, &d.OrderID, &d.Amount, &d.Currency, &d.Status, &d.Reason, &d.CreatedAt, &d.UpdatedAt)
-	})
+	ds, err := pgx.CollectRows(rows, scanOrderDispute)
 	if err != nil {
 		return nil, fmt.Errorf("list disputes of order %s: %w", orderID, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,9 +40,11 @@ func (s PurchaseStatus) Paid() bool {
 
 // Entitled reports whether a purchase in status s gives its buyer access:
 // paid and not fully refunded (a lost dispute makes it refunded).
-func (s PurchaseStatus) Entitled() bool {
-	return s == PurchaseCompleted || s == PurchasePartiallyRefunded
-}
+func (s PurchaseStatus) Entitled() bool { return slices.Contains(entitledStatuses, string(s)) }
+
+// entitledStatuses are the statuses Entitled accepts, as statements that
+// check it under the row lock take them.
+var entitledStatuses = []string{string(PurchaseCompleted), string(PurchasePartiallyRefunded)}
 
 // AccessState is what a purchase's access provider was last told. The
 // purchases table's CHECK lists the same values.

@@ -152,29 +152,25 @@ func skippedGrant(err error) (any, error) {
 // unless a revocation that will find it is still to run.
 func (f *Fulfillment) settleGrant(ctx context.Context, q *store.Queries, purchaseID string, g store.Grant,
 	ref *string, login string) error {
-	now := f.clock.Now()
-	// The common case, the purchase still paid for, in one statement.
-	if settled, err := q.SettlePurchaseGrant(ctx, purchaseID, g.ID, g.InvitationID, ref, login, now); err != nil || settled {
-		return err
+	settle := func() (bool, error) {
+		return q.SettlePurchaseGrant(ctx, purchaseID, g.ID, g.InvitationID, ref, login, f.clock.Now())
+	}
+	if settled, err := settle(); err != nil || settled {
+		return err // the common case, the purchase still paid for: one statement
 	}
 	p, err := q.LockPurchase(ctx, purchaseID)
 	if err != nil {
 		return err
 	}
-	if !p.Status.Entitled() {
-		f.log.Warn("a grant completed after its purchase lost its entitlement; revoking it",
-			"purchase_id", p.ID, "grant_id", g.ID, "status", string(p.Status))
-		return f.scheduleRevoke(ctx, q, p, g.ID)
-	}
-	if err := q.MarkGrantGranted(ctx, g.ID, g.InvitationID, now); err != nil {
+	if p.Status.Entitled() {
+		// Paid for again since the look above (a refund reversed): held
+		// now, it settles.
+		_, err := settle()
 		return err
 	}
-	if login != "" && deref(p.GitHubUsername) != login {
-		if err := q.SetGitHubUsername(ctx, p.ID, login, now); err != nil {
-			return err
-		}
-	}
-	return q.SetAccess(ctx, p.ID, store.AccessGranted, ref, now)
+	f.log.Warn("a grant completed after its purchase lost its entitlement; revoking it",
+		"purchase_id", p.ID, "grant_id", g.ID, "status", string(p.Status))
+	return f.scheduleRevoke(ctx, q, p, g.ID)
 }
 
 // scheduleRevoke schedules the revocation of grant grantID, unless a

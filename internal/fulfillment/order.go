@@ -213,10 +213,11 @@ func (f *Fulfillment) OrderRefunded(ctx context.Context, q *store.Queries, o sto
 		list = append(list, steps.Step{Name: StepOrderTaxReversal, Args: args})
 	}
 	if args.Full {
-		if _, err := f.engine.CancelSubject(ctx, q, steps.OrderSubject(o.ID), TagAccess); err != nil {
-			return fmt.Errorf("cancel access steps of order %s: %w", o.ID, err)
+		revoke, err := f.orderTakeBack(ctx, q, o, args)
+		if err != nil {
+			return err
 		}
-		list = append(list, steps.Step{Name: StepOrderRevoke, Tags: []string{TagRevoke}, Args: args})
+		list = append(list, revoke)
 	}
 	if len(list) == 0 {
 		return nil
@@ -229,12 +230,23 @@ func (f *Fulfillment) OrderRefunded(ctx context.Context, q *store.Queries, o sto
 // without the customer email: access steps still to run are canceled and
 // the access taken back. The operator was alerted about the dispute.
 func (f *Fulfillment) OrderDisputeLost(ctx context.Context, q *store.Queries, o store.Order, d store.OrderDispute) error {
-	if _, err := f.engine.CancelSubject(ctx, q, steps.OrderSubject(o.ID), TagAccess); err != nil {
-		return fmt.Errorf("cancel access steps of order %s: %w", o.ID, err)
+	revoke, err := f.orderTakeBack(ctx, q, o, nil)
+	if err != nil {
+		return err
 	}
-	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixOrderDispute + d.ID,
-		Steps: []steps.Step{{Name: StepOrderRevoke, Tags: []string{TagRevoke}}}})
+	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixOrderDispute + d.ID,
+		Steps: []steps.Step{revoke}})
 	return err
+}
+
+// orderTakeBack cancels the access steps of o still to run and returns the
+// step that takes back what o granted (args is its input), for an order
+// no longer paid for.
+func (f *Fulfillment) orderTakeBack(ctx context.Context, q *store.Queries, o store.Order, args any) (steps.Step, error) {
+	if _, err := f.engine.CancelSubject(ctx, q, steps.OrderSubject(o.ID), TagAccess); err != nil {
+		return steps.Step{}, fmt.Errorf("cancel access steps of order %s: %w", o.ID, err)
+	}
+	return steps.Step{Name: StepOrderRevoke, Tags: []string{TagRevoke}, Args: args}, nil
 }
 
 // order loads the job's order; a missing one cannot appear later.
