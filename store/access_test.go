@@ -209,3 +209,48 @@ func TestGrantWritesUnderTheRowLockOnlyWhilePaidFor(t *testing.T) {
 		}
 	}
 }
+
+// TestSettlingAGrantTouchesNoIndex: the settlement of a sale's grant, which
+// every sale writes, changes the purchase and the grant in place (HOT
+// updates), so neither table's indexes get a new entry.
+func TestSettlingAGrantTouchesNoIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	pid := paidPurchase(t, db, store.PurchaseCompleted)
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	q := store.New(tx)
+	g, ok, err := q.RecordGrantAttemptIfEntitled(ctx, store.Grant{PurchaseID: pid, Provider: store.ProviderGitHub,
+		GitHubUserID: 7, GitHubLogin: "octocat"}, grantT0)
+	if err != nil || !ok {
+		t.Fatalf("attempt recorded %v (%v)", ok, err)
+	}
+	ref := "42"
+	if settled, err := q.SettlePurchaseGrant(ctx, pid, g.ID, 42, &ref, "octocat", grantT0.Add(time.Minute)); err != nil || !settled {
+		t.Fatalf("settled %v (%v)", settled, err)
+	}
+	rows, err := tx.Query(ctx, `SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables
+		WHERE relname IN ('purchases', 'access_grants') ORDER BY relname`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for rows.Next() {
+		var rel string
+		var upd, hot int64
+		if err := rows.Scan(&rel, &upd, &hot); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		if upd != 1 || hot != upd {
+			t.Errorf("%s: %d updates, %d of them HOT; want 1, HOT", rel, upd, hot)
+		}
+	}
+	if err := rows.Err(); err != nil || seen != 2 {
+		t.Fatalf("stats for %d tables (%v), want 2", seen, err)
+	}
+}
