@@ -228,15 +228,40 @@ func (f *Fulfillment) OrderRefunded(ctx context.Context, q *store.Queries, o sto
 
 // OrderDisputeLost treats lost dispute d as a full refund of order o
 // without the customer email: access steps still to run are canceled and
-// the access taken back. The operator was alerted about the dispute.
+// the access taken back, and an embedded order taxed by Stripe Tax has
+// what its refunds left of the tax transaction reversed. The operator was
+// alerted about the dispute.
 func (f *Fulfillment) OrderDisputeLost(ctx context.Context, q *store.Queries, o store.Order, d store.OrderDispute) error {
 	revoke, err := f.orderTakeBack(ctx, q, o, nil)
 	if err != nil {
 		return err
 	}
+	list := []steps.Step{revoke}
+	if args, ok := disputeTaxReversal(o, d); ok && o.UIMode == store.UIModeEmbedded && o.TaxCalculationID != nil {
+		list = append(list, steps.Step{Name: StepOrderTaxReversal, Args: args})
+	}
 	_, err = f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixOrderDispute + d.ID,
-		Steps: []steps.Step{revoke}})
+		Steps: list})
 	return err
+}
+
+// disputeTaxReversal is the tax reversal of lost dispute d of order o, in
+// the terms of a refund's (orderTaxReversal): what the order's refunds
+// left, at most the disputed amount; the whole transaction when nothing
+// was refunded and everything was disputed. None when the refunds left
+// nothing.
+func disputeTaxReversal(o store.Order, d store.OrderDispute) (orderRefundArgs, bool) {
+	left := o.AmountTotal - o.AmountRefunded
+	amount := left
+	if strings.EqualFold(d.Currency, o.Currency) && d.Amount > 0 {
+		amount = min(d.Amount, left)
+	}
+	if amount <= 0 {
+		return orderRefundArgs{}, false
+	}
+	refunded := o.AmountRefunded + amount
+	return orderRefundArgs{RefundID: d.ID, Amount: amount, Refunded: refunded, Total: o.AmountTotal,
+		Currency: o.Currency, Full: refunded >= o.AmountTotal}, true
 }
 
 // orderTakeBack cancels the access steps of o still to run and returns the

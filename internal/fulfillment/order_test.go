@@ -353,6 +353,60 @@ func TestOrderTaxTransaction(t *testing.T) {
 	}
 }
 
+// TestOrderLostDisputeReversesTheTaxLeft: a lost dispute of an embedded
+// order taxed by Stripe Tax reverses what its refunds left of the tax
+// transaction, once for a loss seen twice; with no refund, the whole of it.
+func TestOrderLostDisputeReversesTheTaxLeft(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name     string
+		refunded int64
+		want     func(o store.Order) string
+	}{
+		{"after a partial refund", 1000, func(o store.Order) string {
+			return fmt.Sprintf("[tax_1:%s:re_1:1000 tax_1:%s:dp_1:%d]", o.ID, o.ID, o.AmountTotal-1000)
+		}},
+		{"with no refund", 0, func(o store.Order) string { return "[tax_1:" + o.ID + ":dp_1:0]" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{configure: func(c *config.Config) { c.Fulfillment.RetryURL = retryBase }})
+			tax := &taxFake{}
+			h.ful.RegisterOrders(tax)
+			o, lines := h.insertOrder(store.OrderPaid, "")
+			calc := "taxcalc_1"
+			o.TaxCalculationID = &calc
+			if err := h.db.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+				t.Fatal(err)
+			}
+			h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
+			h.run()
+			if c.refunded > 0 {
+				o = h.refundOrder(o, "re_1", c.refunded)
+				h.run()
+			}
+			o.Status = store.OrderRefunded
+			d := store.OrderDispute{ID: "dp_1", OrderID: o.ID, Amount: o.AmountTotal, Currency: "usd", Status: "lost",
+				Reason: "fraudulent", CreatedAt: h.clk.Now()}
+			for range 2 {
+				h.tx(func(q *store.Queries) error {
+					if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+						return err
+					}
+					if err := q.UpsertOrderDispute(h.ctx, d, h.clk.Now()); err != nil {
+						return err
+					}
+					return h.ful.OrderDisputeLost(h.ctx, q, o, d)
+				})
+				h.run()
+			}
+			if got := fmt.Sprint(tax.reversed); got != c.want(o) {
+				t.Errorf("tax reversals = %v, want %v", got, c.want(o))
+			}
+		})
+	}
+}
+
 // TestOrderAccessWhenTheBuyerNamesAnAccountLater: an order paid without
 // a GitHub account gets its invitation once the buyer names one, once.
 func TestOrderAccessWhenTheBuyerNamesAnAccountLater(t *testing.T) {
