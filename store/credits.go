@@ -26,10 +26,14 @@ const (
 	CreditConsume        CreditKind = "consume"         // spent through the consume endpoint
 	CreditExpire         CreditKind = "expire"          // a plan's remainder when its subscription ended
 	CreditRefundClawback CreditKind = "refund_clawback" // what was left of a pack refunded in full
+	// CreditClawbackReversal gives back what a clawback took once its
+	// purchase is paid for again (the refund failed).
+	CreditClawbackReversal CreditKind = "clawback_reversal"
 )
 
 // CreditKinds lists every CreditKind.
-var CreditKinds = []CreditKind{CreditGrant, CreditReset, CreditConsume, CreditExpire, CreditRefundClawback}
+var CreditKinds = []CreditKind{CreditGrant, CreditReset, CreditConsume, CreditExpire, CreditRefundClawback,
+	CreditClawbackReversal}
 
 // CauseKind says what caused a ledger entry; the values match
 // credit_entries' CHECK.
@@ -42,10 +46,17 @@ const (
 	CauseConsumption  CauseKind = "consumption"  // a consume idempotency key
 	CauseSubscription CauseKind = "subscription" // a subscription id
 	CausePlanChange   CauseKind = "plan_change"  // a subscription id and when its plan left the credits (PlanChangeCause)
+	CauseRefund       CauseKind = "refund"       // a purchase id and the refund or lost dispute that ended it (RefundCause)
+	CauseClawback     CauseKind = "clawback"     // the id of the clawback entry given back
 )
 
 // CauseKinds lists every CauseKind.
-var CauseKinds = []CauseKind{CausePurchase, CauseInvoice, CauseConsumption, CauseSubscription, CausePlanChange}
+var CauseKinds = []CauseKind{CausePurchase, CauseInvoice, CauseConsumption, CauseSubscription, CausePlanChange,
+	CauseRefund, CauseClawback}
+
+// RefundCause is the cause id of the clawback of purchase purchaseID's pack
+// when objectID, a Stripe refund or lost dispute, ended its payment.
+func RefundCause(purchaseID, objectID string) string { return purchaseID + "@" + objectID }
 
 // PlanChangeCause is the cause id of the expiry of subscription
 // subscriptionID's plan credits when its plan changed, at at, to a product
@@ -223,10 +234,14 @@ type CreditChange struct {
 	Kind      CreditKind
 	CauseKind CauseKind
 	CauseID   string
-	// Close names the lots whose remainder goes: a pack clawed back, a
-	// plan's lots at a reset or an expiry.
+	// Close names the lots whose remainder goes: a pack clawed back (the
+	// lots then remember this entry as their clawback until it is given
+	// back), a plan's lots at a reset or an expiry.
 	Close *LotRef
 	Lot   *NewLot
+	// GiveBack names the pack whose clawback this entry gives back: what
+	// the clawback took returns to the lot.
+	GiveBack *Clawback
 	// Period, when set, makes this entry the start of the account's period
 	// for the low-balance notice, with the given threshold (nil for none).
 	Period       bool
@@ -238,6 +253,43 @@ type CreditChange struct {
 type LotRef struct {
 	Source   LotSource
 	SourceID string
+}
+
+// Clawback is the clawback in effect on a pack: the entry that closed its
+// lot and what it took.
+type Clawback struct {
+	Pack    LotRef
+	EntryID int64
+	Taken   int64 // > 0 unless the pack was all spent
+}
+
+// PackClawback returns the clawback in effect on the pack of purchase
+// purchaseID in the account, if its lot was clawed back and not given back
+// since. Read it under the account's lock.
+func (q *Queries) PackClawback(ctx context.Context, accountID int64, purchaseID string) (Clawback, bool, error) {
+	c := Clawback{Pack: LotRef{Source: LotPack, SourceID: purchaseID}}
+	err := q.db.QueryRow(ctx, `SELECT e.id, -e.amount FROM credit_lots l JOIN credit_entries e ON e.id = l.clawed_by
+		WHERE l.account_id = $1 AND l.source_kind = 'pack' AND l.source_id = $2
+		ORDER BY l.entry_id LIMIT 1`, accountID, purchaseID).Scan(&c.EntryID, &c.Taken)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("read the clawback of pack %s: %w", purchaseID, err)
+	}
+	return c, true, nil
+}
+
+// ClearClawback forgets clawback c of a pack all spent (it took nothing),
+// without an entry: the pack may be clawed back again.
+func (q *Queries) ClearClawback(ctx context.Context, accountID int64, c Clawback) error {
+	_, err := q.db.Exec(ctx, `UPDATE credit_lots SET clawed_by = NULL
+		WHERE account_id = $1 AND source_kind = $2 AND source_id = $3 AND clawed_by = $4`,
+		accountID, c.Pack.Source, c.Pack.SourceID, c.EntryID)
+	if err != nil {
+		return fmt.Errorf("clear the clawback of pack %s: %w", c.Pack.SourceID, err)
+	}
+	return nil
 }
 
 // ApplyCreditChange writes c to the account locked by LockCreditAccount in
@@ -271,6 +323,20 @@ func (q *Queries) ApplyCreditChange(ctx context.Context, c CreditChange, now tim
 	if c.Lot != nil {
 		delta += c.Lot.Amount
 	}
+	if g := c.GiveBack; g != nil {
+		tag, err := q.db.Exec(ctx, `UPDATE credit_lots SET remaining = remaining + $5, clawed_by = NULL
+			WHERE account_id = $1 AND source_kind = $2 AND source_id = $3 AND clawed_by = $4
+				AND remaining + $5 <= amount`,
+			c.AccountID, g.Pack.Source, g.Pack.SourceID, g.EntryID, g.Taken)
+		if err != nil {
+			return CreditEntry{}, false, fmt.Errorf("%s: reopen lot: %w", what, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return CreditEntry{}, false, fmt.Errorf("%s: no lot of %s %s closed by entry %d", what, g.Pack.Source,
+				g.Pack.SourceID, g.EntryID)
+		}
+		delta += g.Taken
+	}
 	ts := now.UTC()
 	e, err := scanCreditEntry(q.db.QueryRow(ctx, `WITH acct AS (
 			UPDATE credit_accounts SET balance = balance + $2, updated_at = $7,
@@ -283,6 +349,14 @@ func (q *Queries) ApplyCreditChange(ctx context.Context, c CreditChange, now tim
 		c.AccountID, delta, c.Kind, c.CauseKind, c.CauseID, c.Reason, ts, c.Period, c.LowThreshold))
 	if err != nil {
 		return CreditEntry{}, false, fmt.Errorf("%s: %w", what, notFound(err))
+	}
+	if c.Kind == CreditRefundClawback && c.Close != nil {
+		_, err := q.db.Exec(ctx, `UPDATE credit_lots SET clawed_by = $4
+			WHERE account_id = $1 AND source_kind = $2 AND source_id = $3 AND clawed_by IS NULL`,
+			c.AccountID, c.Close.Source, c.Close.SourceID, e.ID)
+		if err != nil {
+			return CreditEntry{}, false, fmt.Errorf("%s: mark lots clawed back: %w", what, err)
+		}
 	}
 	if c.Lot != nil {
 		_, err := q.db.Exec(ctx, `INSERT INTO credit_lots (entry_id, account_id, source_kind, source_id, amount, remaining,

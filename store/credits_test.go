@@ -283,3 +283,45 @@ func TestCreditsLedgerIsAppendOnlyAndNeverNegative(t *testing.T) {
 	}
 	c.balance(h)
 }
+
+// TestMigrationRemembersEarlierClawbacks: a pack clawed back before
+// clawbacks were per refund is still known as clawed back once migrated, so
+// a refund that fails later gives it back.
+func TestMigrationRemembersEarlierClawbacks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.Open(t, pgtest.EmptyURL(t))
+	all, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	exec(`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`)
+	for _, m := range all {
+		if m.Version >= 17 {
+			break
+		}
+		exec(m.SQL)
+		exec(`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+	}
+	pid := "6c1e2f8a-1b9e-4d7e-9a51-0f3f6c0a2b11"
+	exec(`INSERT INTO credit_accounts (id, user_id, balance, created_at, updated_at) VALUES (1, 'ada', 0, now(), now())`)
+	exec(`INSERT INTO credit_entries (id, account_id, kind, amount, balance_after, cause_kind, cause_id, created_at)
+		VALUES (1, 1, 'grant', 100, 100, 'purchase', $1, now()), (2, 1, 'consume', -30, 70, 'consumption', 'k1', now()),
+			(3, 1, 'refund_clawback', -70, 0, 'purchase', $1, now())`, pid)
+	exec(`INSERT INTO credit_lots (entry_id, account_id, source_kind, source_id, amount, remaining, created_at)
+		VALUES (1, 1, 'pack', $1, 100, 0, now())`, pid)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, clawed, err := db.PackClawback(ctx, 1, pid)
+	if err != nil || !clawed || c.EntryID != 3 || c.Taken != 70 {
+		t.Errorf("clawback %+v (%v, %v), want entry 3 having taken 70", c, clawed, err)
+	}
+}

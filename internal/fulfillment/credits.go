@@ -1,14 +1,15 @@
 // Credits: what moves a credit ledger besides the consume endpoint. A paid
 // purchase of a product with credits grants its pack through a durable
 // step on the purchase; a full refund (or a lost dispute) claws back what
-// is left of that pack through another. Consumption (the HTTP API) and
+// is left of that pack through another, and a refund that fails afterwards
+// gives it back through a third. Consumption (the HTTP API) and
 // the plans seam (credits_plan.go) write the ledger in one transaction
 // with the steps they owe: the credits.granted, credits.reset and
 // credits.low webhooks and the credits_low email.
 //
 // Credits hook into the reconciler without adding to its interface:
-// Credits.Wrap returns the Fulfillment with Completed, Refunded and
-// DisputeLost extended to schedule the credit steps in the same
+// Credits.Wrap returns the Fulfillment with Completed, Refunded,
+// RefundReversed and DisputeLost extended to schedule the credit steps in the same
 // transaction.
 package fulfillment
 
@@ -28,11 +29,18 @@ import (
 const (
 	StepCreditsGrant    = "credits_grant"    // purchase: grant the pack
 	StepCreditsClawback = "credits_clawback" // purchase: claw back what is left of it
+	StepCreditsGiveBack = "credits_giveback" // purchase: give back what the clawback took, paid for again
 	StepCreditsWebhook  = "credits_webhook"  // global: credits.granted, credits.reset or credits.low
 	StepCreditsLow      = "credits_low"      // global: the credits_low email
 
-	PipelineCredits         = "credits"
-	PipelineCreditsClawback = "credits_clawback"
+	PipelineCredits = "credits"
+	// PrefixCreditsClawback + the refund or lost dispute's id: the
+	// clawback it caused. (Before clawbacks were per refund, the pipeline
+	// was named "credits_clawback", one per purchase.)
+	PrefixCreditsClawback = "credits_clawback:"
+	// PrefixCreditsGiveBack + the failed refund's id: the clawback given
+	// back.
+	PrefixCreditsGiveBack = "credits_giveback:"
 	// PrefixCreditsEntry + entry id: the webhook of one ledger entry.
 	PrefixCreditsEntry = "credits:"
 	// PrefixCreditsLow + account id + ":" + period cause: the low-balance
@@ -59,6 +67,7 @@ func NewCredits(f *Fulfillment) *Credits { return &Credits{f: f} }
 func (c *Credits) Register() {
 	c.f.engine.Register(StepCreditsGrant, c.grant)
 	c.f.engine.Register(StepCreditsClawback, c.clawback)
+	c.f.engine.Register(StepCreditsGiveBack, c.giveBack)
 	c.f.engine.Register(StepCreditsWebhook, c.webhook)
 	c.f.engine.Register(StepCreditsLow, c.lowEmail)
 	c.f.engine.Register(StepSubscriptionCredits, c.subscriptionCredits)
@@ -105,7 +114,20 @@ func (w *Credited) Refunded(ctx context.Context, q *store.Queries, p store.Purch
 	if p.AmountRefunded < p.AmountTotal {
 		return nil
 	}
-	return w.credits.scheduleClawback(ctx, q, p)
+	return w.credits.schedule(ctx, q, p, PrefixCreditsClawback, StepCreditsClawback, r.ID)
+}
+
+// RefundReversed schedules the reversal's pipeline and, when the purchase
+// is paid for again and its product has credits, the pack's clawback given
+// back.
+func (w *Credited) RefundReversed(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error {
+	if err := w.Fulfillment.RefundReversed(ctx, q, p, r); err != nil {
+		return err
+	}
+	if !p.Status.Entitled() {
+		return nil
+	}
+	return w.credits.schedule(ctx, q, p, PrefixCreditsGiveBack, StepCreditsGiveBack, r.ID)
 }
 
 // DisputeLost handles a lost dispute as a full refund, credits included.
@@ -113,15 +135,24 @@ func (w *Credited) DisputeLost(ctx context.Context, q *store.Queries, p store.Pu
 	if err := w.Fulfillment.DisputeLost(ctx, q, p, d); err != nil {
 		return err
 	}
-	return w.credits.scheduleClawback(ctx, q, p)
+	return w.credits.schedule(ctx, q, p, PrefixCreditsClawback, StepCreditsClawback, d.ID)
 }
 
-func (c *Credits) scheduleClawback(ctx context.Context, q *store.Queries, p store.Purchase) error {
+// clawbackArgs is the input of a clawback or its giving back: the refund or
+// lost dispute that caused it ("" for a clawback scheduled before
+// clawbacks were per refund).
+type clawbackArgs struct {
+	ObjectID string `json:"object_id,omitempty"`
+}
+
+// schedule schedules step, in pipeline prefix + objectID, for a purchase
+// of a product with credits.
+func (c *Credits) schedule(ctx context.Context, q *store.Queries, p store.Purchase, prefix, step, objectID string) error {
 	if c.f.product(p.ProductKey).Credits <= 0 {
 		return nil
 	}
-	_, err := c.f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: PipelineCreditsClawback,
-		Steps: []steps.Step{{Name: StepCreditsClawback}}})
+	_, err := c.f.engine.Schedule(ctx, q, steps.Pipeline{PurchaseID: p.ID, Name: prefix + objectID,
+		Steps: []steps.Step{{Name: step, Args: clawbackArgs{ObjectID: objectID}}}})
 	return err
 }
 
@@ -198,48 +229,36 @@ func (c *Credits) grant(ctx context.Context, job *steps.Job) (any, error) {
 }
 
 // clawback takes back what is left of a purchase's pack once it is no
-// longer paid for, never below zero. A purchase paid again (the refund
-// reversed) before it runs keeps its credits; one never granted has
-// nothing to take.
+// longer paid for, never below zero, unless a clawback is already in
+// effect on it. A purchase paid again (the refund reversed) before it runs
+// keeps its credits; one never granted has nothing to take.
 func (c *Credits) clawback(ctx context.Context, job *steps.Job) (any, error) {
+	var args clawbackArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
 	res := creditsResult{}
 	err := c.f.db.InTx(ctx, func(q *store.Queries) error {
-		p, err := q.LockPurchase(ctx, job.PurchaseID)
-		if errors.Is(err, store.ErrNotFound) {
-			return steps.Permanent(fmt.Errorf("purchase %s not found", job.PurchaseID))
-		}
-		if err != nil {
+		p, acct, skipped, err := c.lockPack(ctx, q, job.PurchaseID)
+		if err != nil || skipped != "" {
+			res.Skipped = skipped
 			return err
 		}
-		holder, ok := packHolder(p)
 		if p.Status.Entitled() {
 			res.Skipped = "the purchase is " + string(p.Status) + " again"
 			return nil
 		}
-		if !ok {
-			res.Skipped = "the purchase has no user"
-			return nil
-		}
-		if _, err := q.GetCreditAccount(ctx, holder); errors.Is(err, store.ErrNotFound) {
-			res.Skipped = "no credits were granted for the purchase"
-			return nil
-		} else if err != nil {
+		if _, clawed, err := q.PackClawback(ctx, acct.ID, p.ID); err != nil || clawed {
+			res.Skipped = "the pack is clawed back already"
 			return err
 		}
-		now := c.f.clock.Now()
-		acct, err := q.LockCreditAccount(ctx, holder, now)
-		if err != nil {
-			return err
-		}
-		if _, err := q.CreditEntryByCause(ctx, acct.ID, store.CreditGrant, store.CausePurchase, p.ID); errors.Is(err, store.ErrNotFound) {
-			res.Skipped = "no credits were granted for the purchase"
-			return nil
-		} else if err != nil {
-			return err
+		cause, causeID := store.CauseRefund, store.RefundCause(p.ID, args.ObjectID)
+		if args.ObjectID == "" {
+			cause, causeID = store.CausePurchase, p.ID
 		}
 		e, _, err := q.ApplyCreditChange(ctx, store.CreditChange{AccountID: acct.ID, Kind: store.CreditRefundClawback,
-			CauseKind: store.CausePurchase, CauseID: p.ID,
-			Close: &store.LotRef{Source: store.LotPack, SourceID: p.ID}}, now)
+			CauseKind: cause, CauseID: causeID, Close: &store.LotRef{Source: store.LotPack, SourceID: p.ID}},
+			c.f.clock.Now())
 		if err != nil {
 			return err
 		}
@@ -250,6 +269,79 @@ func (c *Credits) clawback(ctx context.Context, job *steps.Job) (any, error) {
 		return nil, fmt.Errorf("claw back credits: %w", err)
 	}
 	return res, nil
+}
+
+// giveBack gives back the clawback in effect on a purchase's pack once the
+// purchase is paid for again (a refund failed): what it took returns to the
+// pack, and a later full refund claws it back again. A pack the clawback
+// found all spent is only marked open again.
+func (c *Credits) giveBack(ctx context.Context, job *steps.Job) (any, error) {
+	res := creditsResult{}
+	err := c.f.db.InTx(ctx, func(q *store.Queries) error {
+		p, acct, skipped, err := c.lockPack(ctx, q, job.PurchaseID)
+		if err != nil || skipped != "" {
+			res.Skipped = skipped
+			return err
+		}
+		if !p.Status.Entitled() {
+			res.Skipped = "the purchase is " + string(p.Status)
+			return nil
+		}
+		cb, clawed, err := q.PackClawback(ctx, acct.ID, p.ID)
+		switch {
+		case err != nil:
+			return err
+		case !clawed:
+			res.Skipped = "no clawback in effect on the pack"
+			return nil
+		case cb.Taken <= 0:
+			res.Skipped = "the clawback took nothing"
+			return q.ClearClawback(ctx, acct.ID, cb)
+		}
+		e, _, err := q.ApplyCreditChange(ctx, store.CreditChange{AccountID: acct.ID, Kind: store.CreditClawbackReversal,
+			CauseKind: store.CauseClawback, CauseID: strconv.FormatInt(cb.EntryID, 10), GiveBack: &cb}, c.f.clock.Now())
+		if err != nil {
+			return err
+		}
+		res = creditsResult{EntryID: e.ID, Amount: e.Amount, BalanceAfter: e.BalanceAfter}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("give back clawed-back credits: %w", err)
+	}
+	return res, nil
+}
+
+// lockPack locks purchase purchaseID and the credit account its pack went
+// to, in q's transaction. skipped says why there is nothing to do: no user,
+// or no pack granted.
+func (c *Credits) lockPack(ctx context.Context, q *store.Queries, purchaseID string) (store.Purchase, store.CreditAccount, string, error) {
+	var acct store.CreditAccount
+	p, err := q.LockPurchase(ctx, purchaseID)
+	if errors.Is(err, store.ErrNotFound) {
+		return p, acct, "", steps.Permanent(fmt.Errorf("purchase %s not found", purchaseID))
+	}
+	if err != nil {
+		return p, acct, "", err
+	}
+	holder, ok := packHolder(p)
+	if !ok {
+		return p, acct, "the purchase has no user", nil
+	}
+	if _, err := q.GetCreditAccount(ctx, holder); errors.Is(err, store.ErrNotFound) {
+		return p, acct, "no credits were granted for the purchase", nil
+	} else if err != nil {
+		return p, acct, "", err
+	}
+	if acct, err = q.LockCreditAccount(ctx, holder, c.f.clock.Now()); err != nil {
+		return p, acct, "", err
+	}
+	if _, err := q.CreditEntryByCause(ctx, acct.ID, store.CreditGrant, store.CausePurchase, p.ID); errors.Is(err, store.ErrNotFound) {
+		return p, acct, "no credits were granted for the purchase", nil
+	} else if err != nil {
+		return p, acct, "", err
+	}
+	return p, acct, "", nil
 }
 
 // creditsWebhookArgs is the input of a credits_webhook step: the event,

@@ -171,9 +171,102 @@ func TestPackGrantedOnceAndClawedBackByAFullRefund(t *testing.T) {
 	if got := h.balance(ada); got != 0 {
 		t.Errorf("balance %d after the full refund, want 0", got)
 	}
-	res := result[map[string]any](t, h.step(p, fulfillment.PipelineCreditsClawback, fulfillment.StepCreditsClawback))
+	res := result[map[string]any](t, h.step(p, fulfillment.PrefixCreditsClawback+"re_rest", fulfillment.StepCreditsClawback))
 	if res["amount"] != float64(-150) {
 		t.Errorf("clawback result %v, want -150", res)
+	}
+}
+
+// reversePackRefund records that refund id of amount failed, as the
+// reconciler does, and hands it to the wrapped Fulfillment.
+func (h *creditsHarness) reversePackRefund(p store.Purchase, id string, amount int64) {
+	h.t.Helper()
+	h.tx(func(q *store.Queries) error {
+		cur, err := q.LockPurchase(h.ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		cur.AmountRefunded -= amount
+		cur.Status = store.PurchasePartiallyRefunded
+		if cur.AmountRefunded == 0 {
+			cur.Status = store.PurchaseCompleted
+		}
+		if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
+			return err
+		}
+		r := store.Refund{ID: id, PurchaseID: p.ID, Amount: amount, Currency: "usd", Status: "failed", CreatedAt: h.clk.Now()}
+		if _, _, err := q.UpsertRefund(h.ctx, r, h.clk.Now()); err != nil {
+			return err
+		}
+		return h.ful.RefundReversed(h.ctx, q, cur, r)
+	})
+}
+
+// A full refund that fails gives back what its clawback took, once however
+// often the failure is reported, and a later full refund claws it back
+// again: the pack follows the money.
+func TestPackClawbackGivenBackWhenItsRefundFails(t *testing.T) {
+	t.Parallel()
+	h := newCreditsHarness(t, harnessOptions{})
+	ada := store.CreditHolder{UserID: "ada"}
+	p := h.buyPack("ada", 1)
+	h.run()
+	h.consume(ada, "k1", 30)
+	h.refundPack(p, "re_1", 900)
+	h.run()
+	if got := h.balance(ada); got != 0 {
+		t.Fatalf("balance %d after the full refund, want 0", got)
+	}
+	h.reversePackRefund(p, "re_1", 900)
+	h.run()
+	h.tx(func(q *store.Queries) error { // the failure reported again
+		return h.ful.RefundReversed(h.ctx, q, h.reload(p), store.Refund{ID: "re_1", PurchaseID: p.ID, Amount: 900,
+			Currency: "usd", Status: "failed", CreatedAt: h.clk.Now()})
+	})
+	h.run()
+	if got := h.balance(ada); got != 70 {
+		t.Fatalf("balance %d once the refund failed, want the 70 clawed back", got)
+	}
+	res := result[map[string]any](t, h.step(p, fulfillment.PrefixCreditsGiveBack+"re_1", fulfillment.StepCreditsGiveBack))
+	if res["amount"] != float64(70) {
+		t.Errorf("give-back result %v, want 70", res)
+	}
+	h.consume(ada, "k2", 10)
+	h.refundPack(p, "re_2", 900)
+	h.run()
+	if got := h.balance(ada); got != 0 {
+		t.Errorf("balance %d after the second full refund, want 0 (the 60 left clawed back again)", got)
+	}
+}
+
+// The clawback is given back whichever refund failed: here not the one that
+// made the refund full. And a refund that fails before its clawback ran
+// leaves the pack alone.
+func TestPackClawbackGivenBackInAnyOrder(t *testing.T) {
+	t.Parallel()
+	h := newCreditsHarness(t, harnessOptions{})
+	ada, bo := store.CreditHolder{UserID: "ada"}, store.CreditHolder{UserID: "bo"}
+	p := h.buyPack("ada", 1)
+	h.run()
+	h.refundPack(p, "re_a", 400)
+	h.refundPack(p, "re_b", 500) // full: its clawback takes the 100
+	h.run()
+	h.reversePackRefund(p, "re_a", 400)
+	h.run()
+	if got := h.balance(ada); got != 100 {
+		t.Errorf("balance %d once the first of two refunds failed, want 100", got)
+	}
+
+	q := h.buyPack("bo", 1)
+	h.run()
+	h.refundPack(q, "re_1", 900)
+	h.reversePackRefund(q, "re_1", 900) // before the clawback ran
+	h.run()
+	if got := h.balance(bo); got != 100 {
+		t.Errorf("balance %d, want 100 untouched", got)
+	}
+	if r := result[map[string]any](t, h.step(q, fulfillment.PrefixCreditsClawback+"re_1", fulfillment.StepCreditsClawback)); r["skipped"] == nil {
+		t.Errorf("clawback result %v, want skipped", r)
 	}
 }
 
