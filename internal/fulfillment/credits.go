@@ -237,38 +237,20 @@ func (c *Credits) clawback(ctx context.Context, job *steps.Job) (any, error) {
 	if err := job.DecodeArgs(&args); err != nil {
 		return nil, err
 	}
-	res := creditsResult{}
-	err := c.f.db.InTx(ctx, func(q *store.Queries) error {
-		p, acct, skipped, err := c.lockPack(ctx, q, job.PurchaseID)
-		if err != nil || skipped != "" {
-			res.Skipped = skipped
-			return err
-		}
+	return c.packChange(ctx, job, "claw back credits", func(q *store.Queries, p store.Purchase, acct store.CreditAccount) (*store.CreditChange, string, error) {
 		if p.Status.Entitled() {
-			res.Skipped = "the purchase is " + string(p.Status) + " again"
-			return nil
+			return nil, "the purchase is " + string(p.Status) + " again", nil
 		}
 		if _, clawed, err := q.PackClawback(ctx, acct.ID, p.ID); err != nil || clawed {
-			res.Skipped = "the pack is clawed back already"
-			return err
+			return nil, "the pack is clawed back already", err
 		}
 		cause, causeID := store.CauseRefund, store.RefundCause(p.ID, args.ObjectID)
 		if args.ObjectID == "" {
 			cause, causeID = store.CausePurchase, p.ID
 		}
-		e, _, err := q.ApplyCreditChange(ctx, store.CreditChange{AccountID: acct.ID, Kind: store.CreditRefundClawback,
-			CauseKind: cause, CauseID: causeID, Close: &store.LotRef{Source: store.LotPack, SourceID: p.ID}},
-			c.f.clock.Now())
-		if err != nil {
-			return err
-		}
-		res = creditsResult{EntryID: e.ID, Amount: e.Amount, BalanceAfter: e.BalanceAfter}
-		return nil
+		return &store.CreditChange{Kind: store.CreditRefundClawback, CauseKind: cause, CauseID: causeID,
+			Close: &store.LotRef{Source: store.LotPack, SourceID: p.ID}}, "", nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("claw back credits: %w", err)
-	}
-	return res, nil
 }
 
 // giveBack gives back the clawback in effect on a purchase's pack once the
@@ -276,6 +258,29 @@ func (c *Credits) clawback(ctx context.Context, job *steps.Job) (any, error) {
 // pack, and a later full refund claws it back again. A pack the clawback
 // found all spent is only marked open again.
 func (c *Credits) giveBack(ctx context.Context, job *steps.Job) (any, error) {
+	return c.packChange(ctx, job, "give back clawed-back credits", func(q *store.Queries, p store.Purchase, acct store.CreditAccount) (*store.CreditChange, string, error) {
+		if !p.Status.Entitled() {
+			return nil, "the purchase is " + string(p.Status), nil
+		}
+		cb, clawed, err := q.PackClawback(ctx, acct.ID, p.ID)
+		switch {
+		case err != nil:
+			return nil, "", err
+		case !clawed:
+			return nil, "no clawback in effect on the pack", nil
+		case cb.Taken <= 0:
+			return nil, "the clawback took nothing", q.ClearClawback(ctx, acct.ID, cb)
+		}
+		return &store.CreditChange{Kind: store.CreditClawbackReversal, CauseKind: store.CauseClawback,
+			CauseID: strconv.FormatInt(cb.EntryID, 10), GiveBack: &cb}, "", nil
+	})
+}
+
+// packChange applies to the account of the job's purchase's pack the
+// change decide returns, deciding under the purchase's and the account's
+// locks; decide returns no change, and why, when there is nothing to do.
+func (c *Credits) packChange(ctx context.Context, job *steps.Job, what string,
+	decide func(q *store.Queries, p store.Purchase, acct store.CreditAccount) (*store.CreditChange, string, error)) (any, error) {
 	res := creditsResult{}
 	err := c.f.db.InTx(ctx, func(q *store.Queries) error {
 		p, acct, skipped, err := c.lockPack(ctx, q, job.PurchaseID)
@@ -283,23 +288,13 @@ func (c *Credits) giveBack(ctx context.Context, job *steps.Job) (any, error) {
 			res.Skipped = skipped
 			return err
 		}
-		if !p.Status.Entitled() {
-			res.Skipped = "the purchase is " + string(p.Status)
-			return nil
-		}
-		cb, clawed, err := q.PackClawback(ctx, acct.ID, p.ID)
-		switch {
-		case err != nil:
+		change, skipped, err := decide(q, p, acct)
+		if err != nil || change == nil {
+			res.Skipped = skipped
 			return err
-		case !clawed:
-			res.Skipped = "no clawback in effect on the pack"
-			return nil
-		case cb.Taken <= 0:
-			res.Skipped = "the clawback took nothing"
-			return q.ClearClawback(ctx, acct.ID, cb)
 		}
-		e, _, err := q.ApplyCreditChange(ctx, store.CreditChange{AccountID: acct.ID, Kind: store.CreditClawbackReversal,
-			CauseKind: store.CauseClawback, CauseID: strconv.FormatInt(cb.EntryID, 10), GiveBack: &cb}, c.f.clock.Now())
+		change.AccountID = acct.ID
+		e, _, err := q.ApplyCreditChange(ctx, *change, c.f.clock.Now())
 		if err != nil {
 			return err
 		}
@@ -307,7 +302,7 @@ func (c *Credits) giveBack(ctx context.Context, job *steps.Job) (any, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("give back clawed-back credits: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return res, nil
 }

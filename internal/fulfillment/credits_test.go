@@ -1,6 +1,7 @@
 package fulfillment_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,24 +68,37 @@ func (h *creditsHarness) buyPack(user string, n int) store.Purchase {
 // wrapped Fulfillment.
 func (h *creditsHarness) refundPack(p store.Purchase, id string, amount int64) {
 	h.t.Helper()
+	h.packRefund(p, store.Refund{ID: id, PurchaseID: p.ID, Amount: amount, Currency: "usd", Status: "succeeded",
+		CreatedAt: h.clk.Now()}, amount, h.ful.Refunded)
+}
+
+// packRefund records refund r, moving the purchase's refunded amount by
+// delta and its status with it, as the reconciler does, and hands it to
+// hook.
+func (h *creditsHarness) packRefund(p store.Purchase, r store.Refund, delta int64,
+	hook func(context.Context, *store.Queries, store.Purchase, store.Refund) error) {
+	h.t.Helper()
 	h.tx(func(q *store.Queries) error {
 		cur, err := q.LockPurchase(h.ctx, p.ID)
 		if err != nil {
 			return err
 		}
-		cur.AmountRefunded += amount
-		cur.Status = store.PurchasePartiallyRefunded
-		if cur.AmountRefunded >= cur.AmountTotal {
+		cur.AmountRefunded += delta
+		switch {
+		case cur.AmountRefunded >= cur.AmountTotal:
 			cur.Status = store.PurchaseRefunded
+		case cur.AmountRefunded > 0:
+			cur.Status = store.PurchasePartiallyRefunded
+		default:
+			cur.Status = store.PurchaseCompleted
 		}
 		if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
 			return err
 		}
-		r := store.Refund{ID: id, PurchaseID: p.ID, Amount: amount, Currency: "usd", Status: "succeeded", CreatedAt: h.clk.Now()}
 		if _, _, err := q.UpsertRefund(h.ctx, r, h.clk.Now()); err != nil {
 			return err
 		}
-		return h.ful.Refunded(h.ctx, q, cur, r)
+		return hook(h.ctx, q, cur, r)
 	})
 }
 
@@ -181,25 +195,8 @@ func TestPackGrantedOnceAndClawedBackByAFullRefund(t *testing.T) {
 // reconciler does, and hands it to the wrapped Fulfillment.
 func (h *creditsHarness) reversePackRefund(p store.Purchase, id string, amount int64) {
 	h.t.Helper()
-	h.tx(func(q *store.Queries) error {
-		cur, err := q.LockPurchase(h.ctx, p.ID)
-		if err != nil {
-			return err
-		}
-		cur.AmountRefunded -= amount
-		cur.Status = store.PurchasePartiallyRefunded
-		if cur.AmountRefunded == 0 {
-			cur.Status = store.PurchaseCompleted
-		}
-		if err := q.UpdatePurchase(h.ctx, cur, h.clk.Now()); err != nil {
-			return err
-		}
-		r := store.Refund{ID: id, PurchaseID: p.ID, Amount: amount, Currency: "usd", Status: "failed", CreatedAt: h.clk.Now()}
-		if _, _, err := q.UpsertRefund(h.ctx, r, h.clk.Now()); err != nil {
-			return err
-		}
-		return h.ful.RefundReversed(h.ctx, q, cur, r)
-	})
+	h.packRefund(p, store.Refund{ID: id, PurchaseID: p.ID, Amount: amount, Currency: "usd", Status: "failed",
+		CreatedAt: h.clk.Now()}, -amount, h.ful.RefundReversed)
 }
 
 // A full refund that fails gives back what its clawback took, once however

@@ -201,16 +201,7 @@ func TestOrderLostDisputeTakesAccessBack(t *testing.T) {
 	d := store.OrderDispute{ID: "dp_1", OrderID: o.ID, Amount: o.AmountTotal, Currency: "usd", Status: "lost",
 		Reason: "fraudulent", CreatedAt: h.clk.Now()}
 	for range 2 {
-		h.tx(func(q *store.Queries) error {
-			if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
-				return err
-			}
-			if err := q.UpsertOrderDispute(h.ctx, d, h.clk.Now()); err != nil {
-				return err
-			}
-			return h.ful.OrderDisputeLost(h.ctx, q, o, d)
-		})
-		h.run()
+		h.loseOrderDispute(o, d)
 	}
 	if c := h.gh.Collaborators(); len(c) != 0 {
 		t.Errorf("collaborators after the lost dispute = %+v", c)
@@ -221,6 +212,22 @@ func TestOrderLostDisputeTakesAccessBack(t *testing.T) {
 	if types := h.webhookTypes(); types != "order.paid,order.refunded" {
 		t.Errorf("access webhooks = %v", types)
 	}
+}
+
+// loseOrderDispute records o, refunded, and its lost dispute d as the
+// reconciler does, and runs what that scheduled.
+func (h *harness) loseOrderDispute(o store.Order, d store.OrderDispute) {
+	h.t.Helper()
+	h.tx(func(q *store.Queries) error {
+		if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
+			return err
+		}
+		if err := q.UpsertOrderDispute(h.ctx, d, h.clk.Now()); err != nil {
+			return err
+		}
+		return h.ful.OrderDisputeLost(h.ctx, q, o, d)
+	})
+	h.run()
 }
 
 // paidOrder records a paid order whose GitHub line goes to login, runs its
@@ -323,11 +330,11 @@ func (f *taxFake) ReverseTaxTransaction(_ context.Context, tx, ref string, amoun
 	return &stripe.TaxTransaction{ID: "tax_2"}, nil
 }
 
-// TestOrderTaxTransaction: a paid embedded order taxed by Stripe Tax has
-// its calculation recorded as a transaction once, and a partial refund is
-// reversed for its amount.
-func TestOrderTaxTransaction(t *testing.T) {
-	t.Parallel()
+// newTaxedOrder returns a harness whose tax transactions go to the fake
+// it returns, and a paid embedded order taxed by Stripe Tax (calculation
+// taxcalc_1), its pipeline not scheduled yet.
+func newTaxedOrder(t *testing.T) (*harness, *taxFake, store.Order, []store.OrderLine) {
+	t.Helper()
 	h := newHarness(t, harnessOptions{configure: func(c *config.Config) { c.Fulfillment.RetryURL = retryBase }})
 	tax := &taxFake{}
 	h.ful.RegisterOrders(tax)
@@ -337,6 +344,15 @@ func TestOrderTaxTransaction(t *testing.T) {
 	if err := h.db.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
 		t.Fatal(err)
 	}
+	return h, tax, o, lines
+}
+
+// TestOrderTaxTransaction: a paid embedded order taxed by Stripe Tax has
+// its calculation recorded as a transaction once, and a partial refund is
+// reversed for its amount.
+func TestOrderTaxTransaction(t *testing.T) {
+	t.Parallel()
+	h, tax, o, lines := newTaxedOrder(t)
 	for range 2 {
 		h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
 	}
@@ -370,15 +386,7 @@ func TestOrderLostDisputeReversesTheTaxLeft(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, harnessOptions{configure: func(c *config.Config) { c.Fulfillment.RetryURL = retryBase }})
-			tax := &taxFake{}
-			h.ful.RegisterOrders(tax)
-			o, lines := h.insertOrder(store.OrderPaid, "")
-			calc := "taxcalc_1"
-			o.TaxCalculationID = &calc
-			if err := h.db.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
-				t.Fatal(err)
-			}
+			h, tax, o, lines := newTaxedOrder(t)
 			h.tx(func(q *store.Queries) error { return h.ful.OrderPaid(h.ctx, q, o, lines) })
 			h.run()
 			if c.refunded > 0 {
@@ -389,16 +397,7 @@ func TestOrderLostDisputeReversesTheTaxLeft(t *testing.T) {
 			d := store.OrderDispute{ID: "dp_1", OrderID: o.ID, Amount: o.AmountTotal, Currency: "usd", Status: "lost",
 				Reason: "fraudulent", CreatedAt: h.clk.Now()}
 			for range 2 {
-				h.tx(func(q *store.Queries) error {
-					if err := q.UpdateOrder(h.ctx, o, h.clk.Now()); err != nil {
-						return err
-					}
-					if err := q.UpsertOrderDispute(h.ctx, d, h.clk.Now()); err != nil {
-						return err
-					}
-					return h.ful.OrderDisputeLost(h.ctx, q, o, d)
-				})
-				h.run()
+				h.loseOrderDispute(o, d)
 			}
 			if got := fmt.Sprint(tax.reversed); got != c.want(o) {
 				t.Errorf("tax reversals = %v, want %v", got, c.want(o))
