@@ -161,3 +161,42 @@ func TestPackBoughtTwiceOneRefundedAfter30UsedEndToEnd(t *testing.T) {
 		t.Errorf("the pack not refunded was clawed back (%v)", err)
 	}
 }
+
+// End to end through the emulator and the reconciler: a pack's full refund
+// fails after its clawback ran; the pass that sees the failure gives back
+// the 70 taken, and a second full refund claws them back again.
+func TestPackRefundThatFailsGivesTheCreditsBackEndToEnd(t *testing.T) {
+	t.Parallel()
+	h := newCreditsHarness(t, harnessOptions{})
+	w := newStripeWorld(h, "pack_100", 900)
+	ada := store.CreditHolder{UserID: "ada"}
+	id, intent := w.buyAndPay("ada", "pack_100")
+	w.pass()
+	h.consume(ada, "use-30", 30)
+	refund, err := w.emu.Refund(intent, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pass()
+	if got := h.balance(ada); got != 0 {
+		t.Fatalf("balance %d after the full refund, want 0", got)
+	}
+	if err := w.emu.FailRefund(refund); err != nil {
+		t.Fatal(err)
+	}
+	w.pass()
+	w.objects(refund, intent) // the failure signalled again
+	if p := h.reload(store.Purchase{ID: id}); p.Status != store.PurchaseCompleted {
+		t.Fatalf("the purchase whose refund failed is %s", p.Status)
+	}
+	if got := h.balance(ada); got != 70 {
+		t.Fatalf("balance %d once the refund failed, want the 70 clawed back", got)
+	}
+	if _, err := w.emu.Refund(intent, 0); err != nil {
+		t.Fatal(err)
+	}
+	w.pass()
+	if got := h.balance(ada); got != 0 {
+		t.Errorf("balance %d after the second full refund, want 0", got)
+	}
+}
