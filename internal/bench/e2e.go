@@ -99,9 +99,9 @@ func benchE2E(ctx context.Context, env *benchEnv) ([]Result, error) {
 			HigherIsBetter: true, Target: 300,
 			Note: fmt.Sprintf("%d purchases checked out over HTTP, then paid at once in the emulator: first payment to last "+
 				"confirmation email at the SendGrid fake took %s; the emulator had delivered every webhook (%d in flight at once) after %s and every purchase was recorded completed after %s (payment to email p50 %.0f ms, p99 %.0f ms at that load); "+
-				"Stripe calls meanwhile: %s; a real `paymentd serve`, Stripe client at %d req/s (the most config allows); baseline: inserting the same number of purchase rows "+
+				"Stripe calls meanwhile: %s; %s; a real `paymentd serve`, Stripe client at %d req/s (the most config allows); baseline: inserting the same number of purchase rows "+
 				"through store, 8 at a time; %s", e2ePurchases, thr.span.Round(time.Millisecond), e2eWebhookConcurrency, thr.delivered.Round(time.Millisecond), thr.recorded.Round(time.Millisecond), thr.percentile(50),
-				thr.percentile(99), thr.calls, e2eStripeRate, load)},
+				thr.percentile(99), thr.calls, thr.cpu, e2eStripeRate, load)},
 		{Name: "e2e_payment_to_email_p50_ms", Value: p50, Unit: "ms", Baseline: 1000, Ratio: p50 / 1000,
 			Note: fmt.Sprintf("%d purchases paid at %d/s (unsaturated); baseline: the 1,000 ms budget of the p99", e2eLatencyPurchases, e2eLatencyRate)},
 		{Name: "e2e_payment_to_email_p99_ms", Value: p99, Unit: "ms", Baseline: 1000, Ratio: p99 / 1000, Target: 1000,
@@ -294,6 +294,7 @@ type e2eRun struct {
 	delivered time.Duration // first payment to the emulator's last webhook delivered
 	latencies []float64     // payment to email, ms, sorted
 	calls     string        // the Stripe calls the daemon made meanwhile
+	cpu       string        // the CPU the machine, the daemon and the bench spent meanwhile
 }
 
 func (r e2eRun) percentile(p int) float64 {
@@ -341,6 +342,10 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 	fmt.Fprintf(os.Stderr, "e2e: %d purchases checked out\n", n)
 	d.emu.ResetRequests()
 	paid := make([]time.Time, n)
+	cpuFrom, err := sampleCPU(d.cmd.Process.Pid)
+	if err != nil {
+		return e2eRun{}, err
+	}
 	start := time.Now()
 	for i, sid := range sessions {
 		if rate > 0 {
@@ -371,6 +376,7 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 	}
 	latencies := make([]float64, 0, n)
 	var last, recorded time.Time
+	var cpu string
 	for {
 		if recorded.IsZero() {
 			var completed int
@@ -393,6 +399,11 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 		}
 		waiting = left
 		if len(waiting) == 0 {
+			cpuTo, err := sampleCPU(d.cmd.Process.Pid)
+			if err != nil {
+				return e2eRun{}, err
+			}
+			cpu = cpuShare(cpuFrom, cpuTo, time.Since(start), n)
 			break
 		}
 		select {
@@ -409,7 +420,7 @@ func (d *e2eDaemon) run(ctx context.Context, n, rate int) (e2eRun, error) {
 	slices.Sort(latencies)
 	return e2eRun{span: last.Sub(paid[0]), recorded: recorded.Sub(paid[0]), latencies: latencies,
 		delivered: time.Unix(0, delivered.Load()).Sub(paid[0]),
-		calls:     stripeCalls(d.emu.Requests())}, nil
+		calls:     stripeCalls(d.emu.Requests()), cpu: cpu}, nil
 }
 
 func maxTime(a, b time.Time) time.Time {
