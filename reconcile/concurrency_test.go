@@ -358,3 +358,56 @@ func TestHintedSessionsTheListDoesNotBringAreRetrieved(t *testing.T) {
 		t.Errorf("%d list and %d retrieve calls; want the 2-page budget, then the 12 retrieved", lists, retrieves)
 	}
 }
+
+// A pass whose lock's database session ends (a failover, a restarted
+// server) stops instead of polling on beside the replica that may hold the
+// lock now, and says why.
+func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, t0)
+	for i := range 4000 {
+		if i%100 == 0 {
+			e.clock.Advance(time.Minute)
+		}
+		if _, err := e.emu.CreateSession(stripeemuSession(e.price, "x@example.com")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 40 pages at 400ms each: the pass would take 16 s.
+	e.emu.SetFaults(stripeemu.Faults{Latency: 400 * time.Millisecond})
+	long := make(chan *reconcile.Report, 1)
+	go func() {
+		rep, err := e.rec.RunPass(context.Background(), "deep", reconcile.PassOptions{Lists: true, Since: t0})
+		if err != nil {
+			t.Error(err)
+		}
+		long <- rep
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !e.rec.Progress().Running || e.rec.Progress().Seen < 100 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pass never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var killed bool
+	if err := e.db.Pool.QueryRow(e.ctx, `
+		SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1
+			AND (classid::bigint << 32 | objid::bigint) = $1`, store.PollerLockKey).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the poller lock's session: %v, %v", killed, err)
+	}
+	ended := time.Now()
+	select {
+	case rep := <-long:
+		t.Logf("the pass stopped %s after its lock's session ended, having seen %d: %s", time.Since(ended), rep.Seen, rep.Interrupted)
+		if !strings.Contains(rep.Interrupted, "lock") {
+			t.Errorf("the pass ended with interrupted %q; want it to say it lost its lock", rep.Interrupted)
+		}
+		if rep.Seen >= 4000 {
+			t.Errorf("the pass saw all %d sessions: it did not stop", rep.Seen)
+		}
+	case <-time.After(12 * time.Second):
+		t.Fatal("the pass went on for 12 s after its lock's session ended")
+	}
+}

@@ -62,6 +62,9 @@ var (
 // ErrLocked means another replica holds the poller lock.
 var ErrLocked = errors.New("another replica is polling Stripe")
 
+// errLockLost is why a pass stops when its lock's session ends.
+var errLockLost = errors.New("the poller lock's database session ended")
+
 // eventsRetention is how long Stripe keeps events.
 const eventsRetention = 30 * 24 * time.Hour
 
@@ -83,16 +86,26 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 	defer mu.Unlock()
 	start := time.Now()
 	rep := newReport(o.DryRun)
-	unlock, err := r.lock(ctx, key, o.Wait)
+	lock, err := r.lock(ctx, key, o.Wait)
 	if err != nil {
 		if errors.Is(err, ErrLocked) && !o.targeted() {
 			r.health.skipped(r.clock.Now())
 		}
 		return rep, err
 	}
-	defer unlock()
+	defer lock.Release()
 
-	pctx := ctx
+	// A pass stops when its lock's session is found gone: another replica
+	// may be polling under the lock by then.
+	pctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		select {
+		case <-lock.Lost():
+			stop(errLockLost)
+		case <-pctx.Done():
+		}
+	}()
 	if o.Budget > 0 {
 		var cancel context.CancelFunc
 		pctx, cancel = context.WithTimeout(ctx, o.Budget)
@@ -105,13 +118,18 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 		defer r.progress.finish()
 	}
 	p.run(pctx)
-	if pctx.Err() != nil && ctx.Err() == nil {
+	lockLost := errors.Is(context.Cause(pctx), errLockLost)
+	switch {
+	case lockLost:
+		rep.Interrupted = "stopped: its lock's database session ended, so another replica may poll now; the next pass resumes where it stopped"
+		r.log.Warn("reconcile pass lost its lock", "pass", name)
+	case pctx.Err() != nil && ctx.Err() == nil:
 		rep.Interrupted = fmt.Sprintf("stopped at its time budget of %s; the next pass resumes where it stopped", o.Budget)
 	}
 	rep.Duration = time.Since(start)
 	now := r.clock.Now()
 	polled := o.Events || o.Lists
-	if polled && !rep.fatal && ctx.Err() == nil && !o.DryRun {
+	if polled && !rep.fatal && !lockLost && ctx.Err() == nil && !o.DryRun {
 		r.health.succeeded(now)
 		r.metrics.succeeded(now)
 	}
@@ -156,14 +174,14 @@ func (o PassOptions) targeted() bool {
 }
 
 // lock takes the advisory lock key, waiting for it when wait is set.
-func (r *Reconciler) lock(ctx context.Context, key int64, wait bool) (func(), error) {
+func (r *Reconciler) lock(ctx context.Context, key int64, wait bool) (*store.Lock, error) {
 	for {
-		release, ok, err := r.db.TryLock(ctx, key)
+		lock, ok, err := r.db.TryLock(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("take poller lock: %w", err)
 		}
 		if ok {
-			return release, nil
+			return lock, nil
 		}
 		if !wait {
 			return nil, ErrLocked

@@ -79,7 +79,7 @@ func (m *Maintainer) Run(ctx context.Context) error {
 // lock; when another replica holds it, it does nothing and reports Skipped.
 func (m *Maintainer) RunOnce(ctx context.Context) (PruneReport, error) {
 	var rep PruneReport
-	release, ok, err := m.db.TryLock(ctx, store.MaintenanceLockKey)
+	lock, ok, err := m.db.TryLock(ctx, store.MaintenanceLockKey)
 	if err != nil {
 		return rep, fmt.Errorf("prune: %w", err)
 	}
@@ -87,7 +87,7 @@ func (m *Maintainer) RunOnce(ctx context.Context) (PruneReport, error) {
 		rep.Skipped = true
 		return rep, nil
 	}
-	defer release()
+	defer lock.Release() // pruning is idempotent: a lost lock costs nothing
 	cutoff := m.clock.Now().Add(-m.cfg.Retention)
 	var cursor store.PruneCursor
 	for more := true; more; {

@@ -90,14 +90,14 @@ func TestRetentionPrunesOnlyWhatNothingNeeds(t *testing.T) {
 	// Day 100, retention 90 days. Another replica is pruning: nothing happens.
 	clk.Set(t0.Add(100 * day))
 	m := steps.NewMaintainer(db, clk, testLogger(t), steps.MaintenanceConfig{Retention: 90 * day, BatchSize: 2})
-	release, ok, err := db.TryLock(ctx, store.MaintenanceLockKey)
+	lock, ok, err := db.TryLock(ctx, store.MaintenanceLockKey)
 	if err != nil || !ok {
 		t.Fatalf("take the maintenance lock: %v %v", ok, err)
 	}
 	if rep, err := m.RunOnce(ctx); err != nil || !rep.Skipped || rep.Steps != 0 || rep.Hints != 0 {
 		t.Fatalf("prune while another replica holds the lock = %+v, %v; want skipped", rep, err)
 	}
-	release()
+	lock.Release()
 
 	rep, err := m.RunOnce(ctx)
 	if err != nil {

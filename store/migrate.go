@@ -83,7 +83,11 @@ func (db *DB) Migrate(ctx context.Context) ([]Migration, error) {
 		// Use a fresh context: the caller's may already be canceled.
 		unlockCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = conn.Exec(unlockCtx, `SELECT pg_advisory_unlock($1)`, migrationLockKey)
+		if _, err := conn.Exec(unlockCtx, `SELECT pg_advisory_unlock($1)`, migrationLockKey); err != nil {
+			// Never hand the pool a session that may still hold the lock:
+			// closing it releases the lock.
+			conn.Conn().Close(unlockCtx)
+		}
 	}()
 	if _, err := conn.Exec(ctx, createMigrationsTable); err != nil {
 		return nil, fmt.Errorf("create schema_migrations: %w", err)

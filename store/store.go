@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,11 +102,32 @@ func (db *DB) Listen(ctx context.Context, channel string, fn func(payload string
 	}
 }
 
-// TryLock takes the session-level advisory lock key on a connection held
-// for the purpose, without waiting. When another session holds it, ok is
-// false. Otherwise release gives the lock and the connection back; a lost
-// connection releases the lock too, so a dead replica never keeps it.
-func (db *DB) TryLock(ctx context.Context, key int64) (release func(), ok bool, err error) {
+// lockCheckEvery is how often a held advisory lock's session is checked,
+// and lockCheckTimeout how long a check may take before the session is
+// taken for gone.
+var (
+	lockCheckEvery   = 5 * time.Second
+	lockCheckTimeout = 5 * time.Second
+)
+
+// Lock is a session-level advisory lock, held on a connection taken for
+// the purpose. The lock lives as long as that session: if the connection
+// breaks (a failover, a restarted server) or stops answering (a
+// half-open connection), another session may take the lock. So a Lock
+// checks its session every few seconds and closes Lost when a check fails;
+// whoever works under the lock stops then.
+type Lock struct {
+	conn   *pgxpool.Conn
+	key    int64
+	lost   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	checks atomic.Int64 // checks that found the session alive
+}
+
+// TryLock takes the session-level advisory lock key without waiting. When
+// another session holds it, ok is false and the Lock is nil.
+func (db *DB) TryLock(ctx context.Context, key int64) (_ *Lock, ok bool, err error) {
 	conn, err := db.Pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("acquire connection for lock %d: %w", key, err)
@@ -118,14 +140,57 @@ func (db *DB) TryLock(ctx context.Context, key int64) (release func(), ok bool, 
 		conn.Release()
 		return nil, false, nil
 	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
-			conn.Conn().Close(ctx) // closing the session releases the lock
+	l := &Lock{conn: conn, key: key, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.watch()
+	return l, true, nil
+}
+
+// watch checks the lock's session until Release, and closes lost (and the
+// connection, which ends the session if the server still has it) when a
+// check fails.
+func (l *Lock) watch() {
+	defer close(l.done)
+	t := time.NewTicker(lockCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
 		}
-		conn.Release()
-	}, true, nil
+		ctx, cancel := context.WithTimeout(context.Background(), lockCheckTimeout)
+		_, err := l.conn.Exec(ctx, `SELECT 1`)
+		if err != nil {
+			l.conn.Conn().Close(ctx)
+			cancel()
+			close(l.lost)
+			return
+		}
+		cancel()
+		l.checks.Add(1)
+	}
+}
+
+// Lost is closed when the lock's session was found gone: the lock may be
+// another session's now.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// Release gives the lock and its connection back. A lock that was lost, or
+// whose unlock fails, has its connection closed: closing the session
+// releases the lock.
+func (l *Lock) Release() {
+	close(l.stop)
+	<-l.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	select {
+	case <-l.lost: // closed by watch
+	default:
+		if _, err := l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.key); err != nil {
+			l.conn.Conn().Close(ctx)
+		}
+	}
+	l.conn.Release()
 }
 
 // notFound turns pgx's no-rows error into ErrNotFound; it is the one place
