@@ -166,8 +166,16 @@ func (a *api) checkout(w http.ResponseWriter, r *http.Request, u User) error {
 // limitCheckouts counts this checkout against the user's http.checkout_rate
 // and refuses it with 429 and Retry-After when the rate is spent. Every
 // attempt counts, valid or not, which is also what bounds guessing at
-// promotion codes.
+// promotion codes: a cart's new promotion code spends the same rate
+// (limitPromotionCode in cart.go).
 func (a *api) limitCheckouts(w http.ResponseWriter, r *http.Request, u User) error {
+	return a.takeCheckoutRate(w, r, u, "checkouts")
+}
+
+// takeCheckoutRate takes one from the user's checkout bucket, shared by
+// every replica, or answers 429 rate_limited with Retry-After in whole
+// seconds, "too many <what>".
+func (a *api) takeCheckoutRate(w http.ResponseWriter, r *http.Request, u User, what string) error {
 	d, err := a.db.TakeRate(r.Context(), "checkout:"+u.ID, store.Rate{N: a.cfg.HTTP.CheckoutRate, Per: time.Minute},
 		a.clock.Now())
 	if err != nil {
@@ -178,8 +186,8 @@ func (a *api) limitCheckouts(w http.ResponseWriter, r *http.Request, u User) err
 	}
 	secs := max(1, int(math.Ceil(d.RetryAfter.Seconds())))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	a.log.WarnContext(r.Context(), "checkout rate limited", "user_id", u.ID, "retry_after", secs)
-	return Errorf(http.StatusTooManyRequests, "rate_limited", "too many checkouts; try again in %d seconds", secs)
+	a.log.WarnContext(r.Context(), "checkout rate limited", "user_id", u.ID, "retry_after", secs, "spent_on", what)
+	return Errorf(http.StatusTooManyRequests, "rate_limited", "too many %s; try again in %d seconds", what, secs)
 }
 
 // refuseStocked refuses a one-product checkout of a product with limited
