@@ -147,6 +147,9 @@ func (a *api) putCart(w http.ResponseWriter, r *http.Request, u User) error {
 	if req.PromotionCode != nil {
 		code = strings.TrimSpace(*req.PromotionCode)
 	}
+	if err := a.limitPromotionCode(w, r, u, code); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), checkoutLookupBudget)
 	defer cancel()
 	pc, err := a.priceCart(ctx, items, code, pricing{tax: true, ip: clientIP(r), user: u})
@@ -166,6 +169,28 @@ func (a *api) putCart(w http.ResponseWriter, r *http.Request, u User) error {
 	}
 	writeJSON(w, http.StatusOK, a.viewCart(c, pc))
 	return nil
+}
+
+// limitPromotionCode spends the user's checkout rate (limitCheckouts) on a
+// PUT of the cart whose promotion code differs from the one the cart holds:
+// its answer tells a valid code and its discount from an invalid one, so
+// without this the cart would be an unmetered oracle for guessing codes.
+// One bucket for both routes keeps http.checkout_rate the bound on guesses
+// a minute, however they are split. A PUT keeping the stored code (in any
+// case, as Stripe compares codes) or carrying none is not counted; a
+// refusal (429) comes before Stripe is asked or the cart is written.
+func (a *api) limitPromotionCode(w http.ResponseWriter, r *http.Request, u User, code string) error {
+	if code == "" {
+		return nil
+	}
+	c, err := a.db.GetCart(r.Context(), u.ID, a.clock.Now())
+	if err != nil {
+		return err
+	}
+	if c.PromotionCode != nil && strings.EqualFold(*c.PromotionCode, code) {
+		return nil
+	}
+	return a.takeCheckoutRate(w, r, u, "promotion codes")
 }
 
 // readCartItems validates a cart's items: known products, quantities 1 to

@@ -1,11 +1,13 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -260,5 +262,88 @@ func TestCartCheckoutRefusals(t *testing.T) {
 	// The units are there for the next try.
 	if r := h.do("POST", "/api/checkout", tok, map[string]any{"cart": true, "ui_mode": "hosted"}); r.status != http.StatusOK {
 		t.Errorf("retry = %d %s", r.status, r.body)
+	}
+}
+
+// TestStockedProductIsCheckedOutThroughTheCart: a product with limited
+// stock (configured and seeded like acme_stickers, limited only by
+// `paymentd stock set`, or configured and not yet seeded) is refused by a
+// one-product checkout with 400 cart_required before Stripe is asked for
+// anything or a row is written, since only a cart's checkout reserves
+// stock; through the cart it still sells, and holds its units.
+func TestStockedProductIsCheckedOutThroughTheCart(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t)
+	ten := 10
+	cfg.Products = append(cfg.Products, config.Product{Key: "signed_print", Name: "Signed print", Amount: 4000, Currency: "usd"},
+		config.Product{Key: "limited_mug", Name: "Limited mug", Amount: 2500, Currency: "usd", Stock: &ten})
+	h, env := newCartHarness(t, cfg)
+	now := h.clock.Now()
+	if _, err := h.db.SeedStock(t.Context(), "acme_stickers", 25, now); err != nil { // as serve seeds it
+		t.Fatal(err)
+	}
+	if _, err := h.db.SetStock(t.Context(), "signed_print", 3, now); err != nil { // limited only in the database
+		t.Fatal(err)
+	}
+	env.emu.ResetRequests()
+	for i, body := range []map[string]any{
+		{"product": "acme_stickers", "quantity": 100},
+		{"product": "acme_stickers"},
+		{"product": "acme_stickers", "quantity": 1, "promotion_code": "LAUNCH20"},
+		{"product": "signed_print", "quantity": 1},
+		{"product": "limited_mug", "quantity": 1},
+	} {
+		tok := h.token(fmt.Sprintf("user-%d", i), "ada@example.com")
+		r := h.do("POST", "/api/checkout", tok, body)
+		var e struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+				Product string `json:"product"`
+				Cart    bool   `json:"cart"`
+			} `json:"error"`
+		}
+		r.decode(t, &e)
+		if r.status != http.StatusBadRequest || e.Error.Code != "cart_required" || !e.Error.Cart ||
+			e.Error.Product != body["product"] || !strings.Contains(e.Error.Message, "limited stock") ||
+			!strings.Contains(e.Error.Message, "cart") {
+			t.Errorf("%v = %d %s; want 400 cart_required naming the product, with \"cart\": true", body, r.status, r.body)
+		}
+	}
+	if reqs := env.emu.Requests(); len(reqs) != 0 {
+		t.Errorf("refused checkouts reached Stripe: %d requests, first %s %s", len(reqs), reqs[0].Method, reqs[0].Path)
+	}
+	if s := env.emu.Sessions(); len(s) != 0 {
+		t.Errorf("refused checkouts left %d sessions at Stripe", len(s))
+	}
+	if n := h.count(`SELECT count(*) FROM purchases`); n != 0 {
+		t.Errorf("refused checkouts recorded %d purchases", n)
+	}
+	if n := h.count(`SELECT count(*) FROM accounts`); n != 0 {
+		t.Errorf("refused checkouts recorded %d accounts", n)
+	}
+	for _, key := range []string{"acme_stickers", "signed_print"} {
+		if s, err := h.db.GetStock(t.Context(), key); err != nil || s.Reserved != 0 {
+			t.Errorf("stock of %s after refused checkouts = %+v, %v", key, s, err)
+		}
+	}
+
+	// Through the cart, the same product sells and holds its units.
+	tok := h.token("user-cart", "ada@example.com")
+	if r := h.do("PUT", "/api/cart", tok, map[string]any{"items": []any{item("acme_stickers", 3)}}); r.status != http.StatusOK {
+		t.Fatalf("put cart = %d %s", r.status, r.body)
+	}
+	r := h.do("POST", "/api/checkout", tok, map[string]any{"cart": true, "ui_mode": "hosted"})
+	var out hostedBody
+	r.decode(t, &out)
+	if r.status != http.StatusOK || !strings.HasPrefix(out.SessionID, "cs_") || out.OrderID == "" {
+		t.Fatalf("cart checkout = %d %s", r.status, r.body)
+	}
+	if s, _ := h.db.GetStock(t.Context(), "acme_stickers"); s.Reserved != 3 || s.OnHand != 25 {
+		t.Errorf("stock after the cart's checkout = %+v, want 3 of 25 held", s)
+	}
+	// A product without stock still has its one-product checkout.
+	if r := h.do("POST", "/api/checkout", tok, map[string]any{"product": "pro_one_time"}); r.status != http.StatusOK {
+		t.Errorf("checkout of an unlimited product = %d %s", r.status, r.body)
 	}
 }

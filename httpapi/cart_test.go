@@ -279,3 +279,90 @@ func orderRow(t *testing.T, h *apiHarness, id string) (store.Order, []store.Orde
 	}
 	return o, lines
 }
+
+// promotionCodeLookups counts the emulator's promotion code listings.
+func promotionCodeLookups(env stripeEnv) int {
+	n := 0
+	for _, r := range env.emu.Requests() {
+		if r.Path == "/v1/promotion_codes" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCartPromotionCodeGuessesAreRateLimited: a PUT of the cart whose
+// promotion code differs from the stored one spends the user's checkout
+// rate, like a checkout; past http.checkout_rate it is a 429 with
+// Retry-After that asks Stripe nothing and leaves the cart as it was. A PUT
+// keeping the stored code, in any case, or carrying none is not counted.
+func TestCartPromotionCodeGuessesAreRateLimited(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t)
+	cfg.HTTP.CheckoutRate = 3
+	h, env := newCartHarness(t, cfg)
+	tok := h.token("user-1", "ada@example.com")
+	put := func(body map[string]any) response {
+		t.Helper()
+		return h.do("PUT", "/api/cart", tok, body)
+	}
+	one := []any{item("pro_one_time", 1)}
+
+	if r := put(map[string]any{"items": one, "promotion_code": "LAUNCH20"}); r.status != http.StatusOK {
+		t.Fatalf("put with a good code = %d %s", r.status, r.body)
+	}
+	for _, guess := range []string{"GUESS1", "GUESS2"} {
+		if r := put(map[string]any{"items": one, "promotion_code": guess}); r.status != http.StatusBadRequest ||
+			r.errorCode() != "invalid_promotion_code" {
+			t.Fatalf("guess %s = %d %s", guess, r.status, r.body)
+		}
+	}
+	lookups := promotionCodeLookups(env)
+	r := put(map[string]any{"items": []any{item("acme_stickers", 2)}, "promotion_code": "GUESS3"})
+	if r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" || r.header.Get("Retry-After") != "20" {
+		t.Errorf("guess 4 of 3 a minute = %d Retry-After %q %s; want 429 rate_limited, Retry-After 20", r.status,
+			r.header.Get("Retry-After"), r.body)
+	}
+	if n := promotionCodeLookups(env) - lookups; n != 0 {
+		t.Errorf("a rate-limited PUT looked the code up at Stripe %d times", n)
+	}
+	var c cartBody
+	h.do("GET", "/api/cart", tok, nil).decode(t, &c)
+	if len(c.Items) != 1 || c.Items[0].Product != "pro_one_time" || c.Items[0].Quantity != 1 ||
+		c.PromotionCode == nil || *c.PromotionCode != "LAUNCH20" {
+		t.Errorf("a rate-limited PUT changed the cart: %+v", c)
+	}
+
+	// Keeping the stored code, in any case, or sending none is not counted.
+	r = put(map[string]any{"items": []any{item("pro_one_time", 2)}, "promotion_code": "launch20"})
+	r.decode(t, &c)
+	if r.status != http.StatusOK || c.PromotionCode == nil || *c.PromotionCode != "LAUNCH20" || c.Items[0].Quantity != 2 {
+		t.Errorf("put keeping the stored code = %d %s", r.status, r.body)
+	}
+	r = put(map[string]any{"items": one})
+	r.decode(t, &c)
+	if r.status != http.StatusOK || c.PromotionCode != nil || c.Items[0].Quantity != 1 {
+		t.Errorf("put without a code = %d %s", r.status, r.body)
+	}
+	// The stored code is gone now: LAUNCH20 is a new code again, and the
+	// rate is the one checkouts spend.
+	if r := put(map[string]any{"items": one, "promotion_code": "LAUNCH20"}); r.status != http.StatusTooManyRequests {
+		t.Errorf("a code differing from none = %d %s; want 429", r.status, r.body)
+	}
+	if r := h.do("POST", "/api/checkout", tok, map[string]any{"product": "pro_one_time"}); r.status != http.StatusTooManyRequests {
+		t.Errorf("checkout after the guesses = %d %s; want 429 (one rate for both)", r.status, r.body)
+	}
+	h.do("GET", "/api/cart", tok, nil).decode(t, &c)
+	if c.PromotionCode != nil || len(c.Items) != 1 {
+		t.Errorf("a rate-limited PUT changed the cart: %+v", c)
+	}
+	if r := h.do("PUT", "/api/cart", h.token("user-2", "bob@example.com"),
+		map[string]any{"items": one, "promotion_code": "LAUNCH20"}); r.status != http.StatusOK {
+		t.Errorf("another user = %d %s", r.status, r.body)
+	}
+	h.clock.Advance(20 * time.Second)
+	tok = h.token("user-1", "ada@example.com")
+	if r := put(map[string]any{"items": one, "promotion_code": "LAUNCH20"}); r.status != http.StatusOK {
+		t.Errorf("after Retry-After = %d %s", r.status, r.body)
+	}
+}

@@ -118,6 +118,9 @@ func (a *api) checkout(w http.ResponseWriter, r *http.Request, u User) error {
 	if order.product.IsSubscription() {
 		return a.subscriptionCheckout(w, r, u, order)
 	}
+	if err := a.refuseStocked(r.Context(), order.product); err != nil {
+		return err
+	}
 	if a.stripe == nil || a.prices == nil {
 		return unavailable("checkout")
 	}
@@ -163,8 +166,16 @@ func (a *api) checkout(w http.ResponseWriter, r *http.Request, u User) error {
 // limitCheckouts counts this checkout against the user's http.checkout_rate
 // and refuses it with 429 and Retry-After when the rate is spent. Every
 // attempt counts, valid or not, which is also what bounds guessing at
-// promotion codes.
+// promotion codes: a cart's new promotion code spends the same rate
+// (limitPromotionCode in cart.go).
 func (a *api) limitCheckouts(w http.ResponseWriter, r *http.Request, u User) error {
+	return a.takeCheckoutRate(w, r, u, "checkouts")
+}
+
+// takeCheckoutRate takes one from the user's checkout bucket, shared by
+// every replica, or answers 429 rate_limited with Retry-After in whole
+// seconds, "too many <what>".
+func (a *api) takeCheckoutRate(w http.ResponseWriter, r *http.Request, u User, what string) error {
 	d, err := a.db.TakeRate(r.Context(), "checkout:"+u.ID, store.Rate{N: a.cfg.HTTP.CheckoutRate, Per: time.Minute},
 		a.clock.Now())
 	if err != nil {
@@ -175,8 +186,37 @@ func (a *api) limitCheckouts(w http.ResponseWriter, r *http.Request, u User) err
 	}
 	secs := max(1, int(math.Ceil(d.RetryAfter.Seconds())))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	a.log.WarnContext(r.Context(), "checkout rate limited", "user_id", u.ID, "retry_after", secs)
-	return Errorf(http.StatusTooManyRequests, "rate_limited", "too many checkouts; try again in %d seconds", secs)
+	a.log.WarnContext(r.Context(), "checkout rate limited", "user_id", u.ID, "retry_after", secs, "spent_on", what)
+	return Errorf(http.StatusTooManyRequests, "rate_limited", "too many %s; try again in %d seconds", what, secs)
+}
+
+// refuseStocked refuses a one-product checkout of a product with limited
+// stock, with 400 cart_required: only a cart's checkout reserves stock
+// (store.ReserveStock, under the order's row), and a session opened here
+// would sell units nobody holds. A product is limited when config.yaml
+// gives it a stock or the database has its stock row (`paymentd stock
+// set`), the same row a cart's reservation looks for; either is enough, so
+// a product configured with stock is refused even before serve seeds it.
+func (a *api) refuseStocked(ctx context.Context, product config.Product) error {
+	limited := product.Stock != nil
+	if !limited {
+		_, err := a.db.GetStock(ctx, product.Key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			limited = true
+		}
+	}
+	if !limited {
+		return nil
+	}
+	e := Errorf(http.StatusBadRequest, "cart_required",
+		"%s has limited stock and is checked out through the cart: put it in the cart (PUT /api/cart) and check out with \"cart\": true",
+		product.Name)
+	e.Product, e.Cart = product.Key, true
+	return e
 }
 
 // readCheckout decodes and validates a checkout request.

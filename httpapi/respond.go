@@ -17,9 +17,13 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	// Product and Available detail an out_of_stock error: the product and
-	// the units of it that can still be bought.
+	// the units of it that can still be bought. Product also names the
+	// product of a cart_required error.
 	Product   string `json:"product,omitempty"`
 	Available *int   `json:"available,omitempty"`
+	// Cart marks a cart_required error (with Product): the product is
+	// bought through the cart, POST /api/checkout {"cart": true}.
+	Cart bool `json:"cart,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
