@@ -47,8 +47,12 @@ func runStock(ctx context.Context, env *cliEnv, args []string) error {
 	defer db.Close()
 	if args[0] == "set" {
 		key := fs.Arg(0)
-		if _, ok := cfg.Product(key); !ok {
+		prod, ok := cfg.Product(key)
+		if !ok {
 			return withCode(exitUsage, fmt.Errorf("there is no product %q in the configuration", key))
+		}
+		if prod.IsSubscription() {
+			return withCode(exitUsage, fmt.Errorf("%s is a subscription: stock is for one-time products, sold through the cart", key))
 		}
 		n, err := strconv.Atoi(fs.Arg(1))
 		if err != nil || n < 0 {

@@ -24,6 +24,7 @@ func TestStockAndOrdersCommands(t *testing.T) {
 		{"stock", "set", "acme_stickers", "-1"},
 		{"stock", "set", "acme_stickers", "many"},
 		{"stock", "set", "acme_stickers"},
+		{"stock", "set", "pro_subscription", "3"}, // a subscription has no stock
 	} {
 		if code, _, _ := runCLI(t, dbURL, args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)

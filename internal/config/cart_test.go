@@ -33,8 +33,9 @@ func TestCartKeys(t *testing.T) {
 	bad := strings.Replace(string(base), "checkout_ttl: 1h", "checkout_ttl: 10m", 1)
 	bad = strings.Replace(bad, "stock: 25", "stock: -1", 1)
 	bad = strings.Replace(bad, `retry_url: "http://localhost:8080/"`, `retry_url: "not a url"`, 1)
+	bad = strings.Replace(bad, "    credits: 1000\n", "    credits: 1000\n    stock: 5\n", 1) // on the subscription
 	_, err = config.Parse([]byte(bad), noEnv)
-	for _, key := range []string{"cart.checkout_ttl:", "products[2].stock:", "fulfillment.retry_url:"} {
+	for _, key := range []string{"cart.checkout_ttl:", "products[2].stock:", "fulfillment.retry_url:", "products[1].stock:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("problems %v do not name %s", err, key)
 		}

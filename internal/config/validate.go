@@ -282,7 +282,12 @@ func (c *Config) validateProduct(ck *checker, key string, prod Product) {
 		ck.add(key+".access", "must be none, github or webhook, got %q", prod.Access)
 	}
 	ck.url(key+".repo_url", prod.RepoURL, false)
-	if prod.Stock != nil && *prod.Stock < 0 {
+	switch {
+	case prod.Stock != nil && prod.IsSubscription():
+		// Stock is held by a cart's checkout, and the cart takes one-time
+		// products only: a subscription's stock would never be held.
+		ck.add(key+".stock", "is for one-time products, sold through the cart; a subscription has no stock")
+	case prod.Stock != nil && *prod.Stock < 0:
 		ck.add(key+".stock", "must not be negative")
 	}
 }
