@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -89,6 +90,49 @@ func TestSetGitHubUsername(t *testing.T) {
 	rec.fail(errors.New("github is down"))
 	if r := h.do("PUT", "/api/me/github", tok, map[string]string{"username": "octocat"}); r.status != http.StatusInternalServerError {
 		t.Errorf("a failing access request = %d %s; want 500", r.status, r.body)
+	}
+}
+
+// Each change of GitHub username invites a login from the seller's
+// repository: a user gets five changes an hour (one more every 12 minutes);
+// past that the change is refused with 429 and changes nothing. Naming the
+// account already set costs nothing.
+func TestGitHubUsernameChangesAreRateLimited(t *testing.T) {
+	t.Parallel()
+	rec := &accessRecorder{updated: 1}
+	h := newHarness(t, harnessOptions{deps: httpapi.APIDeps{Access: rec}})
+	tok := h.token("user-loop", "loop@example.com")
+	put := func(name string) response {
+		t.Helper()
+		return h.do("PUT", "/api/me/github", tok, map[string]string{"username": name})
+	}
+	for i := range 5 {
+		if r := put(fmt.Sprintf("victim-%d", i)); r.status != http.StatusOK {
+			t.Fatalf("change %d = %d %s", i+1, r.status, r.body)
+		}
+	}
+	if r := put("VICTIM-4"); r.status != http.StatusOK { // the same login, in another case
+		t.Fatalf("naming the account already set = %d %s; want 200, free", r.status, r.body)
+	}
+	r := put("victim-5")
+	if r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" || r.header.Get("Retry-After") != "720" {
+		t.Fatalf("sixth change in an hour = %d %s (Retry-After %q); want 429 rate_limited after 720 s", r.status, r.body,
+			r.header.Get("Retry-After"))
+	}
+	if acct, err := h.db.GetAccount(t.Context(), "user-loop"); err != nil || acct.GitHubUsername == nil ||
+		*acct.GitHubUsername != "VICTIM-4" {
+		t.Errorf("account after the refused change = %+v, %v; want it unchanged", acct, err)
+	}
+	if calls := rec.recorded(); len(calls) != 6 || calls[5][1] != "VICTIM-4" {
+		t.Errorf("access requested %d times (%v); want 6, none for the refused change", len(calls), calls)
+	}
+	if other := h.do("PUT", "/api/me/github", h.token("user-other", "o@example.com"),
+		map[string]string{"username": "octocat"}); other.status != http.StatusOK {
+		t.Errorf("another user = %d %s", other.status, other.body)
+	}
+	h.clock.Advance(12 * time.Minute)
+	if r := put("victim-5"); r.status != http.StatusOK {
+		t.Errorf("a change 12 minutes later = %d %s; want 200", r.status, r.body)
 	}
 }
 

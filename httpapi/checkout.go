@@ -172,12 +172,16 @@ func (a *api) limitCheckouts(w http.ResponseWriter, r *http.Request, u User) err
 	return a.takeCheckoutRate(w, r, u, "checkouts")
 }
 
-// takeCheckoutRate takes one from the user's checkout bucket, shared by
-// every replica, or answers 429 rate_limited with Retry-After in whole
-// seconds, "too many <what>".
+// takeCheckoutRate takes one from the user's checkout bucket (takeRate).
 func (a *api) takeCheckoutRate(w http.ResponseWriter, r *http.Request, u User, what string) error {
-	d, err := a.db.TakeRate(r.Context(), "checkout:"+u.ID, store.Rate{N: a.cfg.HTTP.CheckoutRate, Per: time.Minute},
-		a.clock.Now())
+	return a.takeRate(w, r, "checkout:"+u.ID, store.Rate{N: a.cfg.HTTP.CheckoutRate, Per: time.Minute}, what)
+}
+
+// takeRate takes one from the bucket key, shared by every replica, or
+// answers 429 rate_limited with Retry-After in whole seconds, "too many
+// <what>".
+func (a *api) takeRate(w http.ResponseWriter, r *http.Request, key string, rate store.Rate, what string) error {
+	d, err := a.db.TakeRate(r.Context(), key, rate, a.clock.Now())
 	if err != nil {
 		return err
 	}
@@ -186,7 +190,7 @@ func (a *api) takeCheckoutRate(w http.ResponseWriter, r *http.Request, u User, w
 	}
 	secs := max(1, int(math.Ceil(d.RetryAfter.Seconds())))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	a.log.WarnContext(r.Context(), "checkout rate limited", "user_id", u.ID, "retry_after", secs, "spent_on", what)
+	a.log.WarnContext(r.Context(), "rate limited", "key", key, "retry_after", secs, "spent_on", what)
 	return Errorf(http.StatusTooManyRequests, "rate_limited", "too many %s; try again in %d seconds", what, secs)
 }
 
