@@ -627,11 +627,15 @@ func (f *Fulfillment) orderWebhook(ctx context.Context, job *steps.Job) (any, er
 // orderRevoke takes back a fully refunded order's access: order.refunded
 // for each webhook grant, and the GitHub collaborator removed unless the
 // account had access before, or still has it through another order or a
-// purchase.
+// purchase. The order is read again when it runs: one paid for again
+// meanwhile (its refund failed or was canceled) keeps its access.
 func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, error) {
 	o, _, err := f.order(ctx, job)
 	if err != nil {
 		return nil, err
+	}
+	if o.Status.Entitled() {
+		return map[string]any{"skipped": "the order is " + string(o.Status) + " again"}, nil
 	}
 	var args orderRevokeArgs
 	if err := job.DecodeArgs(&args); err != nil {

@@ -177,6 +177,27 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	}
 }
 
+// TestOrderRevokeKeepsAccessOfAnOrderPaidAgain: an order's full refund
+// schedules the revocation, then the order is paid again (the refund
+// failed) before it runs: the revocation, reading the order when it runs,
+// takes nothing back.
+func TestOrderRevokeKeepsAccessOfAnOrderPaidAgain(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o := h.paidOrder("ada-l")
+	o = h.refundOrder(o, "re_all", o.AmountTotal)
+	o.AmountRefunded = 0
+	h.setOrderStatus(o, store.OrderPaid)
+	h.run()
+	if c := h.gh.Collaborators(); len(c) != 1 {
+		t.Errorf("collaborators = %+v: the revocation took back an order paid again", c)
+	}
+	if types := h.webhookTypes(); types != "order.paid" {
+		t.Errorf("access webhooks = %v, want order.paid alone", types)
+	}
+}
+
 // webhookTypes are the types of the access webhooks delivered, in order,
 // comma-separated.
 func (h *harness) webhookTypes() string {
