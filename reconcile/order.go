@@ -42,6 +42,11 @@ type OrderFulfillment interface {
 	// OrderRefunded schedules the refund pipeline of refund r, once per
 	// refund; o.AmountRefunded is the cumulative amount refunded.
 	OrderRefunded(ctx context.Context, q *store.Queries, o store.Order, r store.OrderRefund) error
+	// OrderRefundReversed handles refund r, recorded live, having failed or
+	// been canceled, once per refund: o is the order as the reversal
+	// leaves it; when it is paid for again (entitled) its access is given
+	// back; the operator is always told.
+	OrderRefundReversed(ctx context.Context, q *store.Queries, o store.Order, r store.OrderRefund) error
 	// OrderDisputeLost treats lost dispute d as a full refund of the
 	// order without the customer email (access taken back), once per
 	// dispute; o is the order as the loss leaves it.
@@ -583,6 +588,12 @@ func (r *Reconciler) orderCharge(ctx context.Context, ch *stripe.Charge, refunds
 			if r.opts.Orders == nil {
 				continue
 			}
+			if ev.what == whatRefundReversed {
+				if err := r.opts.Orders.OrderRefundReversed(ctx, q, next, ev.r); err != nil {
+					return err
+				}
+				continue
+			}
 			at := next
 			at.AmountRefunded = ev.cumulative
 			if err := r.opts.Orders.OrderRefunded(ctx, q, at, ev.r); err != nil {
@@ -605,16 +616,16 @@ type orderRefundEvent struct {
 // is recorded: the order's refunded amount and status are the charge's
 // (refunded whatever they say once a dispute was lost), every refund row
 // is upserted, and each refund that newly counts (seen for the first time,
-// or no longer failed) is an event, oldest first.
+// or no longer failed) is an event, oldest first, as decideCharge does for
+// purchases: partial or full by what the live refunds of this snapshot
+// add up to, so a refund recorded live that has since failed counts for
+// nothing. A refund recorded live that is now failed or canceled is a
+// reversal (whatRefundReversed).
 func decideOrderRefunds(o store.Order, ch *stripe.Charge, refunds []*stripe.Refund, recorded []store.OrderRefund,
 	disputeLost bool) (store.Order, []store.OrderRefund, []orderRefundEvent) {
-	known := map[string]store.OrderRefund{}
-	var before int64
+	known := make(map[string]store.OrderRefund, len(recorded))
 	for _, r := range recorded {
 		known[r.ID] = r
-		if refundLive(r.Status) {
-			before += r.Amount
-		}
 	}
 	sorted := append([]*stripe.Refund(nil), refunds...)
 	slices.SortFunc(sorted, func(a, b *stripe.Refund) int {
@@ -622,22 +633,28 @@ func decideOrderRefunds(o store.Order, ch *stripe.Charge, refunds []*stripe.Refu
 	})
 	var upserts []store.OrderRefund
 	var events []orderRefundEvent
-	cumulative := before
+	var cumulative int64
 	for _, re := range sorted {
 		row := store.OrderRefund{ID: re.ID, OrderID: o.ID, Amount: re.Amount, Currency: string(re.Currency),
 			Status: string(re.Status), CreatedAt: timeOf(re.Created, time.Time{})}
+		live := refundLive(row.Status)
+		if live {
+			cumulative += row.Amount
+		}
 		old, had := known[re.ID]
 		if had && old.Amount == row.Amount && old.Status == row.Status {
 			continue
 		}
 		upserts = append(upserts, row)
-		if refundLive(row.Status) && (!had || !refundLive(old.Status)) {
-			cumulative += row.Amount
+		switch {
+		case live && (!had || !refundLive(old.Status)):
 			what := whatPartiallyRefunded
 			if cumulative >= o.AmountTotal {
 				what = whatRefunded
 			}
 			events = append(events, orderRefundEvent{r: row, cumulative: min(cumulative, o.AmountTotal), what: what})
+		case !live && had && refundLive(old.Status):
+			events = append(events, orderRefundEvent{r: row, cumulative: min(cumulative, o.AmountTotal), what: whatRefundReversed})
 		}
 	}
 	next := o

@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,6 +130,102 @@ func TestDecideOrderDispute(t *testing.T) {
 			}
 			if c.recorded != nil && !d.row.CreatedAt.Equal(c.recorded.CreatedAt) {
 				t.Errorf("row created %v, want the recorded %v", d.row.CreatedAt, c.recorded.CreatedAt)
+			}
+		})
+	}
+}
+
+// TestDecideOrderRefunds: an order's refunded amount and status are the
+// charge's; each refund that newly counts is an event whose cumulative is
+// what the current snapshot's live refunds add up to (a refund recorded
+// live that has since failed counts for nothing), and a refund recorded
+// live that is now failed or canceled is a reversal. The same snapshot
+// seen again decides nothing.
+func TestDecideOrderRefunds(t *testing.T) {
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	paid := store.Order{ID: "o1", Status: store.OrderPaid, AmountTotal: 100, Currency: "usd"}
+	with := func(o store.Order, st store.OrderStatus, refunded int64) store.Order {
+		o.Status, o.AmountRefunded = st, refunded
+		return o
+	}
+	refund := func(id string, amount int64, st stripe.RefundStatus, age time.Duration) *stripe.Refund {
+		return &stripe.Refund{ID: id, Amount: amount, Currency: "usd", Status: st, Created: now.Add(-age).Unix()}
+	}
+	recorded := func(id string, amount int64, st stripe.RefundStatus, age time.Duration) store.OrderRefund {
+		return store.OrderRefund{ID: id, OrderID: "o1", Amount: amount, Currency: "usd", Status: string(st),
+			CreatedAt: time.Unix(now.Add(-age).Unix(), 0).UTC()}
+	}
+	const (
+		succeeded = stripe.RefundStatusSucceeded
+		pending   = stripe.RefundStatusPending
+		failed    = stripe.RefundStatusFailed
+		canceled  = stripe.RefundStatusCanceled
+	)
+	for _, c := range []struct {
+		name     string
+		o        store.Order
+		charged  int64 // the charge's amount_refunded
+		refunds  []*stripe.Refund
+		recorded []store.OrderRefund
+		status   store.OrderStatus
+		events   []string // id what cumulative
+		upserts  int
+	}{
+		{"a partial refund", paid, 50, []*stripe.Refund{refund("re_1", 50, succeeded, 2*time.Hour)}, nil,
+			store.OrderPartiallyRefunded, []string{"re_1 partially_refunded 50"}, 1},
+		{"the rest refunded", with(paid, store.OrderPartiallyRefunded, 50), 100,
+			[]*stripe.Refund{refund("re_1", 50, succeeded, 2*time.Hour), refund("re_2", 50, succeeded, time.Hour)},
+			[]store.OrderRefund{recorded("re_1", 50, succeeded, 2*time.Hour)},
+			store.OrderRefunded, []string{"re_2 refunded 100"}, 1},
+		{"seen again", with(paid, store.OrderRefunded, 100), 100,
+			[]*stripe.Refund{refund("re_1", 50, succeeded, 2*time.Hour), refund("re_2", 50, succeeded, time.Hour)},
+			[]store.OrderRefund{recorded("re_1", 50, succeeded, 2*time.Hour), recorded("re_2", 50, succeeded, time.Hour)},
+			store.OrderRefunded, nil, 0},
+		{"a refund failed when first seen", paid, 0, []*stripe.Refund{refund("re_1", 100, failed, time.Hour)}, nil,
+			store.OrderPaid, nil, 1},
+		{"a full refund recorded pending, now failed", with(paid, store.OrderRefunded, 100), 0,
+			[]*stripe.Refund{refund("re_1", 100, failed, time.Hour)},
+			[]store.OrderRefund{recorded("re_1", 100, pending, time.Hour)},
+			store.OrderPaid, []string{"re_1 refund_reversed 0"}, 1},
+		{"a partial refund recorded succeeded, now canceled", with(paid, store.OrderPartiallyRefunded, 30), 0,
+			[]*stripe.Refund{refund("re_1", 30, canceled, time.Hour)},
+			[]store.OrderRefund{recorded("re_1", 30, succeeded, time.Hour)},
+			store.OrderPaid, []string{"re_1 refund_reversed 0"}, 1},
+		{"a failure seen again", paid, 0, []*stripe.Refund{refund("re_1", 100, failed, time.Hour)},
+			[]store.OrderRefund{recorded("re_1", 100, failed, time.Hour)}, store.OrderPaid, nil, 0},
+		{"a recorded 50 now failed and a new 50", with(paid, store.OrderPartiallyRefunded, 50), 50,
+			[]*stripe.Refund{refund("re_1", 50, failed, 2*time.Hour), refund("re_2", 50, succeeded, time.Hour)},
+			[]store.OrderRefund{recorded("re_1", 50, succeeded, 2*time.Hour)},
+			store.OrderPartiallyRefunded, []string{"re_1 refund_reversed 0", "re_2 partially_refunded 50"}, 2},
+		{"a failed 50 first seen with a new 50", paid, 50,
+			[]*stripe.Refund{refund("re_1", 50, failed, 2*time.Hour), refund("re_2", 50, succeeded, time.Hour)}, nil,
+			store.OrderPartiallyRefunded, []string{"re_2 partially_refunded 50"}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ch := &stripe.Charge{ID: "ch_1", AmountRefunded: c.charged}
+			next, upserts, events := decideOrderRefunds(c.o, ch, c.refunds, c.recorded, false)
+			if next.Status != c.status || next.AmountRefunded != c.charged {
+				t.Errorf("order %s refunded %d; want %s %d", next.Status, next.AmountRefunded, c.status, c.charged)
+			}
+			var got []string
+			for _, e := range events {
+				got = append(got, fmt.Sprintf("%s %s %d", e.r.ID, e.what, e.cumulative))
+			}
+			if !slices.Equal(got, c.events) {
+				t.Errorf("events %q, want %q", got, c.events)
+			}
+			if len(upserts) != c.upserts {
+				t.Errorf("%d upserts, want %d", len(upserts), c.upserts)
+			}
+			// Applied, the same snapshot decides nothing more.
+			var rows []store.OrderRefund
+			for _, re := range c.refunds {
+				rows = append(rows, store.OrderRefund{ID: re.ID, OrderID: "o1", Amount: re.Amount, Currency: "usd",
+					Status: string(re.Status), CreatedAt: time.Unix(re.Created, 0).UTC()})
+			}
+			again, upserts, events := decideOrderRefunds(next, ch, c.refunds, rows, false)
+			if len(upserts) != 0 || len(events) != 0 || !equalOrders(again, next) {
+				t.Errorf("applied twice: %d upserts, %d events, %s", len(upserts), len(events), again.Status)
 			}
 		})
 	}

@@ -45,9 +45,12 @@ type shop struct {
 // orderRecorder is a reconcile.OrderFulfillment that counts what it was
 // asked to schedule, per order.
 type orderRecorder struct {
-	mu                             sync.Mutex
-	paid, failed, refunded, denied map[string]int               // denied: lost disputes
-	repairs                        map[string]store.AccessState // the access drift pass's, by order id
+	mu                                       sync.Mutex
+	paid, failed, refunded, reversed, denied map[string]int               // denied: lost disputes
+	repairs                                  map[string]store.AccessState // the access drift pass's, by order id
+	// refundedTo is the cumulative amount the last OrderRefunded call
+	// gave, by order id.
+	refundedTo map[string]int64
 }
 
 func (r *orderRecorder) RepairOrderAccess(_ context.Context, _ *store.Queries, o store.Order, want store.AccessState) error {
@@ -81,6 +84,17 @@ func (r *orderRecorder) OrderPaymentFailed(_ context.Context, _ *store.Queries, 
 
 func (r *orderRecorder) OrderRefunded(_ context.Context, _ *store.Queries, o store.Order, _ store.OrderRefund) error {
 	r.bump(&r.refunded, o.ID)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refundedTo == nil {
+		r.refundedTo = map[string]int64{}
+	}
+	r.refundedTo[o.ID] = o.AmountRefunded
+	return nil
+}
+
+func (r *orderRecorder) OrderRefundReversed(_ context.Context, _ *store.Queries, o store.Order, _ store.OrderRefund) error {
+	r.bump(&r.reversed, o.ID)
 	return nil
 }
 
@@ -610,6 +624,58 @@ func TestOrderRefunds(t *testing.T) {
 	s.pass(reconcile.HintsOnly)
 	if o := s.order(hosted.OrderID); o.Status != store.OrderRefunded || o.PaidAt == nil || s.orders.count(s.orders.paid, o.ID) != 1 {
 		t.Errorf("hosted order after its refund's hint alone: %s, paid at %v", o.Status, o.PaidAt)
+	}
+}
+
+// TestOrderRefundThatFailsIsReversed, end to end through the emulator: an
+// embedded order's full refund fails; the pass that sees it moves the
+// order back to paid and hands the reversal over once, however often it is
+// seen again. A new refund of half then counts as half: the failed one
+// counts for nothing.
+func TestOrderRefundThatFailsIsReversed(t *testing.T) {
+	s := newShop(t)
+	st, emb := s.buy(0, "ada", "embedded", stickers(2), "")
+	if st != http.StatusOK {
+		t.Fatalf("checkout = %d", st)
+	}
+	s.pay(emb)
+	s.pass(reconcile.Incremental)
+	refundID, err := s.emu.Refund(emb.PaymentIntentID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	o := s.order(emb.OrderID)
+	if o.Status != store.OrderRefunded || s.orders.count(s.orders.refunded, o.ID) != 1 {
+		t.Fatalf("after the full refund: %s, %d refund pipelines", o.Status, s.orders.count(s.orders.refunded, o.ID))
+	}
+	if err := s.emu.FailRefund(refundID); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	s.pass(reconcile.Deep)
+	if _, err := s.db.InsertHint(s.ctx, "evt_again", "charge.refund.updated", refundID, s.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.HintsOnly)
+	o = s.order(emb.OrderID)
+	if o.Status != store.OrderPaid || o.AmountRefunded != 0 || s.orders.count(s.orders.reversed, o.ID) != 1 {
+		t.Fatalf("after the refund failed: %s, %d refunded, %d reversals; want paid, 0, 1", o.Status, o.AmountRefunded,
+			s.orders.count(s.orders.reversed, o.ID))
+	}
+	half := o.AmountTotal / 2
+	if _, err := s.emu.Refund(emb.PaymentIntentID, half); err != nil {
+		t.Fatal(err)
+	}
+	s.pass(reconcile.Incremental)
+	o = s.order(emb.OrderID)
+	s.orders.mu.Lock()
+	to := s.orders.refundedTo[o.ID]
+	s.orders.mu.Unlock()
+	if o.Status != store.OrderPartiallyRefunded || o.AmountRefunded != half || to != half ||
+		s.orders.count(s.orders.refunded, o.ID) != 2 {
+		t.Errorf("after a new refund of %d: %s, %d refunded, handed over as %d of %d, %d refund pipelines", half,
+			o.Status, o.AmountRefunded, to, o.AmountTotal, s.orders.count(s.orders.refunded, o.ID))
 	}
 }
 

@@ -6,7 +6,8 @@
 // product. A declined attempt on an embedded order's PaymentIntent gets one
 // recovery email with the retry link, however many attempts fail. Refunds
 // get the refund emails as purchases do; a full refund takes the access
-// back. Canceled and expired orders send nothing. As for purchases, a
+// back, and a refund that then fails or is canceled gives it back and tells
+// the operator. Canceled and expired orders send nothing. As for purchases, a
 // payment older than the notify window, or a quiet run, sends no customer
 // email; access is granted whatever the age.
 package fulfillment
@@ -39,6 +40,10 @@ const (
 	StepOrderRevoke        = "order_revoke_access"        // full refund: GitHub removal, order.refunded webhooks
 	StepOrderTax           = "order_tax_transaction"      // an embedded order's Stripe Tax calculation, recorded
 	StepOrderTaxReversal   = "order_tax_reversal"         // a refund of it, reversed
+	// StepOrderRefundReversed tells the operator a refund of the order
+	// failed or was canceled (mail.RefundReversed, as refund_reversed does
+	// for a purchase).
+	StepOrderRefundReversed = "order_refund_reversed"
 	// StepOrderSuperseded takes back, once its pipeline's grant went to
 	// the buyer's new GitHub account, the order's grants to the accounts
 	// it replaced (a move: PUT /api/me/github).
@@ -73,13 +78,14 @@ func (f *Fulfillment) RegisterOrders(tax TaxRecorder) {
 		return f.orderTaxReversal(ctx, job, tax)
 	})
 	for name, h := range map[string]steps.Handler{
-		StepOrderConfirmation:  f.orderConfirmation,
-		StepAdminOrder:         f.adminOrder,
-		StepOrderGitHub:        f.orderGitHub,
-		StepOrderPaymentFailed: f.orderPaymentFailed,
-		StepOrderRefundEmail:   f.orderRefundEmail,
-		StepOrderRevoke:        f.orderRevoke,
-		StepOrderSuperseded:    f.orderSuperseded,
+		StepOrderConfirmation:   f.orderConfirmation,
+		StepAdminOrder:          f.adminOrder,
+		StepOrderGitHub:         f.orderGitHub,
+		StepOrderPaymentFailed:  f.orderPaymentFailed,
+		StepOrderRefundEmail:    f.orderRefundEmail,
+		StepOrderRevoke:         f.orderRevoke,
+		StepOrderRefundReversed: f.orderRefundReversed,
+		StepOrderSuperseded:     f.orderSuperseded,
 	} {
 		f.engine.Register(name, h)
 	}
@@ -224,6 +230,93 @@ func (f *Fulfillment) OrderRefunded(ctx context.Context, q *store.Queries, o sto
 	}
 	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixOrderRefund + r.ID, Steps: list})
 	return err
+}
+
+// OrderRefundReversed handles refund r of order o having failed or been
+// canceled after it was recorded live, as RefundReversed does for a
+// purchase: when o is paid for again (entitled), revocations not run yet
+// are canceled and the access o lacks is granted again (a grant the
+// refund canceled before it ran, or one a revocation took back); the
+// operator is always told. The reconciler calls it once per refund; the
+// pipeline is unique per refund all the same.
+func (f *Fulfillment) OrderRefundReversed(ctx context.Context, q *store.Queries, o store.Order, r store.OrderRefund) error {
+	var list []steps.Step
+	if o.Status.Entitled() {
+		if _, err := f.engine.CancelSubject(ctx, q, steps.OrderSubject(o.ID), TagRevoke); err != nil {
+			return fmt.Errorf("cancel revocations of order %s: %w", o.ID, err)
+		}
+		grants, err := f.orderRegrants(ctx, q, o)
+		if err != nil {
+			return fmt.Errorf("restore access of order %s: %w", o.ID, err)
+		}
+		list = append(list, grants...)
+	}
+	list = append(list, steps.Step{Name: StepOrderRefundReversed, Args: reversalArgs{
+		RefundID: r.ID, Amount: r.Amount, Currency: currencyOf(r.Currency, o.Currency), Status: r.Status}})
+	_, err := f.engine.Schedule(ctx, q, steps.Pipeline{Subject: steps.OrderSubject(o.ID), Name: PrefixRestore + r.ID, Steps: list})
+	return err
+}
+
+// orderRegrants are the grant steps that give an order paid for again the
+// access it lacks: per provider (and webhook product) of its lines, one
+// unless an active grant or a grant step still to run already stands for
+// it. GitHub needs an account named, as at payment.
+func (f *Fulfillment) orderRegrants(ctx context.Context, q *store.Queries, o store.Order) ([]steps.Step, error) {
+	lines, err := q.OrderLines(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	grants, err := q.OrderGrants(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := q.SubjectSteps(ctx, o.ID)
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]bool{} // by provider and product key
+	for _, g := range grants {
+		if g.State.Active() {
+			key := string(g.Provider)
+			if g.Provider == store.ProviderWebhook {
+				key += ":" + g.ProductKey
+			}
+			active[key] = true
+		}
+	}
+	var list []steps.Step
+	quantities := map[string]int{}
+	var webhooks []string
+	github := false
+	for _, l := range lines {
+		switch f.product(l.ProductKey).Access {
+		case providerGitHub:
+			github = true
+		case providerWebhook:
+			if _, ok := quantities[l.ProductKey]; !ok {
+				webhooks = append(webhooks, l.ProductKey)
+			}
+			quantities[l.ProductKey] += l.Quantity
+		}
+	}
+	if github && !active[string(store.ProviderGitHub)] && !underway(existing, StepOrderGitHub) {
+		login, err := orderGitHubUsername(ctx, q, o)
+		if err != nil {
+			return nil, err
+		}
+		if login != "" {
+			list = append(list, steps.Step{Name: StepOrderGitHub, Tags: []string{TagAccess}})
+		}
+	}
+	for _, key := range webhooks {
+		name := StepOrderWebhook + ":" + key
+		if active[string(store.ProviderWebhook)+":"+key] || underway(existing, name) {
+			continue
+		}
+		list = append(list, steps.Step{Name: name, Tags: []string{TagAccess},
+			Args: webhookGrantArgs{Product: key, Quantity: quantities[key]}})
+	}
+	return list, nil
 }
 
 // OrderDisputeLost treats lost dispute d as a full refund of order o
@@ -435,6 +528,30 @@ func (f *Fulfillment) orderRefundEmail(ctx context.Context, job *steps.Job) (any
 	return f.send(ctx, job, template, d)
 }
 
+// orderRefundReversed tells the operator that a refund of the order failed
+// or was canceled, with the template a purchase's refund_reversed uses.
+func (f *Fulfillment) orderRefundReversed(ctx context.Context, job *steps.Job) (any, error) {
+	if !f.toAdmin() {
+		return skipMail("no admin email configured")
+	}
+	var args reversalArgs
+	if err := job.DecodeArgs(&args); err != nil {
+		return nil, err
+	}
+	o, lines, err := f.order(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	email, err := f.orderEmail(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	d := f.orderData(o, lines, email)
+	d.RefundedAmount, d.Currency = args.Amount, args.Currency
+	d.Reason = "refund " + args.RefundID + " " + args.Status
+	return f.send(ctx, job, mail.RefundReversed, d)
+}
+
 // grantOutcome is the recorded result of an order's grant step.
 type grantOutcome struct {
 	Granted  bool   `json:"granted"`
@@ -627,11 +744,15 @@ func (f *Fulfillment) orderWebhook(ctx context.Context, job *steps.Job) (any, er
 // orderRevoke takes back a fully refunded order's access: order.refunded
 // for each webhook grant, and the GitHub collaborator removed unless the
 // account had access before, or still has it through another order or a
-// purchase.
+// purchase. The order is read again when it runs: one paid for again
+// meanwhile (its refund failed or was canceled) keeps its access.
 func (f *Fulfillment) orderRevoke(ctx context.Context, job *steps.Job) (any, error) {
 	o, _, err := f.order(ctx, job)
 	if err != nil {
 		return nil, err
+	}
+	if o.Status.Entitled() {
+		return map[string]any{"skipped": "the order is " + string(o.Status) + " again"}, nil
 	}
 	var args orderRevokeArgs
 	if err := job.DecodeArgs(&args); err != nil {

@@ -177,6 +177,99 @@ func TestOrderFullRefundRevokes(t *testing.T) {
 	}
 }
 
+// TestOrderRevokeKeepsAccessOfAnOrderPaidAgain: an order's full refund
+// schedules the revocation, then the order is paid again (the refund
+// failed) before it runs: the revocation, reading the order when it runs,
+// takes nothing back.
+func TestOrderRevokeKeepsAccessOfAnOrderPaidAgain(t *testing.T) {
+	t.Parallel()
+	h := newOrderHarness(t, harnessOptions{})
+	h.gh.AddUser("ada-l")
+	o := h.paidOrder("ada-l")
+	o = h.refundOrder(o, "re_all", o.AmountTotal)
+	o.AmountRefunded = 0
+	h.setOrderStatus(o, store.OrderPaid)
+	h.run()
+	if c := h.gh.Collaborators(); len(c) != 1 {
+		t.Errorf("collaborators = %+v: the revocation took back an order paid again", c)
+	}
+	if types := h.webhookTypes(); types != "order.paid" {
+		t.Errorf("access webhooks = %v, want order.paid alone", types)
+	}
+}
+
+// TestOrderRefundThatFailsGivesTheAccessBack: an order's full refund took
+// its access back; the refund then fails and the order is paid again: the
+// GitHub account is invited again, the seller hears order.paid again, and
+// the operator gets refund_reversed, once however often the reversal is
+// seen. A reversal seen before the revocation ran cancels it instead, and
+// nothing is granted twice.
+func TestOrderRefundThatFailsGivesTheAccessBack(t *testing.T) {
+	t.Parallel()
+	t.Run("after the revocation ran", func(t *testing.T) {
+		t.Parallel()
+		h := newOrderHarness(t, harnessOptions{})
+		h.gh.AddUser("ada-l")
+		o := h.paidOrder("ada-l")
+		o = h.refundOrder(o, "re_all", o.AmountTotal)
+		h.run()
+		if c := h.gh.Collaborators(); len(c) != 0 {
+			t.Fatalf("collaborators after the full refund = %+v", c)
+		}
+		for range 2 {
+			h.reverseOrderRefund(o, "re_all", "failed")
+		}
+		if invs := h.gh.Invitations(); len(invs) != 1 || !strings.EqualFold(invs[0].Invitee, "ada-l") {
+			t.Errorf("invitations after the reversal = %+v, want ada-l invited again", invs)
+		}
+		if types := h.webhookTypes(); types != "order.paid,order.refunded,order.paid" {
+			t.Errorf("access webhooks = %v", types)
+		}
+		if m := h.oneMail(mail.RefundReversed, adminEmail); !strings.Contains(m.Text, o.ID) || !strings.Contains(m.Text, "re_all failed") {
+			t.Errorf("refund_reversed email = %s", m.Text)
+		}
+	})
+	t.Run("before the revocation ran", func(t *testing.T) {
+		t.Parallel()
+		h := newOrderHarness(t, harnessOptions{})
+		h.gh.AddUser("ada-l")
+		o := h.paidOrder("ada-l")
+		o = h.refundOrder(o, "re_all", o.AmountTotal)
+		h.reverseOrderRefund(o, "re_all", "canceled")
+		if c, invs := h.gh.Collaborators(), h.gh.Invitations(); len(c) != 1 || len(invs) != 0 {
+			t.Errorf("collaborators %+v, invitations %+v: want the access untouched", c, invs)
+		}
+		if types := h.webhookTypes(); types != "order.paid" {
+			t.Errorf("access webhooks = %v, want order.paid alone", types)
+		}
+		h.oneMail(mail.RefundReversed, adminEmail)
+	})
+}
+
+// reverseOrderRefund records that refund id of o ended in status (failed
+// or canceled), every cent of o paid again, as the reconciler does, hands
+// it to the Fulfillment and runs what is due.
+func (h *harness) reverseOrderRefund(o store.Order, id, status string) {
+	h.t.Helper()
+	h.tx(func(q *store.Queries) error {
+		cur, err := q.LockOrder(h.ctx, o.ID)
+		if err != nil {
+			return err
+		}
+		cur.AmountRefunded, cur.Status = 0, store.OrderPaid
+		if err := q.UpdateOrder(h.ctx, cur, h.clk.Now()); err != nil {
+			return err
+		}
+		r := store.OrderRefund{ID: id, OrderID: o.ID, Amount: cur.AmountTotal, Currency: "usd", Status: status,
+			CreatedAt: h.clk.Now()}
+		if err := q.UpsertOrderRefund(h.ctx, r, h.clk.Now()); err != nil {
+			return err
+		}
+		return h.ful.OrderRefundReversed(h.ctx, q, cur, r)
+	})
+	h.run()
+}
+
 // webhookTypes are the types of the access webhooks delivered, in order,
 // comma-separated.
 func (h *harness) webhookTypes() string {
