@@ -88,10 +88,14 @@ func (h *claimHandle) finish() {
 	h.c.cancel(context.Canceled)
 }
 
-// remove forgets the claim of step id once its outcome is recorded.
-func (cs *claims) remove(id int64) {
+// remove forgets claim c once its outcome is recorded. A step claimed again
+// since (a new token) keeps its new claim: an old claim's outcome, settled
+// late, must not stop the new one's renewals.
+func (cs *claims) remove(c store.Claim) {
 	cs.mu.Lock()
-	delete(cs.m, id)
+	if held := cs.m[c.ID]; held != nil && held.Token == c.Token {
+		delete(cs.m, c.ID)
+	}
 	cs.mu.Unlock()
 }
 

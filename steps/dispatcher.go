@@ -318,7 +318,7 @@ func (d *dispatcher) recorded(pending []ran, done []int64, outcome string) {
 		if o == outcomeDone {
 			o = e.completed(r, ok[r.step.ID])
 		}
-		e.claims.remove(r.step.ID)
+		e.claims.remove(r.step.Claim())
 		e.metrics.observe(r.step.Name, o, r.elapsed)
 	}
 }
@@ -333,7 +333,7 @@ func (d *dispatcher) handBack(steps ...store.Step) {
 			e.log.Error("release step at shutdown", "step_id", s.ID, "err", err)
 		}
 		cancel()
-		e.claims.remove(s.ID)
+		e.claims.remove(s.Claim())
 	}
 }
 

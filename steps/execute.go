@@ -48,7 +48,7 @@ func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time,
 	hctx, c, ok := e.claims.start(ctx, s, claimedAt, e.cfg.Timeout)
 	if !ok {
 		// Its lease was lost while it waited for a worker: another has it.
-		e.claims.remove(s.ID)
+		e.claims.remove(s.Claim())
 		e.metrics.observe(s.Name, e.lostLease(job, "run"), 0)
 		return ran{}, false
 	}
@@ -76,7 +76,7 @@ func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time,
 		job.Logger.Error("record step outcome", "err", werr)
 		outcome = outcomeUnrecorded
 	}
-	e.claims.remove(s.ID)
+	e.claims.remove(s.Claim())
 	e.metrics.observe(s.Name, outcome, elapsed)
 	return ran{}, false
 }
