@@ -128,14 +128,20 @@ func (e *Engine) call(ctx context.Context, job *Job) (result any, err error) {
 func (e *Engine) record(ctx, runCtx context.Context, r ran, runErr error) (string, error) {
 	s, job := r.step, r.job
 	now := e.clock.Now()
-	switch {
-	case runErr == nil:
+	ranOK := runErr == nil
+	if ranOK {
 		ok, err := e.completeOne(ctx, r, now)
-		if err != nil {
-			return "", err
+		if err == nil {
+			return e.completed(r, ok), nil
 		}
-		return e.completed(r, ok), nil
-	case runCtx.Err() != nil:
+		// The completing transaction rolled back (an OnCommit write failed,
+		// or the database did): that error is the run's outcome, recorded
+		// now under the claim like a handler's, rather than left running
+		// until the lease lapses.
+		runErr = fmt.Errorf("complete step: %w", err)
+	}
+	switch {
+	case runCtx.Err() != nil && !ranOK:
 		// Shutting down past the grace period: hand the step back unspent.
 		ok, err := e.db.ReleaseStep(ctx, s.Claim(), now)
 		if err != nil {

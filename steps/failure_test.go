@@ -2,8 +2,10 @@ package steps_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -159,5 +161,109 @@ func TestRetryAfterInThePastFloorsAtTheBackoff(t *testing.T) {
 		case name != "future" && (wait < 8*time.Second || wait > 12*time.Second):
 			t.Errorf("%s: next attempt in %s, want the backoff (10s±20%%)", name, wait)
 		}
+	}
+}
+
+// alertsFor returns the operator alerts raised for the step failedID of a
+// purchase, oldest first.
+func alertsFor(t *testing.T, db *store.DB, purchaseID string, failedID int64) []steps.AlertArgs {
+	t.Helper()
+	all, err := db.PurchaseSteps(context.Background(), purchaseID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []steps.AlertArgs
+	for _, s := range all {
+		if s.Name != steps.AlertStep {
+			continue
+		}
+		var a steps.AlertArgs
+		if err := json.Unmarshal(s.Args, &a); err != nil {
+			t.Fatal(err)
+		}
+		if a.StepID == failedID {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TestFailedOnCommitIsRetriedOrFailed: an OnCommit write that fails makes
+// the step's outcome that error, recorded at once under its claim: a plain
+// error retries after the backoff with the error saved, and the step is done
+// on its next run; a permanent one fails the step for good, alerting the
+// operator and canceling the steps waiting on it.
+func TestFailedOnCommitIsRetriedOrFailed(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{BackoffBase: 10 * time.Second, Jitter: 0.2})
+	var commits atomic.Int32
+	eng.Register("grant", func(ctx context.Context, job *steps.Job) (any, error) {
+		job.OnCommit(func(ctx context.Context, q *store.Queries) error {
+			if commits.Add(1) == 1 {
+				return errors.New("ledger row locked")
+			}
+			ref := "inv_42"
+			return q.SetAccess(ctx, job.PurchaseID, "granted", &ref, clk.Now())
+		})
+		return "granted", nil
+	})
+	eng.Register("refund", func(ctx context.Context, job *steps.Job) (any, error) {
+		job.OnCommit(func(ctx context.Context, q *store.Queries) error {
+			return steps.Permanent(errors.New("refund exceeds the charge"))
+		})
+		return "refunded", nil
+	})
+	eng.Register("receipt", func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	eng.Register(steps.AlertStep, func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	ids := purchases(t, db, 2)
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: ids[0], Name: "p",
+		Steps: []steps.Step{{Name: "grant"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: ids[1], Name: "p",
+		Steps: steps.Chain(steps.Step{Name: "refund"}, steps.Step{Name: "receipt"})}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	grant := stepByName(t, db, ids[0], "p", "grant")
+	if wait := grant.RunAt.Sub(t0); grant.Status != store.StepPending || grant.Attempts != 1 ||
+		wait < 8*time.Second || wait > 12*time.Second {
+		t.Errorf("grant after a failed OnCommit: %s after %d attempts, next in %s; want pending after 1, in 10s±20%%",
+			grant.Status, grant.Attempts, wait)
+	}
+	if grant.LastError == nil || !strings.Contains(*grant.LastError, "ledger row locked") {
+		t.Errorf("grant last error = %v, want the OnCommit error", grant.LastError)
+	}
+	refund := stepByName(t, db, ids[1], "p", "refund")
+	if refund.Status != store.StepFailed || refund.Attempts != 1 || refund.LastError == nil ||
+		!strings.Contains(*refund.LastError, "refund exceeds the charge") {
+		t.Errorf("refund after a permanent OnCommit error: %s after %d attempts (%v); want failed after 1 with the error",
+			refund.Status, refund.Attempts, refund.LastError)
+	}
+	if s := stepByName(t, db, ids[1], "p", "receipt"); s.Status != store.StepCanceled {
+		t.Errorf("receipt waiting on the failed refund = %s, want canceled", s.Status)
+	}
+	if a := alertsFor(t, db, ids[1], refund.ID); len(a) != 1 || a[0].Step != "refund" ||
+		!strings.Contains(a[0].LastError, "refund exceeds the charge") {
+		t.Errorf("alerts for the refund = %+v, want one naming its error", a)
+	}
+
+	clk.Advance(time.Minute)
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := stepByName(t, db, ids[0], "p", "grant"); s.Status != store.StepDone || s.Attempts != 2 || s.LastError != nil {
+		t.Errorf("grant on its next run: %s after %d attempts (%v); want done after 2", s.Status, s.Attempts, s.LastError)
+	}
+	var state, ref string
+	if err := db.Pool.QueryRow(ctx, `SELECT access_state, access_ref FROM purchases WHERE id = $1`, ids[0]).
+		Scan(&state, &ref); err != nil || state != "granted" || ref != "inv_42" {
+		t.Errorf("OnCommit write = %q %q (%v), want granted inv_42", state, ref, err)
 	}
 }
