@@ -172,7 +172,7 @@ func (e *Engine) rescue(ctx context.Context) (int, error) {
 		}
 		for _, s := range rescued {
 			if s.Status == store.StepFailed {
-				if err := e.scheduleAlert(ctx, q, s, *s.LastError); err != nil {
+				if err := e.scheduleAlert(ctx, q, s, *s.FinishedAt, *s.LastError); err != nil {
 					return err
 				}
 			}

@@ -222,7 +222,7 @@ func (e *Engine) fail(ctx context.Context, r ran, runErr error, now time.Time) (
 		if err != nil || !ok {
 			return err
 		}
-		return e.scheduleAlert(ctx, q, s, errText)
+		return e.scheduleAlert(ctx, q, s, now, errText)
 	})
 	if err != nil {
 		return "", err
@@ -234,9 +234,10 @@ func (e *Engine) fail(ctx context.Context, r ran, runErr error, now time.Time) (
 	return outcomeFailed, nil
 }
 
-// scheduleAlert records an operator alert for a step that failed for good.
-// An alert that itself fails is only logged, never alerted again.
-func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.Step, errText string) error {
+// scheduleAlert records an operator alert for a step that failed for good
+// at failedAt. An alert that itself fails is only logged, never alerted
+// again.
+func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.Step, failedAt time.Time, errText string) error {
 	if s.Name == AlertStep {
 		return nil
 	}
@@ -248,10 +249,20 @@ func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.St
 	}
 	_, err := e.Schedule(ctx, q, Pipeline{
 		Subject: subject,
-		Name:    "alert:" + strconv.FormatInt(s.ID, 10),
+		Name:    alertPipeline(s.ID, failedAt),
 		Steps:   []Step{{Name: AlertStep, Args: args}},
 	})
 	return err
+}
+
+// alertPipeline names the pipeline of the alert for step id's failure for
+// good at failedAt: alert:<id>:<failedAt, UTC, to the microsecond the
+// database keeps>. Each failure has its own, so a step that fails again
+// after an operator retried it raises a new alert (and a new idempotency
+// key for its email); a step cannot fail for good twice at one instant.
+// Alerts raised before this scheme are named alert:<id>.
+func alertPipeline(id int64, failedAt time.Time) string {
+	return "alert:" + strconv.FormatInt(id, 10) + ":" + failedAt.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z")
 }
 
 // AlertArgs is the input of an operator_alert step: the step that failed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -118,9 +119,8 @@ func TestRescuedIntoFailedCancelsTheStepsWaitingOnIt(t *testing.T) {
 	if email.Status != store.StepCanceled || email.LastError == nil || *email.LastError != want {
 		t.Errorf("access_email = %s (%v), want canceled: %q", email.Status, email.LastError, want)
 	}
-	alert := stepByName(t, db, id, "alert:"+strconv.FormatInt(grant.ID, 10), steps.AlertStep)
-	if alert.Status != store.StepDone {
-		t.Errorf("operator alert = %s, want done", alert.Status)
+	if a := alertsFor(t, db, id, grant.ID); len(a) != 1 || a[0].Step != "grant" || a[0].step.Status != store.StepDone {
+		t.Errorf("operator alerts = %+v, want one for grant, done", a)
 	}
 }
 
@@ -164,21 +164,27 @@ func TestRetryAfterInThePastFloorsAtTheBackoff(t *testing.T) {
 	}
 }
 
+// raisedAlert is an operator_alert step and its arguments.
+type raisedAlert struct {
+	step store.Step
+	steps.AlertArgs
+}
+
 // alertsFor returns the operator alerts raised for the step failedID of a
 // purchase, oldest first.
-func alertsFor(t *testing.T, db *store.DB, purchaseID string, failedID int64) []steps.AlertArgs {
+func alertsFor(t *testing.T, db *store.DB, purchaseID string, failedID int64) []raisedAlert {
 	t.Helper()
 	all, err := db.PurchaseSteps(context.Background(), purchaseID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []steps.AlertArgs
+	var out []raisedAlert
 	for _, s := range all {
 		if s.Name != steps.AlertStep {
 			continue
 		}
-		var a steps.AlertArgs
-		if err := json.Unmarshal(s.Args, &a); err != nil {
+		a := raisedAlert{step: s}
+		if err := json.Unmarshal(s.Args, &a.AlertArgs); err != nil {
 			t.Fatal(err)
 		}
 		if a.StepID == failedID {
@@ -265,5 +271,53 @@ func TestFailedOnCommitIsRetriedOrFailed(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, `SELECT access_state, access_ref FROM purchases WHERE id = $1`, ids[0]).
 		Scan(&state, &ref); err != nil || state != "granted" || ref != "inv_42" {
 		t.Errorf("OnCommit write = %q %q (%v), want granted inv_42", state, ref, err)
+	}
+}
+
+// TestEachFailureForGoodRaisesItsOwnAlert: a step that fails for good again
+// after the operator retried it raises a second alert, its own; the first
+// is kept.
+func TestEachFailureForGoodRaisesItsOwnAlert(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{})
+	var runs atomic.Int32
+	eng.Register("grant", func(ctx context.Context, job *steps.Job) (any, error) {
+		return nil, steps.Permanent(fmt.Errorf("unknown GitHub user (run %d)", runs.Add(1)))
+	})
+	eng.Register(steps.AlertStep, func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	id := purchases(t, db, 1)[0]
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: id, Name: "purchase",
+		Steps: []steps.Step{{Name: "grant"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	grant := stepByName(t, db, id, "purchase", "grant")
+	if grant.Status != store.StepFailed {
+		t.Fatalf("grant = %s, want failed", grant.Status)
+	}
+
+	clk.Advance(time.Hour) // the operator looks into it, and retries
+	if ok, err := db.RetryFailedStep(ctx, grant.ID, clk.Now()); err != nil || !ok {
+		t.Fatalf("retry failed step = %v, %v", ok, err)
+	}
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := stepByName(t, db, id, "purchase", "grant"); s.Status != store.StepFailed {
+		t.Fatalf("grant after the retry = %s, want failed", s.Status)
+	}
+	alerts := alertsFor(t, db, id, grant.ID)
+	if len(alerts) != 2 {
+		t.Fatalf("%d alerts for the twice-failed step, want 2: %+v", len(alerts), alerts)
+	}
+	for i, a := range alerts {
+		if want := fmt.Sprintf("(run %d)", i+1); !strings.Contains(a.LastError, want) || a.step.Status != store.StepDone {
+			t.Errorf("alert %d (%s) names %q, want done and naming the error of run %d", i+1, a.step.Status, a.LastError, i+1)
+		}
 	}
 }
