@@ -43,13 +43,13 @@ type ran struct {
 // execute runs one claimed step and records its outcome. With batched set,
 // a success that owes no OnCommit write is returned instead, with true, for
 // the dispatcher to record with others.
-func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time, batched bool) (ran, bool) {
+func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt stamp, batched bool) (ran, bool) {
 	job := e.newJob(s)
-	hctx, c, ok := e.claims.start(ctx, s, claimedAt, e.cfg.Timeout)
-	if !ok {
-		// Its lease was lost while it waited for a worker: another has it.
+	hctx, c, err := e.claims.start(ctx, s, claimedAt, e.now(), e.cfg.Lease, e.cfg.Timeout)
+	if err != nil {
+		outcome := e.notStarted(ctx, job, s, err)
 		e.claims.remove(s.Claim())
-		e.metrics.observe(s.Name, e.lostLease(job, "run"), 0)
+		e.metrics.observe(s.Name, outcome, 0)
 		return ran{}, false
 	}
 	started := time.Now()
@@ -79,6 +79,30 @@ func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time,
 	e.claims.remove(s.Claim())
 	e.metrics.observe(s.Name, outcome, elapsed)
 	return ran{}, false
+}
+
+// notStarted handles a claim refused its start (errLeaseLost or
+// errLeaseLapsing) and returns the outcome. A lost claim belongs to another
+// worker. A lapsing one is handed back under its claim without spending an
+// attempt; if the database refuses (the step was rescued) it is a lost
+// lease, and if the database is out of reach the lease is left to lapse.
+func (e *Engine) notStarted(ctx context.Context, job *Job, s store.Step, why error) string {
+	if errors.Is(why, errLeaseLost) {
+		// Its lease was lost while it waited for a worker: another has it.
+		return e.lostLease(job, "run")
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
+	ok, err := e.db.ReleaseStep(wctx, s.Claim(), e.clock.Now())
+	switch {
+	case err != nil:
+		job.Logger.Error("hand back a step whose claim is too old to start; its lease will lapse", "err", err)
+		return outcomeUnrecorded
+	case !ok:
+		return e.lostLease(job, "run")
+	}
+	job.Logger.Warn("claim too old to start: step handed back", "err", why)
+	return outcomeReleased
 }
 
 func (e *Engine) newJob(s store.Step) *Job {
