@@ -34,7 +34,7 @@ var roundTripRetries = []time.Duration{50 * time.Millisecond, 250 * time.Millise
 // claimed is a step claimed for a worker, and when the claim was sent.
 type claimed struct {
 	store.Step
-	at time.Time
+	at stamp
 }
 
 type dispatcher struct {
@@ -206,7 +206,7 @@ func (d *dispatcher) lead(ctx context.Context, wantOwn bool) *claimed {
 		// would leave its claims running with no worker until their leases
 		// lapse.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
-		at := time.Now()
+		at := d.e.now()
 		done, steps, err := d.e.db.CompleteAndClaim(rctx, d.e.clock.Now(), completions(t.pending), d.e.cfg.Owner,
 			d.e.cfg.Lease, t.self+t.forIdle)
 		cancel()
@@ -245,7 +245,7 @@ func (d *dispatcher) plan(ctx context.Context, wantOwn bool) (trip, bool) {
 // settle takes a round trip's answer: it reports the successes' outcomes,
 // passes the steps claimed for idle workers on, and returns the one claimed
 // for the leading worker.
-func (d *dispatcher) settle(ctx context.Context, t trip, at time.Time, done []int64, steps []store.Step, err error) *claimed {
+func (d *dispatcher) settle(ctx context.Context, t trip, at stamp, done []int64, steps []store.Step, err error) *claimed {
 	d.mu.Lock()
 	d.trips--
 	d.promised -= t.forIdle
@@ -318,7 +318,7 @@ func (d *dispatcher) recorded(pending []ran, done []int64, outcome string) {
 		if o == outcomeDone {
 			o = e.completed(r, ok[r.step.ID])
 		}
-		e.claims.remove(r.step.ID)
+		e.claims.remove(r.step.Claim())
 		e.metrics.observe(r.step.Name, o, r.elapsed)
 	}
 }
@@ -333,7 +333,7 @@ func (d *dispatcher) handBack(steps ...store.Step) {
 			e.log.Error("release step at shutdown", "step_id", s.ID, "err", err)
 		}
 		cancel()
-		e.claims.remove(s.ID)
+		e.claims.remove(s.Claim())
 	}
 }
 

@@ -22,8 +22,9 @@ type Config struct {
 	Workers int // concurrent handlers; default 8
 	// Lease is how long a claim lasts without renewal, by the database's
 	// clock; default 5m. A running handler's lease is renewed every third of
-	// it, and the handler is canceled if no renewal succeeded for two thirds
-	// of it, so it never runs on past its lease.
+	// it, and the handler is canceled (or, not started yet, not started) if
+	// no renewal succeeded for two thirds of it, so it never runs on past
+	// its lease.
 	Lease time.Duration
 	// Timeout bounds one run of a handler, renewals included; default 5m.
 	// Past it the handler is canceled and its lease no longer renewed.
@@ -143,7 +144,7 @@ func (e *Engine) RunDue(ctx context.Context) (int, error) {
 		if _, err := e.rescue(ctx); err != nil {
 			return ran, err
 		}
-		claimedAt := time.Now()
+		claimedAt := e.now()
 		claimed, err := e.db.ClaimSteps(ctx, e.cfg.Owner, e.clock.Now(), e.cfg.Lease, e.cfg.Workers)
 		if err != nil {
 			return ran, err
@@ -172,7 +173,7 @@ func (e *Engine) rescue(ctx context.Context) (int, error) {
 		}
 		for _, s := range rescued {
 			if s.Status == store.StepFailed {
-				if err := e.scheduleAlert(ctx, q, s, *s.LastError); err != nil {
+				if err := e.scheduleAlert(ctx, q, s, *s.FinishedAt, *s.LastError); err != nil {
 					return err
 				}
 			}

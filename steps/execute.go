@@ -43,13 +43,13 @@ type ran struct {
 // execute runs one claimed step and records its outcome. With batched set,
 // a success that owes no OnCommit write is returned instead, with true, for
 // the dispatcher to record with others.
-func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time, batched bool) (ran, bool) {
+func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt stamp, batched bool) (ran, bool) {
 	job := e.newJob(s)
-	hctx, c, ok := e.claims.start(ctx, s, claimedAt, e.cfg.Timeout)
-	if !ok {
-		// Its lease was lost while it waited for a worker: another has it.
-		e.claims.remove(s.ID)
-		e.metrics.observe(s.Name, e.lostLease(job, "run"), 0)
+	hctx, c, err := e.claims.start(ctx, s, claimedAt, e.now(), e.cfg.Lease, e.cfg.Timeout)
+	if err != nil {
+		outcome := e.notStarted(ctx, job, s, err)
+		e.claims.remove(s.Claim())
+		e.metrics.observe(s.Name, outcome, 0)
 		return ran{}, false
 	}
 	started := time.Now()
@@ -76,9 +76,33 @@ func (e *Engine) execute(ctx context.Context, s store.Step, claimedAt time.Time,
 		job.Logger.Error("record step outcome", "err", werr)
 		outcome = outcomeUnrecorded
 	}
-	e.claims.remove(s.ID)
+	e.claims.remove(s.Claim())
 	e.metrics.observe(s.Name, outcome, elapsed)
 	return ran{}, false
+}
+
+// notStarted handles a claim refused its start (errLeaseLost or
+// errLeaseLapsing) and returns the outcome. A lost claim belongs to another
+// worker. A lapsing one is handed back under its claim without spending an
+// attempt; if the database refuses (the step was rescued) it is a lost
+// lease, and if the database is out of reach the lease is left to lapse.
+func (e *Engine) notStarted(ctx context.Context, job *Job, s store.Step, why error) string {
+	if errors.Is(why, errLeaseLost) {
+		// Its lease was lost while it waited for a worker: another has it.
+		return e.lostLease(job, "run")
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
+	ok, err := e.db.ReleaseStep(wctx, s.Claim(), e.clock.Now())
+	switch {
+	case err != nil:
+		job.Logger.Error("hand back a step whose claim is too old to start; its lease will lapse", "err", err)
+		return outcomeUnrecorded
+	case !ok:
+		return e.lostLease(job, "run")
+	}
+	job.Logger.Warn("claim too old to start: step handed back", "err", why)
+	return outcomeReleased
 }
 
 func (e *Engine) newJob(s store.Step) *Job {
@@ -128,14 +152,20 @@ func (e *Engine) call(ctx context.Context, job *Job) (result any, err error) {
 func (e *Engine) record(ctx, runCtx context.Context, r ran, runErr error) (string, error) {
 	s, job := r.step, r.job
 	now := e.clock.Now()
-	switch {
-	case runErr == nil:
+	ranOK := runErr == nil
+	if ranOK {
 		ok, err := e.completeOne(ctx, r, now)
-		if err != nil {
-			return "", err
+		if err == nil {
+			return e.completed(r, ok), nil
 		}
-		return e.completed(r, ok), nil
-	case runCtx.Err() != nil:
+		// The completing transaction rolled back (an OnCommit write failed,
+		// or the database did): that error is the run's outcome, recorded
+		// now under the claim like a handler's, rather than left running
+		// until the lease lapses.
+		runErr = fmt.Errorf("complete step: %w", err)
+	}
+	switch {
+	case runCtx.Err() != nil && !ranOK:
 		// Shutting down past the grace period: hand the step back unspent.
 		ok, err := e.db.ReleaseStep(ctx, s.Claim(), now)
 		if err != nil {
@@ -216,7 +246,7 @@ func (e *Engine) fail(ctx context.Context, r ran, runErr error, now time.Time) (
 		if err != nil || !ok {
 			return err
 		}
-		return e.scheduleAlert(ctx, q, s, errText)
+		return e.scheduleAlert(ctx, q, s, now, errText)
 	})
 	if err != nil {
 		return "", err
@@ -228,9 +258,10 @@ func (e *Engine) fail(ctx context.Context, r ran, runErr error, now time.Time) (
 	return outcomeFailed, nil
 }
 
-// scheduleAlert records an operator alert for a step that failed for good.
-// An alert that itself fails is only logged, never alerted again.
-func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.Step, errText string) error {
+// scheduleAlert records an operator alert for a step that failed for good
+// at failedAt. An alert that itself fails is only logged, never alerted
+// again.
+func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.Step, failedAt time.Time, errText string) error {
 	if s.Name == AlertStep {
 		return nil
 	}
@@ -242,10 +273,20 @@ func (e *Engine) scheduleAlert(ctx context.Context, q *store.Queries, s store.St
 	}
 	_, err := e.Schedule(ctx, q, Pipeline{
 		Subject: subject,
-		Name:    "alert:" + strconv.FormatInt(s.ID, 10),
+		Name:    alertPipeline(s.ID, failedAt),
 		Steps:   []Step{{Name: AlertStep, Args: args}},
 	})
 	return err
+}
+
+// alertPipeline names the pipeline of the alert for step id's failure for
+// good at failedAt: alert:<id>:<failedAt, UTC, to the microsecond the
+// database keeps>. Each failure has its own, so a step that fails again
+// after an operator retried it raises a new alert (and a new idempotency
+// key for its email); a step cannot fail for good twice at one instant.
+// Alerts raised before this scheme are named alert:<id>.
+func alertPipeline(id int64, failedAt time.Time) string {
+	return "alert:" + strconv.FormatInt(id, 10) + ":" + failedAt.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.000000Z")
 }
 
 // AlertArgs is the input of an operator_alert step: the step that failed

@@ -2,8 +2,11 @@ package steps_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -116,9 +119,8 @@ func TestRescuedIntoFailedCancelsTheStepsWaitingOnIt(t *testing.T) {
 	if email.Status != store.StepCanceled || email.LastError == nil || *email.LastError != want {
 		t.Errorf("access_email = %s (%v), want canceled: %q", email.Status, email.LastError, want)
 	}
-	alert := stepByName(t, db, id, "alert:"+strconv.FormatInt(grant.ID, 10), steps.AlertStep)
-	if alert.Status != store.StepDone {
-		t.Errorf("operator alert = %s, want done", alert.Status)
+	if a := alertsFor(t, db, id, grant.ID); len(a) != 1 || a[0].Step != "grant" || a[0].step.Status != store.StepDone {
+		t.Errorf("operator alerts = %+v, want one for grant, done", a)
 	}
 }
 
@@ -158,6 +160,164 @@ func TestRetryAfterInThePastFloorsAtTheBackoff(t *testing.T) {
 			t.Errorf("future: next attempt in %s, want 90s", wait)
 		case name != "future" && (wait < 8*time.Second || wait > 12*time.Second):
 			t.Errorf("%s: next attempt in %s, want the backoff (10s±20%%)", name, wait)
+		}
+	}
+}
+
+// raisedAlert is an operator_alert step and its arguments.
+type raisedAlert struct {
+	step store.Step
+	steps.AlertArgs
+}
+
+// alertsFor returns the operator alerts raised for the step failedID of a
+// purchase, oldest first.
+func alertsFor(t *testing.T, db *store.DB, purchaseID string, failedID int64) []raisedAlert {
+	t.Helper()
+	all, err := db.PurchaseSteps(context.Background(), purchaseID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []raisedAlert
+	for _, s := range all {
+		if s.Name != steps.AlertStep {
+			continue
+		}
+		a := raisedAlert{step: s}
+		if err := json.Unmarshal(s.Args, &a.AlertArgs); err != nil {
+			t.Fatal(err)
+		}
+		if a.StepID == failedID {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TestFailedOnCommitIsRetriedOrFailed: an OnCommit write that fails makes
+// the step's outcome that error, recorded at once under its claim: a plain
+// error retries after the backoff with the error saved, and the step is done
+// on its next run; a permanent one fails the step for good, alerting the
+// operator and canceling the steps waiting on it.
+func TestFailedOnCommitIsRetriedOrFailed(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{BackoffBase: 10 * time.Second, Jitter: 0.2})
+	var commits atomic.Int32
+	eng.Register("grant", func(ctx context.Context, job *steps.Job) (any, error) {
+		job.OnCommit(func(ctx context.Context, q *store.Queries) error {
+			if commits.Add(1) == 1 {
+				return errors.New("ledger row locked")
+			}
+			ref := "inv_42"
+			return q.SetAccess(ctx, job.PurchaseID, "granted", &ref, clk.Now())
+		})
+		return "granted", nil
+	})
+	eng.Register("refund", func(ctx context.Context, job *steps.Job) (any, error) {
+		job.OnCommit(func(ctx context.Context, q *store.Queries) error {
+			return steps.Permanent(errors.New("refund exceeds the charge"))
+		})
+		return "refunded", nil
+	})
+	eng.Register("receipt", func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	eng.Register(steps.AlertStep, func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	ids := purchases(t, db, 2)
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: ids[0], Name: "p",
+		Steps: []steps.Step{{Name: "grant"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: ids[1], Name: "p",
+		Steps: steps.Chain(steps.Step{Name: "refund"}, steps.Step{Name: "receipt"})}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	grant := stepByName(t, db, ids[0], "p", "grant")
+	if wait := grant.RunAt.Sub(t0); grant.Status != store.StepPending || grant.Attempts != 1 ||
+		wait < 8*time.Second || wait > 12*time.Second {
+		t.Errorf("grant after a failed OnCommit: %s after %d attempts, next in %s; want pending after 1, in 10s±20%%",
+			grant.Status, grant.Attempts, wait)
+	}
+	if grant.LastError == nil || !strings.Contains(*grant.LastError, "ledger row locked") {
+		t.Errorf("grant last error = %v, want the OnCommit error", grant.LastError)
+	}
+	refund := stepByName(t, db, ids[1], "p", "refund")
+	if refund.Status != store.StepFailed || refund.Attempts != 1 || refund.LastError == nil ||
+		!strings.Contains(*refund.LastError, "refund exceeds the charge") {
+		t.Errorf("refund after a permanent OnCommit error: %s after %d attempts (%v); want failed after 1 with the error",
+			refund.Status, refund.Attempts, refund.LastError)
+	}
+	if s := stepByName(t, db, ids[1], "p", "receipt"); s.Status != store.StepCanceled {
+		t.Errorf("receipt waiting on the failed refund = %s, want canceled", s.Status)
+	}
+	if a := alertsFor(t, db, ids[1], refund.ID); len(a) != 1 || a[0].Step != "refund" ||
+		!strings.Contains(a[0].LastError, "refund exceeds the charge") {
+		t.Errorf("alerts for the refund = %+v, want one naming its error", a)
+	}
+
+	clk.Advance(time.Minute)
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := stepByName(t, db, ids[0], "p", "grant"); s.Status != store.StepDone || s.Attempts != 2 || s.LastError != nil {
+		t.Errorf("grant on its next run: %s after %d attempts (%v); want done after 2", s.Status, s.Attempts, s.LastError)
+	}
+	var state, ref string
+	if err := db.Pool.QueryRow(ctx, `SELECT access_state, access_ref FROM purchases WHERE id = $1`, ids[0]).
+		Scan(&state, &ref); err != nil || state != "granted" || ref != "inv_42" {
+		t.Errorf("OnCommit write = %q %q (%v), want granted inv_42", state, ref, err)
+	}
+}
+
+// TestEachFailureForGoodRaisesItsOwnAlert: a step that fails for good again
+// after the operator retried it raises a second alert, its own; the first
+// is kept.
+func TestEachFailureForGoodRaisesItsOwnAlert(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	eng := newEngine(t, db, clk, steps.Config{})
+	var runs atomic.Int32
+	eng.Register("grant", func(ctx context.Context, job *steps.Job) (any, error) {
+		return nil, steps.Permanent(fmt.Errorf("unknown GitHub user (run %d)", runs.Add(1)))
+	})
+	eng.Register(steps.AlertStep, func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	id := purchases(t, db, 1)[0]
+	if _, err := eng.Schedule(ctx, db.Queries, steps.Pipeline{PurchaseID: id, Name: "purchase",
+		Steps: []steps.Step{{Name: "grant"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	grant := stepByName(t, db, id, "purchase", "grant")
+	if grant.Status != store.StepFailed {
+		t.Fatalf("grant = %s, want failed", grant.Status)
+	}
+
+	clk.Advance(time.Hour) // the operator looks into it, and retries
+	if ok, err := db.RetryFailedStep(ctx, grant.ID, clk.Now()); err != nil || !ok {
+		t.Fatalf("retry failed step = %v, %v", ok, err)
+	}
+	if _, err := eng.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := stepByName(t, db, id, "purchase", "grant"); s.Status != store.StepFailed {
+		t.Fatalf("grant after the retry = %s, want failed", s.Status)
+	}
+	alerts := alertsFor(t, db, id, grant.ID)
+	if len(alerts) != 2 {
+		t.Fatalf("%d alerts for the twice-failed step, want 2: %+v", len(alerts), alerts)
+	}
+	for i, a := range alerts {
+		if want := fmt.Sprintf("(run %d)", i+1); !strings.Contains(a.LastError, want) || a.step.Status != store.StepDone {
+			t.Errorf("alert %d (%s) names %q, want done and naming the error of run %d", i+1, a.step.Status, a.LastError, i+1)
 		}
 	}
 }

@@ -64,7 +64,9 @@ func (j *Job) Prior(ctx context.Context, name string, v any) error {
 
 // OnCommit registers fn to run inside the transaction that marks the step
 // done, so a database write the step owes happens exactly once, together
-// with its completion. If fn fails, the step is retried.
+// with its completion. If fn fails, the step is not done: fn's error is its
+// outcome, as a handler's would be (retried after the backoff, or failed for
+// good when Permanent or its attempts are spent).
 func (j *Job) OnCommit(fn func(ctx context.Context, q *store.Queries) error) {
 	j.onCommit = append(j.onCommit, fn)
 }
