@@ -66,13 +66,13 @@ type subWrites struct {
 
 // decideSubscriptions decides, for each item, what its row and invoices
 // should be given what st read (its locked row, if any; the recorded
-// invoices; the ids taken; whether a webhook announced it), exactly as
-// decideSubscription says for one, and fills in each item's result. A
-// subscription without a row is recorded only when the adoption rule took
-// it, under its snapshot's id unless that id is taken (then a new one). A
-// claimant, when set, is the verified user claiming the (single) item: it
-// may not claim another user's subscription, and one without a user
-// becomes theirs.
+// invoices, and its row's unpaid failed ones; the ids taken; whether a
+// webhook announced it), exactly as decideSubscription says for one, and
+// fills in each item's result. A subscription without a row is recorded
+// only when the adoption rule took it, under its snapshot's id unless that
+// id is taken (then a new one). A claimant, when set, is the verified user
+// claiming the (single) item: it may not claim another user's
+// subscription, and one without a user becomes theirs.
 func decideSubscriptions(items []*subItem, st store.SubscriptionWriteState, c *Claimant, pol subPolicy,
 	now time.Time) (subWrites, error) {
 	w := subWrites{now: now}
@@ -103,6 +103,11 @@ func decideSubscriptions(items []*subItem, st store.SubscriptionWriteState, c *C
 		for _, inv := range it.invs {
 			if old, ok := st.Invoices[inv.ID]; ok {
 				prevInv[inv.ID] = old
+			}
+		}
+		if prev != nil {
+			for _, inv := range st.Failed[prev.ID] {
+				prevInv[inv.ID] = inv // the grace counts from the earliest
 			}
 		}
 		d := decideSubscription(prev, snap, it.invs, prevInv, pol, now)

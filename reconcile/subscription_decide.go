@@ -112,8 +112,9 @@ func (c SubscriptionChange) Empty() bool {
 // subPolicy is what the configuration says about subscriptions.
 type subPolicy struct {
 	// Grace is how long a past_due subscription keeps access after the
-	// first failed payment of its unpaid invoice; DunningReminder is when
-	// the payment_reminder goes out after it.
+	// first failed payment of its earliest unpaid invoice (see entitle);
+	// DunningReminder is when an invoice's payment_reminder goes out after
+	// its first failed payment.
 	Grace, DunningReminder time.Duration
 	// Quiet schedules no customer or admin email (a backfill).
 	Quiet bool
@@ -154,8 +155,9 @@ func ended(s store.SubscriptionStatus) bool {
 // decideSubscription decides what the snapshot snap (with the invoices
 // read with it, each as Stripe says, FirstFailedAt not yet decided) means
 // for the recorded row prev (nil: none) and its recorded invoices
-// (prevInv, by id), at now. A terminal row never changes again; its
-// invoices are still written as Stripe says.
+// (prevInv, by id: those read with the snapshot, and those unpaid with a
+// failed payment, which the grace counts from), at now. A terminal row
+// never changes again; its invoices are still written as Stripe says.
 func decideSubscription(prev *store.Subscription, snap store.Subscription, invs []store.Invoice,
 	prevInv map[string]store.Invoice, pol subPolicy, now time.Time) subDecision {
 	var d subDecision
@@ -197,7 +199,7 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 				}
 			}
 		}
-		next = entitle(next, latest, pol, now)
+		next = entitle(next, latest, earliestFailure(decided, prevInv), pol, now)
 	}
 	cpol := pol
 	if prev == nil && pol.stale(next.StartedAt, now) {
@@ -218,11 +220,12 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 
 // carry returns the snapshot with what paymentd decided on prev kept: its
 // id, its user and organization (Stripe's metadata may not have them, a
-// claim may have set them), its access state and transition count, and
-// the start once seen.
+// claim may have set them), its access state and transition count, the
+// start once seen, and when it was first seen past_due.
 func carry(prev, snap store.Subscription) store.Subscription {
 	next := snap
 	next.ID, next.AccessState, next.Transitions, next.CheckedAt = prev.ID, prev.AccessState, prev.Transitions, prev.CheckedAt
+	next.PastDueSince = prev.PastDueSince
 	next.CreatedAt, next.UpdatedAt = prev.CreatedAt, prev.UpdatedAt
 	if prev.UserID != nil {
 		next.UserID = prev.UserID
@@ -243,22 +246,32 @@ func carry(prev, snap store.Subscription) store.Subscription {
 }
 
 // entitle decides whether s gives access now, until when a past_due one
-// keeps it (the first failed payment of its latest invoice plus the grace;
-// without a known failure, counted from now), and when to look again
-// without a signal.
-func entitle(s store.Subscription, latest *store.Invoice, pol subPolicy, now time.Time) store.Subscription {
+// keeps it, and when to look again without a signal. failed is the first
+// failed payment of its earliest unpaid invoice (nil: none known). The
+// grace counts from that failure, or from when s was first seen past_due
+// (kept on the row), whichever came first: never from the latest invoice
+// or from now, or it would begin again with the next period's invoice (not
+// charged yet, or never: send_invoice) and with every pass, and access
+// would come back every period while nothing is paid.
+func entitle(s store.Subscription, latest *store.Invoice, failed *time.Time, pol subPolicy, now time.Time) store.Subscription {
 	if s.StartedAt == nil && s.Status.Started() {
 		t := now
 		s.StartedAt = &t
 	}
 	s.GraceUntil = nil
+	if s.Status != store.SubscriptionPastDue {
+		s.PastDueSince = nil
+	} else if s.PastDueSince == nil {
+		t := now
+		s.PastDueSince = &t
+	}
 	switch s.Status {
 	case store.SubscriptionTrialing, store.SubscriptionActive:
 		s.Entitled = true
 	case store.SubscriptionPastDue:
-		from := now
-		if latest != nil && latest.FirstFailedAt != nil {
-			from = *latest.FirstFailedAt
+		from := *s.PastDueSince
+		if failed != nil && failed.Before(from) {
+			from = *failed
 		}
 		until := from.Add(pol.Grace)
 		s.GraceUntil = &until
@@ -285,6 +298,29 @@ func entitle(s store.Subscription, latest *store.Invoice, pol subPolicy, now tim
 	}
 	s.NextCheckAt = &next
 	return s
+}
+
+// earliestFailure returns the earliest first failed payment of the unpaid
+// invoices among decided (as this snapshot says) and the recorded ones in
+// prevInv it does not hold (as recorded), nil when none shows a failure.
+func earliestFailure(decided []store.Invoice, prevInv map[string]store.Invoice) *time.Time {
+	var at *time.Time
+	consider := func(i store.Invoice) {
+		if i.Status.Unpaid() && i.FirstFailedAt != nil && (at == nil || i.FirstFailedAt.Before(*at)) {
+			at = i.FirstFailedAt
+		}
+	}
+	seen := make(map[string]bool, len(decided))
+	for _, i := range decided {
+		seen[i.ID] = true
+		consider(i)
+	}
+	for id, i := range prevInv {
+		if !seen[id] {
+			consider(i)
+		}
+	}
+	return at
 }
 
 // subscriptionChange decides the emails, access and webhooks the move from

@@ -94,6 +94,15 @@ func TestDecideSubscription(t *testing.T) {
 	canceled := sub(func(s *store.Subscription) {
 		s.Status, s.EndedAt, s.CanceledAt = store.SubscriptionCanceled, tp(subNow), tp(subNow)
 	})
+	// The next period's invoice of a past_due subscription: open, not
+	// attempted yet (a renewal still to be charged, or a send_invoice
+	// subscription, which never attempts), latest now.
+	unattempted := inv(func(i *store.Invoice) {
+		i.ID, i.Status, i.AttemptCount, i.AmountPaid, i.AmountRemaining, i.PaidAt = "in_2", store.InvoiceOpen, 0, 0, 2900, nil
+		i.NextPaymentAttempt = tp(subNow.Add(time.Hour))
+	})
+	pastDueOnIn2 := sub(func(s *store.Subscription) { s.Status, s.LatestInvoiceID = store.SubscriptionPastDue, sp("in_2") })
+	failedRecently := withFailure(failing, subNow.Add(-3*24*time.Hour))
 
 	for _, tc := range []struct {
 		name    string
@@ -172,6 +181,81 @@ func TestDecideSubscription(t *testing.T) {
 		{name: "past the grace: access revoked",
 			prev: &pastDueInGrace, prevInv: []store.Invoice{failedLongAgo}, snap: pastDue,
 			invs: []store.Invoice{failedLongAgo}, pol: pol, access: store.AccessRevoked, write: true},
+		{name: "past_due, the next invoice not attempted yet: the grace still counts from the old failure, over",
+			prev: &pastDueRevoked, prevInv: []store.Invoice{failedLongAgo}, snap: pastDueOnIn2,
+			invs: []store.Invoice{unattempted}, pol: pol, write: true,
+			check: func(t *testing.T, d subDecision) {
+				if g := d.Next.GraceUntil; g == nil || !g.Equal(failedAt.Add(7*24*time.Hour)) {
+					t.Errorf("grace until %v, want %s (the old invoice's failure plus the grace)", g, failedAt.Add(7*24*time.Hour))
+				}
+			}},
+		{name: "past_due, the next invoice not attempted yet: the grace still counts from the old failure, in grace",
+			prev: &pastDueInGrace, prevInv: []store.Invoice{failedRecently}, snap: pastDueOnIn2,
+			invs: []store.Invoice{unattempted}, pol: pol, entitled: true, write: true,
+			check: func(t *testing.T, d subDecision) {
+				want := failedRecently.FirstFailedAt.Add(7 * 24 * time.Hour)
+				if g := d.Next.GraceUntil; g == nil || !g.Equal(want) {
+					t.Errorf("grace until %v, want %s", g, want)
+				}
+				if d.Next.NextCheckAt == nil || !d.Next.NextCheckAt.Equal(*unattempted.NextPaymentAttempt) {
+					t.Errorf("next check %v, want the next payment attempt", d.Next.NextCheckAt)
+				}
+			}},
+		{name: "past_due with no failure known: the grace counts from when it was first seen past_due",
+			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)}, snap: pastDueOnIn2,
+			invs: []store.Invoice{unattempted}, pol: pol, webhooks: []string{WebhookSubscriptionPastDue}, entitled: true,
+			write: true,
+			check: func(t *testing.T, d subDecision) {
+				want := subNow.Add(7 * 24 * time.Hour)
+				if g := d.Next.GraceUntil; g == nil || !g.Equal(want) {
+					t.Errorf("grace until %v, want %s", g, want)
+				}
+				if p := d.Next.PastDueSince; p == nil || !p.Equal(subNow) {
+					t.Errorf("past_due since %v, want now", p)
+				}
+				// Later passes, the same snapshot: the grace does not move.
+				prev, invs := recorded(d)
+				invs["in_1"] = inv(nil)
+				for _, tc := range []struct {
+					after    time.Duration
+					entitled bool
+					access   store.AccessState
+				}{{6 * 24 * time.Hour, true, ""}, {8 * 24 * time.Hour, false, store.AccessRevoked}} {
+					later := decideSubscription(prev, pastDueOnIn2, []store.Invoice{unattempted}, invs, pol, subNow.Add(tc.after))
+					if later.Next.Entitled != tc.entitled || later.Change.Access != tc.access {
+						t.Errorf("%s later: entitled %v, access %q; want %v, %q", tc.after, later.Next.Entitled,
+							later.Change.Access, tc.entitled, tc.access)
+					}
+					if g := later.Next.GraceUntil; g == nil || !g.Equal(want) {
+						t.Errorf("%s later: grace until %v, want %s", tc.after, g, want)
+					}
+				}
+			}},
+		{name: "past_due, the old invoice paid since and the new one failing: the grace counts from the new failure",
+			prev: &pastDueInGrace, prevInv: []store.Invoice{failedLongAgo}, snap: pastDueOnIn2,
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.AttemptCount = 3 }), inv(func(i *store.Invoice) {
+				*i = failing
+				i.ID = "in_2"
+			})}, pol: pol,
+			emails: []string{TemplateInvoiceReceipt, TemplatePaymentFailed, TemplatePaymentReminder},
+			cancel: []string{"dunning:in_1"}, entitled: true, write: true,
+			check: func(t *testing.T, d subDecision) {
+				if g := d.Next.GraceUntil; g == nil || !g.Equal(subNow.Add(7*24*time.Hour)) {
+					t.Errorf("grace until %v, want a week from now", g)
+				}
+			}},
+		{name: "both invoices paid after the grace: active, entitled again, the grace forgotten",
+			prev: &pastDueRevoked, prevInv: []store.Invoice{failedLongAgo, unattempted},
+			snap: sub(func(s *store.Subscription) { s.LatestInvoiceID = sp("in_2") }),
+			invs: []store.Invoice{inv(func(i *store.Invoice) { i.AttemptCount = 3 }), inv(func(i *store.Invoice) { i.ID = "in_2" })},
+			pol:  pol, emails: []string{TemplateInvoiceReceipt, TemplateInvoiceReceipt}, cancel: []string{"dunning:in_1"},
+			access: store.AccessGranted, webhooks: []string{WebhookSubscriptionUpdated}, entitled: true, write: true,
+			check: func(t *testing.T, d subDecision) {
+				if d.Next.GraceUntil != nil || d.Next.PastDueSince != nil {
+					t.Errorf("grace until %v, past_due since %v on an active subscription", d.Next.GraceUntil,
+						d.Next.PastDueSince)
+				}
+			}},
 		{name: "grace 0 revokes at once",
 			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)}, snap: pastDue, invs: []store.Invoice{failing},
 			pol:      subPolicy{DunningReminder: pol.DunningReminder},

@@ -328,6 +328,54 @@ func TestGraceKeepsAccessThenRevokesThenRestores(t *testing.T) {
 	}
 }
 
+// TestGraceDoesNotRestartWithTheNextInvoice: a subscription left past_due
+// after its retries keeps counting its grace from the first failure of its
+// unpaid invoice when Stripe creates the next period's invoice: not while
+// that invoice is a draft nobody tried to charge, nor once its own charge
+// fails. Access, revoked when the grace ended, stays revoked.
+func TestGraceDoesNotRestartWithTheNextInvoice(t *testing.T) {
+	t.Parallel()
+	e := newSubEnv(t)
+	if err := e.emu.SetBillingSettings(stripeemu.BillingSettings{RetrySchedule: []time.Duration{24 * time.Hour,
+		48 * time.Hour}, AfterRetries: "past_due"}); err != nil {
+		t.Fatal(err)
+	}
+	id := e.subscribe(e.monthly, 0, true)
+	e.pass()
+	cus := e.row(id).StripeCustomerID
+	if err := e.emu.FailPayments(cus, true); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(31*24*time.Hour + 2*time.Hour) // the renewal fails
+	e.pass()
+	s := e.row(id)
+	if s.Status != store.SubscriptionPastDue || !s.Entitled || s.LatestInvoiceID == nil {
+		t.Fatalf("after the failed renewal: %+v", s)
+	}
+	unpaid := *s.LatestInvoiceID
+	e.advance(8 * 24 * time.Hour) // retries exhausted, left past_due; the grace is over
+	e.pass()
+	if s := e.row(id); s.Entitled || s.Status != store.SubscriptionPastDue {
+		t.Fatalf("access kept past the grace: %+v", s)
+	}
+	period := e.row(id).CurrentPeriodEnd
+	e.clock.Set(period.Add(30 * time.Minute)) // the next period's invoice: a draft, not charged yet
+	e.emu.Tick()
+	e.pass()
+	if s := e.row(id); s.Entitled || s.LatestInvoiceID == nil || *s.LatestInvoiceID == unpaid {
+		t.Fatalf("the next invoice, not attempted yet: %+v", s)
+	}
+	e.advance(2 * time.Hour) // its charge fails too
+	e.pass()
+	if s := e.row(id); s.Entitled || s.Status != store.SubscriptionPastDue {
+		t.Fatalf("the next invoice failed: %+v", s)
+	}
+	want := []store.AccessState{store.AccessGranted, store.AccessRevoked}
+	if got := e.rec.access; !slices.Equal(got, want) {
+		t.Errorf("access moves %v, want %v", got, want)
+	}
+}
+
 // TestOutOfOrderHintsEndAsInOrder: a subscription's history (created,
 // updated, a renewal that failed then was paid, deleted) delivered as
 // hints one at a time, in order on one database and in reverse order

@@ -95,10 +95,13 @@ type Subscription struct {
 	// seen started.
 	StartedAt *time.Time `json:"started_at"`
 	// Entitled says whether the subscription gives access now; GraceUntil
-	// is when a past_due one stops doing so.
-	Entitled    bool        `json:"entitled"`
-	GraceUntil  *time.Time  `json:"grace_until"`
-	AccessState AccessState `json:"access_state"`
+	// is when a past_due one stops doing so. PastDueSince is when paymentd
+	// first saw it past_due, set exactly while it is (a CHECK): the grace
+	// counts from it when no unpaid invoice shows an earlier failure.
+	Entitled     bool        `json:"entitled"`
+	GraceUntil   *time.Time  `json:"grace_until"`
+	PastDueSince *time.Time  `json:"past_due_since"`
+	AccessState  AccessState `json:"access_state"`
 	// Transitions counts the transitions recorded; each names the
 	// pipeline it schedules.
 	Transitions int        `json:"transitions"`
@@ -111,15 +114,16 @@ type Subscription struct {
 const subscriptionColumns = `id, stripe_subscription_id, user_id, organization_id, stripe_customer_id, customer_email,
 	product_key, price_key, stripe_price_id, status, quantity, amount, currency, interval, interval_count,
 	current_period_start, current_period_end, trial_end, cancel_at_period_end, canceled_at, ended_at, latest_invoice_id,
-	started_at, entitled, grace_until, access_state, transitions, next_check_at, checked_at, created_at, updated_at`
+	started_at, entitled, grace_until, past_due_since, access_state, transitions, next_check_at, checked_at, created_at,
+	updated_at`
 
 func scanSubscription(row pgx.CollectableRow) (Subscription, error) {
 	var s Subscription
 	err := row.Scan(&s.ID, &s.StripeSubscriptionID, &s.UserID, &s.OrganizationID, &s.StripeCustomerID, &s.CustomerEmail,
 		&s.ProductKey, &s.PriceKey, &s.StripePriceID, &s.Status, &s.Quantity, &s.Amount, &s.Currency, &s.Interval,
 		&s.IntervalCount, &s.CurrentPeriodStart, &s.CurrentPeriodEnd, &s.TrialEnd, &s.CancelAtPeriodEnd, &s.CanceledAt,
-		&s.EndedAt, &s.LatestInvoiceID, &s.StartedAt, &s.Entitled, &s.GraceUntil, &s.AccessState, &s.Transitions,
-		&s.NextCheckAt, &s.CheckedAt, &s.CreatedAt, &s.UpdatedAt)
+		&s.EndedAt, &s.LatestInvoiceID, &s.StartedAt, &s.Entitled, &s.GraceUntil, &s.PastDueSince, &s.AccessState,
+		&s.Transitions, &s.NextCheckAt, &s.CheckedAt, &s.CreatedAt, &s.UpdatedAt)
 	return s, err
 }
 
@@ -127,8 +131,8 @@ func (s Subscription) args() []any {
 	return []any{s.ID, s.StripeSubscriptionID, s.UserID, s.OrganizationID, s.StripeCustomerID, s.CustomerEmail,
 		s.ProductKey, s.PriceKey, s.StripePriceID, s.Status, s.Quantity, s.Amount, s.Currency, s.Interval,
 		s.IntervalCount, s.CurrentPeriodStart.UTC(), s.CurrentPeriodEnd.UTC(), s.TrialEnd, s.CancelAtPeriodEnd,
-		s.CanceledAt, s.EndedAt, s.LatestInvoiceID, s.StartedAt, s.Entitled, s.GraceUntil, s.AccessState, s.Transitions,
-		s.NextCheckAt, s.CheckedAt, s.CreatedAt.UTC(), s.UpdatedAt.UTC()}
+		s.CanceledAt, s.EndedAt, s.LatestInvoiceID, s.StartedAt, s.Entitled, s.GraceUntil, s.PastDueSince, s.AccessState,
+		s.Transitions, s.NextCheckAt, s.CheckedAt, s.CreatedAt.UTC(), s.UpdatedAt.UTC()}
 }
 
 func (q *Queries) oneSubscription(ctx context.Context, sql string, args ...any) (Subscription, error) {
@@ -201,7 +205,7 @@ func (q *Queries) SubscriptionIDTaken(ctx context.Context, id string) (bool, err
 func (q *Queries) InsertSubscription(ctx context.Context, s Subscription) (inserted bool, err error) {
 	tag, err := q.db.Exec(ctx, `INSERT INTO subscriptions (`+subscriptionColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-			$24, $25, $26, $27, $28, $29, $30, $31)
+			$24, $25, $26, $27, $28, $29, $30, $31, $32)
 		ON CONFLICT (stripe_subscription_id) DO NOTHING`, s.args()...)
 	if err != nil {
 		return false, fmt.Errorf("insert subscription %s: %w", s.StripeSubscriptionID, err)
@@ -216,13 +220,13 @@ func (q *Queries) UpdateSubscription(ctx context.Context, s Subscription, now ti
 			customer_email = $5, product_key = $6, price_key = $7, stripe_price_id = $8, status = $9, quantity = $10,
 			amount = $11, currency = $12, interval = $13, interval_count = $14, current_period_start = $15,
 			current_period_end = $16, trial_end = $17, cancel_at_period_end = $18, canceled_at = $19, ended_at = $20,
-			latest_invoice_id = $21, started_at = $22, entitled = $23, grace_until = $24, access_state = $25,
-			transitions = $26, next_check_at = $27, checked_at = $28, updated_at = $29
+			latest_invoice_id = $21, started_at = $22, entitled = $23, grace_until = $24, past_due_since = $25,
+			access_state = $26, transitions = $27, next_check_at = $28, checked_at = $29, updated_at = $30
 		WHERE id = $1`,
 		s.ID, s.UserID, s.OrganizationID, s.StripeCustomerID, s.CustomerEmail, s.ProductKey, s.PriceKey, s.StripePriceID,
 		s.Status, s.Quantity, s.Amount, s.Currency, s.Interval, s.IntervalCount, s.CurrentPeriodStart.UTC(),
 		s.CurrentPeriodEnd.UTC(), s.TrialEnd, s.CancelAtPeriodEnd, s.CanceledAt, s.EndedAt, s.LatestInvoiceID, s.StartedAt,
-		s.Entitled, s.GraceUntil, s.AccessState, s.Transitions, s.NextCheckAt, s.CheckedAt, now.UTC())
+		s.Entitled, s.GraceUntil, s.PastDueSince, s.AccessState, s.Transitions, s.NextCheckAt, s.CheckedAt, now.UTC())
 	if err != nil {
 		return fmt.Errorf("update subscription %s: %w", s.ID, err)
 	}
@@ -238,6 +242,10 @@ type SubscriptionWriteState struct {
 	Taken map[string]bool
 	// Invoices are the recorded invoices among those asked for, by id.
 	Invoices map[string]Invoice
+	// Failed are the recorded invoices of the locked subscriptions that are
+	// unpaid with a failed payment, by subscription id (paymentd's): a
+	// past_due subscription's grace counts from the earliest of them.
+	Failed map[string][]Invoice
 	// Hinted says which of the Stripe subscriptions a webhook announced.
 	Hinted map[string]bool
 }
@@ -245,17 +253,21 @@ type SubscriptionWriteState struct {
 // LockSubscriptionWrite locks the subscriptions of stripeIDs (in Stripe id
 // order, so that two writers of overlapping pages cannot deadlock), and
 // reads which of candidateIDs (UUIDs) are subscription ids already, the
-// recorded invoices among invoiceIDs and which of stripeIDs a webhook
-// announced, all in one round trip. The invoices are read after the lock:
-// an invoice is written only under its subscription's row lock.
+// recorded invoices among invoiceIDs, the unpaid failed invoices of the
+// subscriptions and which of stripeIDs a webhook announced, all in one
+// round trip. The invoices are read after the lock: an invoice is written
+// only under its subscription's row lock.
 func (q *Queries) LockSubscriptionWrite(ctx context.Context, stripeIDs, candidateIDs, invoiceIDs []string) (SubscriptionWriteState, error) {
 	st := SubscriptionWriteState{Rows: map[string]Subscription{}, Taken: map[string]bool{}, Invoices: map[string]Invoice{},
-		Hinted: map[string]bool{}}
+		Failed: map[string][]Invoice{}, Hinted: map[string]bool{}}
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT `+subscriptionColumns+` FROM subscriptions WHERE stripe_subscription_id = ANY($1)
 		ORDER BY stripe_subscription_id FOR UPDATE`, stripeIDs)
 	batch.Queue(`SELECT id::text FROM subscriptions WHERE id = ANY($1::uuid[])`, candidateIDs)
 	batch.Queue(`SELECT `+invoiceColumns+` FROM invoices WHERE id = ANY($1)`, invoiceIDs)
+	batch.Queue(`SELECT `+invoiceColumns+` FROM invoices
+		WHERE subscription_id IN (SELECT id FROM subscriptions WHERE stripe_subscription_id = ANY($1))
+			AND status IN ('open', 'uncollectible') AND first_failed_at IS NOT NULL`, stripeIDs)
 	batch.Queue(`SELECT DISTINCT object_id FROM webhook_hints WHERE object_id = ANY($1)`, stripeIDs)
 	res := q.db.SendBatch(ctx, batch)
 	defer res.Close()
@@ -282,6 +294,13 @@ func (q *Queries) LockSubscriptionWrite(ctx context.Context, stripeIDs, candidat
 	}
 	for _, i := range is {
 		st.Invoices[i.ID] = i
+	}
+	failed, err := collect(res, scanInvoice)
+	if err != nil {
+		return fail(err)
+	}
+	for _, i := range failed {
+		st.Failed[i.SubscriptionID] = append(st.Failed[i.SubscriptionID], i)
 	}
 	hinted, err := collect(res, pgx.RowTo[string])
 	if err != nil {
@@ -370,8 +389,8 @@ func (q *Queries) WriteSubscriptions(ctx context.Context, w SubscriptionWrites, 
 const subscriptionUnnest = `unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 		$8::text[], $9::text[], $10::text[], $11::integer[], $12::bigint[], $13::text[], $14::text[], $15::integer[],
 		$16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::boolean[], $20::timestamptz[],
-		$21::timestamptz[], $22::text[], $23::timestamptz[], $24::boolean[], $25::timestamptz[], $26::text[],
-		$27::integer[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[], $31::timestamptz[])
+		$21::timestamptz[], $22::text[], $23::timestamptz[], $24::boolean[], $25::timestamptz[], $26::timestamptz[],
+		$27::text[], $28::integer[], $29::timestamptz[], $30::timestamptz[], $31::timestamptz[], $32::timestamptz[])
 	AS v (` + subscriptionColumns + `)`
 
 // insertSubscriptionsSQL inserts a batch of subscriptions; one whose Stripe
@@ -389,8 +408,9 @@ const updateSubscriptionsSQL = `UPDATE subscriptions s SET user_id = v.user_id, 
 		current_period_start = v.current_period_start, current_period_end = v.current_period_end,
 		trial_end = v.trial_end, cancel_at_period_end = v.cancel_at_period_end, canceled_at = v.canceled_at,
 		ended_at = v.ended_at, latest_invoice_id = v.latest_invoice_id, started_at = v.started_at,
-		entitled = v.entitled, grace_until = v.grace_until, access_state = v.access_state,
-		transitions = v.transitions, next_check_at = v.next_check_at, checked_at = v.checked_at, updated_at = $32
+		entitled = v.entitled, grace_until = v.grace_until, past_due_since = v.past_due_since,
+		access_state = v.access_state, transitions = v.transitions, next_check_at = v.next_check_at,
+		checked_at = v.checked_at, updated_at = $33
 	FROM ` + subscriptionUnnest + `
 	WHERE s.id = v.id`
 
@@ -409,7 +429,8 @@ func subscriptionArrays(ss []Subscription) []any {
 		transitions                                               = make([]int32, 0, n)
 		starts, ends, created, updated                            = make([]time.Time, 0, n), make([]time.Time, 0, n),
 			make([]time.Time, 0, n), make([]time.Time, 0, n)
-		trials, canceled, ended, started, grace, next, checked = times(), times(), times(), times(), times(), times(), times()
+		trials, canceled, ended, started, grace, pastDue, next = times(), times(), times(), times(), times(), times(), times()
+		checked                                                = times()
 		cancelAtEnd, entitled                                  = make([]bool, 0, n), make([]bool, 0, n)
 	)
 	for _, s := range ss {
@@ -428,14 +449,15 @@ func subscriptionArrays(ss []Subscription) []any {
 			append(ended, s.EndedAt)
 		latest, started, entitled = append(latest, s.LatestInvoiceID), append(started, s.StartedAt),
 			append(entitled, s.Entitled)
-		grace, access, transitions = append(grace, s.GraceUntil), append(access, string(s.AccessState)),
-			append(transitions, int32(s.Transitions))
+		grace, pastDue, access = append(grace, s.GraceUntil), append(pastDue, s.PastDueSince),
+			append(access, string(s.AccessState))
+		transitions = append(transitions, int32(s.Transitions))
 		next, checked, created, updated = append(next, s.NextCheckAt), append(checked, s.CheckedAt),
 			append(created, s.CreatedAt.UTC()), append(updated, s.UpdatedAt.UTC())
 	}
 	return []any{ids, stripeIDs, users, orgs, customers, emails, products, prices, stripePrices, statuses, quantities,
 		amounts, currencies, intervals, counts, starts, ends, trials, cancelAtEnd, canceled, ended, latest, started,
-		entitled, grace, access, transitions, next, checked, created, updated}
+		entitled, grace, pastDue, access, transitions, next, checked, created, updated}
 }
 
 // UserSubscriptions returns a user's subscriptions, newest first.

@@ -11,7 +11,8 @@ import (
 )
 
 // TestSubscriptionPageWrite: a page's rows are read locked with the ids
-// taken, the invoices and the hints in one call, and written in one:
+// taken, the invoices, the unpaid failed invoices of each and the hints in
+// one call, and written in one:
 // every column of a new row, a changed row (stamped updated_at) and a row
 // only checked round-trips as the single-row statements write it; a Stripe
 // subscription recorded meanwhile is not inserted again and not counted.
@@ -34,12 +35,17 @@ func TestSubscriptionPageWrite(t *testing.T) {
 	}
 	oldInv := store.Invoice{ID: "in_old", SubscriptionID: changed.ID, Status: store.InvoiceOpen, Currency: "usd",
 		AmountDue: 2900, AmountRemaining: 2900, CreatedAt: subT0}
-	if err := db.UpsertInvoices(ctx, []store.Invoice{oldInv}, subT0); err != nil {
+	failedInv := store.Invoice{ID: "in_failed", SubscriptionID: changed.ID, Status: store.InvoiceUncollectible,
+		Currency: "usd", AmountDue: 2900, AmountRemaining: 2900, AttemptCount: 4, FirstFailedAt: ptr(subT0), CreatedAt: subT0}
+	paidAfterFailing := store.Invoice{ID: "in_recovered", SubscriptionID: changed.ID, Status: store.InvoicePaid,
+		Currency: "usd", AmountDue: 2900, AmountPaid: 2900, AttemptCount: 2, PaidAt: ptr(subT0), FirstFailedAt: ptr(subT0),
+		CreatedAt: subT0}
+	if err := db.UpsertInvoices(ctx, []store.Invoice{oldInv, failedInv, paidAfterFailing}, subT0); err != nil {
 		t.Fatal(err)
 	}
 	now := subT0.Add(3 * time.Hour)
 	changed.Status, changed.Entitled, changed.PriceKey, changed.Transitions = store.SubscriptionPastDue, false, "pro_yearly", 4
-	changed.GraceUntil, changed.CheckedAt, changed.NextCheckAt = ptr(now), ptr(now), nil
+	changed.GraceUntil, changed.PastDueSince, changed.CheckedAt, changed.NextCheckAt = ptr(now), ptr(subT0), ptr(now), nil
 	paid := oldInv
 	paid.Status, paid.AmountPaid, paid.AmountRemaining, paid.PaidAt = store.InvoicePaid, 2900, 0, ptr(now)
 	newInv := store.Invoice{ID: "in_fresh", SubscriptionID: fresh.ID, Status: store.InvoiceDraft, BillingReason: "manual",
@@ -57,6 +63,10 @@ func TestSubscriptionPageWrite(t *testing.T) {
 			!st.Taken[checked.ID] || len(st.Invoices) != 1 || st.Invoices["in_old"].Status != store.InvoiceOpen ||
 			len(st.Hinted) != 1 || !st.Hinted[changed.StripeSubscriptionID] {
 			t.Errorf("write state: %+v", st)
+		}
+		if f := st.Failed[changed.ID]; len(st.Failed) != 1 || len(f) != 1 || f[0].ID != "in_failed" ||
+			!f[0].FirstFailedAt.Equal(subT0) {
+			t.Errorf("unpaid failed invoices %+v, want in_failed alone", st.Failed)
 		}
 		inserted, err = q.WriteSubscriptions(ctx, store.SubscriptionWrites{Inserts: []store.Subscription{fresh},
 			Updates: []store.Subscription{changed}, Checked: []string{checked.ID},

@@ -81,6 +81,27 @@ func TestSubscriptionRowsRoundTrip(t *testing.T) {
 	if _, err := db.InsertSubscription(ctx, bad); err == nil {
 		t.Error("a canceled subscription was recorded as entitled")
 	}
+	// past_due_since is set exactly while the subscription is past_due.
+	for _, edit := range []func(*store.Subscription){
+		func(b *store.Subscription) { b.Status = store.SubscriptionPastDue },
+		func(b *store.Subscription) { b.PastDueSince = ptr(subT0) },
+	} {
+		bad := s
+		bad.ID, bad.StripeSubscriptionID = uuid.NewString(), "sub_bad_"+uuid.NewString()[:4]
+		edit(&bad)
+		if _, err := db.InsertSubscription(ctx, bad); err == nil {
+			t.Errorf("recorded %s with past_due_since %v", bad.Status, bad.PastDueSince)
+		}
+	}
+	pastDue := s
+	pastDue.ID, pastDue.StripeSubscriptionID, pastDue.Status, pastDue.PastDueSince = uuid.NewString(), "sub_past_due",
+		store.SubscriptionPastDue, ptr(subT0)
+	pastDue.EndedAt, pastDue.CanceledAt = nil, nil
+	if _, err := db.InsertSubscription(ctx, pastDue); err != nil {
+		t.Error(err)
+	} else if got, err := db.GetSubscription(ctx, pastDue.ID); err != nil || !same(got, pastDue) {
+		t.Errorf("past_due row = %+v, %v\nwant %+v", got, err, pastDue)
+	}
 }
 
 // TestDueSubscriptionsAreThoseWhoseNextCheckCame: the sweep finds the
