@@ -373,4 +373,20 @@ func TestDecideSessions(t *testing.T) {
 	if err != nil || len(w.updates) != 1 || w.updates[0].UserID == nil || *w.updates[0].UserID != "u1" {
 		t.Errorf("claiming a Payment Link purchase: %+v, %v", w.updates, err)
 	}
+	if len(w.claimed) != 0 {
+		t.Errorf("claiming a pending purchase completes it with its user; claimed %+v, want none", w.claimed)
+	}
+	// Claiming one recorded completed first: claimed, once.
+	w, err = decideSessions([]*sessionItem{itemOf(session("cs_row", complete, nil))}, map[string]store.Purchase{"cs_row": done},
+		map[string]bool{}, &Claimant{UserID: "u1"}, now)
+	if err != nil || len(w.changes) != 0 || len(w.claimed) != 1 || w.claimed[0].ID != id2 ||
+		w.claimed[0].UserID == nil || *w.claimed[0].UserID != "u1" {
+		t.Fatalf("claiming a completed Payment Link purchase: changes %+v, claimed %+v, %v", w.changes, w.claimed, err)
+	}
+	mine := w.claimed[0]
+	w, err = decideSessions([]*sessionItem{itemOf(session("cs_row", complete, nil))}, map[string]store.Purchase{"cs_row": mine},
+		map[string]bool{}, &Claimant{UserID: "u1"}, now.Add(time.Minute))
+	if err != nil || len(w.updates)+len(w.claimed) != 0 {
+		t.Errorf("claiming it again: updates %+v, claimed %+v, %v", w.updates, w.claimed, err)
+	}
 }

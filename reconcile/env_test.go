@@ -233,6 +233,10 @@ func (f *recorder) DisputeLost(ctx context.Context, q *store.Queries, p store.Pu
 	return f.schedule(ctx, q, p, "dispute_lost:"+d.ID, time.Time{}, nil)
 }
 
+func (f *recorder) Claimed(ctx context.Context, q *store.Queries, p store.Purchase) error {
+	return f.schedule(ctx, q, p, "claimed", time.Time{}, nil)
+}
+
 func (f *recorder) RepairAccess(ctx context.Context, q *store.Queries, p store.Purchase, want store.AccessState) error {
 	return f.schedule(ctx, q, p, fmt.Sprintf("repair:%s", want), time.Time{}, nil)
 }

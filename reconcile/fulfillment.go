@@ -41,6 +41,12 @@ type Fulfillment interface {
 	// DisputeLost treats a lost dispute as a full refund: access revoked,
 	// follow-ups canceled, operator told.
 	DisputeLost(ctx context.Context, q *store.Queries, p store.Purchase, d store.Dispute) error
+	// Claimed schedules what a purchase recorded past pending before its
+	// buyer was known needs now that a claim attached the buyer (p.UserID
+	// is theirs): a GitHub product's access, to the account's GitHub
+	// username. It is called once, in the claim's transaction, with the row
+	// locked; a later claim finds the user set and does not call it.
+	Claimed(ctx context.Context, q *store.Queries, p store.Purchase) error
 	// RepairAccess schedules steps that move the purchase's access to want
 	// (store.AccessGranted or store.AccessRevoked), found by the access
 	// drift check.

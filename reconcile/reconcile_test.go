@@ -400,6 +400,12 @@ func TestPaymentLinkPurchaseIsCreatedAndClaimableByEmail(t *testing.T) {
 	if p := e.purchase(p.ID); p.UserID == nil || *p.UserID != "u-fay" {
 		t.Errorf("the claimed purchase's user was not recorded: %v", p.UserID)
 	}
+	if _, err := e.rec.Claim(e.ctx, s.ID, reconcile.Claimant{UserID: "u-fay", Email: "fay@example.com", EmailVerified: true}); err != nil {
+		t.Errorf("claimed again: %v", err)
+	}
+	if got := e.pipelines()[p.ID]; got["purchase"] != 1 || got["claimed"] != 1 {
+		t.Errorf("pipelines %v, want the purchase's and the claim's, once each", got)
+	}
 }
 
 func TestIdlePassWritesNothing(t *testing.T) {

@@ -336,15 +336,25 @@ func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items 
 			return err
 		}
 	}
-	return r.ful.Completed(ctx, q, completed)
+	if err := r.ful.Completed(ctx, q, completed); err != nil {
+		return err
+	}
+	for _, p := range w.claimed {
+		if err := r.ful.Claimed(ctx, q, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sessionWrites is what decideSessions decided: the rows to insert and to
-// update, and the changes to report and act on, in order.
+// update, the changes to report and act on, in order, and the purchases a
+// claim gave a user after they were completed.
 type sessionWrites struct {
 	now              time.Time
 	inserts, updates []store.Purchase
 	changes          []sessionChange
+	claimed          []store.Purchase
 }
 
 // decideSessions decides, for each session, what its purchase should be
@@ -352,7 +362,11 @@ type sessionWrites struct {
 // the purchase ids already taken, and fills in each item's result. A
 // session without a row is recorded only when it is no longer open and
 // adopt took it, under its metadata's purchase id unless that id is not
-// ours or is taken. A claimant may not claim another user's purchase.
+// ours or is taken. A claimant may not claim another user's purchase; one
+// who claims a purchase without a user makes it theirs, and when it was
+// recorded past pending before (the webhook won the race with the
+// buyer's browser) it is listed in claimed: what needed the user at
+// completion was not scheduled then.
 func decideSessions(items []*sessionItem, rows map[string]store.Purchase, taken map[string]bool, c *Claimant,
 	now time.Time) (sessionWrites, error) {
 	w := sessionWrites{now: now}
@@ -383,7 +397,8 @@ func decideSessions(items []*sessionItem, rows map[string]store.Purchase, taken 
 			return w, ErrNotYours // recorded for another user
 		}
 		next, what := nextSessionState(p, it.f, now)
-		if c != nil && p.UserID == nil {
+		attached := c != nil && p.UserID == nil
+		if attached {
 			next.UserID = &c.UserID // a Payment Link purchase, claimed by its buyer's verified email
 		}
 		it.res.purchase = p
@@ -400,6 +415,9 @@ func decideSessions(items []*sessionItem, rows map[string]store.Purchase, taken 
 		}
 		if what != "" {
 			w.changes = append(w.changes, sessionChange{s.ID, next, what})
+		}
+		if attached && found && p.Status != store.PurchasePending {
+			w.claimed = append(w.claimed, next)
 		}
 	}
 	return w, nil

@@ -233,6 +233,9 @@ func (p pipelineOnly) DisputeOpened(context.Context, *store.Queries, store.Purch
 func (p pipelineOnly) DisputeLost(context.Context, *store.Queries, store.Purchase, store.Dispute) error {
 	return nil
 }
+func (p pipelineOnly) Claimed(context.Context, *store.Queries, store.Purchase) error {
+	return nil
+}
 func (p pipelineOnly) RepairAccess(context.Context, *store.Queries, store.Purchase, store.AccessState) error {
 	return nil
 }

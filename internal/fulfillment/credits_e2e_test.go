@@ -17,14 +17,24 @@ import (
 // stripeWorld is the Stripe emulator and a reconciler driving the credits
 // harness's wrapped Fulfillment, as serve wires them.
 type stripeWorld struct {
-	h     *creditsHarness
+	h *creditsHarness
+	*emulated
+}
+
+func newStripeWorld(h *creditsHarness, product string, amount int64) *stripeWorld {
+	return &stripeWorld{h: h, emulated: newEmulated(h.harness, h.ful, product, amount)}
+}
+
+// emulated is the Stripe emulator selling one product at one price, and a
+// reconciler driving ful against it.
+type emulated struct {
 	emu   *stripeemu.Emulator
 	api   *stripeapi.API
 	rec   *reconcile.Reconciler
 	price string
 }
 
-func newStripeWorld(h *creditsHarness, product string, amount int64) *stripeWorld {
+func newEmulated(h *harness, ful reconcile.Fulfillment, product string, amount int64) *emulated {
 	t := h.t
 	emu := stripeemu.New(stripeemu.Options{Clock: h.clk, Seed: 7})
 	srv := httptest.NewServer(emu)
@@ -33,7 +43,7 @@ func newStripeWorld(h *creditsHarness, product string, amount int64) *stripeWorl
 	emu.SetBaseURL(srv.URL)
 	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_emulator", APIBase: srv.URL,
 		RateLimit: 100, BackoffBase: time.Millisecond}))
-	prod, err := api.CreateProduct(h.ctx, stripeapi.ProductSpec{Key: product, Name: "Credits"}, "")
+	prod, err := api.CreateProduct(h.ctx, stripeapi.ProductSpec{Key: product, Name: product}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,9 +51,9 @@ func newStripeWorld(h *creditsHarness, product string, amount int64) *stripeWorl
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := reconcile.New(reconcile.Options{DB: h.db, Stripe: api, Fulfillment: h.ful, Clock: h.clk,
+	rec := reconcile.New(reconcile.Options{DB: h.db, Stripe: api, Fulfillment: ful, Clock: h.clk,
 		Log: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), Products: h.cfg.Products})
-	return &stripeWorld{h: h, emu: emu, api: api, rec: rec, price: price.ID}
+	return &emulated{emu: emu, api: api, rec: rec, price: price.ID}
 }
 
 // buyAndPay does what POST /api/checkout does (a session with paymentd's

@@ -442,6 +442,34 @@ func (f *Fulfillment) RequestAccess(ctx context.Context, userID, username string
 	return n, nil
 }
 
+// Claimed schedules, in the claim's transaction with p's row locked, the
+// access a purchase recorded before its buyer was known could not get at
+// completion: a GitHub product's purchase that names no GitHub username of
+// its own gets access as RequestAccess gives it, to the claiming account's
+// username. Without one on the account nothing is scheduled (setting it
+// calls RequestAccess); a purchase with its own username had its grant
+// scheduled at completion, and the account's must not move it. Only the
+// buyer's RequestAccess does that. Calling it again schedules nothing new.
+// A webhook product's backend was told at completion, without a user id;
+// nothing tells it the user now.
+func (f *Fulfillment) Claimed(ctx context.Context, q *store.Queries, p store.Purchase) error {
+	if f.product(p.ProductKey).Access != providerGitHub || deref(p.GitHubUsername) != "" {
+		return nil
+	}
+	a, err := account(ctx, q, p)
+	if err != nil {
+		return fmt.Errorf("schedule access of claimed %s: %w", p.ID, err)
+	}
+	username := strings.TrimSpace(deref(a.GitHubUsername))
+	if username == "" {
+		return nil
+	}
+	if _, err := f.requestAccess(ctx, q, p, username); err != nil {
+		return fmt.Errorf("schedule access of claimed %s: %w", p.ID, err)
+	}
+	return nil
+}
+
 // requestAccess gives one locked purchase's access to username, as
 // RequestAccess describes, and reports whether anything changed.
 func (f *Fulfillment) requestAccess(ctx context.Context, q *store.Queries, p store.Purchase, username string) (bool, error) {
