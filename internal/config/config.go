@@ -68,6 +68,13 @@ type HTTP struct {
 	// CheckoutRate is how many checkouts one user may start per minute,
 	// counted across every replica.
 	CheckoutRate int `yaml:"checkout_rate"`
+	// StripeLookupRate is how many requests one user may make per minute,
+	// counted across every replica, to the endpoints that ask Stripe on the
+	// user's behalf (reading or changing a cart that Stripe prices, claiming
+	// a session, opening the billing portal). It keeps one user from
+	// spending the Stripe request budget every caller and the reconciler
+	// share.
+	StripeLookupRate int `yaml:"stripe_lookup_rate"`
 }
 
 // Auth configures how user-facing endpoints verify bearer JWTs.
@@ -301,7 +308,8 @@ func Defaults() *Config {
 	return &Config{
 		Database: Database{MaxConns: 20},
 		HTTP: HTTP{Addr: "127.0.0.1:8080", AdminAddr: "127.0.0.1:9090", PublicURL: "http://localhost:8080",
-			MaxBodyBytes: 64 << 10, ShutdownTimeout: 20 * time.Second, CheckoutRate: 10},
+			MaxBodyBytes: 64 << 10, ShutdownTimeout: 20 * time.Second, CheckoutRate: 10,
+			StripeLookupRate: 60},
 		Auth: Auth{Issuer: "paymentd-dev", Audience: "paymentd"},
 		Stripe: Stripe{RateLimit: 20, WebhookTolerance: 300 * time.Second,
 			SuccessURL: "http://localhost:8080/?session_id={CHECKOUT_SESSION_ID}",

@@ -205,3 +205,30 @@ func TestHTTPListenersAndCheckoutRate(t *testing.T) {
 		}
 	}
 }
+
+// TestStripeLookupRate: http.stripe_lookup_rate defaults to 60 a minute,
+// without config.yaml naming it, and is refused outside 1 to 10,000.
+func TestStripeLookupRate(t *testing.T) {
+	cfg, err := config.Load("../../config.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.StripeLookupRate != 60 || config.Defaults().HTTP.StripeLookupRate != 60 {
+		t.Errorf("stripe_lookup_rate = %d, built-in %d; want 60", cfg.HTTP.StripeLookupRate,
+			config.Defaults().HTTP.StripeLookupRate)
+	}
+	base, _ := os.ReadFile("../../config.yaml")
+	for _, rate := range []string{"120", "0", "-1", "10001"} {
+		text := strings.Replace(string(base), "checkout_rate: 10 ", "stripe_lookup_rate: "+rate+"\n  checkout_rate: 10 ", 1)
+		cfg, err := config.Parse([]byte(text), noEnv)
+		if rate == "120" {
+			if err != nil || cfg.HTTP.StripeLookupRate != 120 {
+				t.Errorf("stripe_lookup_rate 120: %v", err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "http.stripe_lookup_rate:") {
+			t.Errorf("stripe_lookup_rate %s accepted: %v", rate, err)
+		}
+	}
+}

@@ -87,6 +87,9 @@ func (c *Config) validateHTTP(ck *checker) {
 	if h.CheckoutRate < 1 || h.CheckoutRate > 10000 {
 		ck.add("http.checkout_rate", "must be between 1 and 10000 checkouts per user per minute")
 	}
+	if h.StripeLookupRate < 1 || h.StripeLookupRate > 10000 {
+		ck.add("http.stripe_lookup_rate", "must be between 1 and 10000 Stripe lookups per user per minute")
+	}
 	ck.url("http.public_url", h.PublicURL, true)
 	for i, o := range h.CORSOrigins {
 		ck.url(fmt.Sprintf("http.cors_origins[%d]", i), o, true)
