@@ -119,6 +119,11 @@ func (a *api) getCart(w http.ResponseWriter, r *http.Request, u User) error {
 	if c.PromotionCode != nil {
 		code = *c.PromotionCode
 	}
+	if a.pricingAsksStripe(items, code) {
+		if err := a.takeStripeLookup(w, r, u); err != nil {
+			return err
+		}
+	}
 	pc, err := a.priceCart(r.Context(), items, code, pricing{tax: true, ip: clientIP(r), user: u})
 	var apiErr *Error
 	if errors.As(err, &apiErr) && apiErr.Code == "invalid_promotion_code" {
@@ -149,6 +154,11 @@ func (a *api) putCart(w http.ResponseWriter, r *http.Request, u User) error {
 	}
 	if err := a.limitPromotionCode(w, r, u, code); err != nil {
 		return err
+	}
+	if a.pricingAsksStripe(items, code) {
+		if err := a.takeStripeLookup(w, r, u); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), checkoutLookupBudget)
 	defer cancel()
@@ -191,6 +201,32 @@ func (a *api) limitPromotionCode(w http.ResponseWriter, r *http.Request, u User,
 		return nil
 	}
 	return a.takeCheckoutRate(w, r, u, "promotion codes")
+}
+
+// takeStripeLookup spends one of the user's Stripe lookups: every request
+// that asks Stripe on one user's behalf (a cart priced with Stripe Tax or a
+// promotion code, a claim Stripe must answer, a billing portal session)
+// takes from the bucket "stripe:"+user, http.stripe_lookup_rate a minute
+// (default 60) with bursts of as many. All of paymentd's Stripe traffic,
+// the reconciler's included, shares one client-side limit
+// (stripe.rate_limit a second), so without this one user's loop would
+// queue every other caller's checkout and claim behind theirs. 60 a minute
+// is far above what a frontend makes (a cart page re-reading the cart on
+// each change or every few seconds, a success page claiming a few times)
+// and holds a single user to a twentieth of the default shared 20 a
+// second. A refusal (429 rate_limited, Retry-After) comes before Stripe is
+// asked or anything is written.
+func (a *api) takeStripeLookup(w http.ResponseWriter, r *http.Request, u User) error {
+	return a.takeRate(w, r, "stripe:"+u.ID, store.Rate{N: a.cfg.HTTP.StripeLookupRate, Per: time.Minute},
+		"requests to the payment provider")
+}
+
+// pricingAsksStripe says whether priceCart(items, code) makes a request to
+// Stripe for this user: a promotion code it would look up, or Stripe Tax
+// on a cart with lines. Prices come from the catalog's resolver, whose
+// cache every user shares, and are not counted against anyone.
+func (a *api) pricingAsksStripe(items []store.CartItem, code string) bool {
+	return (code != "" && promotionCodeRE.MatchString(code)) || (a.cfg.Stripe.AutomaticTax && len(items) > 0)
 }
 
 // readCartItems validates a cart's items: known products, quantities 1 to

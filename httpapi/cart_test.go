@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -364,5 +365,124 @@ func TestCartPromotionCodeGuessesAreRateLimited(t *testing.T) {
 	tok = h.token("user-1", "ada@example.com")
 	if r := put(map[string]any{"items": one, "promotion_code": "LAUNCH20"}); r.status != http.StatusOK {
 		t.Errorf("after Retry-After = %d %s", r.status, r.body)
+	}
+}
+
+// stripeRequests counts the emulator's requests whose path starts with
+// prefix ("" for all of them).
+func stripeRequests(env stripeEnv, prefix string) int {
+	n := 0
+	for _, r := range env.emu.Requests() {
+		if strings.HasPrefix(r.Path, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCartReadsThatAskStripeAreRateLimited: with Stripe Tax on, every GET
+// or PUT of a cart with lines asks Stripe for a tax calculation, so each
+// spends one of the user's http.stripe_lookup_rate; past it the request
+// is a 429 rate_limited with Retry-After that asks Stripe nothing and
+// changes nothing. A GET of an empty cart asks Stripe nothing and is not
+// counted; another user has a bucket of their own.
+func TestCartReadsThatAskStripeAreRateLimited(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t)
+	cfg.Stripe.AutomaticTax = true
+	cfg.HTTP.StripeLookupRate = 3
+	h, env := newCartHarness(t, cfg)
+	tok := h.token("user-1", "ada@example.com")
+	get := func(tok string) response {
+		t.Helper()
+		return h.do("GET", "/api/cart", tok, nil)
+	}
+
+	for range 5 {
+		if r := get(tok); r.status != http.StatusOK {
+			t.Fatalf("GET of an empty cart = %d %s", r.status, r.body)
+		}
+	}
+	if n := stripeRequests(env, ""); n != 0 {
+		t.Errorf("GETs of an empty cart made %d Stripe requests", n)
+	}
+	if r := h.do("PUT", "/api/cart", tok, map[string]any{"items": []any{item("pro_one_time", 1)}}); r.status != http.StatusOK {
+		t.Fatalf("put = %d %s", r.status, r.body)
+	}
+	for i := range 2 {
+		if r := get(tok); r.status != http.StatusOK {
+			t.Fatalf("GET %d of a taxed cart = %d %s", i+2, r.status, r.body)
+		}
+	}
+	before, err := h.db.GetCart(t.Context(), "user-1", h.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := stripeRequests(env, "")
+	r := get(tok)
+	if r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" || r.header.Get("Retry-After") != "20" {
+		t.Errorf("lookup 4 of 3 a minute = %d Retry-After %q %s; want 429 rate_limited, Retry-After 20", r.status,
+			r.header.Get("Retry-After"), r.body)
+	}
+	r = h.do("PUT", "/api/cart", tok, map[string]any{"items": []any{item("acme_stickers", 2)}})
+	if r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" || r.header.Get("Retry-After") == "" {
+		t.Errorf("PUT past the limit = %d Retry-After %q %s; want 429 rate_limited", r.status,
+			r.header.Get("Retry-After"), r.body)
+	}
+	if n := stripeRequests(env, "") - calls; n != 0 {
+		t.Errorf("rate-limited cart requests made %d Stripe requests", n)
+	}
+	after, err := h.db.GetCart(t.Context(), "user-1", h.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Items) != 1 || after.Items[0] != before.Items[0] || !after.ExpiresAt.Equal(before.ExpiresAt) {
+		t.Errorf("a rate-limited request changed the cart: %+v, was %+v", after, before)
+	}
+
+	other := h.token("user-2", "bob@example.com")
+	if r := h.do("PUT", "/api/cart", other, map[string]any{"items": []any{item("pro_one_time", 1)}}); r.status != http.StatusOK {
+		t.Errorf("another user's PUT = %d %s", r.status, r.body)
+	}
+	if r := get(other); r.status != http.StatusOK {
+		t.Errorf("another user's GET = %d %s", r.status, r.body)
+	}
+	h.clock.Advance(20 * time.Second)
+	if r := get(h.token("user-1", "ada@example.com")); r.status != http.StatusOK {
+		t.Errorf("GET after Retry-After = %d %s", r.status, r.body)
+	}
+}
+
+// TestCartReadsWithoutStripeAreNotCounted: with Stripe Tax off, a cart
+// without a promotion code is priced from the cached prices alone, so
+// reading it spends nothing, however often.
+func TestCartReadsWithoutStripeAreNotCounted(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t)
+	cfg.Stripe.AutomaticTax = false
+	cfg.HTTP.StripeLookupRate = 1
+	h, env := newCartHarness(t, cfg)
+	tok := h.token("user-1", "ada@example.com")
+	for range 3 {
+		r := h.do("PUT", "/api/cart", tok, map[string]any{"items": []any{item("pro_one_time", 1), item("acme_stickers", 2)}})
+		if r.status != http.StatusOK {
+			t.Fatalf("put = %d %s", r.status, r.body)
+		}
+	}
+	calls := stripeRequests(env, "")
+	for i := range 5 {
+		if r := h.do("GET", "/api/cart", tok, nil); r.status != http.StatusOK {
+			t.Fatalf("GET %d = %d %s", i+1, r.status, r.body)
+		}
+	}
+	if n := stripeRequests(env, "") - calls; n != 0 {
+		t.Errorf("GETs of an untaxed cart without a code made %d Stripe requests", n)
+	}
+	// With a code, each read looks it up: the one token goes, then 429.
+	if r := h.do("PUT", "/api/cart", tok, map[string]any{"items": []any{item("pro_one_time", 1)}, "promotion_code": "LAUNCH20"}); r.status != http.StatusOK {
+		t.Fatalf("put with a code = %d %s", r.status, r.body)
+	}
+	if r := h.do("GET", "/api/cart", tok, nil); r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" {
+		t.Errorf("GET of a cart with a code past the limit = %d %s; want 429", r.status, r.body)
 	}
 }
