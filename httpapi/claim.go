@@ -1,6 +1,9 @@
 // Claim: the buyer's browser comes back from Stripe with a session id and
 // asks for the purchase. The API never trusts the id's say-so: the
-// reconciler asks Stripe whether the session is paid and whose it is.
+// reconciler asks Stripe whether the session is paid and whose it is,
+// unless the database already records the purchase as paid and the
+// caller's (claimedBefore). Asking Stripe spends one of the caller's
+// Stripe lookups (takeStripeLookup).
 package httpapi
 
 import (
@@ -10,6 +13,7 @@ import (
 	"regexp"
 
 	"github.com/paymentd/paymentd/reconcile"
+	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -45,6 +49,18 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 	if a.claimer == nil {
 		return unavailable("claiming")
 	}
+	if done, err := a.claimedBefore(r.Context(), req.SessionID, u); err != nil {
+		return err
+	} else if done != nil {
+		a.log.InfoContext(r.Context(), "purchase claimed", "purchase_id", done.ID, "stripe_session_id",
+			req.SessionID, "user_id", u.ID, "already_claimed", true)
+		writeJSON(w, http.StatusOK, claimResponse{Status: string(done.Status), Product: done.ProductKey,
+			AlreadyClaimed: true})
+		return nil
+	}
+	if err := a.takeStripeLookup(w, r, u); err != nil {
+		return err
+	}
 	res, err := a.claimer.Claim(r.Context(), req.SessionID, reconcile.Claimant{UserID: u.ID, Email: u.Email,
 		EmailVerified: u.EmailVerified})
 	var se *stripe.Error
@@ -78,4 +94,31 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 	writeJSON(w, http.StatusOK, claimResponse{Status: string(res.Purchase.Status), Product: res.Purchase.ProductKey,
 		AlreadyClaimed: res.AlreadyClaimed})
 	return nil
+}
+
+// claimedBefore returns the purchase of session sessionID when it is
+// already the caller's and past payment (completed or refunded, in part or
+// in full), nil otherwise. Such a claim is answered from the database: the
+// reconciler would find the session paid, the caller's, and the purchase
+// final (already_claimed), and the status it records is the one the
+// webhooks and reconciler passes keep current. Answering it here costs no
+// Stripe request, so a success page that claims again on every load is
+// never rate limited. Everything else (no row, a pending, expired or
+// failed purchase, someone else's or nobody's) is Stripe's to judge.
+func (a *api) claimedBefore(ctx context.Context, sessionID string, u User) (*store.Purchase, error) {
+	p, err := a.db.PurchaseBySession(ctx, sessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.UserID == nil || *p.UserID != u.ID {
+		return nil, nil
+	}
+	switch p.Status {
+	case store.PurchaseCompleted, store.PurchasePartiallyRefunded, store.PurchaseRefunded:
+		return &p, nil
+	}
+	return nil, nil
 }

@@ -8,9 +8,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/paymentd/paymentd/httpapi"
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/internal/stripeemu"
 	"github.com/paymentd/paymentd/reconcile"
 	"github.com/paymentd/paymentd/store"
@@ -43,7 +45,12 @@ func (f *purchasePipeline) Completed(ctx context.Context, q *store.Queries, ps [
 // through the real reconciler.
 func newClaimHarness(t *testing.T) (*apiHarness, stripeEnv, *purchasePipeline) {
 	t.Helper()
-	cfg := loadConfig(t)
+	return newClaimHarnessWith(t, loadConfig(t))
+}
+
+// newClaimHarnessWith is newClaimHarness with configuration cfg.
+func newClaimHarnessWith(t *testing.T, cfg *config.Config) (*apiHarness, stripeEnv, *purchasePipeline) {
+	t.Helper()
 	h0, env := newCheckoutHarness(t, cfg) // for its database, clock and emulator
 	ful := &purchasePipeline{}
 	rec := reconcile.New(reconcile.Options{DB: h0.db, Stripe: env.api, Fulfillment: ful, Clock: h0.clock,
@@ -263,5 +270,92 @@ func TestClaimByEmailNeedsAVerifiedEmail(t *testing.T) {
 	}
 	if n := h.count(`SELECT count(*) FROM purchases WHERE user_id = 'u-link' AND stripe_session_id = $1`, s.ID); n != 1 {
 		t.Errorf("the claimed purchase is not the user's (%d rows)", n)
+	}
+}
+
+// TestClaimsThatAskStripeAreRateLimited: a claim Stripe must answer (an
+// unknown session, a purchase not yet claimed) spends one of the user's
+// http.stripe_lookup_rate; past it the claim is a 429 rate_limited with
+// Retry-After that asks Stripe nothing and claims nothing. A repeated
+// claim of the caller's own finished purchase is answered from the
+// database, costs no Stripe request and is never refused; another user
+// has a bucket of their own.
+func TestClaimsThatAskStripeAreRateLimited(t *testing.T) {
+	t.Parallel()
+	cfg := loadConfig(t)
+	cfg.HTTP.StripeLookupRate = 3
+	h, env, ful := newClaimHarnessWith(t, cfg)
+	tok := h.token("buyer-1", "buyer@example.com")
+	paid, unclaimed := h.checkout(tok), h.checkout(tok)
+	for _, sid := range []string{paid, unclaimed} {
+		if err := env.emu.PaySession(sid, stripeemu.Pay{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookups := func() int { return stripeRequests(env, "/v1/checkout/sessions/") }
+
+	if r, out := h.claim(tok, paid); r.status != http.StatusOK || out.Status != store.PurchaseCompleted || out.AlreadyClaimed {
+		t.Fatalf("claim = %d %s", r.status, r.body)
+	}
+	calls := lookups()
+	for range 5 {
+		if r, out := h.claim(tok, paid); r.status != http.StatusOK || out.Status != store.PurchaseCompleted ||
+			out.Product != "pro_one_time" || !out.AlreadyClaimed {
+			t.Fatalf("repeated claim = %d %s; want 200 already_claimed", r.status, r.body)
+		}
+	}
+	if n := lookups() - calls; n != 0 {
+		t.Errorf("repeated claims of a claimed purchase asked Stripe %d times", n)
+	}
+	for _, sid := range []string{"cs_test_madeup1", "cs_test_madeup2"} {
+		if r, _ := h.claim(tok, sid); r.status != http.StatusNotFound {
+			t.Fatalf("claim of %s = %d %s", sid, r.status, r.body)
+		}
+	}
+
+	calls = lookups()
+	for _, sid := range []string{"cs_test_madeup3", unclaimed} {
+		r, _ := h.claim(tok, sid)
+		if r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" || r.header.Get("Retry-After") == "" {
+			t.Errorf("claim of %s past the limit = %d Retry-After %q %s; want 429 rate_limited", sid, r.status,
+				r.header.Get("Retry-After"), r.body)
+		}
+	}
+	if n := lookups() - calls; n != 0 {
+		t.Errorf("rate-limited claims asked Stripe %d times", n)
+	}
+	if p, err := h.db.PurchaseBySession(t.Context(), unclaimed); err != nil || p.Status != store.PurchasePending || ful.completed.Load() != 1 {
+		t.Errorf("a rate-limited claim changed the purchase: %+v (%v), %d completions", p, err, ful.completed.Load())
+	}
+	if r, out := h.claim(tok, paid); r.status != http.StatusOK || !out.AlreadyClaimed {
+		t.Errorf("claim of a claimed purchase past the limit = %d %s; want 200", r.status, r.body)
+	}
+
+	if r, _ := h.claim(h.token("buyer-2", "other@example.com"), "cs_test_madeup4"); r.status != http.StatusNotFound {
+		t.Errorf("another user's claim = %d %s; want 404", r.status, r.body)
+	}
+	h.clock.Advance(20 * time.Second)
+	tok = h.token("buyer-1", "buyer@example.com")
+	if r, out := h.claim(tok, unclaimed); r.status != http.StatusOK || out.Status != store.PurchaseCompleted {
+		t.Errorf("claim after Retry-After = %d %s", r.status, r.body)
+	}
+}
+
+// TestClaimOfAnotherUsersPurchaseAsksStripe: the database answers only
+// the caller's own finished purchase; a purchase recorded for someone else
+// is Stripe's to judge, which refuses it.
+func TestClaimOfAnotherUsersPurchaseAsksStripe(t *testing.T) {
+	t.Parallel()
+	h, env, _ := newClaimHarness(t)
+	tok := h.token("buyer-1", "buyer@example.com")
+	sid := h.checkout(tok)
+	if err := env.emu.PaySession(sid, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := h.claim(tok, sid); r.status != http.StatusOK {
+		t.Fatalf("claim = %d %s", r.status, r.body)
+	}
+	if r, _ := h.claim(h.token("buyer-2", "buyer@example.com"), sid); r.status != http.StatusForbidden || r.errorCode() != "forbidden" {
+		t.Errorf("another user's claim = %d %s; want 403 forbidden", r.status, r.body)
 	}
 }
