@@ -19,7 +19,8 @@ type portalResponse struct {
 // portal is POST /api/billing/portal {"return_url"?} -> {"url"}. The
 // return URL must be under http.public_url or an allowed CORS origin (400
 // invalid_return_url); a user without a Stripe customer gets 404
-// no_customer.
+// no_customer. Each portal session created spends one of the user's
+// Stripe lookups (takeStripeLookup); the refusals above do not.
 func (a *api) portal(w http.ResponseWriter, r *http.Request, u User) error {
 	var req portalRequest
 	if err := decodeJSON(w, r, a.cfg.HTTP.MaxBodyBytes, &req); err != nil {
@@ -38,6 +39,9 @@ func (a *api) portal(w http.ResponseWriter, r *http.Request, u User) error {
 	}
 	if customerID == "" {
 		return Errorf(http.StatusNotFound, "no_customer", "there is no billing account for this user")
+	}
+	if err := a.takeStripeLookup(w, r, u); err != nil {
+		return err
 	}
 	ps, err := a.billing.CreatePortalSession(r.Context(), customerID, req.ReturnURL)
 	if err != nil {
