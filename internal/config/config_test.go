@@ -207,7 +207,7 @@ func TestHTTPListenersAndCheckoutRate(t *testing.T) {
 }
 
 // TestStripeLookupRate: http.stripe_lookup_rate defaults to 60 a minute,
-// without config.yaml naming it, and is refused outside 1 to 10,000.
+// as config.yaml sets it, and is refused outside 1 to 10,000.
 func TestStripeLookupRate(t *testing.T) {
 	cfg, err := config.Load("../../config.yaml", noEnv)
 	if err != nil {
@@ -219,7 +219,7 @@ func TestStripeLookupRate(t *testing.T) {
 	}
 	base, _ := os.ReadFile("../../config.yaml")
 	for _, rate := range []string{"120", "0", "-1", "10001"} {
-		text := strings.Replace(string(base), "checkout_rate: 10 ", "stripe_lookup_rate: "+rate+"\n  checkout_rate: 10 ", 1)
+		text := strings.Replace(string(base), "stripe_lookup_rate: 60 ", "stripe_lookup_rate: "+rate+" ", 1)
 		cfg, err := config.Parse([]byte(text), noEnv)
 		if rate == "120" {
 			if err != nil || cfg.HTTP.StripeLookupRate != 120 {
