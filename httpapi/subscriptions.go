@@ -7,6 +7,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -70,10 +71,34 @@ func checkSubscriptionFields(product config.Product, req checkoutRequest) error 
 // the user's Stripe customer, the product's trial, the promotion code as a
 // one-time checkout resolves it, and paymentd's metadata (user_id,
 // product, price, subscription_id, organization_id) on both the session
-// and the subscription.
+// and the subscription. A caller who already has a subscription to the
+// product that has not ended, in the same organization, is refused with
+// 409 already_subscribed before any Stripe request and with nothing
+// written; the trial is only for a user who never had one to the product
+// (see subscriptionTermsFor). An open Checkout Session is not recorded
+// anywhere, so a second one opened before the first is paid is not seen.
 func (a *api) subscriptionCheckout(w http.ResponseWriter, r *http.Request, u User, order checkoutOrder) error {
 	if a.billing == nil || a.prices == nil || a.stripe == nil {
 		return unavailable("subscription checkout")
+	}
+	customer, err := a.db.AccountCustomer(r.Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	subscriber := store.Subscriber{UserID: u.ID, CustomerID: customer, OrganizationID: order.organizationID}
+	had, err := a.db.ProductSubscriptionsOf(r.Context(), subscriber, order.product.Key)
+	if err != nil {
+		return err
+	}
+	terms := subscriptionTermsFor(had, subscriber)
+	if terms.open != nil {
+		return &Error{Status: http.StatusConflict, Code: "already_subscribed", Product: order.product.Key,
+			Message: fmt.Sprintf("you already have a %s subscription (%s) that has not ended; change or cancel it "+
+				"in the billing portal, or pay its open invoice", order.product.Key, terms.open.Status)}
+	}
+	trialDays := int64(order.product.TrialDays)
+	if !terms.trial {
+		trialDays = 0
 	}
 	priceKey := order.price
 	if priceKey == "" {
@@ -102,16 +127,59 @@ func (a *api) subscriptionCheckout(w http.ResponseWriter, r *http.Request, u Use
 	sess, err := a.billing.CreateSubscriptionCheckoutSession(r.Context(), stripeapi.SubscriptionCheckoutRequest{
 		PriceID: priceID, Quantity: 1, SuccessURL: a.cfg.Stripe.SuccessURL, CancelURL: a.cfg.Stripe.CancelURL,
 		Metadata: meta, SubscriptionMetadata: meta, ClientReferenceID: u.ID, CustomerID: customerID,
-		TrialDays: int64(order.product.TrialDays), PromotionCodeID: promotionCodeID,
+		TrialDays: trialDays, PromotionCodeID: promotionCodeID,
 	}, "paymentd-subscription-checkout-"+subscriptionID)
 	if err != nil {
 		return a.checkoutError(r, promotionCodeID != "", err)
 	}
 	a.log.InfoContext(r.Context(), "subscription checkout session created", "subscription_id", subscriptionID,
 		"stripe_session_id", sess.ID, "product", order.product.Key, "price", priceKey, "user_id", u.ID,
-		"promotion_code_id", promotionCodeID)
+		"promotion_code_id", promotionCodeID, "trial_days", trialDays)
 	writeJSON(w, http.StatusOK, checkoutResponse{URL: sess.URL, SessionID: sess.ID})
 	return nil
+}
+
+// subscriptionTerms is what a user's subscriptions to a product allow a
+// new checkout for it.
+type subscriptionTerms struct {
+	// open is the caller's subscription in the checkout's organization
+	// that has not ended (nil: none): a checkout is refused while there is
+	// one, so one account cannot hold the product (and its plan credits)
+	// several times over.
+	open *store.Subscription
+	// trial says whether the checkout may start with the product's trial:
+	// only when neither the user (in any organization) nor the
+	// organization (anyone's) ever had a subscription to it, in any
+	// status.
+	trial bool
+}
+
+// subscriptionTermsFor decides subscriptionTerms from ss, the
+// subscriber's subscriptions to the product (ProductSubscriptionsOf). A
+// subscription has not ended unless its status is Terminal (canceled,
+// incomplete_expired): trialing, active, past_due, unpaid, incomplete (its
+// first invoice can still be paid) and paused (it can be resumed) all
+// count. It is the caller's when it names them, or names no user and is on
+// their Stripe customer; it is in the checkout's organization when its
+// organization_id is the request's, none matching none. The trial is per
+// user across organizations, and per organization across users, because
+// an organization id is the caller's to choose: were it per user and
+// organization, every new id would be a new trial.
+func subscriptionTermsFor(ss []store.Subscription, sub store.Subscriber) subscriptionTerms {
+	terms := subscriptionTerms{trial: len(ss) == 0}
+	for i, s := range ss {
+		mine := (s.UserID != nil && *s.UserID == sub.UserID) ||
+			(s.UserID == nil && sub.CustomerID != "" && s.StripeCustomerID == sub.CustomerID)
+		org := ""
+		if s.OrganizationID != nil {
+			org = *s.OrganizationID
+		}
+		if mine && org == sub.OrganizationID && !s.Status.Terminal() {
+			terms.open = &ss[i]
+			break
+		}
+	}
+	return terms
 }
 
 // customerFor returns the user's Stripe customer: the one on their

@@ -15,6 +15,13 @@ import (
 // newSubscriptionHarness is the API with checkout, billing and claims on
 // the emulator and the real reconciler, config.yaml's catalog synced.
 func newSubscriptionHarness(t *testing.T) (*apiHarness, stripeEnv) {
+	h, env, _ := newSubscriptionHarnessWithReconciler(t)
+	return h, env
+}
+
+// newSubscriptionHarnessWithReconciler is newSubscriptionHarness with the
+// reconciler its claims use, for tests that reconcile a later change.
+func newSubscriptionHarnessWithReconciler(t *testing.T) (*apiHarness, stripeEnv, *reconcile.Reconciler) {
 	t.Helper()
 	cfg := loadConfig(t)
 	h0, env := newCheckoutHarness(t, cfg)
@@ -23,7 +30,7 @@ func newSubscriptionHarness(t *testing.T) (*apiHarness, stripeEnv) {
 		Subscriptions: reconcile.SubscriptionOptions{Grace: cfg.Subscriptions.Grace}})
 	h := newHarness(t, harnessOptions{db: h0.db, clock: h0.clock, deps: httpapi.APIDeps{Config: cfg, Stripe: env.api,
 		Prices: env.prices, Claimer: rec, Billing: env.api}})
-	return h, env
+	return h, env, rec
 }
 
 type subscriptionsBody struct {
@@ -162,5 +169,140 @@ func TestSubscriptionCheckoutClaimAndList(t *testing.T) {
 	if r := h.do("POST", "/api/billing/portal", other, map[string]string{}); r.status != http.StatusNotFound ||
 		!strings.Contains(string(r.body), "no_customer") {
 		t.Errorf("portal for a user without a customer = %d %s", r.status, r.body)
+	}
+}
+
+// subscriptionCheckoutAttempt is one POST /api/checkout for a subscription
+// and what reached the emulator because of it.
+type subscriptionCheckoutAttempt struct {
+	resp      response
+	sessionID string
+	// sessionCreates counts the Checkout Sessions it asked Stripe for;
+	// requests counts every Stripe request it made.
+	sessionCreates, requests int
+	// trialDays is subscription_data[trial_period_days] as sent; hasTrial
+	// says whether it was sent at all.
+	trialDays string
+	hasTrial  bool
+}
+
+func attemptSubscriptionCheckout(t *testing.T, h *apiHarness, env stripeEnv, tok string, body map[string]any) subscriptionCheckoutAttempt {
+	t.Helper()
+	env.emu.ResetRequests()
+	a := subscriptionCheckoutAttempt{resp: h.do("POST", "/api/checkout", tok, body)}
+	var out checkoutBody
+	if a.resp.status == http.StatusOK {
+		a.resp.decode(t, &out)
+		a.sessionID = out.SessionID
+	}
+	reqs := env.emu.Requests()
+	a.requests = len(reqs)
+	for _, r := range reqs {
+		if r.Method == http.MethodPost && r.Path == "/v1/checkout/sessions" {
+			a.sessionCreates++
+			a.hasTrial = r.Form.Has("subscription_data[trial_period_days]")
+			a.trialDays = r.Form.Get("subscription_data[trial_period_days]")
+		}
+	}
+	return a
+}
+
+// TestSubscriptionCheckoutOncePerProduct: a user whose subscription to a
+// product has not ended cannot open another checkout for it (409
+// already_subscribed, before any Stripe request, nothing written), in the
+// same organization; and the product's trial is offered once: a user who
+// ever had a subscription to it (ended included) checks out without
+// trial_period_days, while a first-ever checkout and another user keep it.
+func TestSubscriptionCheckoutOncePerProduct(t *testing.T) {
+	t.Parallel()
+	h, env, rec := newSubscriptionHarnessWithReconciler(t)
+	tok := h.token("user-1", "ann@example.com")
+
+	first := attemptSubscriptionCheckout(t, h, env, tok, map[string]any{"product": "pro_subscription"})
+	if first.resp.status != http.StatusOK || first.sessionCreates != 1 || first.trialDays != "14" {
+		t.Fatalf("first checkout = %d %s, %d sessions, trial %q", first.resp.status, first.resp.body,
+			first.sessionCreates, first.trialDays)
+	}
+	if err := env.emu.PaySession(first.sessionID, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := h.claim(tok, first.sessionID); r.status != http.StatusOK {
+		t.Fatalf("claim = %d %s", r.status, r.body)
+	}
+	ss, err := h.db.UserSubscriptions(t.Context(), "user-1")
+	if err != nil || len(ss) != 1 || ss[0].Status != store.SubscriptionTrialing {
+		t.Fatalf("after the first checkout: %+v (%v)", ss, err)
+	}
+	trialing := ss[0]
+
+	// While it is trialing: refused, in the personal scope, before Stripe
+	// hears of it, with nothing written (not even the GitHub username).
+	before, err := h.db.GetAccount(t.Context(), "user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subsBefore := h.count(`SELECT count(*) FROM subscriptions`)
+	for _, body := range []map[string]any{
+		{"product": "pro_subscription"},
+		{"product": "pro_subscription", "price": "pro_yearly", "github_username": "ann-new"},
+	} {
+		a := attemptSubscriptionCheckout(t, h, env, tok, body)
+		if a.resp.status != http.StatusConflict || !strings.Contains(string(a.resp.body), `"already_subscribed"`) {
+			t.Errorf("checkout %v while trialing = %d %s, want 409 already_subscribed", body, a.resp.status, a.resp.body)
+		}
+		if a.requests != 0 {
+			t.Errorf("checkout %v while trialing made %d Stripe requests, want none", body, a.requests)
+		}
+	}
+	after, err := h.db.GetAccount(t.Context(), "user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := h.count(`SELECT count(*) FROM subscriptions`); n != subsBefore ||
+		!after.UpdatedAt.Equal(before.UpdatedAt) || (after.GitHubUsername != nil) != (before.GitHubUsername != nil) {
+		t.Errorf("a refused checkout wrote: subscriptions %d -> %d, account %+v -> %+v", subsBefore, n, before, after)
+	}
+
+	// Another user is unaffected: their first checkout has the trial.
+	other := attemptSubscriptionCheckout(t, h, env, h.token("user-2", "bob@example.com"),
+		map[string]any{"product": "pro_subscription"})
+	if other.resp.status != http.StatusOK || other.trialDays != "14" {
+		t.Errorf("another user's checkout = %d %s, trial %q", other.resp.status, other.resp.body, other.trialDays)
+	}
+
+	// Another organization is another subscription, but not another trial.
+	org := attemptSubscriptionCheckout(t, h, env, tok, map[string]any{"product": "pro_subscription",
+		"organization_id": "org_9"})
+	if org.resp.status != http.StatusOK || org.sessionCreates != 1 || org.hasTrial {
+		t.Errorf("checkout for another organization = %d %s, trial sent %v (%q)", org.resp.status, org.resp.body,
+			org.hasTrial, org.trialDays)
+	}
+
+	// Once it has ended: allowed again, without a trial; paid, the new
+	// subscription is active at once.
+	if err := env.emu.CancelSubscription(trialing.StripeSubscriptionID); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Object(t.Context(), trialing.StripeSubscriptionID, reconcile.NewReport(false)); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := h.db.GetSubscription(t.Context(), trialing.ID); err != nil || s.Status != store.SubscriptionCanceled {
+		t.Fatalf("after canceling: %+v (%v)", s, err)
+	}
+	again := attemptSubscriptionCheckout(t, h, env, tok, map[string]any{"product": "pro_subscription"})
+	if again.resp.status != http.StatusOK || again.sessionCreates != 1 || again.hasTrial {
+		t.Fatalf("checkout after the subscription ended = %d %s, trial sent %v (%q)", again.resp.status,
+			again.resp.body, again.hasTrial, again.trialDays)
+	}
+	if err := env.emu.PaySession(again.sessionID, stripeemu.Pay{}); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := env.emu.Session(again.sessionID)
+	if err != nil || sess.Subscription == nil {
+		t.Fatalf("paid session %+v (%v)", sess, err)
+	}
+	sub, err := env.emu.Subscription(sess.Subscription.ID)
+	if err != nil || sub.Status != "active" || sub.TrialEnd != 0 {
+		t.Errorf("the subscription after an ended one: %+v (%v), want active without a trial", sub, err)
 	}
 }

@@ -470,6 +470,32 @@ func (q *Queries) UserSubscriptions(ctx context.Context, userID string) ([]Subsc
 	return ss, nil
 }
 
+// Subscriber names who a subscription checkout is for: a user, the
+// Stripe customer of their account ("" for none yet) and an organization
+// ("" for none).
+type Subscriber struct {
+	UserID, CustomerID, OrganizationID string
+}
+
+// ProductSubscriptionsOf returns, newest first, every subscription to
+// productKey (any status, ended included) that is the subscriber's user's,
+// in any organization, or the subscriber's organization's (when not ""),
+// whoever's. A subscription is the user's when it names them, or when it
+// names no user (adopted from Stripe and not claimed yet) and is on their
+// customer. A subscription checkout reads it to decide whether the user
+// may subscribe again, and whether with the product's trial.
+func (q *Queries) ProductSubscriptionsOf(ctx context.Context, sub Subscriber, productKey string) ([]Subscription, error) {
+	ss, err := q.subscriptions(ctx, `SELECT `+subscriptionColumns+` FROM subscriptions
+		WHERE product_key = $4 AND (user_id = $1
+			OR (user_id IS NULL AND $2 <> '' AND stripe_customer_id = $2)
+			OR ($3 <> '' AND organization_id = $3))
+		ORDER BY created_at DESC, id`, sub.UserID, sub.CustomerID, sub.OrganizationID, productKey)
+	if err != nil {
+		return nil, fmt.Errorf("list %s subscriptions of %s: %w", productKey, sub.UserID, err)
+	}
+	return ss, nil
+}
+
 // DueSubscriptions returns up to limit subscriptions that have not ended
 // and are due for a look without a signal: their next check (a period end,
 // trial end, payment retry or end of grace) has come, and they were not

@@ -258,3 +258,49 @@ func TestGrantsAcrossPurchasesAndSubscriptions(t *testing.T) {
 		t.Error("a grant for neither a purchase nor a subscription was recorded")
 	}
 }
+
+// TestProductSubscriptionsOf: a user's subscriptions to a product in any
+// status and organization, unclaimed ones on their customer, and (with an
+// organization) that organization's, whoever's; not another product's,
+// nor another user's elsewhere.
+func TestProductSubscriptionsOf(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	mine := newSubscription(t, db, func(s *store.Subscription) { s.OrganizationID = nil })
+	mineEnded := newSubscription(t, db, func(s *store.Subscription) {
+		s.Status, s.Entitled, s.NextCheckAt, s.CreatedAt = store.SubscriptionCanceled, false, nil, subT0.Add(-time.Hour)
+	})
+	unclaimed := newSubscription(t, db, func(s *store.Subscription) {
+		s.UserID, s.OrganizationID, s.CreatedAt = nil, nil, subT0.Add(-2*time.Hour)
+	})
+	orgs := newSubscription(t, db, func(s *store.Subscription) {
+		s.UserID, s.OrganizationID, s.StripeCustomerID = ptr("user-2"), ptr("org_7"), "cus_2"
+		s.CreatedAt = subT0.Add(-3 * time.Hour)
+	})
+	newSubscription(t, db, func(s *store.Subscription) { s.ProductKey = "other" })
+	newSubscription(t, db, func(s *store.Subscription) { s.UserID, s.StripeCustomerID = ptr("user-3"), "cus_3" })
+	newSubscription(t, db, func(s *store.Subscription) { s.UserID, s.StripeCustomerID = nil, "cus_3" })
+
+	ids := func(ss []store.Subscription) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		who  store.Subscriber
+		want []store.Subscription
+	}{
+		{store.Subscriber{UserID: "user-1", CustomerID: "cus_1"}, []store.Subscription{mine, mineEnded, unclaimed}},
+		{store.Subscriber{UserID: "user-1"}, []store.Subscription{mine, mineEnded}},
+		{store.Subscriber{UserID: "user-1", CustomerID: "cus_1", OrganizationID: "org_7"},
+			[]store.Subscription{mine, mineEnded, unclaimed, orgs}},
+		{store.Subscriber{UserID: "user-9", CustomerID: "cus_9"}, nil},
+	} {
+		got, err := db.ProductSubscriptionsOf(context.Background(), c.who, "pro")
+		if err != nil || !same(ids(got), ids(c.want)) {
+			t.Errorf("ProductSubscriptionsOf(%+v) = %v (%v), want %v", c.who, ids(got), err, ids(c.want))
+		}
+	}
+}
