@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/paymentd/paymentd/internal/stripeapi"
 	"github.com/paymentd/paymentd/store"
+	"github.com/stripe/stripe-go/v76"
 )
 
 // sessionExpiryMargin keeps a hosted order's session expiry at least this
@@ -82,7 +83,7 @@ func (a *api) checkoutCart(w http.ResponseWriter, r *http.Request, u User, co ch
 	}
 
 	o, lines := a.newOrder(u, co, mode, pc, customerID)
-	if err := a.reserveOrder(ctx, u, o, lines); err != nil {
+	if err := a.reserveOrder(ctx, u, o, lines, pc.promo); err != nil {
 		return err
 	}
 	switch mode {
@@ -108,6 +109,10 @@ func (a *api) newOrder(u User, co checkoutOrder, mode store.UIMode, pc pricedCar
 	if pc.promo != nil {
 		code, id := pc.promo.Code, pc.promo.ID
 		o.PromotionCode, o.PromotionCodeID = &code, &id
+		if pc.promo.Coupon != nil {
+			coupon := pc.promo.Coupon.ID
+			o.CouponID = &coupon
+		}
 	}
 	if customerID != "" {
 		o.StripeCustomerID = &customerID
@@ -126,15 +131,21 @@ func (a *api) newOrder(u User, co checkoutOrder, mode store.UIMode, pc pricedCar
 	return o, lines
 }
 
-// reserveOrder records o and its lines and reserves their stock, in one
-// transaction: either the order holds its units or nothing is recorded
-// (409 out_of_stock with what is left).
-func (a *api) reserveOrder(ctx context.Context, u User, o store.Order, lines []store.OrderLine) error {
+// reserveOrder records o and its lines, reserves their stock and takes a
+// use of promo (nil without a code), in one transaction: either the order
+// holds its units and its use, or nothing is recorded (409 out_of_stock
+// with what is left, or 400 invalid_promotion_code).
+func (a *api) reserveOrder(ctx context.Context, u User, o store.Order, lines []store.OrderLine, promo *stripe.PromotionCode) error {
 	stock := make([]store.StockLine, len(lines))
 	for i, l := range lines {
 		stock[i] = store.StockLine{ProductKey: l.ProductKey, Quantity: l.Quantity}
 	}
 	err := a.db.InTx(ctx, func(q *store.Queries) error {
+		if promo != nil {
+			if err := a.holdPromotion(ctx, q, o, promo); err != nil {
+				return err
+			}
+		}
 		if err := q.InsertOrder(ctx, o, lines); err != nil {
 			return err
 		}

@@ -9,11 +9,13 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -79,4 +81,67 @@ func usablePromotionCode(codes []*stripe.PromotionCode, code string, now time.Ti
 func refusesDiscount(se *stripe.Error) bool {
 	return strings.HasPrefix(se.Param, "discounts") || strings.HasPrefix(string(se.Code), "promotion_code") ||
 		se.Code == stripe.ErrorCodeCouponExpired
+}
+
+// holdPromotion takes, in the transaction q that records order o, a use of
+// promo for it, or refuses with errInvalidPromotionCode. Stripe counts a
+// code's redemptions (and its coupon's) by Checkout Sessions only, never
+// by the PaymentIntents of embedded orders, to which paymentd applies the
+// discount itself; so the uses are Stripe's times_redeemed plus paymentd's
+// embedded orders that are open or paid. They are counted under a lock on
+// the coupon held until the order is recorded, so concurrent checkouts
+// cannot all take the last use. An embedded order with a first-time code
+// also holds it against the buyer's other embedded orders with a code, which
+// paid first would make it not theirs: that, too, Stripe checks only on
+// sessions. A hosted order takes no use (Stripe counts it when it is paid)
+// but is refused when embedded orders hold the uses left.
+func (a *api) holdPromotion(ctx context.Context, q *store.Queries, o store.Order, promo *stripe.PromotionCode) error {
+	if promo.Coupon == nil {
+		return fmt.Errorf("promotion code %s has no coupon", promo.ID)
+	}
+	firstTime := o.UIMode == store.UIModeEmbedded && promo.Restrictions != nil && promo.Restrictions.FirstTimeTransaction
+	lockUser := ""
+	if firstTime {
+		lockUser = o.UserID
+	}
+	if err := q.LockPromotion(ctx, promo.Coupon.ID, lockUser); err != nil {
+		return err
+	}
+	held, err := q.PromotionUses(ctx, promo.ID, promo.Coupon.ID)
+	if err != nil {
+		return err
+	}
+	if usedUp(promo, held) {
+		a.log.InfoContext(ctx, "promotion code refused: redemptions held", "order_id", o.ID, "user_id", o.UserID,
+			"code_uses", held.Code, "coupon_uses", held.Coupon)
+		return errInvalidPromotionCode()
+	}
+	if !firstTime {
+		return nil
+	}
+	paid, err := q.UserHasPaid(ctx, o.UserID)
+	if err != nil {
+		return err
+	}
+	open, err := q.UserHasOpenDiscountedOrder(ctx, o.UserID)
+	if err != nil {
+		return err
+	}
+	if paid || open {
+		a.log.InfoContext(ctx, "promotion code refused: not a first-time buyer", "order_id", o.ID, "user_id", o.UserID,
+			"paid", paid, "open_order", open)
+		return errInvalidPromotionCode()
+	}
+	return nil
+}
+
+// usedUp reports whether promo or its coupon has no redemption left,
+// counting Stripe's redemptions and the uses paymentd's embedded orders
+// hold, which Stripe never counts.
+func usedUp(promo *stripe.PromotionCode, held store.PromotionUse) bool {
+	if promo.MaxRedemptions > 0 && promo.TimesRedeemed+int64(held.Code) >= promo.MaxRedemptions {
+		return true
+	}
+	c := promo.Coupon
+	return c.MaxRedemptions > 0 && c.TimesRedeemed+int64(held.Coupon) >= c.MaxRedemptions
 }

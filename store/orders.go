@@ -84,8 +84,10 @@ type Order struct {
 	AmountTotal    int64  `json:"amount_total"`
 	AmountRefunded int64  `json:"amount_refunded"`
 	// PromotionCode is the code the buyer typed, PromotionCodeID Stripe's id.
-	PromotionCode         *string `json:"promotion_code"`
-	PromotionCodeID       *string `json:"promotion_code_id"`
+	PromotionCode   *string `json:"promotion_code"`
+	PromotionCodeID *string `json:"promotion_code_id"`
+	// CouponID is the code's coupon (set at insert, never changed).
+	CouponID              *string `json:"coupon_id"`
 	StripeSessionID       *string `json:"stripe_session_id"`
 	StripePaymentIntentID *string `json:"stripe_payment_intent_id"`
 	StripeCustomerID      *string `json:"stripe_customer_id"`
@@ -144,7 +146,8 @@ type OrderLine struct {
 const orderColumns = `id, user_id, email, ui_mode, status, currency, amount_subtotal, amount_discount, amount_tax,
 	amount_total, amount_refunded, promotion_code, promotion_code_id, stripe_session_id, stripe_payment_intent_id,
 	stripe_customer_id, stripe_charge_id, client_secret, checkout_url, tax_calculation_id, github_username,
-	failed_attempts, last_payment_error, stock_short, expires_at, created_at, paid_at, ended_at, updated_at, checked_at`
+	failed_attempts, last_payment_error, stock_short, expires_at, created_at, paid_at, ended_at, updated_at, checked_at,
+	coupon_id`
 
 func scanOrder(row pgx.CollectableRow) (Order, error) {
 	var o Order
@@ -152,7 +155,7 @@ func scanOrder(row pgx.CollectableRow) (Order, error) {
 		&o.AmountTax, &o.AmountTotal, &o.AmountRefunded, &o.PromotionCode, &o.PromotionCodeID, &o.StripeSessionID,
 		&o.StripePaymentIntentID, &o.StripeCustomerID, &o.StripeChargeID, &o.ClientSecret, &o.CheckoutURL,
 		&o.TaxCalculationID, &o.GitHubUsername, &o.FailedAttempts, &o.LastPaymentError, &o.StockShort, &o.ExpiresAt,
-		&o.CreatedAt, &o.PaidAt, &o.EndedAt, &o.UpdatedAt, &o.CheckedAt)
+		&o.CreatedAt, &o.PaidAt, &o.EndedAt, &o.UpdatedAt, &o.CheckedAt, &o.CouponID)
 	return o, err
 }
 
@@ -177,12 +180,12 @@ func (q *Queries) orders(ctx context.Context, sql string, args ...any) ([]Order,
 func (q *Queries) InsertOrder(ctx context.Context, o Order, lines []OrderLine) error {
 	_, err := q.db.Exec(ctx, `INSERT INTO orders (`+orderColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-			$23, $24, $25, $26, $27, $28, $29, $30)`,
+			$23, $24, $25, $26, $27, $28, $29, $30, $31)`,
 		o.ID, o.UserID, o.Email, o.UIMode, o.Status, o.Currency, o.AmountSubtotal, o.AmountDiscount, o.AmountTax,
 		o.AmountTotal, o.AmountRefunded, o.PromotionCode, o.PromotionCodeID, o.StripeSessionID, o.StripePaymentIntentID,
 		o.StripeCustomerID, o.StripeChargeID, o.ClientSecret, o.CheckoutURL, o.TaxCalculationID, o.GitHubUsername,
 		o.FailedAttempts, o.LastPaymentError, o.StockShort, o.ExpiresAt.UTC(), o.CreatedAt.UTC(), o.PaidAt, o.EndedAt,
-		o.UpdatedAt.UTC(), o.CheckedAt)
+		o.UpdatedAt.UTC(), o.CheckedAt, o.CouponID)
 	if err != nil {
 		return fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
@@ -311,17 +314,102 @@ func (q *Queries) MarkOrderChecked(ctx context.Context, orderID string, now time
 	return nil
 }
 
-// PromotionCodeUses counts the paid embedded orders that used promotion
-// code promotionCodeID: Stripe counts a code's redemptions by Checkout
-// Sessions only, so paymentd counts those of the intents it charged.
-func (q *Queries) PromotionCodeUses(ctx context.Context, promotionCodeID string) (int, error) {
-	var n int
-	err := q.db.QueryRow(ctx, `SELECT count(*) FROM orders WHERE promotion_code_id = $1 AND ui_mode = 'embedded'
-		AND status IN ('paid', 'partially_refunded', 'refunded')`, promotionCodeID).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count uses of promotion code %s: %w", promotionCodeID, err)
+// holdingStatuses are the statuses of an order that holds a use of its
+// promotion code: open (it may still be paid) or paid. An order that ended
+// unpaid frees its use.
+func holdingStatuses() []string {
+	var out []string
+	for _, s := range OrderStatuses {
+		if s.Open() || s.Paid() {
+			out = append(out, string(s))
+		}
 	}
-	return n, nil
+	return out
+}
+
+// PromotionCodeUses counts the embedded orders that hold a use of promotion
+// code promotionCodeID, open or paid: Stripe counts a code's redemptions by
+// Checkout Sessions only, so paymentd counts those of the intents it
+// charges, and counts them from checkout, not payment, as the discount is
+// granted then.
+func (q *Queries) PromotionCodeUses(ctx context.Context, promotionCodeID string) (int, error) {
+	u, err := q.PromotionUses(ctx, promotionCodeID, "")
+	return u.Code, err
+}
+
+// PromotionUse counts the embedded orders holding a use of a promotion
+// code (Code) and of its coupon, through any of the coupon's codes
+// (Coupon).
+type PromotionUse struct {
+	Code, Coupon int
+}
+
+// PromotionUses counts the embedded orders, open or paid, holding a use of
+// promotion code promotionCodeID and of coupon couponID (none when "").
+// Called after LockPromotion in the transaction that records an order, the
+// counts cannot change before it commits.
+func (q *Queries) PromotionUses(ctx context.Context, promotionCodeID, couponID string) (PromotionUse, error) {
+	var u PromotionUse
+	err := q.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE promotion_code_id = $1),
+			count(*) FILTER (WHERE coupon_id = $2)
+		FROM orders WHERE (promotion_code_id = $1 OR coupon_id = $2) AND ui_mode = 'embedded' AND status = ANY($3)`,
+		promotionCodeID, couponID, holdingStatuses()).Scan(&u.Code, &u.Coupon)
+	if err != nil {
+		return u, fmt.Errorf("count uses of promotion code %s: %w", promotionCodeID, err)
+	}
+	return u, nil
+}
+
+// promotionLockClass is the first key of the advisory locks taken on
+// coupons and users by LockPromotion: the two-key lock space is apart from
+// the one-key locks paymentd holds for a session (migration, poller),
+// which a hash could otherwise collide with and block on for good.
+const promotionLockClass = 0x70726f6d // "prom"
+
+// LockPromotion serialises, until the transaction ends, the checkouts
+// using coupon couponID (whichever of its promotion codes they use) and,
+// when userID is not "", those of that user with a first-time code: a
+// checkout counts the uses held and records its order under the lock, so
+// two cannot both take the last one. q must be a transaction. Locks are
+// taken coupon first, user second, in every transaction, so they cannot
+// deadlock.
+func (q *Queries) LockPromotion(ctx context.Context, couponID, userID string) error {
+	if _, err := q.db.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext('coupon:' || $2))`,
+		promotionLockClass, couponID); err != nil {
+		return fmt.Errorf("lock coupon %s: %w", couponID, err)
+	}
+	if userID == "" {
+		return nil
+	}
+	if _, err := q.db.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext('user:' || $2))`,
+		promotionLockClass, userID); err != nil {
+		return fmt.Errorf("lock promotions of %s: %w", userID, err)
+	}
+	return nil
+}
+
+// UserHasOpenDiscountedOrder reports whether the user has an open embedded
+// order with a promotion code: paid later, it would make another first-time
+// code not theirs to use.
+func (q *Queries) UserHasOpenDiscountedOrder(ctx context.Context, userID string) (bool, error) {
+	var open bool
+	err := q.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE user_id = $1 AND ui_mode = 'embedded'
+		AND promotion_code_id IS NOT NULL AND status = ANY($2))`, userID, openStatuses()).Scan(&open)
+	if err != nil {
+		return false, fmt.Errorf("look up open orders of %s: %w", userID, err)
+	}
+	return open, nil
+}
+
+// openStatuses are the statuses of an open order.
+func openStatuses() []string {
+	var out []string
+	for _, s := range OrderStatuses {
+		if s.Open() {
+			out = append(out, string(s))
+		}
+	}
+	return out
 }
 
 // OrderDispute is one row of order_disputes. Status is Stripe's.
