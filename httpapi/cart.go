@@ -307,8 +307,9 @@ func (a *api) priceCart(ctx context.Context, items []store.CartItem, code string
 // invalid_promotion_code answer, every code checkout refuses, a coupon
 // limited to some products or in another currency, and for an embedded
 // order the restrictions Stripe checks only on sessions (a minimum amount,
-// first-time buyers) and redemptions used up counting paymentd's paid
-// orders.
+// first-time buyers) and redemptions used up counting paymentd's open and
+// paid embedded orders (an early answer: the order's own transaction takes
+// the use under the coupon's lock, holdPromotion in promotion.go).
 func (a *api) cartPromotion(ctx context.Context, code string, pc pricedCart, p pricing) (*stripe.PromotionCode, int64, error) {
 	if !promotionCodeRE.MatchString(code) {
 		return nil, 0, errInvalidPromotionCode()
