@@ -189,6 +189,9 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 			d.Invoices = append(d.Invoices, inv)
 		}
 	}
+	if prev != nil && staleSubscription(*prev, snap) {
+		next = *prev // an earlier period's snapshot: the row stands (its entitlement is still decided)
+	}
 	if prev != nil && prev.Status.Terminal() {
 		next = *prev // Stripe never moves it again: a late snapshot changes nothing
 	} else {
@@ -220,6 +223,16 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 	d.Write = prev == nil || !sameSubscription(*prev, next)
 	d.What = whatOf(prev, next)
 	return d
+}
+
+// staleSubscription reports whether snapshot snap is older than the row
+// prev: it is of an earlier period (Stripe's current_period_start never
+// goes back; a renewal, a trial's end or a reset billing anchor move it
+// forward). Stripe objects carry no updated time, so a snapshot of the
+// same period cannot be ordered this way; within a period the rows follow
+// the latest snapshot applied.
+func staleSubscription(prev, snap store.Subscription) bool {
+	return snap.CurrentPeriodStart.Before(prev.CurrentPeriodStart)
 }
 
 // staleInvoice reports whether an invoice recorded in status recorded must

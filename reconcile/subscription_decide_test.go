@@ -355,6 +355,16 @@ func TestDecideSubscription(t *testing.T) {
 					t.Errorf("invoices written %+v, want the paid one kept", d.Invoices)
 				}
 			}},
+		// A subscription snapshot of an earlier period than the row's
+		// (current_period_start never goes back in Stripe) is older than
+		// the row: the row stays, nothing is announced.
+		{name: "a snapshot of the previous period, past_due and canceling: the row stays",
+			prev: first(sub(nil), inv(nil)), prevInv: []store.Invoice{ofSub(inv(nil))},
+			snap: sub(func(s *store.Subscription) {
+				s.Status, s.CancelAtPeriodEnd = store.SubscriptionPastDue, true
+				s.CurrentPeriodStart, s.CurrentPeriodEnd = subNow.AddDate(0, -1, -1), subNow.Add(-24*time.Hour)
+			}),
+			invs: []store.Invoice{inv(nil)}, pol: pol, entitled: true},
 		{name: "incomplete: recorded, nothing set in motion",
 			snap: sub(func(s *store.Subscription) { s.Status, s.StartedAt = store.SubscriptionIncomplete, nil }),
 			invs: []store.Invoice{failing}, pol: pol, write: true},
