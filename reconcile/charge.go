@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paymentd/paymentd/steps"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -263,16 +264,56 @@ type disputeDecision struct {
 	// opened: first seen (the operator is told); lost: lost since it was
 	// last recorded (a full refund).
 	opened, lost bool
+	// conflict: the recorded status is final and the dispute now says
+	// another final one (not expected from Stripe); the recorded one is
+	// kept and the operator is told.
+	conflict bool
+}
+
+// disputeFinal reports whether Stripe never moves a dispute in status s
+// again: won, lost, and an inquiry closed without becoming a chargeback
+// (warning_closed; an inquiry that escalates goes to needs_response
+// first).
+func disputeFinal(s string) bool {
+	switch stripe.DisputeStatus(s) {
+	case stripe.DisputeStatusWon, stripe.DisputeStatusLost, stripe.DisputeStatusWarningClosed:
+		return true
+	}
+	return false
+}
+
+// staleDispute reports whether a dispute in status s, compared with its
+// row recorded in status recorded, must not be applied, and whether that
+// is a conflict between two final statuses. A final status is never left:
+// a dispute that says otherwise is a snapshot older than the row (a list
+// page read before a hint recorded the outcome), and applying it would
+// take a loss back (the purchase completed again, its access granted
+// again, and the loss's steps, scheduled once, not scheduled when it is
+// seen again). One final status for another is not something Stripe does;
+// which of the two is older cannot be told, so the recorded one stays and
+// the operator is told (conflict) rather than refunding or un-refunding on
+// a guess.
+func staleDispute(recorded, s string) (stale, conflict bool) {
+	if !disputeFinal(recorded) || recorded == s {
+		return false, false
+	}
+	return true, disputeFinal(s)
 }
 
 // decideDispute compares a dispute with its purchase p and its recorded
-// row (nil when none).
+// row (nil when none). A recorded final status is kept (staleDispute).
 func decideDispute(p store.Purchase, d *stripe.Dispute, recorded *store.Dispute, now time.Time) disputeDecision {
 	row := store.Dispute{ID: d.ID, PurchaseID: p.ID, Amount: d.Amount, Currency: strings.ToLower(string(d.Currency)),
 		Status: string(d.Status), Reason: string(d.Reason), CreatedAt: timeOf(d.Created, now)}
 	out := disputeDecision{row: row, next: p}
 	if recorded != nil && recorded.Status == row.Status && recorded.Amount == row.Amount {
 		return out
+	}
+	if recorded != nil {
+		if stale, conflict := staleDispute(recorded.Status, row.Status); stale {
+			out.row, out.conflict = *recorded, conflict
+			return out
+		}
 	}
 	out.write = true
 	lost := d.Status == stripe.DisputeStatusLost
@@ -320,6 +361,13 @@ func (r *Reconciler) applyDispute(ctx context.Context, d *stripe.Dispute, rep *R
 		}
 		now := r.clock.Now()
 		dd := decideDispute(p, d, recorded, now)
+		if dd.conflict {
+			return r.ful.Alert(ctx, q, "dispute_final:"+d.ID+":"+string(d.Status), steps.AlertArgs{
+				SubjectKind: store.SubjectPurchase, SubjectID: p.ID, PurchaseID: p.ID, Pipeline: alertPipeline, Step: "dispute",
+				LastError: "Dispute " + d.ID + " of purchase " + p.ID + " was recorded " + recorded.Status + " and Stripe now says " +
+					string(d.Status) + ": paymentd keeps " + recorded.Status + "; check the dispute in the Stripe dashboard.",
+			})
+		}
 		if !dd.write {
 			return nil
 		}

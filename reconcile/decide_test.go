@@ -163,30 +163,54 @@ func TestDecideDispute(t *testing.T) {
 	row := func(status string) *store.Dispute {
 		return &store.Dispute{ID: "dp_1", PurchaseID: "p1", Amount: 10000, Currency: "usd", Status: status}
 	}
+	refunded := paid
+	refunded.Status, refunded.Disputed = store.PurchaseRefunded, true
 	for _, tc := range []struct {
 		name                string
+		p                   *store.Purchase // paid when nil
 		d                   *stripe.Dispute
 		recorded            *store.Dispute
 		write, opened, lost bool
 		status              store.PurchaseStatus
+		conflict            bool
 	}{
-		{"opened", dispute(stripe.DisputeStatusNeedsResponse), nil, true, true, false, store.PurchaseCompleted},
-		{"unchanged", dispute(stripe.DisputeStatusNeedsResponse), row("needs_response"), false, false, false, store.PurchaseCompleted},
-		{"under review", dispute(stripe.DisputeStatusUnderReview), row("needs_response"), true, false, false, store.PurchaseCompleted},
-		{"lost", dispute(stripe.DisputeStatusLost), row("under_review"), true, false, true, store.PurchaseRefunded},
-		{"first seen lost", dispute(stripe.DisputeStatusLost), nil, true, true, true, store.PurchaseRefunded},
-		{"won", dispute(stripe.DisputeStatusWon), row("under_review"), true, false, false, store.PurchaseCompleted},
+		{"opened", nil, dispute(stripe.DisputeStatusNeedsResponse), nil, true, true, false, store.PurchaseCompleted, false},
+		{"unchanged", nil, dispute(stripe.DisputeStatusNeedsResponse), row("needs_response"), false, false, false, store.PurchaseCompleted, false},
+		{"under review", nil, dispute(stripe.DisputeStatusUnderReview), row("needs_response"), true, false, false, store.PurchaseCompleted, false},
+		{"lost", nil, dispute(stripe.DisputeStatusLost), row("under_review"), true, false, true, store.PurchaseRefunded, false},
+		{"first seen lost", nil, dispute(stripe.DisputeStatusLost), nil, true, true, true, store.PurchaseRefunded, false},
+		{"won", nil, dispute(stripe.DisputeStatusWon), row("under_review"), true, false, false, store.PurchaseCompleted, false},
+		{"inquiry closed", nil, dispute(stripe.DisputeStatusWarningClosed), row("warning_under_review"), true, false, false, store.PurchaseCompleted, false},
+		// A list page older than the loss a hint recorded: the purchase
+		// stays refunded and the row lost.
+		{"stale needs_response after lost", &refunded, dispute(stripe.DisputeStatusNeedsResponse), row("lost"), false, false, false, store.PurchaseRefunded, false},
+		{"stale under_review after lost", &refunded, dispute(stripe.DisputeStatusUnderReview), row("lost"), false, false, false, store.PurchaseRefunded, false},
+		{"stale warning after lost", &refunded, dispute(stripe.DisputeStatusWarningUnderReview), row("lost"), false, false, false, store.PurchaseRefunded, false},
+		{"stale under_review after won", nil, dispute(stripe.DisputeStatusUnderReview), row("won"), false, false, false, store.PurchaseCompleted, false},
+		{"stale warning after warning_closed", nil, dispute(stripe.DisputeStatusWarningNeedsResponse), row("warning_closed"), false, false, false, store.PurchaseCompleted, false},
+		// One final status for another is not expected from Stripe: the
+		// recorded one stays and the operator is told.
+		{"won after lost", &refunded, dispute(stripe.DisputeStatusWon), row("lost"), false, false, false, store.PurchaseRefunded, true},
+		{"lost after won", nil, dispute(stripe.DisputeStatusLost), row("won"), false, false, false, store.PurchaseCompleted, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := decideDispute(paid, tc.d, tc.recorded, now)
-			if d.write != tc.write || d.opened != tc.opened || d.lost != tc.lost {
-				t.Errorf("write %v opened %v lost %v; want %v %v %v", d.write, d.opened, d.lost, tc.write, tc.opened, tc.lost)
+			p := paid
+			if tc.p != nil {
+				p = *tc.p
+			}
+			d := decideDispute(p, tc.d, tc.recorded, now)
+			if d.write != tc.write || d.opened != tc.opened || d.lost != tc.lost || d.conflict != tc.conflict {
+				t.Errorf("write %v opened %v lost %v conflict %v; want %v %v %v %v", d.write, d.opened, d.lost, d.conflict,
+					tc.write, tc.opened, tc.lost, tc.conflict)
 			}
 			if d.write && (d.next.Status != tc.status || !d.next.Disputed) {
 				t.Errorf("next = %s disputed %v; want %s disputed", d.next.Status, d.next.Disputed, tc.status)
 			}
-			if !d.write && !equalPurchases(d.next, paid) {
+			if !d.write && !equalPurchases(d.next, p) {
 				t.Errorf("an unchanged dispute changed the purchase: %+v", d.next)
+			}
+			if !d.write && tc.recorded != nil && d.row.Status != tc.recorded.Status {
+				t.Errorf("row status %s, want the recorded %s kept", d.row.Status, tc.recorded.Status)
 			}
 		})
 	}

@@ -753,12 +753,17 @@ type orderDisputeDecision struct {
 // decideOrderDispute compares a dispute with its order o and its recorded
 // row (o is paid). A dispute newly lost refunds the order in full (its
 // refunded amount stays the charge's: no money was refunded, it was taken
-// back).
+// back). A recorded final status is kept, as for a purchase's dispute
+// (staleDispute): the row stays as recorded, so nothing is written and
+// OrderHasLostDispute keeps counting a loss.
 func decideOrderDispute(o store.Order, d *stripe.Dispute, recorded *store.OrderDispute, now time.Time) orderDisputeDecision {
 	row := store.OrderDispute{ID: d.ID, OrderID: o.ID, Amount: d.Amount, Currency: strings.ToLower(string(d.Currency)),
 		Status: string(d.Status), Reason: string(d.Reason), CreatedAt: timeOf(d.Created, now)}
 	if recorded != nil {
 		row.CreatedAt, row.UpdatedAt = recorded.CreatedAt, recorded.UpdatedAt
+		if stale, _ := staleDispute(recorded.Status, row.Status); stale {
+			return orderDisputeDecision{row: *recorded, next: o}
+		}
 	}
 	out := orderDisputeDecision{row: row, next: o}
 	if d.Status != stripe.DisputeStatusLost || (recorded != nil && recorded.Status == string(stripe.DisputeStatusLost)) {

@@ -93,6 +93,7 @@ func TestDecideOrderDispute(t *testing.T) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	paid := store.Order{ID: "o1", Status: store.OrderPaid, AmountTotal: 1000}
 	partly := store.Order{ID: "o1", Status: store.OrderPartiallyRefunded, AmountTotal: 1000, AmountRefunded: 300}
+	refunded := store.Order{ID: "o1", Status: store.OrderRefunded, AmountTotal: 1000}
 	dispute := func(st stripe.DisputeStatus) *stripe.Dispute {
 		return &stripe.Dispute{ID: "dp_1", Status: st, Amount: 1000, Currency: "usd", Reason: "fraudulent",
 			Created: now.Add(-time.Hour).Unix()}
@@ -116,6 +117,12 @@ func TestDecideOrderDispute(t *testing.T) {
 		{"lost, seen again", store.Order{ID: "o1", Status: store.OrderRefunded, AmountTotal: 1000},
 			dispute(stripe.DisputeStatusLost), recorded("lost"), false, store.OrderRefunded},
 		{"won", paid, dispute(stripe.DisputeStatusWon), recorded("under_review"), false, store.OrderPaid},
+		// A list page older than the recorded outcome: the row keeps it
+		// (so the order's loss is not forgotten) and nothing happens.
+		{"stale needs_response after lost", refunded, dispute(stripe.DisputeStatusNeedsResponse), recorded("lost"), false, store.OrderRefunded},
+		{"stale under_review after won", paid, dispute(stripe.DisputeStatusUnderReview), recorded("won"), false, store.OrderPaid},
+		{"won after lost: lost kept", refunded, dispute(stripe.DisputeStatusWon), recorded("lost"), false, store.OrderRefunded},
+		{"lost after won: won kept", paid, dispute(stripe.DisputeStatusLost), recorded("won"), false, store.OrderPaid},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := decideOrderDispute(c.o, c.d, c.recorded, now)
@@ -125,8 +132,12 @@ func TestDecideOrderDispute(t *testing.T) {
 			if d.next.AmountRefunded != c.o.AmountRefunded {
 				t.Errorf("refunded %d, want the charge's %d", d.next.AmountRefunded, c.o.AmountRefunded)
 			}
-			if d.row.Status != string(c.d.Status) || d.row.OrderID != "o1" || d.row.Amount != 1000 {
-				t.Errorf("row %+v", d.row)
+			status := string(c.d.Status)
+			if c.recorded != nil && disputeFinal(c.recorded.Status) {
+				status = c.recorded.Status // kept
+			}
+			if d.row.Status != status || d.row.OrderID != "o1" || d.row.Amount != 1000 {
+				t.Errorf("row %+v, want status %s", d.row, status)
 			}
 			if c.recorded != nil && !d.row.CreatedAt.Equal(c.recorded.CreatedAt) {
 				t.Errorf("row created %v, want the recorded %v", d.row.CreatedAt, c.recorded.CreatedAt)

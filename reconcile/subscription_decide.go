@@ -157,7 +157,8 @@ func ended(s store.SubscriptionStatus) bool {
 // for the recorded row prev (nil: none) and its recorded invoices
 // (prevInv, by id: those read with the snapshot, and those unpaid with a
 // failed payment, which the grace counts from), at now. A terminal row
-// never changes again; its invoices are still written as Stripe says.
+// never changes again; its invoices are still written as Stripe says,
+// except that a paid or void invoice stays so (staleInvoice).
 func decideSubscription(prev *store.Subscription, snap store.Subscription, invs []store.Invoice,
 	prevInv map[string]store.Invoice, pol subPolicy, now time.Time) subDecision {
 	var d subDecision
@@ -169,8 +170,11 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 	failed := map[string]bool{}
 	decided := make([]store.Invoice, 0, len(invs))
 	for _, inv := range invs {
-		inv.SubscriptionID = next.ID
 		old, known := prevInv[inv.ID]
+		if known && staleInvoice(old.Status, inv.Status) {
+			inv = old // a snapshot older than the row: kept as recorded
+		}
+		inv.SubscriptionID = next.ID
 		if known {
 			inv.FirstFailedAt = old.FirstFailedAt
 			inv.UpdatedAt = old.UpdatedAt
@@ -184,6 +188,9 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 		if !known || !sameInvoice(old, inv) {
 			d.Invoices = append(d.Invoices, inv)
 		}
+	}
+	if prev != nil && staleSubscription(*prev, snap) {
+		next = *prev // an earlier period's snapshot: the row stands (its entitlement is still decided)
 	}
 	if prev != nil && prev.Status.Terminal() {
 		next = *prev // Stripe never moves it again: a late snapshot changes nothing
@@ -216,6 +223,29 @@ func decideSubscription(prev *store.Subscription, snap store.Subscription, invs 
 	d.Write = prev == nil || !sameSubscription(*prev, next)
 	d.What = whatOf(prev, next)
 	return d
+}
+
+// staleSubscription reports whether snapshot snap is older than the row
+// prev: it is of an earlier period (Stripe's current_period_start never
+// goes back; a renewal, a trial's end or a reset billing anchor move it
+// forward). Stripe objects carry no updated time, so a snapshot of the
+// same period cannot be ordered this way; within a period the rows follow
+// the latest snapshot applied.
+func staleSubscription(prev, snap store.Subscription) bool {
+	return snap.CurrentPeriodStart.Before(prev.CurrentPeriodStart)
+}
+
+// staleInvoice reports whether an invoice recorded in status recorded must
+// keep it against a snapshot in status s: paid and void are final in
+// Stripe (a paid invoice cannot be voided, a void one cannot be paid), so
+// a snapshot that says otherwise was read before the row was written (the
+// pass lists an account's invoices before its subscriptions, minutes
+// earlier under load). Applying it would make a paid invoice owed again,
+// send payment_failed for it and count it toward the grace. The other
+// moves (draft to open, open to uncollectible and back to paid) carry no
+// such order and are applied as Stripe says.
+func staleInvoice(recorded, s store.InvoiceStatus) bool {
+	return recorded != s && (recorded == store.InvoicePaid || recorded == store.InvoiceVoid)
 }
 
 // carry returns the snapshot with what paymentd decided on prev kept: its

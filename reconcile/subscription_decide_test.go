@@ -158,7 +158,9 @@ func TestDecideSubscription(t *testing.T) {
 			prev: first(activeGranted, inv(nil)), prevInv: []store.Invoice{inv(nil)},
 			snap: activeGranted, invs: []store.Invoice{inv(nil)}, pol: pol, entitled: true},
 		{name: "a renewal fails: one email, its reminder, access kept in grace, past_due",
-			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)}, snap: pastDue, invs: []store.Invoice{failing}, pol: pol,
+			// The renewal's invoice is new (the last period's, paid, is
+			// another one): a paid invoice is never seen open again.
+			prev: &activeGranted, snap: pastDue, invs: []store.Invoice{failing}, pol: pol,
 			emails:   []string{TemplatePaymentFailed, TemplatePaymentReminder},
 			webhooks: []string{WebhookSubscriptionPastDue}, entitled: true, write: true,
 			check: func(t *testing.T, d subDecision) {
@@ -257,7 +259,7 @@ func TestDecideSubscription(t *testing.T) {
 				}
 			}},
 		{name: "grace 0 revokes at once",
-			prev: &activeGranted, prevInv: []store.Invoice{inv(nil)}, snap: pastDue, invs: []store.Invoice{failing},
+			prev: &activeGranted, snap: pastDue, invs: []store.Invoice{failing},
 			pol:      subPolicy{DunningReminder: pol.DunningReminder},
 			emails:   []string{TemplatePaymentFailed, TemplatePaymentReminder},
 			webhooks: []string{WebhookSubscriptionPastDue}, access: store.AccessRevoked, write: true},
@@ -320,6 +322,49 @@ func TestDecideSubscription(t *testing.T) {
 			prev: &activeGranted, snap: sub(nil),
 			invs: []store.Invoice{inv(func(i *store.Invoice) { i.PaidAt = tp(subNow.AddDate(0, -2, 0)) })},
 			pol:  subPolicy{Grace: pol.Grace, NotifyWindow: 72 * time.Hour}, entitled: true, write: true},
+		// A snapshot older than the row (a list of invoices read minutes
+		// before a hint recorded the payment): a paid invoice stays paid,
+		// and no payment_failed goes out for it.
+		{name: "a stale open invoice after a recorded paid: no change, no payment_failed",
+			prev: first(sub(nil), inv(nil)), prevInv: []store.Invoice{ofSub(inv(nil))},
+			snap: sub(nil), invs: []store.Invoice{failing}, pol: pol, entitled: true,
+			check: func(t *testing.T, d subDecision) {
+				if len(d.Invoices) != 0 {
+					t.Errorf("invoices written %+v, want the paid one kept", d.Invoices)
+				}
+			}},
+		{name: "a stale draft invoice after a recorded void: no change",
+			prev: first(sub(nil), inv(nil)), prevInv: []store.Invoice{ofSub(inv(nil)), ofSub(inv(func(i *store.Invoice) {
+				i.ID, i.Status, i.AmountPaid, i.PaidAt = "in_0", store.InvoiceVoid, 0, nil
+			}))},
+			snap: sub(nil), invs: []store.Invoice{inv(nil), inv(func(i *store.Invoice) {
+				i.ID, i.Status, i.AmountPaid, i.AmountRemaining, i.PaidAt = "in_0", store.InvoiceDraft, 0, 2900, nil
+			})}, pol: pol, entitled: true,
+			check: func(t *testing.T, d subDecision) {
+				if len(d.Invoices) != 0 {
+					t.Errorf("invoices written %+v, want the void one kept", d.Invoices)
+				}
+			}},
+		{name: "a stale uncollectible invoice after a recorded paid: no change, no payment_failed",
+			prev: first(sub(nil), inv(nil)), prevInv: []store.Invoice{ofSub(inv(nil))},
+			snap: sub(nil), invs: []store.Invoice{inv(func(i *store.Invoice) {
+				i.Status, i.AmountPaid, i.AmountRemaining, i.PaidAt = store.InvoiceUncollectible, 0, 2900, nil
+			})}, pol: pol, entitled: true,
+			check: func(t *testing.T, d subDecision) {
+				if len(d.Invoices) != 0 {
+					t.Errorf("invoices written %+v, want the paid one kept", d.Invoices)
+				}
+			}},
+		// A subscription snapshot of an earlier period than the row's
+		// (current_period_start never goes back in Stripe) is older than
+		// the row: the row stays, nothing is announced.
+		{name: "a snapshot of the previous period, past_due and canceling: the row stays",
+			prev: first(sub(nil), inv(nil)), prevInv: []store.Invoice{ofSub(inv(nil))},
+			snap: sub(func(s *store.Subscription) {
+				s.Status, s.CancelAtPeriodEnd = store.SubscriptionPastDue, true
+				s.CurrentPeriodStart, s.CurrentPeriodEnd = subNow.AddDate(0, -1, -1), subNow.Add(-24*time.Hour)
+			}),
+			invs: []store.Invoice{inv(nil)}, pol: pol, entitled: true},
 		{name: "incomplete: recorded, nothing set in motion",
 			snap: sub(func(s *store.Subscription) { s.Status, s.StartedAt = store.SubscriptionIncomplete, nil }),
 			invs: []store.Invoice{failing}, pol: pol, write: true},
@@ -382,6 +427,12 @@ func tp2(s store.Subscription, entitled bool) *store.Subscription {
 func first(s store.Subscription, invs ...store.Invoice) *store.Subscription {
 	d := decideSubscription(nil, s, invs, nil, subPolicy{Grace: 7 * 24 * time.Hour}, subNow)
 	return &d.Next
+}
+
+// ofSub is invoice i as recorded for sub's row.
+func ofSub(i store.Invoice) store.Invoice {
+	i.SubscriptionID = sub(nil).ID
+	return i
 }
 
 func withFailure(i store.Invoice, at time.Time) store.Invoice {
