@@ -237,6 +237,12 @@ func (r *Reconciler) applySession(ctx context.Context, s *stripe.CheckoutSession
 // adopt says it is paymentd's; one that is not is counted as skipped, and
 // a claim of it finds no session.
 func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) (sessionResult, error) {
+	return r.applySessionIn(ctx, s, c, rep, false)
+}
+
+// applySessionIn is applySessionResult; walk is set when a walk of the
+// lists applies the session (see Fulfillment.Completed).
+func (r *Reconciler) applySessionIn(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report, walk bool) (sessionResult, error) {
 	if isOrderSession(s) {
 		// A cart's session is an order's, never a purchase (order.go).
 		if c != nil {
@@ -258,7 +264,7 @@ func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutS
 	}
 	it := &sessionItem{f: f, a: adopt(s, f.items, r.products)}
 	err = r.inTx(ctx, rep, func(q *store.Queries) error {
-		return r.writeSessions(ctx, q, []*sessionItem{it}, c, rep)
+		return r.writeSessions(ctx, q, []*sessionItem{it}, c, rep, walk)
 	})
 	if err == nil && it.res.skipped != "" {
 		rep.skip(s.ID, it.res.skipped)
@@ -294,8 +300,9 @@ type sessionChange struct {
 // are inserted in one statement and changed ones updated in one round
 // trip, and the pipelines of the batch are scheduled in the same
 // transaction. A claimant, when set, is the verified user claiming the
-// (single) session.
-func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items []*sessionItem, c *Claimant, rep *Report) error {
+// (single) session; walk is set when a walk of the lists writes them.
+func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items []*sessionItem, c *Claimant, rep *Report,
+	walk bool) error {
 	ids := make([]string, len(items))
 	var candidates []string
 	for i, it := range items {
@@ -336,7 +343,7 @@ func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items 
 			return err
 		}
 	}
-	if err := r.ful.Completed(ctx, q, completed); err != nil {
+	if err := r.ful.Completed(ctx, q, completed, walk); err != nil {
 		return err
 	}
 	for _, p := range w.claimed {
@@ -428,7 +435,7 @@ func decideSessions(items []*sessionItem, rows map[string]store.Purchase, taken 
 func (r *Reconciler) sessionTransition(ctx context.Context, q *store.Queries, p store.Purchase, what string) error {
 	switch what {
 	case whatCompleted:
-		return r.ful.Completed(ctx, q, []store.Purchase{p})
+		return r.ful.Completed(ctx, q, []store.Purchase{p}, false)
 	case whatExpired:
 		return r.ful.Expired(ctx, q, p)
 	case whatFailed:
