@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -98,13 +99,17 @@ type adoption struct {
 }
 
 // adopt decides whether a session paymentd has no row for is paymentd's:
-// it carries paymentd's metadata (a purchase_id that is a UUID), or it is
-// in payment mode with a line item whose price's lookup key is a
-// configured product (a Payment Link for our product). Metadata can only
-// be set with the account's secret key, so it says "created through
-// paymentd's API"; the amounts still come from Stripe's own fields. items
-// are the session's line items; products are the configured product keys.
-func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[string]bool) adoption {
+// it carries paymentd's metadata (a purchase_id that is a UUID and a
+// product that is a configured one-time product, as paymentd's checkout
+// always sets them), or it is in payment mode with a line item whose
+// price's lookup key is a configured product (a Payment Link for our
+// product). Metadata can only be set with the account's secret key, but
+// another integration on the same account (another app, a staging
+// paymentd in test mode) may set a purchase_id of its own: without one of
+// our products named, its session is judged by its line items alone, like
+// any other. The amounts still come from Stripe's own fields. items are the
+// session's line items; products are the configured products, by key.
+func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[string]config.Product) adoption {
 	lookupKey := func(li *stripe.LineItem) string {
 		if li.Price == nil {
 			return ""
@@ -124,20 +129,9 @@ func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[str
 	}
 	if _, err := uuid.Parse(s.Metadata["purchase_id"]); err == nil {
 		key := s.Metadata["product"]
-		for _, li := range items { // without the product in metadata: the first configured one, else any
-			if k := lookupKey(li); key == "" && products[k] {
-				key = k
-			}
+		if p, ok := products[key]; ok && !p.IsSubscription() {
+			return adoption{productKey: key, quantity: quantityOf(key)}
 		}
-		for _, li := range items {
-			if k := lookupKey(li); key == "" {
-				key = k
-			}
-		}
-		if key == "" {
-			key = "unknown"
-		}
-		return adoption{productKey: key, quantity: quantityOf(key)}
 	}
 	if s.Mode != stripe.CheckoutSessionModePayment {
 		return adoption{skip: SkipNotPaymentMode}
@@ -145,7 +139,7 @@ func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[str
 	anyKey := false
 	for _, li := range items {
 		k := lookupKey(li)
-		if products[k] {
+		if _, ok := products[k]; ok && k != "" {
 			return adoption{productKey: k, quantity: quantityOf(k)}
 		}
 		anyKey = anyKey || k != ""
