@@ -177,7 +177,7 @@ func TestPutGitHubMovesAGrantedPurchase(t *testing.T) {
 	if _, err := db.InsertPurchase(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.InTx(ctx, func(q *store.Queries) error { return ful.Completed(ctx, q, []store.Purchase{p}) }); err != nil {
+	if err := db.InTx(ctx, func(q *store.Queries) error { return ful.Completed(ctx, q, []store.Purchase{p}, false) }); err != nil {
 		t.Fatal(err)
 	}
 	runSteps()

@@ -28,7 +28,7 @@ type purchasePipeline struct {
 	completed atomic.Int32
 }
 
-func (f *purchasePipeline) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+func (f *purchasePipeline) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase, _ bool) error {
 	for _, p := range ps {
 		f.completed.Add(1)
 		if _, err := q.InsertSteps(ctx, *p.CompletedAt, []store.NewStep{

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -20,7 +21,9 @@ func item(lookupKey string, quantity int64) *stripe.LineItem {
 
 func TestAdopt(t *testing.T) {
 	t.Parallel()
-	products := map[string]bool{"pro": true, "team": true}
+	products := map[string]config.Product{"pro": {Key: "pro"}, "team": {Key: "team"},
+		"plus": {Key: "plus", Mode: config.ModeSubscription}}
+	widget := "7d3c1b2a-5e4f-4a6b-8c9d-0e1f2a3b4c5d" // another integration's purchase_id, a UUID too
 	payment, setup, subscription := stripe.CheckoutSessionModePayment, stripe.CheckoutSessionModeSetup, stripe.CheckoutSessionModeSubscription
 	for _, tc := range []struct {
 		name     string
@@ -31,12 +34,26 @@ func TestAdopt(t *testing.T) {
 	}{
 		{"our API's session", payment, map[string]string{"purchase_id": ourPurchaseID, "product": "pro"},
 			[]*stripe.LineItem{item("pro", 2)}, adoption{productKey: "pro", quantity: 2}},
-		{"ours, for a product no longer configured", payment, map[string]string{"purchase_id": ourPurchaseID, "product": "retired"},
-			[]*stripe.LineItem{item("retired", 1)}, adoption{productKey: "retired", quantity: 1}},
-		{"ours, product from the line items", payment, map[string]string{"purchase_id": ourPurchaseID},
+		{"a product no longer configured: left alone", payment, map[string]string{"purchase_id": ourPurchaseID, "product": "retired"},
+			[]*stripe.LineItem{item("retired", 1)}, adoption{skip: SkipUnknownProduct}},
+		{"no product in metadata: judged by its line items", payment, map[string]string{"purchase_id": ourPurchaseID},
 			[]*stripe.LineItem{item("", 1), item("other", 4), item("team", 3)}, adoption{productKey: "team", quantity: 3}},
-		{"ours, product unknown anywhere", payment, map[string]string{"purchase_id": ourPurchaseID},
-			[]*stripe.LineItem{item("", 5)}, adoption{productKey: "unknown", quantity: 5}},
+		{"no product anywhere: left alone", payment, map[string]string{"purchase_id": ourPurchaseID},
+			[]*stripe.LineItem{item("", 5)}, adoption{skip: SkipNoLookupKey}},
+		{"another app's purchase_id and product", payment, map[string]string{"purchase_id": widget, "product": "widget",
+			"user_id": "u1"}, []*stripe.LineItem{item("widget", 1)}, adoption{skip: SkipUnknownProduct}},
+		{"another app's purchase_id, ad-hoc price", payment, map[string]string{"purchase_id": widget},
+			[]*stripe.LineItem{item("", 1)}, adoption{skip: SkipNoLookupKey}},
+		{"another app's purchase_id, line items not known", payment, map[string]string{"purchase_id": widget, "product": "widget"},
+			nil, adoption{skip: SkipNoLookupKey}},
+		{"another app's purchase_id, setup mode", setup, map[string]string{"purchase_id": widget, "product": "widget"},
+			nil, adoption{skip: SkipNotPaymentMode}},
+		{"another app's purchase_id, our product's price: a sale of our product", payment,
+			map[string]string{"purchase_id": widget, "product": "widget"}, []*stripe.LineItem{item("pro", 2)},
+			adoption{productKey: "pro", quantity: 2}},
+		{"a subscription product named in metadata is not a one-time product", payment,
+			map[string]string{"purchase_id": ourPurchaseID, "product": "plus"}, []*stripe.LineItem{item("plus_monthly", 1)},
+			adoption{skip: SkipUnknownProduct}},
 		{"ours, line items not known", payment, map[string]string{"purchase_id": ourPurchaseID, "product": "pro"},
 			nil, adoption{productKey: "pro", quantity: 1}},
 		{"ours wins over the mode", subscription, map[string]string{"purchase_id": ourPurchaseID, "product": "pro"},
@@ -321,7 +338,7 @@ func TestRetryBackoff(t *testing.T) {
 func TestDecideSessions(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC)
-	products := map[string]bool{"pro": true}
+	products := map[string]config.Product{"pro": {Key: "pro"}}
 	const id2 = "0b6c3f5e-8d1a-4c2b-9f3e-1a2b3c4d5e70"
 	session := func(id string, status stripe.CheckoutSessionStatus, meta map[string]string) *stripe.CheckoutSession {
 		s := &stripe.CheckoutSession{ID: id, Status: status, Mode: stripe.CheckoutSessionModePayment, Metadata: meta,

@@ -193,7 +193,7 @@ func (f *recorder) schedule(ctx context.Context, q *store.Queries, p store.Purch
 	return err
 }
 
-func (f *recorder) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+func (f *recorder) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase, _ bool) error {
 	for _, p := range ps {
 		if err := f.schedule(ctx, q, p, "purchase", time.Time{}, nil); err != nil {
 			return err
@@ -201,6 +201,9 @@ func (f *recorder) Completed(ctx context.Context, q *store.Queries, ps []store.P
 	}
 	return nil
 }
+
+// WalkEnded holds nothing to release: Completed schedules no grant.
+func (f *recorder) WalkEnded(context.Context, *store.Queries) error { return nil }
 
 func (f *recorder) Refunded(ctx context.Context, q *store.Queries, p store.Purchase, r store.Refund) error {
 	full := p.AmountRefunded >= p.AmountTotal

@@ -21,7 +21,14 @@ type Fulfillment interface {
 	// Completed schedules the purchase pipelines of purchases that just
 	// became completed (confirmation, admin notification, access,
 	// follow-ups); a page of purchases recorded together comes in one call.
-	Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error
+	// walk is set when a walk of the lists recorded them: the refunds and
+	// disputes of their payments are read later in the walk, so an old
+	// payment's access may be held until WalkEnded.
+	Completed(ctx context.Context, q *store.Queries, ps []store.Purchase, walk bool) error
+	// WalkEnded is called when a walk of the lists has passed its refunds
+	// and disputes phases: access Completed held for a walk is owed now
+	// to the purchases still entitled.
+	WalkEnded(ctx context.Context, q *store.Queries) error
 	// Refunded schedules the refund pipeline for refund r, once per refund.
 	// p.AmountRefunded is the cumulative amount refunded up to and including
 	// r, so of two partial refunds adding up to the total the second is

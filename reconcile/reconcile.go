@@ -78,8 +78,8 @@ type Reconciler struct {
 	log     *slog.Logger
 	opts    Options
 	metrics *Metrics
-	// products are the configured product keys (see adopt).
-	products map[string]bool
+	// products are the configured products, by key (see adopt).
+	products map[string]config.Product
 	// subPrices are the configured subscription prices by lookup key.
 	subPrices map[string]config.ProductPrice
 
@@ -127,9 +127,9 @@ func New(opts Options) *Reconciler {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = defaultConcurrency
 	}
-	products := make(map[string]bool, len(opts.Products))
+	products := make(map[string]config.Product, len(opts.Products))
 	for _, p := range opts.Products {
-		products[p.Key] = true
+		products[p.Key] = p
 	}
 	r := &Reconciler{db: opts.DB, stripe: opts.Stripe, ful: opts.Fulfillment, clock: opts.Clock, log: opts.Log,
 		opts: opts, metrics: opts.Metrics, products: products, subPrices: subscriptionPrices(opts.Products)}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/paymentd/paymentd/internal/config"
 	"github.com/paymentd/paymentd/store"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -98,13 +99,17 @@ type adoption struct {
 }
 
 // adopt decides whether a session paymentd has no row for is paymentd's:
-// it carries paymentd's metadata (a purchase_id that is a UUID), or it is
-// in payment mode with a line item whose price's lookup key is a
-// configured product (a Payment Link for our product). Metadata can only
-// be set with the account's secret key, so it says "created through
-// paymentd's API"; the amounts still come from Stripe's own fields. items
-// are the session's line items; products are the configured product keys.
-func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[string]bool) adoption {
+// it carries paymentd's metadata (a purchase_id that is a UUID and a
+// product that is a configured one-time product, as paymentd's checkout
+// always sets them), or it is in payment mode with a line item whose
+// price's lookup key is a configured product (a Payment Link for our
+// product). Metadata can only be set with the account's secret key, but
+// another integration on the same account (another app, a staging
+// paymentd in test mode) may set a purchase_id of its own: without one of
+// our products named, its session is judged by its line items alone, like
+// any other. The amounts still come from Stripe's own fields. items are the
+// session's line items; products are the configured products, by key.
+func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[string]config.Product) adoption {
 	lookupKey := func(li *stripe.LineItem) string {
 		if li.Price == nil {
 			return ""
@@ -124,20 +129,9 @@ func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[str
 	}
 	if _, err := uuid.Parse(s.Metadata["purchase_id"]); err == nil {
 		key := s.Metadata["product"]
-		for _, li := range items { // without the product in metadata: the first configured one, else any
-			if k := lookupKey(li); key == "" && products[k] {
-				key = k
-			}
+		if p, ok := products[key]; ok && !p.IsSubscription() {
+			return adoption{productKey: key, quantity: quantityOf(key)}
 		}
-		for _, li := range items {
-			if k := lookupKey(li); key == "" {
-				key = k
-			}
-		}
-		if key == "" {
-			key = "unknown"
-		}
-		return adoption{productKey: key, quantity: quantityOf(key)}
 	}
 	if s.Mode != stripe.CheckoutSessionModePayment {
 		return adoption{skip: SkipNotPaymentMode}
@@ -145,7 +139,7 @@ func adopt(s *stripe.CheckoutSession, items []*stripe.LineItem, products map[str
 	anyKey := false
 	for _, li := range items {
 		k := lookupKey(li)
-		if products[k] {
+		if _, ok := products[k]; ok && k != "" {
 			return adoption{productKey: k, quantity: quantityOf(k)}
 		}
 		anyKey = anyKey || k != ""
@@ -237,6 +231,12 @@ func (r *Reconciler) applySession(ctx context.Context, s *stripe.CheckoutSession
 // adopt says it is paymentd's; one that is not is counted as skipped, and
 // a claim of it finds no session.
 func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) (sessionResult, error) {
+	return r.applySessionIn(ctx, s, c, rep, false)
+}
+
+// applySessionIn is applySessionResult; walk is set when a walk of the
+// lists applies the session (see Fulfillment.Completed).
+func (r *Reconciler) applySessionIn(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report, walk bool) (sessionResult, error) {
 	if isOrderSession(s) {
 		// A cart's session is an order's, never a purchase (order.go).
 		if c != nil {
@@ -258,7 +258,7 @@ func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutS
 	}
 	it := &sessionItem{f: f, a: adopt(s, f.items, r.products)}
 	err = r.inTx(ctx, rep, func(q *store.Queries) error {
-		return r.writeSessions(ctx, q, []*sessionItem{it}, c, rep)
+		return r.writeSessions(ctx, q, []*sessionItem{it}, c, rep, walk)
 	})
 	if err == nil && it.res.skipped != "" {
 		rep.skip(s.ID, it.res.skipped)
@@ -294,8 +294,9 @@ type sessionChange struct {
 // are inserted in one statement and changed ones updated in one round
 // trip, and the pipelines of the batch are scheduled in the same
 // transaction. A claimant, when set, is the verified user claiming the
-// (single) session.
-func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items []*sessionItem, c *Claimant, rep *Report) error {
+// (single) session; walk is set when a walk of the lists writes them.
+func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items []*sessionItem, c *Claimant, rep *Report,
+	walk bool) error {
 	ids := make([]string, len(items))
 	var candidates []string
 	for i, it := range items {
@@ -336,7 +337,7 @@ func (r *Reconciler) writeSessions(ctx context.Context, q *store.Queries, items 
 			return err
 		}
 	}
-	if err := r.ful.Completed(ctx, q, completed); err != nil {
+	if err := r.ful.Completed(ctx, q, completed, walk); err != nil {
 		return err
 	}
 	for _, p := range w.claimed {
@@ -428,7 +429,7 @@ func decideSessions(items []*sessionItem, rows map[string]store.Purchase, taken 
 func (r *Reconciler) sessionTransition(ctx context.Context, q *store.Queries, p store.Purchase, what string) error {
 	switch what {
 	case whatCompleted:
-		return r.ful.Completed(ctx, q, []store.Purchase{p})
+		return r.ful.Completed(ctx, q, []store.Purchase{p}, false)
 	case whatExpired:
 		return r.ful.Expired(ctx, q, p)
 	case whatFailed:

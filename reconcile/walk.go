@@ -59,6 +59,12 @@ func (p *pass) lists(ctx context.Context) error {
 	if p.opts.DryRun {
 		return nil
 	}
+	// Past the refunds and disputes: release the grants held until then
+	// (see Fulfillment.Completed), before the walk is forgotten, so a
+	// restart in between releases them at the end of the walk it resumes.
+	if err := r.inTx(ctx, p.rep, func(q *store.Queries) error { return r.ful.WalkEnded(ctx, q) }); err != nil {
+		return err
+	}
 	if err := r.db.DeleteWalk(ctx, walkName); err != nil {
 		return err
 	}
@@ -291,7 +297,8 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 			(s.PaymentIntent != nil && s.PaymentIntent.Status == "" && f.state == sessionUnpaid)
 		if needsCall {
 			alone = append(alone, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
-				return r.applySession(ctx, s, nil, p.rep)
+				_, err := r.applySessionIn(ctx, s, nil, p.rep, true)
+				return err
 			}})
 			continue
 		}
@@ -314,7 +321,7 @@ func (p *pass) writeSessionBatch(ctx context.Context, batch []*sessionItem, alon
 		return nil
 	}
 	r := p.r
-	err := r.inTx(ctx, p.rep, func(q *store.Queries) error { return r.writeSessions(ctx, q, batch, nil, p.rep) })
+	err := r.inTx(ctx, p.rep, func(q *store.Queries) error { return r.writeSessions(ctx, q, batch, nil, p.rep, true) })
 	switch {
 	case err == nil:
 		for _, it := range batch {
@@ -329,7 +336,8 @@ func (p *pass) writeSessionBatch(ctx context.Context, batch []*sessionItem, alon
 		for _, it := range batch {
 			s := it.f.s
 			*alone = append(*alone, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
-				return r.applySession(ctx, s, nil, p.rep)
+				_, err := r.applySessionIn(ctx, s, nil, p.rep, true)
+				return err
 			}})
 		}
 	}

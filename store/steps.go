@@ -586,6 +586,30 @@ const cancelByTagSQL = `
 	UPDATE steps SET status = 'canceled', updated_at = $3, finished_at = $3, last_error = 'canceled: ' || $2
 	WHERE subject_id = $1 AND status IN ('waiting', 'pending') AND tags @> ARRAY[$2::text]`
 
+// ReleaseHeldSteps makes the steps carrying tag that wait for a future
+// run_at due now, removes the tag from them (a later release leaves them
+// alone), and returns how many it released; when any, it notifies
+// StepsChannel (at commit, inside a transaction). Steps already canceled
+// (a refund's cancellation of a held grant) or run stay as they are. It
+// finds them through the index of pending steps by run_at: only those
+// still ahead of now.
+func (q *Queries) ReleaseHeldSteps(ctx context.Context, tag string, now time.Time) (int, error) {
+	var n, notified int
+	err := q.db.QueryRow(ctx, releaseHeldSQL, tag, now.UTC(), StepsChannel).Scan(&n, &notified)
+	if err != nil {
+		return 0, fmt.Errorf("release %s steps: %w", tag, err)
+	}
+	return n, nil
+}
+
+const releaseHeldSQL = `
+	WITH released AS (
+		UPDATE steps SET run_at = $2, updated_at = $2, tags = array_remove(tags, $1::text)
+		WHERE status = 'pending' AND run_at > $2 AND tags @> ARRAY[$1::text]
+		RETURNING 1
+	)
+	SELECT (SELECT count(*) FROM released), (SELECT count(pg_notify($3, '')) FROM (SELECT 1 FROM released LIMIT 1) one)`
+
 // StepResult returns the stored result of a done step of a subject's
 // pipeline (subjectID "" for a global one).
 func (q *Queries) StepResult(ctx context.Context, subjectID, pipeline, name string) (json.RawMessage, error) {

@@ -209,7 +209,7 @@ func (p pipelineOnly) schedule(ctx context.Context, q *store.Queries, pu store.P
 	return err
 }
 
-func (p pipelineOnly) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+func (p pipelineOnly) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase, _ bool) error {
 	pipes := make([]steps.Pipeline, len(ps))
 	for i, pu := range ps {
 		pipes[i] = p.pipeline(pu, "purchase")
@@ -223,6 +223,7 @@ func (p pipelineOnly) Refunded(ctx context.Context, q *store.Queries, pu store.P
 func (p pipelineOnly) RefundReversed(context.Context, *store.Queries, store.Purchase, store.Refund) error {
 	return nil
 }
+func (p pipelineOnly) WalkEnded(context.Context, *store.Queries) error { return nil }
 func (p pipelineOnly) Expired(context.Context, *store.Queries, store.Purchase) error { return nil }
 func (p pipelineOnly) PaymentFailed(context.Context, *store.Queries, store.Purchase) error {
 	return nil

@@ -1,11 +1,17 @@
 package fulfillment_test
 
 import (
+	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/paymentd/paymentd/internal/fulfillment"
 	"github.com/paymentd/paymentd/internal/mail"
+	"github.com/paymentd/paymentd/internal/stripeemu"
+	"github.com/paymentd/paymentd/reconcile"
 	"github.com/paymentd/paymentd/store"
 )
 
@@ -132,5 +138,106 @@ func TestNoRecoveryForAnExpiryOlderThanADay(t *testing.T) {
 	}
 	if n := len(h.mails("")); n != 0 {
 		t.Errorf("emails: %v", h.categories())
+	}
+}
+
+// invited returns the logins a PUT collaborator request (an invitation)
+// was ever sent for, in order.
+func (h *harness) invited() []string {
+	var out []string
+	for _, r := range h.gh.Requests() {
+		if r.Method == http.MethodPut && strings.Contains(r.Path, "/collaborators/") {
+			out = append(out, r.Path[strings.LastIndex(r.Path, "/")+1:])
+		}
+	}
+	return out
+}
+
+// A backfill over a history in which one paid session was refunded in full
+// and another lost its dispute, both long before the backfill: the walk
+// records every paid session in its sessions phase and only later reads the
+// refunds and disputes. The engine runs meanwhile (here: the walk stops
+// after its sessions, the refunds list failing, and the steps due run), and
+// must not invite the refunded or disputed buyers; once the walk resumes and
+// ends, only the buyer still entitled is invited.
+func TestBackfillInvitesNoBuyerRefundedOrDisputedBefore(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	w := newEmulated(h, h.ful, "pro", 19900)
+	start := h.clk.Now()
+	pay := func(login string) (purchaseID, paymentIntent string) {
+		user := "u_" + login
+		h.gh.AddUser(login)
+		if err := h.db.UpsertAccount(h.ctx, user, login+"@example.com", login, start); err != nil {
+			t.Fatal(err)
+		}
+		purchaseID = uuid.NewString()
+		s, err := w.emu.CreateSession(stripeemu.SessionParams{LineItems: []stripeemu.LineItem{{Price: w.price}},
+			CustomerEmail: login + "@example.com", SuccessURL: "http://x/ok", CancelURL: "http://x/no",
+			Metadata: map[string]string{"user_id": user, "product": "pro", "purchase_id": purchaseID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.emu.PaySession(s.ID, stripeemu.Pay{}); err != nil {
+			t.Fatal(err)
+		}
+		paid, err := w.emu.Session(s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return purchaseID, paid.PaymentIntent.ID
+	}
+	kept, _ := pay("kay")
+	refunded, refundedPI := pay("rey")
+	disputed, disputedPI := pay("dee")
+	h.clk.Advance(time.Hour)
+	if _, err := w.emu.Refund(refundedPI, 19900); err != nil {
+		t.Fatal(err)
+	}
+	dp, err := w.emu.OpenDispute(disputedPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.emu.CloseDispute(dp, false); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(10 * day) // every payment is older than the notify window
+
+	// The walk records the three sessions, then stops: the refunds list
+	// fails. The engine runs what is due meanwhile.
+	w.emu.FailPath("/v1/refunds", 0, 1000, http.StatusInternalServerError)
+	backfill := reconcile.PassOptions{Lists: true, Since: start.Add(-time.Hour)}
+	if rep, err := w.rec.RunPass(h.ctx, "backfill", backfill); err == nil && rep.Converged() {
+		t.Fatalf("the walk went past a failing refunds list: %+v", rep)
+	}
+	h.run()
+	if got := h.invited(); len(got) != 0 {
+		t.Errorf("invitations sent before the walk read the refunds and disputes: %v", got)
+	}
+
+	// The next pass resumes the walk and ends it.
+	w.emu.FailPath("", 0, 0, 0)
+	h.clk.Advance(time.Minute)
+	if rep, err := w.rec.RunPass(h.ctx, "backfill", backfill); err != nil || !rep.Converged() {
+		t.Fatalf("resumed walk: %v %+v", err, rep)
+	}
+	h.run()
+	if got := h.invited(); !slices.Equal(got, []string{"kay"}) {
+		t.Errorf("invitations = %v, want only kay's", got)
+	}
+	for id, want := range map[string]store.AccessState{kept: store.AccessGranted, refunded: store.AccessNone,
+		disputed: store.AccessNone} {
+		p, err := h.db.GetPurchase(h.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.AccessState != want && !(want == store.AccessNone && p.AccessState == store.AccessRevoked) {
+			t.Errorf("purchase %s (%s): access %s, want %s", id, p.Status, p.AccessState, want)
+		}
+	}
+	for _, m := range h.mails("") {
+		if m.To != adminEmail {
+			t.Errorf("%s emailed to %s about a payment older than the notify window", m.Category, m.To)
+		}
 	}
 }

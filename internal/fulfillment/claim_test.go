@@ -130,7 +130,7 @@ func TestClaimedSchedulesOnlyTheAccessCompletionCouldNotGrant(t *testing.T) {
 	ps := make([]store.Purchase, len(cases))
 	for i, c := range cases {
 		ps[i] = h.insert(c.b, c.status)
-		h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, ps[i:i+1]) })
+		h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, ps[i:i+1], false) })
 	}
 	h.run()
 	for i, c := range cases {

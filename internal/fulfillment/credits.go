@@ -86,8 +86,8 @@ func (c *Credits) Wrap() *Credited { return &Credited{Fulfillment: c.f, credits:
 
 // Completed schedules the purchase pipelines and, for each product with
 // credits, the pack's grant, together.
-func (w *Credited) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
-	if err := w.Fulfillment.Completed(ctx, q, ps); err != nil {
+func (w *Credited) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase, walk bool) error {
+	if err := w.Fulfillment.Completed(ctx, q, ps, walk); err != nil {
 		return err
 	}
 	var packs []steps.Pipeline

@@ -60,7 +60,7 @@ func (h *creditsHarness) buyPack(user string, n int) store.Purchase {
 	h.t.Helper()
 	p := h.insert(buy{product: "pack_100", userID: user, amount: 900 * int64(n), edit: func(p *store.Purchase) { p.Quantity = n }},
 		store.PurchaseCompleted)
-	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}) })
+	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}, false) })
 	return p
 }
 
@@ -163,7 +163,7 @@ func TestPackGrantedOnceAndClawedBackByAFullRefund(t *testing.T) {
 	h := newCreditsHarness(t, harnessOptions{})
 	ada := store.CreditHolder{UserID: "ada"}
 	p := h.buyPack("ada", 2)
-	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}) }) // a doubled signal
+	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}, false) }) // a doubled signal
 	h.run()
 	h.run()
 	if got := h.balance(ada); got != 200 {
@@ -289,7 +289,7 @@ func TestPackWithoutUserIsGrantedOnceClaimed(t *testing.T) {
 	t.Parallel()
 	h := newCreditsHarness(t, harnessOptions{})
 	p := h.insert(buy{product: "pack_100", amount: 900}, store.PurchaseCompleted)
-	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}) })
+	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}, false) })
 	h.run()
 	if s := h.step(p, fulfillment.PipelineCredits, fulfillment.StepCreditsGrant); s.Status != store.StepPending || s.Attempts != 1 {
 		t.Fatalf("grant without a user: %s after %d attempts, want pending for a retry", s.Status, s.Attempts)

@@ -72,6 +72,10 @@ const (
 	// TagRevoke marks revocations; a reversed refund that makes the
 	// purchase paid again cancels those not run yet.
 	TagRevoke = "revoke"
+	// TagHeld marks a grant held until the walk of the lists that recorded
+	// its purchase ends (see purchasePlan.HoldGrant); WalkEnded releases
+	// it.
+	TagHeld = "held"
 )
 
 // Access providers, as config.Product.Access names them.

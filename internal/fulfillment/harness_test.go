@@ -351,7 +351,7 @@ func (h *harness) tx(fn func(q *store.Queries) error) {
 func (h *harness) complete(b buy) store.Purchase {
 	h.t.Helper()
 	p := h.insert(b, store.PurchaseCompleted)
-	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}) })
+	h.tx(func(q *store.Queries) error { return h.ful.Completed(h.ctx, q, []store.Purchase{p}, false) })
 	return p
 }
 

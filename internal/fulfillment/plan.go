@@ -2,7 +2,9 @@
 // the rules for quiet mode and for old objects (a backfill, a long outage)
 // are pure functions, tested as tables. A customer must never get, days
 // late or in a burst, email about a payment or a refund they have long
-// forgotten; access is granted and revoked whatever the age.
+// forgotten; access is granted and revoked whatever the age, but an old
+// payment a walk of the lists found is granted only once the walk has read
+// the refunds and disputes that may have taken it back.
 package fulfillment
 
 import (
@@ -14,6 +16,12 @@ import (
 // recoveryMaxAge is how old an expiry may be, when it is scheduled, for
 // its checkout recovery email to be sent at all.
 const recoveryMaxAge = 24 * time.Hour
+
+// grantHold is how far ahead a held grant is scheduled (see
+// purchasePlan.HoldGrant). The walk that held it releases it when it ends,
+// long before; the hold's end only matters should no walk ever end, and
+// then the grant runs late rather than never.
+const grantHold = 7 * 24 * time.Hour
 
 // purchaseFacts is what decides a completed purchase's pipeline.
 type purchaseFacts struct {
@@ -27,6 +35,9 @@ type purchaseFacts struct {
 	// gave what it needs.
 	Access    bool
 	FollowUps []config.FollowUp
+	// Walk is set when a walk of Stripe's lists recorded the payment: its
+	// sessions are recorded before its refunds and disputes are read.
+	Walk bool
 }
 
 // purchasePlan is a completed purchase's pipeline, as decided.
@@ -40,17 +51,24 @@ type purchasePlan struct {
 	FollowUps []config.FollowUp
 	// Stale is set when the payment is older than the notify window.
 	Stale bool
+	// HoldGrant holds the grant until the walk that recorded the payment
+	// has read its refunds and disputes: an old payment may have been
+	// refunded or lost to a dispute long ago, and a buyer who got their
+	// money back must not get an invitation in the meantime.
+	HoldGrant bool
 }
 
 // planPurchase decides a completed purchase's pipeline: a payment older
 // than the notify window gets no customer email and no admin email (access
-// is still granted); quiet sends no customer email; follow-ups whose time
-// has passed are skipped.
+// is still granted, held until the end of the walk that found it, if one
+// did); quiet sends no customer email; follow-ups whose time has passed are
+// skipped. A payment recent enough to be announced is granted at once,
+// walk or not: its buyer is waiting for it.
 func planPurchase(f purchaseFacts) purchasePlan {
 	stale := f.Now.Sub(f.CompletedAt) > f.NotifyWindow
 	customer := !f.Quiet && !stale
 	plan := purchasePlan{Confirmation: customer, AdminEmail: !stale, Grant: f.Access,
-		AccessEmail: f.Access && customer, Stale: stale}
+		AccessEmail: f.Access && customer, Stale: stale, HoldGrant: f.Access && stale && f.Walk}
 	if f.Quiet {
 		return plan
 	}

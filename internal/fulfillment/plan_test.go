@@ -17,10 +17,10 @@ func TestPlanPurchase(t *testing.T) {
 	for _, tc := range []struct {
 		name                                    string
 		age                                     time.Duration
-		quiet, access                           bool
+		quiet, access, walk                     bool
 		confirmation, admin, grant, accessEmail bool
 		followups                               []string
-		stale                                   bool
+		stale, hold                             bool
 	}{
 		{name: "fresh", age: time.Minute, access: true, confirmation: true, admin: true, grant: true, accessEmail: true,
 			followups: []string{"d7", "d14", "d30"}},
@@ -34,18 +34,28 @@ func TestPlanPurchase(t *testing.T) {
 		{name: "sixty days old", age: 60 * day, access: true, grant: true, stale: true},
 		{name: "quiet", age: time.Minute, quiet: true, access: true, admin: true, grant: true},
 		{name: "quiet and old", age: 10 * day, quiet: true, access: true, grant: true, stale: true},
+		{name: "found by a walk, fresh: granted at once", age: time.Minute, walk: true, access: true, confirmation: true,
+			admin: true, grant: true, accessEmail: true, followups: []string{"d7", "d14", "d30"}},
+		{name: "found by a walk, at the edge of the window", age: 72 * time.Hour, walk: true, access: true,
+			confirmation: true, admin: true, grant: true, accessEmail: true, followups: []string{"d7", "d14", "d30"}},
+		{name: "found by a walk, just past the window: held", age: 72*time.Hour + time.Second, walk: true, access: true,
+			grant: true, followups: []string{"d7", "d14", "d30"}, stale: true, hold: true},
+		{name: "found by a walk, old: held", age: 60 * day, walk: true, access: true, grant: true, stale: true, hold: true},
+		{name: "found by a walk, old, no access: nothing to hold", age: 60 * day, walk: true, stale: true},
+		{name: "found by a walk, quiet and old: held", age: 10 * day, walk: true, quiet: true, access: true, grant: true,
+			stale: true, hold: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := planPurchase(purchaseFacts{Now: now, CompletedAt: now.Add(-tc.age), NotifyWindow: 72 * time.Hour,
-				Quiet: tc.quiet, Access: tc.access, FollowUps: fus})
+				Quiet: tc.quiet, Access: tc.access, FollowUps: fus, Walk: tc.walk})
 			var got []string
 			for _, fu := range p.FollowUps {
 				got = append(got, fu.Template)
 			}
 			if p.Confirmation != tc.confirmation || p.AdminEmail != tc.admin || p.Grant != tc.grant ||
-				p.AccessEmail != tc.accessEmail || p.Stale != tc.stale || !slices.Equal(got, tc.followups) {
-				t.Errorf("plan = %+v (follow-ups %v), want confirmation %v admin %v grant %v access email %v stale %v follow-ups %v",
-					p, got, tc.confirmation, tc.admin, tc.grant, tc.accessEmail, tc.stale, tc.followups)
+				p.AccessEmail != tc.accessEmail || p.Stale != tc.stale || p.HoldGrant != tc.hold || !slices.Equal(got, tc.followups) {
+				t.Errorf("plan = %+v (follow-ups %v), want confirmation %v admin %v grant %v access email %v stale %v hold %v follow-ups %v",
+					p, got, tc.confirmation, tc.admin, tc.grant, tc.accessEmail, tc.stale, tc.hold, tc.followups)
 			}
 		})
 	}

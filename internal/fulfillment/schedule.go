@@ -74,10 +74,13 @@ type reversalArgs struct {
 // purchase or the account, for GitHub products), analytics when PostHog is
 // configured, and the follow-ups dated from p.CompletedAt (the payment
 // time) that are still ahead. A payment older than the notify window is
-// fulfilled without any email, and logged. Purchases recorded together (a
-// page of a pass) are scheduled together: their accounts are read in one
-// query and their pipelines written in one statement.
-func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase) error {
+// fulfilled without any email, and logged. Purchases a walk of the lists
+// recorded (walk set) whose payment is older than the notify window have
+// their grant held until WalkEnded: the walk reads their refunds and
+// disputes after their sessions. Purchases recorded together (a page of a
+// pass) are scheduled together: their accounts are read in one query and
+// their pipelines written in one statement.
+func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, ps []store.Purchase, walk bool) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -88,21 +91,21 @@ func (f *Fulfillment) Completed(ctx context.Context, q *store.Queries, ps []stor
 	now := f.clock.Now()
 	pipes := make([]steps.Pipeline, 0, len(ps))
 	for _, p := range ps {
-		pipes = append(pipes, f.purchasePipeline(p, ready[p.ID], now))
+		pipes = append(pipes, f.purchasePipeline(p, ready[p.ID], walk, now))
 	}
 	_, err = f.engine.ScheduleAll(ctx, q, pipes)
 	return err
 }
 
 // purchasePipeline is the purchase pipeline of p, completed, whose access
-// is ready or not.
-func (f *Fulfillment) purchasePipeline(p store.Purchase, ready bool, now time.Time) steps.Pipeline {
+// is ready or not, recorded by a walk of the lists or not.
+func (f *Fulfillment) purchasePipeline(p store.Purchase, ready, walk bool, now time.Time) steps.Pipeline {
 	anchor := now
 	if p.CompletedAt != nil {
 		anchor = *p.CompletedAt
 	}
 	plan := planPurchase(purchaseFacts{Now: now, CompletedAt: anchor, NotifyWindow: f.cfg.NotifyWindow,
-		Quiet: f.quiet, Access: ready, FollowUps: f.cfg.FollowUps})
+		Quiet: f.quiet, Access: ready, FollowUps: f.cfg.FollowUps, Walk: walk})
 	if plan.Stale {
 		f.log.Info("payment older than the notify window: no customer or admin email",
 			"purchase_id", p.ID, "completed_at", anchor, "notify_window", f.cfg.NotifyWindow.String())
@@ -114,7 +117,13 @@ func (f *Fulfillment) purchasePipeline(p store.Purchase, ready bool, now time.Ti
 	if plan.AdminEmail {
 		list = append(list, steps.Step{Name: StepAdminPurchase})
 	}
-	if plan.Grant {
+	switch {
+	case plan.HoldGrant:
+		// Delays count from the payment; the hold from now. A refund or a
+		// lost dispute cancels it (TagAccess) before WalkEnded releases it.
+		list = append(list, steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess, TagHeld},
+			Delay: now.Add(grantHold).Sub(anchor)})
+	case plan.Grant:
 		list = append(list, steps.Step{Name: StepGrantAccess, Tags: []string{TagAccess}})
 	}
 	if plan.AccessEmail {
@@ -128,6 +137,24 @@ func (f *Fulfillment) purchasePipeline(p store.Purchase, ready bool, now time.Ti
 			Args: followupArgs{Template: fu.Template}})
 	}
 	return steps.Pipeline{PurchaseID: p.ID, Name: PipelinePurchase, Anchor: anchor, Steps: list}
+}
+
+// WalkEnded releases the grants Completed held for purchases a walk of the
+// lists recorded: the walk has read the refunds and disputes since its
+// window's start, so those that took a purchase's entitlement away have
+// canceled its held grant, and what is still held is owed. It releases
+// every held grant, whichever walk held it: a walk that ends has read the
+// refunds and disputes of every unfinished walk before it (it resumed
+// them, or its window covers theirs).
+func (f *Fulfillment) WalkEnded(ctx context.Context, q *store.Queries) error {
+	n, err := q.ReleaseHeldSteps(ctx, TagHeld, f.clock.Now())
+	if err != nil {
+		return fmt.Errorf("release held grants: %w", err)
+	}
+	if n > 0 {
+		f.log.Info("released the access grants held for the walk of the lists", "grants", n)
+	}
+	return nil
 }
 
 // grantSteps are the grant and, unless quiet, the access email that waits
