@@ -22,8 +22,15 @@ import (
 
 // maxRoundTrips bounds the round trips in flight at once. One measured best
 // (make bench): more hide the database's latency, but split the work into
-// smaller batches that cost the database more per step.
+// smaller batches that cost the database more per step. Handing back the
+// claims of a round trip whose answer was lost (releaseLost) relies on it:
+// with no other round trip in flight, every claim of this engine that
+// committed is held, or was lost.
 const maxRoundTrips = 1
+
+// A second round trip in flight could have claims committed but not yet
+// held, which releaseLost would take for lost: it must change first.
+const _ = uint(1 - maxRoundTrips)
 
 // roundTripRetries are the pauses after failed round trips, in turn (the
 // last repeats). While shutting down, successes still unrecorded after all
@@ -49,6 +56,9 @@ type dispatcher struct {
 	trips    int   // round trips in flight
 	more     bool  // the last claim filled every slot it asked for: more may be due
 	failures int   // consecutive failed round trips
+	// lost are when failed round trips that claimed were sent: their claims
+	// may have committed, unseen, and are to be handed back.
+	lost []time.Time
 	// lastClaim is when the last claim was sent.
 	lastClaim time.Time
 }
@@ -78,8 +88,8 @@ func (d *dispatcher) run(ctx context.Context) {
 		hardStop()
 		<-stopped
 	}
-	// What the last round trips left: successes to record, and steps
-	// claimed for workers that had stopped.
+	// What the last round trips left: successes to record, claims whose
+	// answer was lost, and steps claimed for workers that had stopped.
 	for {
 		d.mu.Lock()
 		left := len(d.pending)
@@ -88,6 +98,12 @@ func (d *dispatcher) run(ctx context.Context) {
 			break
 		}
 		d.lead(ctx, false)
+	}
+	if t := (trip{lost: d.lost}); len(t.lost) > 0 {
+		d.lost = nil
+		if err := d.releaseLost(ctx, &t); err != nil {
+			e.log.Error("hand back claims whose round trip failed; their leases will lapse", "err", err)
+		}
 	}
 	for {
 		select {
@@ -180,8 +196,9 @@ func (d *dispatcher) await(ctx context.Context, poll *time.Timer) (*claimed, boo
 // trip is one round trip: the successes it records and the steps it claims.
 type trip struct {
 	pending []ran
-	self    int // 1 when it claims a step for the worker leading it
-	forIdle int // steps it claims for idle workers
+	self    int         // 1 when it claims a step for the worker leading it
+	forIdle int         // steps it claims for idle workers
+	lost    []time.Time // claims of failed round trips to hand back first
 }
 
 // lead sends round trips while one is free and there is work for it: the
@@ -205,11 +222,30 @@ func (d *dispatcher) lead(ctx context.Context, wantOwn bool) *claimed {
 		// Never canceled half-way: a statement canceled after it committed
 		// would leave its claims running with no worker until their leases
 		// lapse.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
 		at := d.e.now()
-		done, steps, err := d.e.db.CompleteAndClaim(rctx, d.e.clock.Now(), completions(t.pending), d.e.cfg.Owner,
-			d.e.cfg.Lease, t.self+t.forIdle)
-		cancel()
+		var (
+			done  []int64
+			steps []store.Step
+			err   error
+		)
+		if len(t.lost) > 0 {
+			err = d.releaseLost(ctx, &t)
+		}
+		if err == nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+			done, steps, err = d.e.db.CompleteAndClaim(rctx, at.clock, completions(t.pending), d.e.cfg.Owner,
+				d.e.cfg.Lease, t.self+t.forIdle)
+			cancel()
+			if err != nil && t.self+t.forIdle > 0 {
+				// The claim may have committed all the same, its answer
+				// lost: hand back what it took, while no other round trip
+				// is in flight (maxRoundTrips).
+				t.lost = append(t.lost, at.clock)
+				if rerr := d.releaseLost(ctx, &t); rerr != nil {
+					d.e.log.Error("hand back claims whose round trip failed; will try again", "err", rerr)
+				}
+			}
+		}
 		if mine := d.settle(ctx, t, at, done, steps, err); mine != nil {
 			own = mine
 		}
@@ -233,6 +269,7 @@ func (d *dispatcher) plan(ctx context.Context, wantOwn bool) (trip, bool) {
 		return t, false
 	}
 	t.pending, d.pending = d.pending, nil
+	t.lost, d.lost = d.lost, nil
 	d.trips++
 	d.promised += t.forIdle
 	if n > 0 {
@@ -249,6 +286,7 @@ func (d *dispatcher) settle(ctx context.Context, t trip, at stamp, done []int64,
 	d.mu.Lock()
 	d.trips--
 	d.promised -= t.forIdle
+	d.lost = append(d.lost, t.lost...)
 	if err != nil {
 		d.failed(t.pending, err, ctx.Err() != nil)
 		return nil
@@ -321,6 +359,33 @@ func (d *dispatcher) recorded(pending []ran, done []int64, outcome string) {
 		e.claims.remove(r.step.Claim())
 		e.metrics.observe(r.step.Name, o, r.elapsed)
 	}
+}
+
+// releaseLost hands back, without spending their attempt, the steps that
+// the failed round trips sent at t.lost claimed and that no claim held by
+// this engine names: the round trip failed after its claims committed (the
+// connection dropped, or its deadline passed as the answer was read), and
+// nothing would run or renew them until their leases lapsed, an attempt
+// spent. Only the leader of the one round trip in flight calls it, so every
+// claim of this engine that committed is held or lost (and RunDue, which
+// claims on its own, never runs beside Run). On success t.lost is emptied.
+func (d *dispatcher) releaseLost(ctx context.Context, t *trip) error {
+	e := d.e
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
+	ids, err := e.db.ReleaseLostClaims(rctx, e.cfg.Owner, t.lost, e.claims.tokens(), e.clock.Now())
+	if err != nil {
+		return err
+	}
+	t.lost = nil
+	if len(ids) > 0 {
+		e.log.Warn("handed back steps claimed by a round trip whose answer was lost", "step_ids", ids)
+		d.mu.Lock()
+		d.more = true
+		d.mu.Unlock()
+		e.Wake()
+	}
+	return nil
 }
 
 // handBack releases steps claimed as shutdown began, without spending an

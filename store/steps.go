@@ -516,6 +516,43 @@ func (q *Queries) ReleaseStep(ctx context.Context, c Claim, now time.Time) (bool
 	return tag.RowsAffected() == 1, nil
 }
 
+// ReleaseLostClaims hands back, without spending their attempt, the steps
+// running under owner that a claim sent at one of claimedAt took (a claim
+// sets updated_at to the time it is sent) and whose token is not in held:
+// the claims of a round trip that committed but whose answer was lost (the
+// connection dropped, or its deadline passed while the results were read).
+// No worker holds them, so none would run or renew them, and they would
+// wait a whole lease and spend an attempt without running. The caller must
+// be sure no claim of owner is in flight, and hold every claim it knows of;
+// a claim in held is never touched. It returns the ids it released.
+func (q *Queries) ReleaseLostClaims(ctx context.Context, owner string, claimedAt []time.Time, held []int64,
+	now time.Time) ([]int64, error) {
+	if len(claimedAt) == 0 {
+		return nil, nil
+	}
+	at := make([]time.Time, len(claimedAt))
+	for i, t := range claimedAt {
+		at[i] = t.UTC()
+	}
+	if held == nil {
+		held = []int64{} // <> ALL of a NULL array is NULL, not true
+	}
+	rows, err := q.db.Query(ctx, `
+		UPDATE steps SET status = 'pending', attempts = greatest(attempts - 1, 0), run_at = $4,
+			lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL, updated_at = $4
+		WHERE status = 'running' AND lease_owner = $1 AND updated_at = ANY ($2::timestamptz[])
+			AND claim_token <> ALL ($3::bigint[])
+		RETURNING id`, owner, at, held, now.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("release lost claims: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("release lost claims: %w", err)
+	}
+	return ids, nil
+}
+
 // RenewLeases extends the lease of each claim to lease from the database's
 // clock, and returns the ids it renewed; a claim missing from them was lost.
 // As in completeSQL, the token match alone implies the step is running.

@@ -248,3 +248,53 @@ func TestCompleteStepsFencesEachClaimAndReleasesWhatWaited(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseLostClaimsTouchesOnlyUnheldClaimsOfTheFailedRoundTrip: of the
+// steps running under an owner, only those claimed at the failed round
+// trip's time whose token the owner does not hold go back to pending, their
+// attempt unspent; a held claim, an earlier claim and another owner's are
+// left running.
+func TestReleaseLostClaimsTouchesOnlyUnheldClaimsOfTheFailedRoundTrip(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	purchase := insertPurchase(t, db)
+	var news []store.NewStep
+	for _, name := range []string{"earlier", "held", "lost", "other"} {
+		news = append(news, store.NewStep{PurchaseID: purchase, Pipeline: "p", Name: name, RunAt: t0, MaxAttempts: 3})
+	}
+	if _, err := db.InsertSteps(ctx, t0, news); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(owner string, at time.Time, n int) []store.Step {
+		t.Helper()
+		got, err := db.ClaimSteps(ctx, owner, at, time.Minute, n)
+		if err != nil || len(got) != n {
+			t.Fatalf("claim: %v, %v", got, err)
+		}
+		return got
+	}
+	earlier := claim("engine", t0, 1)[0]
+	trip := t0.Add(time.Second)
+	mine := claim("engine", trip, 2)
+	other := claim("other", trip, 1)[0]
+	held, lost := mine[0], mine[1]
+
+	ids, err := db.ReleaseLostClaims(ctx, "engine", []time.Time{trip}, []int64{held.Claim().Token}, trip)
+	if err != nil || !slices.Equal(ids, []int64{lost.ID}) {
+		t.Fatalf("released %v, %v; want [%d]", ids, err, lost.ID)
+	}
+	if s, _ := db.GetStep(ctx, lost.ID); s.Status != store.StepPending || s.Attempts != 0 || s.ClaimToken != nil ||
+		s.LeaseOwner != nil {
+		t.Errorf("lost claim's step: %s after %d attempts, owner %v; want pending, 0, none", s.Status, s.Attempts, s.LeaseOwner)
+	}
+	for _, s := range []store.Step{earlier, held, other} {
+		if got, _ := db.GetStep(ctx, s.ID); got.Status != store.StepRunning || got.Claim() != s.Claim() || got.Attempts != 1 {
+			t.Errorf("step %s: %s under %+v after %d attempts; want running under its claim, 1", got.Name, got.Status,
+				got.Claim(), got.Attempts)
+		}
+	}
+	if ids, err := db.ReleaseLostClaims(ctx, "engine", []time.Time{trip}, nil, trip); err != nil || len(ids) != 1 || ids[0] != held.ID {
+		t.Errorf("with nothing held: released %v, %v; want the held step's", ids, err)
+	}
+}
