@@ -38,6 +38,20 @@ const _ = uint(1 - maxRoundTrips)
 // after a crash.
 var roundTripRetries = []time.Duration{50 * time.Millisecond, 250 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}
 
+// splitAfter is how many failed round trips a success may be part of
+// before it is recorded on its own. All the completions and the claim of a
+// round trip are one transaction: one the database refuses every time (a
+// result jsonb cannot hold) would otherwise fail every later batch it
+// joins, and no step would be completed or claimed.
+const splitAfter = 2
+
+// success is a success handed in, and how many failed round trips it was
+// part of.
+type success struct {
+	ran
+	failedTrips int
+}
+
 // claimed is a step claimed for a worker, and when the claim was sent.
 type claimed struct {
 	store.Step
@@ -50,7 +64,7 @@ type dispatcher struct {
 	work    chan claimed    // steps claimed for idle workers
 
 	mu       sync.Mutex
-	pending  []ran // successes handed in, not yet recorded
+	pending  []success // successes handed in, not yet recorded
 	idle     int   // workers waiting for a step
 	promised int   // steps round trips in flight are claiming for idle workers
 	trips    int   // round trips in flight
@@ -134,10 +148,10 @@ func (d *dispatcher) worker(ctx context.Context) {
 			own = nil
 			continue
 		}
-		r, success := d.e.execute(d.hardCtx, own.Step, own.at, true)
-		if success {
+		r, ok := d.e.execute(d.hardCtx, own.Step, own.at, true)
+		if ok {
 			d.mu.Lock()
-			d.pending = append(d.pending, r)
+			d.pending = append(d.pending, success{ran: r})
 			d.mu.Unlock()
 		}
 		own = d.lead(ctx, true)
@@ -195,7 +209,7 @@ func (d *dispatcher) await(ctx context.Context, poll *time.Timer) (*claimed, boo
 
 // trip is one round trip: the successes it records and the steps it claims.
 type trip struct {
-	pending []ran
+	pending []success
 	self    int         // 1 when it claims a step for the worker leading it
 	forIdle int         // steps it claims for idle workers
 	lost    []time.Time // claims of failed round trips to hand back first
@@ -288,7 +302,7 @@ func (d *dispatcher) settle(ctx context.Context, t trip, at stamp, done []int64,
 	d.promised -= t.forIdle
 	d.lost = append(d.lost, t.lost...)
 	if err != nil {
-		d.failed(t.pending, err, ctx.Err() != nil)
+		d.failed(ctx, t.pending, err)
 		return nil
 	}
 	d.failures = 0
@@ -314,7 +328,7 @@ func (d *dispatcher) settle(ctx context.Context, t trip, at stamp, done []int64,
 	return own
 }
 
-func completions(rs []ran) []store.Completion {
+func completions(rs []success) []store.Completion {
 	cs := make([]store.Completion, len(rs))
 	for i, r := range rs {
 		cs[i] = store.Completion{Claim: r.step.Claim(), Blocking: r.step.Blocking, Result: r.result}
@@ -324,14 +338,22 @@ func completions(rs []ran) []store.Completion {
 
 // failed handles a failed round trip; d.mu is held and released. The
 // successes go back to be recorded by the next round trip after a pause,
-// unless shutting down has run out of retries.
-func (d *dispatcher) failed(pending []ran, err error, shuttingDown bool) {
+// unless shutting down has run out of retries; those that were part of
+// splitAfter failed round trips are recorded one by one instead.
+func (d *dispatcher) failed(ctx context.Context, pending []success, err error) {
 	e := d.e
-	giveUp := shuttingDown && d.failures >= len(roundTripRetries)
+	giveUp := ctx.Err() != nil && d.failures >= len(roundTripRetries)
 	pause := roundTripRetries[min(d.failures, len(roundTripRetries)-1)]
 	d.failures++
+	var alone []success
 	if !giveUp {
-		d.pending = append(d.pending, pending...)
+		for _, s := range pending {
+			if s.failedTrips++; s.failedTrips >= splitAfter {
+				alone = append(alone, s)
+			} else {
+				d.pending = append(d.pending, s)
+			}
+		}
 	}
 	d.mu.Unlock()
 	e.log.Error("record step outcomes and claim steps", "err", err, "outcomes", len(pending))
@@ -340,12 +362,35 @@ func (d *dispatcher) failed(pending []ran, err error, shuttingDown bool) {
 		return
 	}
 	time.Sleep(pause) // backing off from a failing database
+	d.recordAlone(ctx, alone)
+}
+
+// recordAlone records successes one by one, as a worker records those that
+// owe an OnCommit write: one the database refuses becomes a retry, or a
+// failure on its last attempt, with the error. When not even that can be
+// written the database itself is failing: the rest go back to the batch.
+func (d *dispatcher) recordAlone(ctx context.Context, alone []success) {
+	e := d.e
+	for i, s := range alone {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+		outcome, err := e.record(wctx, ctx, s.ran, nil)
+		cancel()
+		if err != nil {
+			s.job.Logger.Error("record step outcome on its own", "err", err)
+			d.mu.Lock()
+			d.pending = append(d.pending, alone[i:]...)
+			d.mu.Unlock()
+			return
+		}
+		e.claims.remove(s.step.Claim())
+		e.metrics.observe(s.step.Name, outcome, s.elapsed)
+	}
 }
 
 // recorded reports successes after a round trip: those in done were
 // recorded, the others lost their lease. With outcome unrecorded, none was
 // written.
-func (d *dispatcher) recorded(pending []ran, done []int64, outcome string) {
+func (d *dispatcher) recorded(pending []success, done []int64, outcome string) {
 	e := d.e
 	ok := make(map[int64]bool, len(done))
 	for _, id := range done {
@@ -354,7 +399,7 @@ func (d *dispatcher) recorded(pending []ran, done []int64, outcome string) {
 	for _, r := range pending {
 		o := outcome
 		if o == outcomeDone {
-			o = e.completed(r, ok[r.step.ID])
+			o = e.completed(r.ran, ok[r.step.ID])
 		}
 		e.claims.remove(r.step.Claim())
 		e.metrics.observe(r.step.Name, o, r.elapsed)

@@ -142,3 +142,60 @@ func TestClaimsOfARoundTripLostAfterCommitAreHandedBackAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestASuccessThatCannotBeStoredDoesNotStallTheBatch: a handler's result
+// the database refuses (jsonb has no U+0000) fails every round trip it is
+// part of. It is recorded on its own, as a retry or, with no attempt left,
+// a failure, with the error; the other steps keep being completed and
+// claimed, a chain of them one after another.
+func TestASuccessThatCannotBeStoredDoesNotStallTheBatch(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	eng := newEngine(t, db, clock.Real{}, steps.Config{Workers: 2, PollInterval: 20 * time.Millisecond,
+		BackoffBase: time.Hour, BackoffMax: time.Hour})
+	eng.Register("poison", func(ctx context.Context, job *steps.Job) (any, error) { return "nul\x00byte", nil })
+	eng.Register("ok", func(ctx context.Context, job *steps.Job) (any, error) { return "fine", nil })
+	eng.Register(steps.AlertStep, func(ctx context.Context, job *steps.Job) (any, error) { return nil, nil })
+	ids := purchases(t, db, 3)
+	for i, p := range []steps.Pipeline{
+		{PurchaseID: ids[0], Name: "p", Steps: []steps.Step{{Name: "poison"}}},
+		{PurchaseID: ids[1], Name: "p", Steps: []steps.Step{{Name: "poison", MaxAttempts: 1}}},
+		{PurchaseID: ids[2], Name: "p", Steps: steps.Chain(steps.Step{Name: "ok"}, steps.Step{Name: "ok2"},
+			steps.Step{Name: "ok3"})},
+	} {
+		if i == 2 {
+			eng.Register("ok2", func(ctx context.Context, job *steps.Job) (any, error) { return "fine", nil })
+			eng.Register("ok3", func(ctx context.Context, job *steps.Job) (any, error) { return "fine", nil })
+		}
+		if _, err := eng.Schedule(ctx, db.Queries, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error)
+	go func() { done <- eng.Run(ctx) }()
+	defer func() { stop(); <-done }()
+
+	waitUntil(t, "the chain to complete and both poisoned steps to be recorded", func() bool {
+		return stepByName(t, db, ids[2], "p", "ok3").Status == store.StepDone &&
+			stepByName(t, db, ids[0], "p", "poison").Status == store.StepPending &&
+			stepByName(t, db, ids[1], "p", "poison").Status == store.StepFailed
+	})
+	retried := stepByName(t, db, ids[0], "p", "poison")
+	if retried.Attempts != 1 || retried.LastError == nil || !strings.Contains(*retried.LastError, "complete step") ||
+		retried.RunAt.Before(time.Now().Add(30*time.Minute)) {
+		t.Errorf("poisoned step with attempts left: %s after %d attempts, next at %s (%v); want a retry in about an hour with the error",
+			retried.Status, retried.Attempts, retried.RunAt, retried.LastError)
+	}
+	failed := stepByName(t, db, ids[1], "p", "poison")
+	if failed.Attempts != 1 || failed.LastError == nil || !strings.Contains(*failed.LastError, "complete step") {
+		t.Errorf("poisoned step on its last attempt: %s after %d attempts (%v); want failed with the error",
+			failed.Status, failed.Attempts, failed.LastError)
+	}
+	for _, name := range []string{"ok", "ok2", "ok3"} {
+		if s := stepByName(t, db, ids[2], "p", name); s.Status != store.StepDone || s.Attempts != 1 || string(s.Result) != `"fine"` {
+			t.Errorf("%s: %s after %d attempts with %s; want done after 1 with its result", name, s.Status, s.Attempts, s.Result)
+		}
+	}
+}
