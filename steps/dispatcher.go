@@ -65,11 +65,11 @@ type dispatcher struct {
 
 	mu       sync.Mutex
 	pending  []success // successes handed in, not yet recorded
-	idle     int   // workers waiting for a step
-	promised int   // steps round trips in flight are claiming for idle workers
-	trips    int   // round trips in flight
-	more     bool  // the last claim filled every slot it asked for: more may be due
-	failures int   // consecutive failed round trips
+	idle     int       // workers waiting for a step
+	promised int       // steps round trips in flight are claiming for idle workers
+	trips    int       // round trips in flight
+	more     bool      // the last claim filled every slot it asked for: more may be due
+	failures int       // consecutive failed round trips
 	// lost are when failed round trips that claimed were sent: their claims
 	// may have committed, unseen, and are to be handed back.
 	lost []time.Time
