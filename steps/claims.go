@@ -122,6 +122,17 @@ func (cs *claims) remove(c store.Claim) {
 	cs.mu.Unlock()
 }
 
+// tokens returns the tokens of every claim held.
+func (cs *claims) tokens() []int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	out := make([]int64, 0, len(cs.m))
+	for _, c := range cs.m {
+		out = append(out, c.Token)
+	}
+	return out
+}
+
 // due returns the claims to renew at now: those whose last renewal is a
 // third of a lease old, unless lost or timed out (their lease is let lapse).
 func (cs *claims) due(now stamp, lease time.Duration) []store.Claim {

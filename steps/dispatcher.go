@@ -22,14 +22,35 @@ import (
 
 // maxRoundTrips bounds the round trips in flight at once. One measured best
 // (make bench): more hide the database's latency, but split the work into
-// smaller batches that cost the database more per step.
+// smaller batches that cost the database more per step. Handing back the
+// claims of a round trip whose answer was lost (releaseLost) relies on it:
+// with no other round trip in flight, every claim of this engine that
+// committed is held, or was lost.
 const maxRoundTrips = 1
+
+// A second round trip in flight could have claims committed but not yet
+// held, which releaseLost would take for lost: it must change first.
+const _ = uint(1 - maxRoundTrips)
 
 // roundTripRetries are the pauses after failed round trips, in turn (the
 // last repeats). While shutting down, successes still unrecorded after all
 // of them are given up: their steps run again once their leases lapse, as
 // after a crash.
 var roundTripRetries = []time.Duration{50 * time.Millisecond, 250 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}
+
+// splitAfter is how many failed round trips a success may be part of
+// before it is recorded on its own. All the completions and the claim of a
+// round trip are one transaction: one the database refuses every time (a
+// result jsonb cannot hold) would otherwise fail every later batch it
+// joins, and no step would be completed or claimed.
+const splitAfter = 2
+
+// success is a success handed in, and how many failed round trips it was
+// part of.
+type success struct {
+	ran
+	failedTrips int
+}
 
 // claimed is a step claimed for a worker, and when the claim was sent.
 type claimed struct {
@@ -43,12 +64,15 @@ type dispatcher struct {
 	work    chan claimed    // steps claimed for idle workers
 
 	mu       sync.Mutex
-	pending  []ran // successes handed in, not yet recorded
-	idle     int   // workers waiting for a step
-	promised int   // steps round trips in flight are claiming for idle workers
-	trips    int   // round trips in flight
-	more     bool  // the last claim filled every slot it asked for: more may be due
-	failures int   // consecutive failed round trips
+	pending  []success // successes handed in, not yet recorded
+	idle     int       // workers waiting for a step
+	promised int       // steps round trips in flight are claiming for idle workers
+	trips    int       // round trips in flight
+	more     bool      // the last claim filled every slot it asked for: more may be due
+	failures int       // consecutive failed round trips
+	// lost are when failed round trips that claimed were sent: their claims
+	// may have committed, unseen, and are to be handed back.
+	lost []time.Time
 	// lastClaim is when the last claim was sent.
 	lastClaim time.Time
 }
@@ -78,8 +102,8 @@ func (d *dispatcher) run(ctx context.Context) {
 		hardStop()
 		<-stopped
 	}
-	// What the last round trips left: successes to record, and steps
-	// claimed for workers that had stopped.
+	// What the last round trips left: successes to record, claims whose
+	// answer was lost, and steps claimed for workers that had stopped.
 	for {
 		d.mu.Lock()
 		left := len(d.pending)
@@ -88,6 +112,12 @@ func (d *dispatcher) run(ctx context.Context) {
 			break
 		}
 		d.lead(ctx, false)
+	}
+	if t := (trip{lost: d.lost}); len(t.lost) > 0 {
+		d.lost = nil
+		if err := d.releaseLost(ctx, &t); err != nil {
+			e.log.Error("hand back claims whose round trip failed; their leases will lapse", "err", err)
+		}
 	}
 	for {
 		select {
@@ -118,10 +148,10 @@ func (d *dispatcher) worker(ctx context.Context) {
 			own = nil
 			continue
 		}
-		r, success := d.e.execute(d.hardCtx, own.Step, own.at, true)
-		if success {
+		r, ok := d.e.execute(d.hardCtx, own.Step, own.at, true)
+		if ok {
 			d.mu.Lock()
-			d.pending = append(d.pending, r)
+			d.pending = append(d.pending, success{ran: r})
 			d.mu.Unlock()
 		}
 		own = d.lead(ctx, true)
@@ -179,9 +209,10 @@ func (d *dispatcher) await(ctx context.Context, poll *time.Timer) (*claimed, boo
 
 // trip is one round trip: the successes it records and the steps it claims.
 type trip struct {
-	pending []ran
-	self    int // 1 when it claims a step for the worker leading it
-	forIdle int // steps it claims for idle workers
+	pending []success
+	self    int         // 1 when it claims a step for the worker leading it
+	forIdle int         // steps it claims for idle workers
+	lost    []time.Time // claims of failed round trips to hand back first
 }
 
 // lead sends round trips while one is free and there is work for it: the
@@ -205,11 +236,30 @@ func (d *dispatcher) lead(ctx context.Context, wantOwn bool) *claimed {
 		// Never canceled half-way: a statement canceled after it committed
 		// would leave its claims running with no worker until their leases
 		// lapse.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
 		at := d.e.now()
-		done, steps, err := d.e.db.CompleteAndClaim(rctx, d.e.clock.Now(), completions(t.pending), d.e.cfg.Owner,
-			d.e.cfg.Lease, t.self+t.forIdle)
-		cancel()
+		var (
+			done  []int64
+			steps []store.Step
+			err   error
+		)
+		if len(t.lost) > 0 {
+			err = d.releaseLost(ctx, &t)
+		}
+		if err == nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+			done, steps, err = d.e.db.CompleteAndClaim(rctx, at.clock, completions(t.pending), d.e.cfg.Owner,
+				d.e.cfg.Lease, t.self+t.forIdle)
+			cancel()
+			if err != nil && t.self+t.forIdle > 0 {
+				// The claim may have committed all the same, its answer
+				// lost: hand back what it took, while no other round trip
+				// is in flight (maxRoundTrips).
+				t.lost = append(t.lost, at.clock)
+				if rerr := d.releaseLost(ctx, &t); rerr != nil {
+					d.e.log.Error("hand back claims whose round trip failed; will try again", "err", rerr)
+				}
+			}
+		}
 		if mine := d.settle(ctx, t, at, done, steps, err); mine != nil {
 			own = mine
 		}
@@ -233,6 +283,7 @@ func (d *dispatcher) plan(ctx context.Context, wantOwn bool) (trip, bool) {
 		return t, false
 	}
 	t.pending, d.pending = d.pending, nil
+	t.lost, d.lost = d.lost, nil
 	d.trips++
 	d.promised += t.forIdle
 	if n > 0 {
@@ -249,8 +300,9 @@ func (d *dispatcher) settle(ctx context.Context, t trip, at stamp, done []int64,
 	d.mu.Lock()
 	d.trips--
 	d.promised -= t.forIdle
+	d.lost = append(d.lost, t.lost...)
 	if err != nil {
-		d.failed(t.pending, err, ctx.Err() != nil)
+		d.failed(ctx, t.pending, err)
 		return nil
 	}
 	d.failures = 0
@@ -276,7 +328,7 @@ func (d *dispatcher) settle(ctx context.Context, t trip, at stamp, done []int64,
 	return own
 }
 
-func completions(rs []ran) []store.Completion {
+func completions(rs []success) []store.Completion {
 	cs := make([]store.Completion, len(rs))
 	for i, r := range rs {
 		cs[i] = store.Completion{Claim: r.step.Claim(), Blocking: r.step.Blocking, Result: r.result}
@@ -286,14 +338,22 @@ func completions(rs []ran) []store.Completion {
 
 // failed handles a failed round trip; d.mu is held and released. The
 // successes go back to be recorded by the next round trip after a pause,
-// unless shutting down has run out of retries.
-func (d *dispatcher) failed(pending []ran, err error, shuttingDown bool) {
+// unless shutting down has run out of retries; those that were part of
+// splitAfter failed round trips are recorded one by one instead.
+func (d *dispatcher) failed(ctx context.Context, pending []success, err error) {
 	e := d.e
-	giveUp := shuttingDown && d.failures >= len(roundTripRetries)
+	giveUp := ctx.Err() != nil && d.failures >= len(roundTripRetries)
 	pause := roundTripRetries[min(d.failures, len(roundTripRetries)-1)]
 	d.failures++
+	var alone []success
 	if !giveUp {
-		d.pending = append(d.pending, pending...)
+		for _, s := range pending {
+			if s.failedTrips++; s.failedTrips >= splitAfter {
+				alone = append(alone, s)
+			} else {
+				d.pending = append(d.pending, s)
+			}
+		}
 	}
 	d.mu.Unlock()
 	e.log.Error("record step outcomes and claim steps", "err", err, "outcomes", len(pending))
@@ -302,12 +362,35 @@ func (d *dispatcher) failed(pending []ran, err error, shuttingDown bool) {
 		return
 	}
 	time.Sleep(pause) // backing off from a failing database
+	d.recordAlone(ctx, alone)
+}
+
+// recordAlone records successes one by one, as a worker records those that
+// owe an OnCommit write: one the database refuses becomes a retry, or a
+// failure on its last attempt, with the error. When not even that can be
+// written the database itself is failing: the rest go back to the batch.
+func (d *dispatcher) recordAlone(ctx context.Context, alone []success) {
+	e := d.e
+	for i, s := range alone {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+		outcome, err := e.record(wctx, ctx, s.ran, nil)
+		cancel()
+		if err != nil {
+			s.job.Logger.Error("record step outcome on its own", "err", err)
+			d.mu.Lock()
+			d.pending = append(d.pending, alone[i:]...)
+			d.mu.Unlock()
+			return
+		}
+		e.claims.remove(s.step.Claim())
+		e.metrics.observe(s.step.Name, outcome, s.elapsed)
+	}
 }
 
 // recorded reports successes after a round trip: those in done were
 // recorded, the others lost their lease. With outcome unrecorded, none was
 // written.
-func (d *dispatcher) recorded(pending []ran, done []int64, outcome string) {
+func (d *dispatcher) recorded(pending []success, done []int64, outcome string) {
 	e := d.e
 	ok := make(map[int64]bool, len(done))
 	for _, id := range done {
@@ -316,11 +399,38 @@ func (d *dispatcher) recorded(pending []ran, done []int64, outcome string) {
 	for _, r := range pending {
 		o := outcome
 		if o == outcomeDone {
-			o = e.completed(r, ok[r.step.ID])
+			o = e.completed(r.ran, ok[r.step.ID])
 		}
 		e.claims.remove(r.step.Claim())
 		e.metrics.observe(r.step.Name, o, r.elapsed)
 	}
+}
+
+// releaseLost hands back, without spending their attempt, the steps that
+// the failed round trips sent at t.lost claimed and that no claim held by
+// this engine names: the round trip failed after its claims committed (the
+// connection dropped, or its deadline passed as the answer was read), and
+// nothing would run or renew them until their leases lapsed, an attempt
+// spent. Only the leader of the one round trip in flight calls it, so every
+// claim of this engine that committed is held or lost (and RunDue, which
+// claims on its own, never runs beside Run). On success t.lost is emptied.
+func (d *dispatcher) releaseLost(ctx context.Context, t *trip) error {
+	e := d.e
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
+	ids, err := e.db.ReleaseLostClaims(rctx, e.cfg.Owner, t.lost, e.claims.tokens(), e.clock.Now())
+	if err != nil {
+		return err
+	}
+	t.lost = nil
+	if len(ids) > 0 {
+		e.log.Warn("handed back steps claimed by a round trip whose answer was lost", "step_ids", ids)
+		d.mu.Lock()
+		d.more = true
+		d.mu.Unlock()
+		e.Wake()
+	}
+	return nil
 }
 
 // handBack releases steps claimed as shutdown began, without spending an

@@ -134,7 +134,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // RunDue runs due steps in the calling goroutine until none is due, and
 // returns how many it ran. Tests and one-off commands use it with an
-// injected clock instead of Run; outcomes are recorded one by one.
+// injected clock instead of Run, never beside it on one engine (Run hands
+// back claims of its owner it does not hold); outcomes are recorded one by
+// one.
 func (e *Engine) RunDue(ctx context.Context) (int, error) {
 	beatCtx, stopBeat := context.WithCancel(ctx)
 	defer stopBeat()

@@ -461,21 +461,25 @@ func (q *Queries) RetryStep(ctx context.Context, c Claim, now, runAt time.Time, 
 	return tag.RowsAffected() == 1, nil
 }
 
-// dependentsSQL extends a statement whose CTE "roots" yields failed steps
-// (id, subject_id, pipeline, name): it cancels every step waiting on one of
-// them, directly or through other waiting steps, naming the root in
-// canceled_by and last_error. $1 is the time.
+// dependentsSQL extends a statement whose CTE "roots" yields steps that
+// will never run, as they are now (id, subject_id, pipeline, name, status:
+// failed or canceled): it cancels every step waiting on one of them,
+// directly or through other waiting steps, naming the root in canceled_by
+// and last_error. A root is never one of its dependents: a statement must
+// not update a row twice. $1 is the time.
 const dependentsSQL = `, waiting AS (
-		SELECT w.id, w.subject_id, w.pipeline, w.name, r.id AS root_id, r.name AS root_name
+		SELECT w.id, w.subject_id, w.pipeline, w.name, r.id AS root_id, r.name AS root_name, r.status AS root_status
 		FROM roots r JOIN steps w ON w.status = 'waiting' AND w.pipeline = r.pipeline AND w.after_name = r.name
 			AND (w.subject_id = r.subject_id OR (w.subject_id IS NULL AND r.subject_id IS NULL))
+		WHERE w.id NOT IN (SELECT id FROM roots)
 		UNION
-		SELECT w.id, w.subject_id, w.pipeline, w.name, d.root_id, d.root_name
+		SELECT w.id, w.subject_id, w.pipeline, w.name, d.root_id, d.root_name, d.root_status
 		FROM waiting d JOIN steps w ON w.status = 'waiting' AND w.pipeline = d.pipeline AND w.after_name = d.name
 			AND (w.subject_id = d.subject_id OR (w.subject_id IS NULL AND d.subject_id IS NULL))
+		WHERE w.id NOT IN (SELECT id FROM roots)
 	), canceled AS (
 		UPDATE steps s SET status = 'canceled', canceled_by = w.root_id, updated_at = $1, finished_at = $1,
-			last_error = 'canceled: ' || w.root_name || ' (step ' || w.root_id || ') failed'
+			last_error = 'canceled: ' || w.root_name || ' (step ' || w.root_id || ') ' || w.root_status
 		FROM waiting w WHERE s.id = w.id AND s.status = 'waiting'
 		RETURNING s.id
 	)`
@@ -491,7 +495,7 @@ func (q *Queries) FailStep(ctx context.Context, c Claim, now time.Time, errText 
 			UPDATE steps SET status = 'failed', last_error = $4, lease_owner = NULL, lease_expires_at = NULL,
 				claim_token = NULL, updated_at = $1, finished_at = $1
 			WHERE id = $2 AND claim_token = $3 AND status = 'running'
-			RETURNING id, subject_id, pipeline, name
+			RETURNING id, subject_id, pipeline, name, status
 		)`+dependentsSQL+`
 		SELECT (SELECT count(*) FROM roots), (SELECT count(*) FROM canceled)`,
 		now.UTC(), c.ID, c.Token, errText).Scan(&failed, &canceled)
@@ -514,6 +518,43 @@ func (q *Queries) ReleaseStep(ctx context.Context, c Claim, now time.Time) (bool
 		return false, fmt.Errorf("release step %d: %w", c.ID, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseLostClaims hands back, without spending their attempt, the steps
+// running under owner that a claim sent at one of claimedAt took (a claim
+// sets updated_at to the time it is sent) and whose token is not in held:
+// the claims of a round trip that committed but whose answer was lost (the
+// connection dropped, or its deadline passed while the results were read).
+// No worker holds them, so none would run or renew them, and they would
+// wait a whole lease and spend an attempt without running. The caller must
+// be sure no claim of owner is in flight, and hold every claim it knows of;
+// a claim in held is never touched. It returns the ids it released.
+func (q *Queries) ReleaseLostClaims(ctx context.Context, owner string, claimedAt []time.Time, held []int64,
+	now time.Time) ([]int64, error) {
+	if len(claimedAt) == 0 {
+		return nil, nil
+	}
+	at := make([]time.Time, len(claimedAt))
+	for i, t := range claimedAt {
+		at[i] = t.UTC()
+	}
+	if held == nil {
+		held = []int64{} // <> ALL of a NULL array is NULL, not true
+	}
+	rows, err := q.db.Query(ctx, `
+		UPDATE steps SET status = 'pending', attempts = greatest(attempts - 1, 0), run_at = $4,
+			lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL, updated_at = $4
+		WHERE status = 'running' AND lease_owner = $1 AND updated_at = ANY ($2::timestamptz[])
+			AND claim_token <> ALL ($3::bigint[])
+		RETURNING id`, owner, at, held, now.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("release lost claims: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("release lost claims: %w", err)
+	}
+	return ids, nil
 }
 
 // RenewLeases extends the lease of each claim to lease from the database's
@@ -561,7 +602,7 @@ func (q *Queries) RescueExpiredSteps(ctx context.Context, now time.Time) ([]Step
 			FROM expired WHERE s.id = expired.id
 			RETURNING s.*
 		), roots AS (
-			SELECT id, subject_id, pipeline, name FROM rescued WHERE status = 'failed'
+			SELECT id, subject_id, pipeline, name, status FROM rescued WHERE status = 'failed'
 		)`+dependentsSQL+`
 		SELECT `+stepColumns+` FROM rescued`, now.UTC())
 	if err != nil {
@@ -570,21 +611,29 @@ func (q *Queries) RescueExpiredSteps(ctx context.Context, now time.Time) ([]Step
 	return steps, nil
 }
 
-// CancelSteps cancels the not-yet-run steps of a subject that carry tag.
-// It finds them by subject (a handful of rows through the unique index on
+// CancelSteps cancels the not-yet-run steps of a subject that carry tag and,
+// in the same statement, the steps waiting on them (transitively), which
+// could never run; it returns how many it canceled in all. It finds the
+// tagged steps by subject (a handful of rows through the unique index on
 // subject, pipeline and name; TestCancelByTagUsesAnIndex), then by tag.
 // Subject ids are uuids, unique across kinds, so the id alone names one.
 func (q *Queries) CancelSteps(ctx context.Context, subjectID, tag string, now time.Time) (int, error) {
-	res, err := q.db.Exec(ctx, cancelByTagSQL, subjectID, tag, now.UTC())
-	if err != nil {
+	var tagged, waiting int
+	if err := q.db.QueryRow(ctx, cancelByTagSQL, now.UTC(), subjectID, tag).Scan(&tagged, &waiting); err != nil {
 		return 0, fmt.Errorf("cancel steps: %w", err)
 	}
-	return int(res.RowsAffected()), nil
+	return tagged + waiting, nil
 }
 
+// cancelByTagSQL cancels a subject's ($2) not-yet-run steps tagged $3 at $1,
+// with the steps waiting on them, and counts both.
 const cancelByTagSQL = `
-	UPDATE steps SET status = 'canceled', updated_at = $3, finished_at = $3, last_error = 'canceled: ' || $2
-	WHERE subject_id = $1 AND status IN ('waiting', 'pending') AND tags @> ARRAY[$2::text]`
+	WITH RECURSIVE roots AS (
+		UPDATE steps SET status = 'canceled', updated_at = $1, finished_at = $1, last_error = 'canceled: ' || $3
+		WHERE subject_id = $2 AND status IN ('waiting', 'pending') AND tags @> ARRAY[$3::text]
+		RETURNING id, subject_id, pipeline, name, status
+	)` + dependentsSQL + `
+	SELECT (SELECT count(*) FROM roots), (SELECT count(*) FROM canceled)`
 
 // ReleaseHeldSteps makes the steps carrying tag that wait for a future
 // run_at due now, removes the tag from them (a later release leaves them

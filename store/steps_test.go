@@ -144,7 +144,7 @@ func TestCancelByTagUsesAnIndex(t *testing.T) {
 		}
 		defer conn.Exec(ctx, `DEALLOCATE cancel_by_tag`)
 		// A utility statement takes no parameters: the values are literals.
-		rows, err := conn.Query(ctx, `EXPLAIN EXECUTE cancel_by_tag('`+purchase+`', 'followup', '2026-03-01 12:00:00Z')`)
+		rows, err := conn.Query(ctx, `EXPLAIN EXECUTE cancel_by_tag('2026-03-01 12:00:00Z', '`+purchase+`', 'followup')`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,5 +246,122 @@ func TestCompleteStepsFencesEachClaimAndReleasesWhatWaited(t *testing.T) {
 				t.Errorf("%d steps: %s_after is %s, want %s", n, s.Name, got, wantAfter)
 			}
 		}
+	}
+}
+
+// TestReleaseLostClaimsTouchesOnlyUnheldClaimsOfTheFailedRoundTrip: of the
+// steps running under an owner, only those claimed at the failed round
+// trip's time whose token the owner does not hold go back to pending, their
+// attempt unspent; a held claim, an earlier claim and another owner's are
+// left running.
+func TestReleaseLostClaimsTouchesOnlyUnheldClaimsOfTheFailedRoundTrip(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	purchase := insertPurchase(t, db)
+	var news []store.NewStep
+	for _, name := range []string{"earlier", "held", "lost", "other"} {
+		news = append(news, store.NewStep{PurchaseID: purchase, Pipeline: "p", Name: name, RunAt: t0, MaxAttempts: 3})
+	}
+	if _, err := db.InsertSteps(ctx, t0, news); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(owner string, at time.Time, n int) []store.Step {
+		t.Helper()
+		got, err := db.ClaimSteps(ctx, owner, at, time.Minute, n)
+		if err != nil || len(got) != n {
+			t.Fatalf("claim: %v, %v", got, err)
+		}
+		return got
+	}
+	earlier := claim("engine", t0, 1)[0]
+	trip := t0.Add(time.Second)
+	mine := claim("engine", trip, 2)
+	other := claim("other", trip, 1)[0]
+	held, lost := mine[0], mine[1]
+
+	ids, err := db.ReleaseLostClaims(ctx, "engine", []time.Time{trip}, []int64{held.Claim().Token}, trip)
+	if err != nil || !slices.Equal(ids, []int64{lost.ID}) {
+		t.Fatalf("released %v, %v; want [%d]", ids, err, lost.ID)
+	}
+	if s, _ := db.GetStep(ctx, lost.ID); s.Status != store.StepPending || s.Attempts != 0 || s.ClaimToken != nil ||
+		s.LeaseOwner != nil {
+		t.Errorf("lost claim's step: %s after %d attempts, owner %v; want pending, 0, none", s.Status, s.Attempts, s.LeaseOwner)
+	}
+	for _, s := range []store.Step{earlier, held, other} {
+		if got, _ := db.GetStep(ctx, s.ID); got.Status != store.StepRunning || got.Claim() != s.Claim() || got.Attempts != 1 {
+			t.Errorf("step %s: %s under %+v after %d attempts; want running under its claim, 1", got.Name, got.Status,
+				got.Claim(), got.Attempts)
+		}
+	}
+	if ids, err := db.ReleaseLostClaims(ctx, "engine", []time.Time{trip}, nil, trip); err != nil || len(ids) != 1 || ids[0] != held.ID {
+		t.Errorf("with nothing held: released %v, %v; want the held step's", ids, err)
+	}
+}
+
+// TestCancelByTagCancelsWhatWaitsOnTheCanceledSteps: canceling a subject's
+// tagged steps cancels, transitively, the steps waiting on them that lack
+// the tag (they could never run), naming the canceled root; the tagged steps
+// say why they were canceled, and another subject's steps are untouched.
+func TestCancelByTagCancelsWhatWaitsOnTheCanceledSteps(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	purchase, other := insertPurchase(t, db), insertPurchase(t, db)
+	var news []store.NewStep
+	for _, p := range []string{purchase, other} {
+		news = append(news,
+			store.NewStep{PurchaseID: p, Pipeline: "p", Name: "followup", Blocking: true, Tags: []string{"followup"}, RunAt: t0, MaxAttempts: 3},
+			store.NewStep{PurchaseID: p, Pipeline: "p", Name: "survey", After: "followup", Blocking: true, RunAt: t0, MaxAttempts: 3},
+			store.NewStep{PurchaseID: p, Pipeline: "p", Name: "thanks", After: "survey", RunAt: t0, MaxAttempts: 3},
+			store.NewStep{PurchaseID: p, Pipeline: "p", Name: "receipt", RunAt: t0, MaxAttempts: 3})
+	}
+	if _, err := db.InsertSteps(ctx, t0, news); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Hour)
+	if n, err := db.CancelSteps(ctx, purchase, "followup", now); err != nil || n != 3 {
+		t.Fatalf("cancel = %d, %v; want 3 (the tagged step and the two waiting on it)", n, err)
+	}
+	var root int64
+	if err := db.Pool.QueryRow(ctx, `SELECT id FROM steps WHERE subject_id = $1 AND name = 'followup'`, purchase).Scan(&root); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT subject_id::text, name, status, canceled_by, coalesce(last_error, ''),
+		finished_at IS NOT DISTINCT FROM $1::timestamptz FROM steps ORDER BY id`, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var subject, name, status, lastError string
+		var by *int64
+		var finishedNow bool
+		if err := rows.Scan(&subject, &name, &status, &by, &lastError, &finishedNow); err != nil {
+			t.Fatal(err)
+		}
+		want := "pending"
+		switch {
+		case subject == other && name != "survey" && name != "thanks", subject == purchase && name == "receipt":
+		case subject == other:
+			want = "waiting"
+		case name == "followup":
+			want = "canceled"
+			if by != nil || lastError != "canceled: followup" || !finishedNow {
+				t.Errorf("followup: canceled_by %v, last error %q, finished now %v; want none, the tag, true", by, lastError, finishedNow)
+			}
+		default:
+			want = "canceled"
+			if by == nil || *by != root || !strings.Contains(lastError, "followup") || !finishedNow {
+				t.Errorf("%s waiting on the canceled followup: canceled_by %v, last error %q, finished now %v; want step %d named",
+					name, by, lastError, finishedNow, root)
+			}
+		}
+		if status != want {
+			t.Errorf("%s of %s: %s, want %s", name, subject, status, want)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 }
