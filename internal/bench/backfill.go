@@ -223,7 +223,7 @@ func (p pipelineOnly) Refunded(ctx context.Context, q *store.Queries, pu store.P
 func (p pipelineOnly) RefundReversed(context.Context, *store.Queries, store.Purchase, store.Refund) error {
 	return nil
 }
-func (p pipelineOnly) WalkEnded(context.Context, *store.Queries) error { return nil }
+func (p pipelineOnly) WalkEnded(context.Context, *store.Queries) error               { return nil }
 func (p pipelineOnly) Expired(context.Context, *store.Queries, store.Purchase) error { return nil }
 func (p pipelineOnly) PaymentFailed(context.Context, *store.Queries, store.Purchase) error {
 	return nil
