@@ -116,14 +116,7 @@ func TestAFailedCallGoesToTheRetryQueueNotTheNextPass(t *testing.T) {
 func TestAHintIsAppliedBesideALongPass(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, t0)
-	for i := range 4000 {
-		if i%100 == 0 {
-			e.clock.Advance(time.Minute)
-		}
-		if _, err := e.emu.CreateSession(stripeemuSession(e.price, "x@example.com")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createSessions(t, e, 4000)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -365,14 +358,7 @@ func TestHintedSessionsTheListDoesNotBringAreRetrieved(t *testing.T) {
 func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, t0)
-	for i := range 4000 {
-		if i%100 == 0 {
-			e.clock.Advance(time.Minute)
-		}
-		if _, err := e.emu.CreateSession(stripeemuSession(e.price, "x@example.com")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createSessions(t, e, 4000)
 	// 40 pages at 400ms each: the pass would take 16 s.
 	e.emu.SetFaults(stripeemu.Faults{Latency: 400 * time.Millisecond})
 	long := make(chan *reconcile.Report, 1)
@@ -409,5 +395,19 @@ func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
 		}
 	case <-time.After(12 * time.Second):
 		t.Fatal("the pass went on for 12 s after its lock's session ended")
+	}
+}
+
+// createSessions creates n open sessions at the emulator, a hundred a
+// minute, for a pass of n/100 pages.
+func createSessions(t *testing.T, e *env, n int) {
+	t.Helper()
+	for i := range n {
+		if i%100 == 0 {
+			e.clock.Advance(time.Minute)
+		}
+		if _, err := e.emu.CreateSession(stripeemuSession(e.price, "x@example.com")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
