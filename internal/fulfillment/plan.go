@@ -38,6 +38,9 @@ type purchaseFacts struct {
 	// Walk is set when a walk of Stripe's lists recorded the payment: its
 	// sessions are recorded before its refunds and disputes are read.
 	Walk bool
+	// Webhook is set when the access is the seller's webhook rather than a
+	// GitHub invitation.
+	Webhook bool
 }
 
 // purchasePlan is a completed purchase's pipeline, as decided.
@@ -54,7 +57,10 @@ type purchasePlan struct {
 	// HoldGrant holds the grant until the walk that recorded the payment
 	// has read its refunds and disputes: an old payment may have been
 	// refunded or lost to a dispute long ago, and a buyer who got their
-	// money back must not get an invitation in the meantime.
+	// money back must not get an invitation in the meantime. A webhook
+	// grant is not held: the seller's backend is told purchase.completed
+	// and then the refund's or dispute's event, in that order, and undoes
+	// what it must; held, the refund's event would come first.
 	HoldGrant bool
 }
 
@@ -68,7 +74,7 @@ func planPurchase(f purchaseFacts) purchasePlan {
 	stale := f.Now.Sub(f.CompletedAt) > f.NotifyWindow
 	customer := !f.Quiet && !stale
 	plan := purchasePlan{Confirmation: customer, AdminEmail: !stale, Grant: f.Access,
-		AccessEmail: f.Access && customer, Stale: stale, HoldGrant: f.Access && stale && f.Walk}
+		AccessEmail: f.Access && customer, Stale: stale, HoldGrant: f.Access && stale && f.Walk && !f.Webhook}
 	if f.Quiet {
 		return plan
 	}

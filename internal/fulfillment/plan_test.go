@@ -17,7 +17,7 @@ func TestPlanPurchase(t *testing.T) {
 	for _, tc := range []struct {
 		name                                    string
 		age                                     time.Duration
-		quiet, access, walk                     bool
+		quiet, access, walk, webhook            bool
 		confirmation, admin, grant, accessEmail bool
 		followups                               []string
 		stale, hold                             bool
@@ -42,12 +42,14 @@ func TestPlanPurchase(t *testing.T) {
 			grant: true, followups: []string{"d7", "d14", "d30"}, stale: true, hold: true},
 		{name: "found by a walk, old: held", age: 60 * day, walk: true, access: true, grant: true, stale: true, hold: true},
 		{name: "found by a walk, old, no access: nothing to hold", age: 60 * day, walk: true, stale: true},
+		{name: "found by a walk, old, a webhook product: granted at once, told before its refund", age: 60 * day,
+			walk: true, webhook: true, access: true, grant: true, stale: true},
 		{name: "found by a walk, quiet and old: held", age: 10 * day, walk: true, quiet: true, access: true, grant: true,
 			stale: true, hold: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := planPurchase(purchaseFacts{Now: now, CompletedAt: now.Add(-tc.age), NotifyWindow: 72 * time.Hour,
-				Quiet: tc.quiet, Access: tc.access, FollowUps: fus, Walk: tc.walk})
+				Quiet: tc.quiet, Access: tc.access, FollowUps: fus, Walk: tc.walk, Webhook: tc.webhook})
 			var got []string
 			for _, fu := range p.FollowUps {
 				got = append(got, fu.Template)

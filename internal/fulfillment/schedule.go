@@ -105,7 +105,8 @@ func (f *Fulfillment) purchasePipeline(p store.Purchase, ready, walk bool, now t
 		anchor = *p.CompletedAt
 	}
 	plan := planPurchase(purchaseFacts{Now: now, CompletedAt: anchor, NotifyWindow: f.cfg.NotifyWindow,
-		Quiet: f.quiet, Access: ready, FollowUps: f.cfg.FollowUps, Walk: walk})
+		Quiet: f.quiet, Access: ready, FollowUps: f.cfg.FollowUps, Walk: walk,
+		Webhook: f.product(p.ProductKey).Access == providerWebhook})
 	if plan.Stale {
 		f.log.Info("payment older than the notify window: no customer or admin email",
 			"purchase_id", p.ID, "completed_at", anchor, "notify_window", f.cfg.NotifyWindow.String())
