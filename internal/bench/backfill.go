@@ -29,6 +29,11 @@ import (
 const (
 	backfillSessions  = 100_000
 	backfillPaidEvery = 10 // one session in ten is paid: a purchase and its pipeline to create
+	// backfillProduct is config.yaml's one-time product: the sessions name
+	// it, so both the in-process pass and `paymentd reconcile` with the
+	// committed config adopt them (a session naming no configured one-time
+	// product is not paymentd's).
+	backfillProduct = "pro_one_time"
 )
 
 // benchBackfill measures a deep pass that backfills 100,000 checkout
@@ -51,11 +56,11 @@ func benchBackfill(ctx context.Context, env *benchEnv) ([]Result, error) {
 	// Stripe's own limit is 100 requests a second; the client keeps to it.
 	api := stripeapi.New(stripeclient.New(stripeclient.Options{SecretKey: "sk_test_bench", APIBase: srv.URL, RateLimit: 100}))
 
-	prod, err := api.CreateProduct(ctx, stripeapi.ProductSpec{Key: "pro", Name: "Pro"}, "")
+	prod, err := api.CreateProduct(ctx, stripeapi.ProductSpec{Key: backfillProduct, Name: "Pro"}, "")
 	if err != nil {
 		return nil, err
 	}
-	price, err := api.CreatePrice(ctx, stripeapi.PriceSpec{ProductID: prod.ID, LookupKey: "pro", Currency: "usd", Amount: 19900}, "")
+	price, err := api.CreatePrice(ctx, stripeapi.PriceSpec{ProductID: prod.ID, LookupKey: backfillProduct, Currency: "usd", Amount: 19900}, "")
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +70,7 @@ func benchBackfill(ctx context.Context, env *benchEnv) ([]Result, error) {
 		}
 		s, err := emu.CreateSession(stripeemu.SessionParams{LineItems: []stripeemu.LineItem{{Price: price.ID}},
 			CustomerEmail: fmt.Sprintf("buyer%d@example.com", i), SuccessURL: "http://x/ok", CancelURL: "http://x/no",
-			Metadata: map[string]string{"user_id": fmt.Sprintf("u%d", i), "product": "pro", "purchase_id": uuid.NewString()}})
+			Metadata: map[string]string{"user_id": fmt.Sprintf("u%d", i), "product": backfillProduct, "purchase_id": uuid.NewString()}})
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +110,7 @@ func benchBackfill(ctx context.Context, env *benchEnv) ([]Result, error) {
 
 	eng := steps.New(db, clk, env.log, steps.Config{}, nil)
 	rec := reconcile.New(reconcile.Options{DB: db, Stripe: api, Fulfillment: pipelineOnly{eng}, Clock: clk, Log: env.log,
-		Products: []config.Product{{Key: "pro"}}})
+		Products: []config.Product{{Key: backfillProduct}}})
 	emu.ResetRequests()
 	t := time.Now()
 	rep, err := rec.RunPass(ctx, "backfill", reconcile.PassOptions{Lists: true, Since: start.Add(-time.Hour)})
