@@ -101,7 +101,7 @@ func TestSIGTERMDuringFiveHundredStepsThenRestartFinishesEachOnce(t *testing.T) 
 		"PAYMENTD_HTTP_ADDR=127.0.0.1:0", "PAYMENTD_ADMIN_ADDR=127.0.0.1:0", "PAYMENTD_LOG_LEVEL=warn")
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	base, _ := os.ReadFile("../../config.yaml")
-	conf := strings.NewReplacer("provider: outbox", "provider: sendgrid", "workers: 8", "workers: 4",
+	conf := strings.NewReplacer("provider: outbox", "provider: sendgrid", "workers: 16", "workers: 4",
 		"shutdown_grace: 15s", "shutdown_grace: 5s").Replace(string(base))
 	os.WriteFile(cfg, []byte(conf), 0o600)
 	start := func() (*exec.Cmd, *bytes.Buffer) {

@@ -316,7 +316,7 @@ func Defaults() *Config {
 			CancelURL:  "http://localhost:8080/"},
 		Reconcile: Reconcile{Schedule: "@every 1m", DeepSchedule: "@daily", DeepWindow: 30 * 24 * time.Hour,
 			Overlap: 10 * time.Minute, AccessSchedule: "@hourly", PassBudget: 5 * time.Minute},
-		Steps: Steps{Workers: 8, Lease: time.Minute, Timeout: 45 * time.Second, PollInterval: time.Second,
+		Steps: Steps{Workers: 16, Lease: time.Minute, Timeout: 45 * time.Second, PollInterval: time.Second,
 			BackoffBase: 10 * time.Second, BackoffMax: time.Hour, MaxAttempts: 10, ShutdownGrace: 15 * time.Second},
 		Email:  Email{Provider: "outbox", OutboxDir: ".data/outbox"},
 		GitHub: GitHub{Permission: "pull"},

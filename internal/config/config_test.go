@@ -74,7 +74,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := strings.NewReplacer(
-		"workers: 8", "workers: 0",
+		"workers: 16", "workers: 0",
 		"lease: 1m", "lease: -1m",
 		`schedule: "@every 1m"`, `schedule: "every minute"`,
 		"currency: usd", "currency: USD",
