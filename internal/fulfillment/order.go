@@ -398,6 +398,21 @@ func (f *Fulfillment) orderEmail(ctx context.Context, o store.Order) (string, er
 	return *a.Email, nil
 }
 
+// orderMail loads the job's order, its lines and its buyer's address
+// (orderEmail), and what the order templates show about them (orderData;
+// CustomerEmail is "" when the order has no address).
+func (f *Fulfillment) orderMail(ctx context.Context, job *steps.Job) (store.Order, []store.OrderLine, mail.Data, error) {
+	o, lines, err := f.order(ctx, job)
+	if err != nil {
+		return o, nil, mail.Data{}, err
+	}
+	email, err := f.orderEmail(ctx, o)
+	if err != nil {
+		return o, nil, mail.Data{}, err
+	}
+	return o, lines, f.orderData(o, lines, email), nil
+}
+
 // orderGitHubUsername is the account an order's GitHub access goes to:
 // the order's, else the buyer's account's.
 func orderGitHubUsername(ctx context.Context, q *store.Queries, o store.Order) (string, error) {
@@ -432,53 +447,40 @@ func (f *Fulfillment) orderData(o store.Order, lines []store.OrderLine, email st
 }
 
 func (f *Fulfillment) orderConfirmation(ctx context.Context, job *steps.Job) (any, error) {
-	o, lines, err := f.order(ctx, job)
+	_, _, d, err := f.orderMail(ctx, job)
 	if err != nil {
 		return nil, err
 	}
-	email, err := f.orderEmail(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	if email == "" {
+	if d.CustomerEmail == "" {
 		return skipMail("the order has no email address")
 	}
-	return f.send(ctx, job, mail.OrderConfirmation, f.orderData(o, lines, email))
+	return f.send(ctx, job, mail.OrderConfirmation, d)
 }
 
 func (f *Fulfillment) adminOrder(ctx context.Context, job *steps.Job) (any, error) {
 	if !f.toAdmin() {
 		return skipMail("no admin email configured")
 	}
-	o, lines, err := f.order(ctx, job)
+	_, _, d, err := f.orderMail(ctx, job)
 	if err != nil {
 		return nil, err
 	}
-	email, err := f.orderEmail(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	return f.send(ctx, job, mail.AdminOrder, f.orderData(o, lines, email))
+	return f.send(ctx, job, mail.AdminOrder, d)
 }
 
 // orderPaymentFailed sends the recovery email unless the order was paid
 // or ended meanwhile (a canceled order sends nothing).
 func (f *Fulfillment) orderPaymentFailed(ctx context.Context, job *steps.Job) (any, error) {
-	o, lines, err := f.order(ctx, job)
+	o, _, d, err := f.orderMail(ctx, job)
 	if err != nil {
 		return nil, err
 	}
 	if !o.Status.Open() {
 		return skipMail("the order is " + string(o.Status))
 	}
-	email, err := f.orderEmail(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	if email == "" {
+	if d.CustomerEmail == "" {
 		return skipMail("the order has no email address")
 	}
-	d := f.orderData(o, lines, email)
 	d.RetryURL = retryURL(f.cfg.RetryURL, o.ID)
 	d.Reason = deref(o.LastPaymentError)
 	return f.send(ctx, job, mail.OrderPaymentFailed, d)
@@ -505,18 +507,13 @@ func (f *Fulfillment) orderRefundEmail(ctx context.Context, job *steps.Job) (any
 	if err := job.DecodeArgs(&args); err != nil {
 		return nil, err
 	}
-	o, lines, err := f.order(ctx, job)
+	_, lines, d, err := f.orderMail(ctx, job)
 	if err != nil {
 		return nil, err
 	}
-	email, err := f.orderEmail(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	if email == "" {
+	if d.CustomerEmail == "" {
 		return skipMail("the order has no email address")
 	}
-	d := f.orderData(o, lines, email)
 	d.RefundedAmount, d.OriginalAmount = args.Amount, args.Total
 	template := mail.RefundPartial
 	if args.Full {
@@ -538,15 +535,10 @@ func (f *Fulfillment) orderRefundReversed(ctx context.Context, job *steps.Job) (
 	if err := job.DecodeArgs(&args); err != nil {
 		return nil, err
 	}
-	o, lines, err := f.order(ctx, job)
+	_, _, d, err := f.orderMail(ctx, job)
 	if err != nil {
 		return nil, err
 	}
-	email, err := f.orderEmail(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	d := f.orderData(o, lines, email)
 	d.RefundedAmount, d.Currency = args.Amount, args.Currency
 	d.Reason = "refund " + args.RefundID + " " + args.Status
 	return f.send(ctx, job, mail.RefundReversed, d)
