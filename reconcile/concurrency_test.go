@@ -139,15 +139,7 @@ func TestAHintIsAppliedBesideALongPass(t *testing.T) {
 	}
 
 	// A long pass: 40 pages of sessions, each taking 100ms to list.
-	e.emu.SetFaults(stripeemu.Faults{Latency: 100 * time.Millisecond})
-	long := make(chan *reconcile.Report, 1)
-	go func() {
-		rep, err := e.rec.RunPass(context.Background(), "deep", reconcile.PassOptions{Lists: true, Since: t0})
-		if err != nil {
-			t.Error(err)
-		}
-		long <- rep
-	}()
+	long := startLongPass(t, e, 100*time.Millisecond)
 	for !e.rec.Progress().Running || e.rec.Progress().Seen < 200 {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -360,15 +352,7 @@ func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
 	e := newEnv(t, t0)
 	createSessions(t, e, 4000)
 	// 40 pages at 400ms each: the pass would take 16 s.
-	e.emu.SetFaults(stripeemu.Faults{Latency: 400 * time.Millisecond})
-	long := make(chan *reconcile.Report, 1)
-	go func() {
-		rep, err := e.rec.RunPass(context.Background(), "deep", reconcile.PassOptions{Lists: true, Since: t0})
-		if err != nil {
-			t.Error(err)
-		}
-		long <- rep
-	}()
+	long := startLongPass(t, e, 400*time.Millisecond)
 	deadline := time.Now().Add(30 * time.Second)
 	for !e.rec.Progress().Running || e.rec.Progress().Seen < 100 {
 		if time.Now().After(deadline) {
@@ -396,6 +380,21 @@ func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
 	case <-time.After(12 * time.Second):
 		t.Fatal("the pass went on for 12 s after its lock's session ended")
 	}
+}
+
+// startLongPass makes every emulator call take latency and starts a deep
+// pass over the sessions since t0; its report arrives on the channel.
+func startLongPass(t *testing.T, e *env, latency time.Duration) <-chan *reconcile.Report {
+	e.emu.SetFaults(stripeemu.Faults{Latency: latency})
+	long := make(chan *reconcile.Report, 1)
+	go func() {
+		rep, err := e.rec.RunPass(context.Background(), "deep", reconcile.PassOptions{Lists: true, Since: t0})
+		if err != nil {
+			t.Error(err)
+		}
+		long <- rep
+	}()
+	return long
 }
 
 // createSessions creates n open sessions at the emulator, a hundred a

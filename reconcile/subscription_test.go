@@ -151,6 +151,30 @@ func (e *subEnv) advance(d time.Duration) {
 	e.emu.Tick()
 }
 
+// pastDue subscribes to the monthly price with Stripe retrying under bs,
+// makes the first renewal fail, and returns the subscription's id, its
+// customer and its row after a pass, which must be past_due and still
+// entitled.
+func (e *subEnv) pastDue(bs stripeemu.BillingSettings) (id, cus string, s store.Subscription) {
+	e.t.Helper()
+	if err := e.emu.SetBillingSettings(bs); err != nil {
+		e.t.Fatal(err)
+	}
+	id = e.subscribe(e.monthly, 0, true)
+	e.pass()
+	cus = e.row(id).StripeCustomerID
+	if err := e.emu.FailPayments(cus, true); err != nil {
+		e.t.Fatal(err)
+	}
+	e.advance(31*24*time.Hour + 2*time.Hour) // the renewal fails
+	e.pass()
+	s = e.row(id)
+	if s.Status != store.SubscriptionPastDue || !s.Entitled {
+		e.t.Fatalf("after the failed renewal: %+v", s)
+	}
+	return id, cus, s
+}
+
 // TestSubscriptionLifecycleFromTheEventsFeed: no webhook is delivered; the
 // events feed alone records a trial, its conversion, a renewal, a failed
 // renewal recovered on a retry, a cancellation at period end and the end,
@@ -285,21 +309,9 @@ func TestSubscriptionLifecycleFromTheEventsFeed(t *testing.T) {
 func TestGraceKeepsAccessThenRevokesThenRestores(t *testing.T) {
 	t.Parallel()
 	e := newSubEnv(t)
-	if err := e.emu.SetBillingSettings(stripeemu.BillingSettings{RetrySchedule: []time.Duration{12 * 24 * time.Hour,
-		20 * 24 * time.Hour}}); err != nil {
-		t.Fatal(err)
-	}
-	id := e.subscribe(e.monthly, 0, true)
-	e.pass()
-	cus := e.row(id).StripeCustomerID
-	if err := e.emu.FailPayments(cus, true); err != nil {
-		t.Fatal(err)
-	}
-	e.advance(31*24*time.Hour + 2*time.Hour) // the renewal fails
-	e.pass()
-	s := e.row(id)
-	if s.Status != store.SubscriptionPastDue || !s.Entitled || s.GraceUntil == nil {
-		t.Fatalf("after the failed renewal: %+v", s)
+	id, cus, s := e.pastDue(stripeemu.BillingSettings{RetrySchedule: []time.Duration{12 * 24 * time.Hour, 20 * 24 * time.Hour}})
+	if s.GraceUntil == nil {
+		t.Fatalf("no grace after the failed renewal: %+v", s)
 	}
 	failedAt := s.GraceUntil.Add(-7 * 24 * time.Hour)
 	e.clock.Set(failedAt.Add(6 * 24 * time.Hour)) // still in grace
@@ -336,21 +348,10 @@ func TestGraceKeepsAccessThenRevokesThenRestores(t *testing.T) {
 func TestGraceDoesNotRestartWithTheNextInvoice(t *testing.T) {
 	t.Parallel()
 	e := newSubEnv(t)
-	if err := e.emu.SetBillingSettings(stripeemu.BillingSettings{RetrySchedule: []time.Duration{24 * time.Hour,
-		48 * time.Hour}, AfterRetries: "past_due"}); err != nil {
-		t.Fatal(err)
-	}
-	id := e.subscribe(e.monthly, 0, true)
-	e.pass()
-	cus := e.row(id).StripeCustomerID
-	if err := e.emu.FailPayments(cus, true); err != nil {
-		t.Fatal(err)
-	}
-	e.advance(31*24*time.Hour + 2*time.Hour) // the renewal fails
-	e.pass()
-	s := e.row(id)
-	if s.Status != store.SubscriptionPastDue || !s.Entitled || s.LatestInvoiceID == nil {
-		t.Fatalf("after the failed renewal: %+v", s)
+	id, _, s := e.pastDue(stripeemu.BillingSettings{RetrySchedule: []time.Duration{24 * time.Hour, 48 * time.Hour},
+		AfterRetries: "past_due"})
+	if s.LatestInvoiceID == nil {
+		t.Fatalf("no invoice after the failed renewal: %+v", s)
 	}
 	unpaid := *s.LatestInvoiceID
 	e.advance(8 * 24 * time.Hour) // retries exhausted, left past_due; the grace is over
