@@ -63,6 +63,10 @@ func TestARunningReconcilerRetriesAFailedObjectWhenDue(t *testing.T) {
 	defer e.running()()
 	// The pass run at start has read the events feed once it caught this up.
 	e.await("the payment was not caught up at start", func() bool { return e.purchase(firstPID).Status == store.PurchaseCompleted })
+	// and has ended: a polling pass that met the next payment in the feed
+	// would fetch it first, and its recorded failure would hold the hint
+	// back until the retry is due, as it should.
+	e.await("the pass run at start did not end", func() bool { p := e.rec.Progress(); return p.Pass != "" && !p.Running })
 
 	sid, pid := e.checkout("ida")
 	e.pay(sid, false)
