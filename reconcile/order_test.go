@@ -282,6 +282,19 @@ func (s *shop) pay(a checkoutAnswer) {
 	}
 }
 
+// paidEmbedded checks out quantity stickers for ada as an embedded order,
+// pays it and runs an incremental pass, which records it paid.
+func (s *shop) paidEmbedded(quantity int) checkoutAnswer {
+	s.t.Helper()
+	st, a := s.buy(0, "ada", "embedded", stickers(quantity), "")
+	if st != http.StatusOK {
+		s.t.Fatalf("checkout = %d", st)
+	}
+	s.pay(a)
+	s.pass(reconcile.Incremental)
+	return a
+}
+
 // TestOrderStockRace is the acceptance: 50 buyers race for the
 // last 5 units through hosted and embedded checkouts on two servers;
 // exactly 5 reserve, the rest get 409 out_of_stock; after 3 of the 5
@@ -587,12 +600,7 @@ func deref(s *string) string {
 // is recorded paid, then refunded, from that one hint.
 func TestOrderRefunds(t *testing.T) {
 	s := newShop(t)
-	st, emb := s.buy(0, "ada", "embedded", stickers(2), "")
-	if st != http.StatusOK {
-		t.Fatalf("checkout = %d", st)
-	}
-	s.pay(emb)
-	s.pass(reconcile.Incremental)
+	emb := s.paidEmbedded(2)
 	if _, err := s.emu.Refund(emb.PaymentIntentID, 500); err != nil {
 		t.Fatal(err)
 	}
@@ -634,12 +642,7 @@ func TestOrderRefunds(t *testing.T) {
 // counts for nothing.
 func TestOrderRefundThatFailsIsReversed(t *testing.T) {
 	s := newShop(t)
-	st, emb := s.buy(0, "ada", "embedded", stickers(2), "")
-	if st != http.StatusOK {
-		t.Fatalf("checkout = %d", st)
-	}
-	s.pay(emb)
-	s.pass(reconcile.Incremental)
+	emb := s.paidEmbedded(2)
 	refundID, err := s.emu.Refund(emb.PaymentIntentID, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -686,12 +689,7 @@ func TestOrderRefundThatFailsIsReversed(t *testing.T) {
 // sees is recorded paid, then refunded, from that one hint.
 func TestOrderLostDispute(t *testing.T) {
 	s := newShop(t)
-	st, emb := s.buy(0, "ada", "embedded", stickers(2), "")
-	if st != http.StatusOK {
-		t.Fatalf("checkout = %d", st)
-	}
-	s.pay(emb)
-	s.pass(reconcile.Incremental)
+	emb := s.paidEmbedded(2)
 	dp, err := s.emu.OpenDispute(emb.PaymentIntentID)
 	if err != nil {
 		t.Fatal(err)
