@@ -139,7 +139,7 @@ func TestAHintIsAppliedBesideALongPass(t *testing.T) {
 	}
 
 	// A long pass: 40 pages of sessions, each taking 100ms to list.
-	long := startLongPass(t, e, 100*time.Millisecond)
+	long := startLongPass(t, e, 100*time.Millisecond, 0)
 	for !e.rec.Progress().Running || e.rec.Progress().Seen < 200 {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -347,12 +347,23 @@ func TestHintedSessionsTheListDoesNotBringAreRetrieved(t *testing.T) {
 // A pass whose lock's database session ends (a failover, a restarted
 // server) stops instead of polling on beside the replica that may hold the
 // lock now, and says why.
+// Scheduled passes run under a budget (reconcile.pass_budget), one-off ones
+// without: both stop.
 func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
 	t.Parallel()
+	for _, budget := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprintf("budget %s", budget), func(t *testing.T) {
+			t.Parallel()
+			passStopsWhenItsLockIsLost(t, budget)
+		})
+	}
+}
+
+func passStopsWhenItsLockIsLost(t *testing.T, budget time.Duration) {
 	e := newEnv(t, t0)
 	createSessions(t, e, 4000)
 	// 40 pages at 400ms each: the pass would take 16 s.
-	long := startLongPass(t, e, 400*time.Millisecond)
+	long := startLongPass(t, e, 400*time.Millisecond, budget)
 	deadline := time.Now().Add(30 * time.Second)
 	for !e.rec.Progress().Running || e.rec.Progress().Seen < 100 {
 		if time.Now().After(deadline) {
@@ -364,6 +375,7 @@ func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
 	if err := e.db.Pool.QueryRow(e.ctx, `
 		SELECT pg_terminate_backend(pid) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted AND objsubid = 1
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			AND (classid::bigint << 32 | objid::bigint) = $1`, store.PollerLockKey).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminate the poller lock's session: %v, %v", killed, err)
 	}
@@ -383,12 +395,12 @@ func TestAPassStopsWhenItsLockIsLost(t *testing.T) {
 }
 
 // startLongPass makes every emulator call take latency and starts a deep
-// pass over the sessions since t0; its report arrives on the channel.
-func startLongPass(t *testing.T, e *env, latency time.Duration) <-chan *reconcile.Report {
+// pass over the sessions since t0, within budget (0: none); its report arrives on the channel.
+func startLongPass(t *testing.T, e *env, latency, budget time.Duration) <-chan *reconcile.Report {
 	e.emu.SetFaults(stripeemu.Faults{Latency: latency})
 	long := make(chan *reconcile.Report, 1)
 	go func() {
-		rep, err := e.rec.RunPass(context.Background(), "deep", reconcile.PassOptions{Lists: true, Since: t0})
+		rep, err := e.rec.RunPass(context.Background(), "deep", reconcile.PassOptions{Lists: true, Since: t0, Budget: budget})
 		if err != nil {
 			t.Error(err)
 		}

@@ -97,18 +97,20 @@ func (r *Reconciler) RunPass(ctx context.Context, name string, o PassOptions) (*
 
 	// A pass stops when its lock's session is found gone: another replica
 	// may be polling under the lock by then.
-	pctx, stop := context.WithCancelCause(ctx)
+	// The budget's context is a child of that one, so the cause reaches it.
+	lctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	go func() {
 		select {
 		case <-lock.Lost():
 			stop(errLockLost)
-		case <-pctx.Done():
+		case <-lctx.Done():
 		}
 	}()
+	pctx := lctx
 	if o.Budget > 0 {
 		var cancel context.CancelFunc
-		pctx, cancel = context.WithTimeout(ctx, o.Budget)
+		pctx, cancel = context.WithTimeout(lctx, o.Budget)
 		defer cancel()
 	}
 	p := &pass{r: r, rep: rep, done: map[string]objectState{}, opts: o}
