@@ -109,10 +109,8 @@ func (a *api) newOrder(u User, co checkoutOrder, mode store.UIMode, pc pricedCar
 	if pc.promo != nil {
 		code, id := pc.promo.Code, pc.promo.ID
 		o.PromotionCode, o.PromotionCodeID = &code, &id
-		if pc.promo.Coupon != nil {
-			coupon := pc.promo.Coupon.ID
-			o.CouponID = &coupon
-		}
+		coupon := pc.promo.Coupon.ID // cartPromotion takes only codes with a coupon
+		o.CouponID = &coupon
 	}
 	if customerID != "" {
 		o.StripeCustomerID = &customerID

@@ -52,10 +52,7 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 	if done, err := a.claimedBefore(r.Context(), req.SessionID, u); err != nil {
 		return err
 	} else if done != nil {
-		a.log.InfoContext(r.Context(), "purchase claimed", "purchase_id", done.ID, "stripe_session_id",
-			req.SessionID, "user_id", u.ID, "already_claimed", true)
-		writeJSON(w, http.StatusOK, claimResponse{Status: string(done.Status), Product: done.ProductKey,
-			AlreadyClaimed: true})
+		a.writeClaimedPurchase(w, r, u, req.SessionID, *done, true)
 		return nil
 	}
 	if err := a.takeStripeLookup(w, r, u); err != nil {
@@ -89,11 +86,16 @@ func (a *api) claim(w http.ResponseWriter, r *http.Request, u User) error {
 		writeClaimedSubscription(w, res)
 		return nil
 	}
-	a.log.InfoContext(r.Context(), "purchase claimed", "purchase_id", res.Purchase.ID, "stripe_session_id",
-		req.SessionID, "user_id", u.ID, "already_claimed", res.AlreadyClaimed)
-	writeJSON(w, http.StatusOK, claimResponse{Status: string(res.Purchase.Status), Product: res.Purchase.ProductKey,
-		AlreadyClaimed: res.AlreadyClaimed})
+	a.writeClaimedPurchase(w, r, u, req.SessionID, res.Purchase, res.AlreadyClaimed)
 	return nil
+}
+
+// writeClaimedPurchase logs and answers a claim of purchase p.
+func (a *api) writeClaimedPurchase(w http.ResponseWriter, r *http.Request, u User, sessionID string, p store.Purchase,
+	already bool) {
+	a.log.InfoContext(r.Context(), "purchase claimed", "purchase_id", p.ID, "stripe_session_id", sessionID,
+		"user_id", u.ID, "already_claimed", already)
+	writeJSON(w, http.StatusOK, claimResponse{Status: string(p.Status), Product: p.ProductKey, AlreadyClaimed: already})
 }
 
 // claimedBefore returns the purchase of session sessionID when it is

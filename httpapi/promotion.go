@@ -9,7 +9,6 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -96,9 +95,6 @@ func refusesDiscount(se *stripe.Error) bool {
 // sessions. A hosted order takes no use (Stripe counts it when it is paid)
 // but is refused when embedded orders hold the uses left.
 func (a *api) holdPromotion(ctx context.Context, q *store.Queries, o store.Order, promo *stripe.PromotionCode) error {
-	if promo.Coupon == nil {
-		return fmt.Errorf("promotion code %s has no coupon", promo.ID)
-	}
 	firstTime := o.UIMode == store.UIModeEmbedded && promo.Restrictions != nil && promo.Restrictions.FirstTimeTransaction
 	lockUser := ""
 	if firstTime {

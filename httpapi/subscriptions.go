@@ -114,7 +114,7 @@ func (a *api) subscriptionCheckout(w http.ResponseWriter, r *http.Request, u Use
 	if err != nil {
 		return err
 	}
-	customerID, err := a.customerFor(lookup, u, order.githubUsername)
+	customerID, err := a.customerFor(lookup, u, customer, order.githubUsername)
 	if err != nil {
 		return err
 	}
@@ -183,15 +183,11 @@ func subscriptionTermsFor(ss []store.Subscription, sub store.Subscriber) subscri
 }
 
 // customerFor returns the user's Stripe customer: the one on their
-// account; else one Stripe finds by the user's metadata (the account row
+// account (id, read by the caller; "" when none); else one Stripe finds by the user's metadata (the account row
 // was lost); else a new one, created with an idempotency key derived from
 // the user id, so a retried or concurrent checkout cannot make a second.
 // The account remembers it (with the GitHub username, when given).
-func (a *api) customerFor(ctx context.Context, u User, githubUsername string) (string, error) {
-	id, err := a.db.AccountCustomer(ctx, u.ID)
-	if err != nil {
-		return "", err
-	}
+func (a *api) customerFor(ctx context.Context, u User, id, githubUsername string) (string, error) {
 	if id != "" {
 		return id, a.rememberGitHub(ctx, u, githubUsername)
 	}
