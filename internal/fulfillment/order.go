@@ -143,18 +143,8 @@ func (f *Fulfillment) OrderPaid(ctx context.Context, q *store.Queries, o store.O
 	if err != nil {
 		return fmt.Errorf("schedule order %s: %w", o.ID, err)
 	}
-	quantities := map[string]int{}
-	for _, l := range lines {
-		switch f.product(l.ProductKey).Access {
-		case providerGitHub:
-			facts.GitHub = username != ""
-		case providerWebhook:
-			if _, ok := quantities[l.ProductKey]; !ok {
-				facts.Webhooks = append(facts.Webhooks, l.ProductKey)
-			}
-			quantities[l.ProductKey] += l.Quantity
-		}
-	}
+	access := f.accessOf(lines)
+	facts.GitHub, facts.Webhooks = access.github && username != "", access.webhooks
 	plan := planOrder(facts)
 	if plan.Stale {
 		f.log.Info("order paid longer ago than the notify window: no email", "order_id", o.ID, "paid_at", paidAt)
@@ -170,8 +160,7 @@ func (f *Fulfillment) OrderPaid(ctx context.Context, q *store.Queries, o store.O
 		list = append(list, steps.Step{Name: StepOrderGitHub, Tags: []string{TagAccess}})
 	}
 	for _, key := range plan.Webhooks {
-		list = append(list, steps.Step{Name: StepOrderWebhook + ":" + key, Tags: []string{TagAccess},
-			Args: webhookGrantArgs{Product: key, Quantity: quantities[key]}})
+		list = append(list, access.webhookStep(key))
 	}
 	if o.UIMode == store.UIModeEmbedded && o.TaxCalculationID != nil {
 		list = append(list, steps.Step{Name: StepOrderTax})
@@ -285,21 +274,8 @@ func (f *Fulfillment) orderRegrants(ctx context.Context, q *store.Queries, o sto
 		}
 	}
 	var list []steps.Step
-	quantities := map[string]int{}
-	var webhooks []string
-	github := false
-	for _, l := range lines {
-		switch f.product(l.ProductKey).Access {
-		case providerGitHub:
-			github = true
-		case providerWebhook:
-			if _, ok := quantities[l.ProductKey]; !ok {
-				webhooks = append(webhooks, l.ProductKey)
-			}
-			quantities[l.ProductKey] += l.Quantity
-		}
-	}
-	if github && !active[string(store.ProviderGitHub)] && !underway(existing, StepOrderGitHub) {
+	access := f.accessOf(lines)
+	if access.github && !active[string(store.ProviderGitHub)] && !underway(existing, StepOrderGitHub) {
 		login, err := orderGitHubUsername(ctx, q, o)
 		if err != nil {
 			return nil, err
@@ -308,13 +284,12 @@ func (f *Fulfillment) orderRegrants(ctx context.Context, q *store.Queries, o sto
 			list = append(list, steps.Step{Name: StepOrderGitHub, Tags: []string{TagAccess}})
 		}
 	}
-	for _, key := range webhooks {
-		name := StepOrderWebhook + ":" + key
-		if active[string(store.ProviderWebhook)+":"+key] || underway(existing, name) {
+	for _, key := range access.webhooks {
+		step := access.webhookStep(key)
+		if active[string(store.ProviderWebhook)+":"+key] || underway(existing, step.Name) {
 			continue
 		}
-		list = append(list, steps.Step{Name: name, Tags: []string{TagAccess},
-			Args: webhookGrantArgs{Product: key, Quantity: quantities[key]}})
+		list = append(list, step)
 	}
 	return list, nil
 }
@@ -396,6 +371,38 @@ func (f *Fulfillment) orderEmail(ctx context.Context, o store.Order) (string, er
 		return "", fmt.Errorf("load account: %w", err)
 	}
 	return *a.Email, nil
+}
+
+// orderAccess is what an order's lines ask of the access providers: a
+// GitHub grant (a line of a GitHub product), and a webhook grant for each
+// webhook product, in the order of its first line, of its lines' summed
+// quantities.
+type orderAccess struct {
+	github     bool
+	webhooks   []string
+	quantities map[string]int
+}
+
+func (f *Fulfillment) accessOf(lines []store.OrderLine) orderAccess {
+	a := orderAccess{quantities: map[string]int{}}
+	for _, l := range lines {
+		switch f.product(l.ProductKey).Access {
+		case providerGitHub:
+			a.github = true
+		case providerWebhook:
+			if _, ok := a.quantities[l.ProductKey]; !ok {
+				a.webhooks = append(a.webhooks, l.ProductKey)
+			}
+			a.quantities[l.ProductKey] += l.Quantity
+		}
+	}
+	return a
+}
+
+// webhookStep is the grant step of webhook product key.
+func (a orderAccess) webhookStep(key string) steps.Step {
+	return steps.Step{Name: StepOrderWebhook + ":" + key, Tags: []string{TagAccess},
+		Args: webhookGrantArgs{Product: key, Quantity: a.quantities[key]}}
 }
 
 // orderMail loads the job's order, its lines and its buyer's address
