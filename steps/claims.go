@@ -52,6 +52,12 @@ type claim struct {
 	stop     context.CancelFunc // releases the timeout's timer
 }
 
+// lapsing reports whether c's lease, of length lease, is two thirds gone
+// at now: too old to start a handler under, and a running one is stopped.
+func (c *claim) lapsing(now stamp, lease time.Duration) bool {
+	return c.renewed.since(now) >= 2*lease/3
+}
+
 // claims is the registry of claims in flight.
 type claims struct {
 	mu sync.Mutex
@@ -86,7 +92,7 @@ func (cs *claims) start(ctx context.Context, s store.Step, claimedAt, now stamp,
 	if c.lost {
 		return nil, nil, errLeaseLost
 	}
-	if c.renewed.since(now) >= 2*lease/3 {
+	if c.lapsing(now, lease) {
 		return nil, nil, errLeaseLapsing
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
@@ -156,7 +162,7 @@ func (cs *claims) lapsing(now stamp, lease time.Duration) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, c := range cs.m {
-		if c.started && !c.finished && c.renewed.since(now) >= 2*lease/3 {
+		if c.started && !c.finished && c.lapsing(now, lease) {
 			c.cancel(errLeaseLapsing)
 		}
 	}
