@@ -63,7 +63,7 @@ func (r *Reconciler) purchaseFor(ctx context.Context, paymentIntentID string, re
 	if err != nil || s == nil {
 		return store.Purchase{}, errors.Join(err, store.ErrNotFound)
 	}
-	res, err := r.applySessionResult(ctx, s, nil, rep)
+	res, err := r.applySessionResult(ctx, s, nil, rep, false)
 	if err != nil {
 		return store.Purchase{}, err
 	}

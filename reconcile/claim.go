@@ -64,7 +64,7 @@ func (r *Reconciler) Claim(ctx context.Context, sessionID string, c Claimant) (C
 	if routedToSubscription(s) {
 		return r.claimSubscription(ctx, s, c)
 	}
-	res, err := r.applySessionResult(ctx, s, &c, newReport(false))
+	res, err := r.applySessionResult(ctx, s, &c, newReport(false), false)
 	if err != nil {
 		return ClaimResult{}, err
 	}

@@ -222,21 +222,17 @@ type sessionResult struct {
 // applySession makes the session's purchase agree with s. A claimant, when
 // set, is the verified user claiming the session (see Claim).
 func (r *Reconciler) applySession(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) error {
-	_, err := r.applySessionResult(ctx, s, c, rep)
+	_, err := r.applySessionResult(ctx, s, c, rep, false)
 	return err
 }
 
 // applySessionResult applies a session in one transaction, its purchase
 // row locked. A session paymentd has no row for is recorded only when
 // adopt says it is paymentd's; one that is not is counted as skipped, and
-// a claim of it finds no session.
-func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report) (sessionResult, error) {
-	return r.applySessionIn(ctx, s, c, rep, false)
-}
-
-// applySessionIn is applySessionResult; walk is set when a walk of the
-// lists applies the session (see Fulfillment.Completed).
-func (r *Reconciler) applySessionIn(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report, walk bool) (sessionResult, error) {
+// a claim of it finds no session. walk is set when a walk of the lists
+// applies the session (see Fulfillment.Completed).
+func (r *Reconciler) applySessionResult(ctx context.Context, s *stripe.CheckoutSession, c *Claimant, rep *Report,
+	walk bool) (sessionResult, error) {
 	if isOrderSession(s) {
 		// A cart's session is an order's, never a purchase (order.go).
 		if c != nil {

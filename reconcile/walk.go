@@ -297,7 +297,7 @@ func (p *pass) sessionPage(ctx context.Context, page []*stripe.CheckoutSession) 
 			(s.PaymentIntent != nil && s.PaymentIntent.Status == "" && f.state == sessionUnpaid)
 		if needsCall {
 			alone = append(alone, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
-				_, err := r.applySessionIn(ctx, s, nil, p.rep, true)
+				_, err := r.applySessionResult(ctx, s, nil, p.rep, true)
 				return err
 			}})
 			continue
@@ -336,7 +336,7 @@ func (p *pass) writeSessionBatch(ctx context.Context, batch []*sessionItem, alon
 		for _, it := range batch {
 			s := it.f.s
 			*alone = append(*alone, work{id: s.ID, fresh: true, run: func(ctx context.Context) error {
-				_, err := r.applySessionIn(ctx, s, nil, p.rep, true)
+				_, err := r.applySessionResult(ctx, s, nil, p.rep, true)
 				return err
 			}})
 		}
