@@ -202,19 +202,14 @@ func (a *api) takeRate(w http.ResponseWriter, r *http.Request, key string, rate 
 // set`), the same row a cart's reservation looks for; either is enough, so
 // a product configured with stock is refused even before serve seeds it.
 func (a *api) refuseStocked(ctx context.Context, product config.Product) error {
-	limited := product.Stock != nil
-	if !limited {
+	if product.Stock == nil {
 		_, err := a.db.GetStock(ctx, product.Key)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return err
-		default:
-			limited = true
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
 		}
-	}
-	if !limited {
-		return nil
+		if err != nil {
+			return err
+		}
 	}
 	e := Errorf(http.StatusBadRequest, "cart_required",
 		"%s has limited stock and is checked out through the cart: put it in the cart (PUT /api/cart) and check out with \"cart\": true",
