@@ -347,8 +347,9 @@ func (a *api) cartPromotion(ctx context.Context, code string, pc pricedCart, p p
 
 // embeddedPromotionAllowed checks what Stripe would check on a session
 // but cannot on a PaymentIntent: the code's minimum amount, its first-time
-// restriction, and its redemptions, counting the embedded orders paymentd
-// charged with it (Stripe counts only sessions).
+// restriction, and its and its coupon's redemptions, counting the embedded
+// orders paymentd charged with them (Stripe counts only sessions), as
+// holdPromotion counts them again under the coupon's lock.
 func (a *api) embeddedPromotionAllowed(ctx context.Context, promo *stripe.PromotionCode, subtotal int64, currency string, u User) error {
 	if r := promo.Restrictions; r != nil {
 		if r.MinimumAmount > 0 && (strings.ToLower(string(r.MinimumAmountCurrency)) != currency || subtotal < r.MinimumAmount) {
@@ -364,12 +365,12 @@ func (a *api) embeddedPromotionAllowed(ctx context.Context, promo *stripe.Promot
 			}
 		}
 	}
-	if promo.MaxRedemptions > 0 {
-		used, err := a.db.PromotionCodeUses(ctx, promo.ID)
+	if promo.MaxRedemptions > 0 || promo.Coupon.MaxRedemptions > 0 {
+		held, err := a.db.PromotionUses(ctx, promo.ID, promo.Coupon.ID)
 		if err != nil {
 			return err
 		}
-		if promo.TimesRedeemed+int64(used) >= promo.MaxRedemptions {
+		if usedUp(promo, held) {
 			return errInvalidPromotionCode()
 		}
 	}

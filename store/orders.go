@@ -327,16 +327,6 @@ func holdingStatuses() []string {
 	return out
 }
 
-// PromotionCodeUses counts the embedded orders that hold a use of promotion
-// code promotionCodeID, open or paid: Stripe counts a code's redemptions by
-// Checkout Sessions only, so paymentd counts those of the intents it
-// charges, and counts them from checkout, not payment, as the discount is
-// granted then.
-func (q *Queries) PromotionCodeUses(ctx context.Context, promotionCodeID string) (int, error) {
-	u, err := q.PromotionUses(ctx, promotionCodeID, "")
-	return u.Code, err
-}
-
 // PromotionUse counts the embedded orders holding a use of a promotion
 // code (Code) and of its coupon, through any of the coupon's codes
 // (Coupon).
